@@ -1,0 +1,19 @@
+//! app.json: the list of apps chima may deploy and how, in hubot-deploy's
+//! apps.json format extended as DESIGN.md section 4 describes.
+//!
+//! A bad file fails loudly at start, with every problem and its place
+//! (`config/app.json:4:5: `project-x`: unknown field `enironments`, did you
+//! mean `environments`?`), never message by message at deploy time.
+
+mod duration;
+mod error;
+mod load;
+mod locate;
+mod model;
+mod resolve;
+
+pub use duration::{MAX_TIMEOUT, parse_duration};
+pub use error::{ConfigError, ConfigErrors, Refusal};
+pub use load::{Apps, KNOWN_FIELDS, MAX_CONFIG_BYTES};
+pub use model::{App, Environment, Provider, Secret, is_secret_field};
+pub use resolve::{DeploymentRequest, Requester, Target};

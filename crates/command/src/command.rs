@@ -1,0 +1,578 @@
+//! The commands and the grammar that reads them from words.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use crate::error::ParseError;
+use crate::validate::{check_hosts, check_ref, closest, is_hidden, is_otp, is_slug};
+
+/// A deploy request as typed: `deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] [<otp>]`.
+///
+/// Fields hold what was typed, normalised (app, env, task and otp lowercased);
+/// `None` means "not typed". Defaults and environment aliases are applied later,
+/// by the config crate, which knows the app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deploy {
+    /// `deploy`, or `deploy:<task>` such as `deploy:migrate`.
+    pub task: String,
+    /// `!`: skip auto-merge and required contexts.
+    pub force: bool,
+    pub app: String,
+    pub git_ref: Option<String>,
+    pub env: Option<String>,
+    pub hosts: Option<String>,
+    /// A one-time password, passed through in `payload.yubikey`.
+    pub otp: Option<String>,
+}
+
+/// One chat command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Deploy(Deploy),
+    /// `deploys <app>[/<ref>] [in <env>]`: recent deployments.
+    Deploys {
+        app: String,
+        git_ref: Option<String>,
+        env: Option<String>,
+    },
+    /// `where can i deploy <app>`: environments and their locks.
+    Where {
+        app: String,
+    },
+    /// `lock <app> in <env> [reason...]`.
+    Lock {
+        app: String,
+        env: String,
+        reason: Option<String>,
+    },
+    /// `unlock <app> in <env>`.
+    Unlock {
+        app: String,
+        env: String,
+    },
+    /// `cancel <app> in <env>`.
+    Cancel {
+        app: String,
+        env: String,
+    },
+    /// `rollback <app> in <env>`.
+    Rollback {
+        app: String,
+        env: String,
+    },
+    /// `status <app>[/<ref>]`: CI state of a ref.
+    Status {
+        app: String,
+        git_ref: Option<String>,
+    },
+    /// `deploy:version`.
+    Version,
+    /// `help`.
+    Help,
+}
+
+/// Every command word, for "did you mean" suggestions.
+const COMMAND_WORDS: &[&str] = &[
+    "deploy",
+    "deploys",
+    "where",
+    "lock",
+    "unlock",
+    "cancel",
+    "rollback",
+    "status",
+    "help",
+    "deploy:version",
+    "deploy:lock",
+    "deploy:unlock",
+];
+
+impl Command {
+    /// The command's name as printed in JSON (`"command":"deploy"`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Deploy(_) => "deploy",
+            Command::Deploys { .. } => "deploys",
+            Command::Where { .. } => "where",
+            Command::Lock { .. } => "lock",
+            Command::Unlock { .. } => "unlock",
+            Command::Cancel { .. } => "cancel",
+            Command::Rollback { .. } => "rollback",
+            Command::Status { .. } => "status",
+            Command::Version => "version",
+            Command::Help => "help",
+        }
+    }
+
+    /// The app the command is about, if any.
+    pub fn app(&self) -> Option<&str> {
+        match self {
+            Command::Deploy(d) => Some(&d.app),
+            Command::Deploys { app, .. }
+            | Command::Where { app }
+            | Command::Lock { app, .. }
+            | Command::Unlock { app, .. }
+            | Command::Cancel { app, .. }
+            | Command::Rollback { app, .. }
+            | Command::Status { app, .. } => Some(app),
+            Command::Version | Command::Help => None,
+        }
+    }
+
+    /// The command written back in its canonical form, without the bot's name.
+    /// Parsing the result gives back the same command.
+    pub fn to_line(&self) -> String {
+        fn with_ref(app: &str, r: &Option<String>) -> String {
+            match r {
+                Some(r) => format!("{app}/{r}"),
+                None => app.to_string(),
+            }
+        }
+        match self {
+            Command::Deploy(d) => {
+                let mut s = d.task.clone();
+                if d.force {
+                    s.push('!');
+                }
+                s.push(' ');
+                s.push_str(&with_ref(&d.app, &d.git_ref));
+                if let Some(env) = &d.env {
+                    s.push_str(" to ");
+                    s.push_str(env);
+                    if let Some(h) = &d.hosts {
+                        s.push('/');
+                        s.push_str(h);
+                    }
+                }
+                if let Some(otp) = &d.otp {
+                    s.push(' ');
+                    s.push_str(otp);
+                }
+                s
+            }
+            Command::Deploys { app, git_ref, env } => {
+                let mut s = format!("deploys {}", with_ref(app, git_ref));
+                if let Some(env) = env {
+                    s.push_str(" in ");
+                    s.push_str(env);
+                }
+                s
+            }
+            Command::Where { app } => format!("where can i deploy {app}"),
+            Command::Lock { app, env, reason } => match reason {
+                Some(r) => format!("lock {app} in {env} {r}"),
+                None => format!("lock {app} in {env}"),
+            },
+            Command::Unlock { app, env } => format!("unlock {app} in {env}"),
+            Command::Cancel { app, env } => format!("cancel {app} in {env}"),
+            Command::Rollback { app, env } => format!("rollback {app} in {env}"),
+            Command::Status { app, git_ref } => format!("status {}", with_ref(app, git_ref)),
+            Command::Version => "deploy:version".to_string(),
+            Command::Help => "help".to_string(),
+        }
+    }
+}
+
+/// Field order follows DESIGN.md section 3: `command` first, then what the
+/// command has, with `null` for what was not typed.
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut m = serializer.serialize_map(None)?;
+        m.serialize_entry("command", self.name())?;
+        match self {
+            Command::Deploy(d) => {
+                m.serialize_entry("task", &d.task)?;
+                m.serialize_entry("force", &d.force)?;
+                m.serialize_entry("app", &d.app)?;
+                m.serialize_entry("ref", &d.git_ref)?;
+                m.serialize_entry("env", &d.env)?;
+                m.serialize_entry("hosts", &d.hosts)?;
+                m.serialize_entry("otp", &d.otp)?;
+            }
+            Command::Deploys { app, git_ref, env } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("ref", git_ref)?;
+                m.serialize_entry("env", env)?;
+            }
+            Command::Where { app } => m.serialize_entry("app", app)?,
+            Command::Lock { app, env, reason } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("env", env)?;
+                m.serialize_entry("reason", reason)?;
+            }
+            Command::Unlock { app, env }
+            | Command::Cancel { app, env }
+            | Command::Rollback { app, env } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("env", env)?;
+            }
+            Command::Status { app, git_ref } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("ref", git_ref)?;
+            }
+            Command::Version | Command::Help => {}
+        }
+        m.end()
+    }
+}
+
+const PREPOSITIONS: &[&str] = &["to", "in", "on"];
+
+fn is_preposition(w: &str) -> bool {
+    PREPOSITIONS.iter().any(|p| p.eq_ignore_ascii_case(w))
+}
+
+/// Parses the words of a command (the bot's address already removed).
+pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
+    let Some((first, rest)) = words.split_first() else {
+        return Err(ParseError::Empty);
+    };
+    if let Some(c) = words.iter().flat_map(|w| w.chars()).find(|c| is_hidden(*c)) {
+        return Err(ParseError::invalid(
+            "command",
+            format!("the line contains the control or invisible character {c:?}; retype it"),
+        ));
+    }
+    let word = first.to_lowercase();
+    match word.as_str() {
+        "deploys" => parse_deploys(rest),
+        "where" => parse_where(rest),
+        "lock" | "deploy:lock" => {
+            let (app, env, reason) = app_in_env("lock", rest, true)?;
+            Ok(Command::Lock { app, env, reason })
+        }
+        "unlock" | "deploy:unlock" => {
+            let (app, env, _) = app_in_env("unlock", rest, false)?;
+            Ok(Command::Unlock { app, env })
+        }
+        "cancel" => {
+            let (app, env, _) = app_in_env("cancel", rest, false)?;
+            Ok(Command::Cancel { app, env })
+        }
+        "rollback" => {
+            let (app, env, _) = app_in_env("rollback", rest, false)?;
+            Ok(Command::Rollback { app, env })
+        }
+        "status" => parse_status(rest),
+        "deploy:version" => no_arguments("deploy:version", rest, Command::Version),
+        "help" => Ok(Command::Help),
+        w if w.starts_with("deploy") => parse_deploy(w, rest),
+        _ => Err(ParseError::UnknownCommand {
+            suggestion: closest(&word, COMMAND_WORDS.iter().copied()),
+            word: first.to_string(),
+        }),
+    }
+}
+
+fn no_arguments(name: &'static str, rest: &[&str], c: Command) -> Result<Command, ParseError> {
+    match rest.first() {
+        None => Ok(c),
+        Some(w) => Err(ParseError::invalid(
+            name,
+            format!("`{name}` takes nothing after it, but I read `{w}`"),
+        )),
+    }
+}
+
+/// Reads `deploy`, `deploy!`, `deploy:task`, `deploy:task!` into (task, force).
+fn deploy_word(w: &str) -> Result<(String, bool), ParseError> {
+    let (task, force) = match w.strip_suffix('!') {
+        Some(t) => (t, true),
+        None => (w, false),
+    };
+    let Some(sub) = task.strip_prefix("deploy") else {
+        return Err(unknown(w));
+    };
+    if sub.is_empty() {
+        return Ok((task.to_string(), force));
+    }
+    if matches!(sub, ":lock" | ":unlock" | ":version") {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!("`{task}` cannot be forced with `!`; say `{task}` without it"),
+        ));
+    }
+    let Some(parts) = sub.strip_prefix(':') else {
+        return Err(unknown(w));
+    };
+    let valid_part = |p: &str| {
+        !p.is_empty()
+            && !p.starts_with('-')
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    if parts.split(':').all(valid_part) && task.len() <= 100 {
+        Ok((task.to_string(), force))
+    } else {
+        Err(ParseError::invalid(
+            "deploy",
+            format!(
+                "`{w}` is not a task I can run: a task is `deploy:<name>`, with names of letters, digits, `-`, `_` and `.`"
+            ),
+        ))
+    }
+}
+
+fn unknown(w: &str) -> ParseError {
+    ParseError::UnknownCommand {
+        word: w.to_string(),
+        suggestion: closest(w, COMMAND_WORDS.iter().copied()),
+    }
+}
+
+/// Splits `<app>[/<ref>]` and checks both halves.
+fn app_and_ref(command: &'static str, word: &str) -> Result<(String, Option<String>), ParseError> {
+    let (app, git_ref) = match word.split_once('/') {
+        Some((a, r)) => (a, Some(r)),
+        None => (word, None),
+    };
+    let app = checked_slug(command, "app", app)?;
+    let git_ref = match git_ref {
+        None => None,
+        Some("") => {
+            return Err(ParseError::invalid(
+                command,
+                format!("I read `{word}` but no ref after the `/`"),
+            ));
+        }
+        Some(r) => {
+            check_ref(r).map_err(|why| {
+                ParseError::invalid(command, format!("`{r}` is not a ref I will deploy: {why}"))
+            })?;
+            Some(r.to_string())
+        }
+    };
+    Ok((app, git_ref))
+}
+
+fn checked_slug(command: &'static str, what: &str, s: &str) -> Result<String, ParseError> {
+    if is_slug(s) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        let shown: String = s.chars().take(60).collect();
+        Err(ParseError::invalid(
+            command,
+            format!(
+                "`{shown}` is not an {what} name: names are letters, digits, `-`, `_` and `.`, and start with a letter or digit"
+            ),
+        ))
+    }
+}
+
+fn parse_deploy(word: &str, rest: &[&str]) -> Result<Command, ParseError> {
+    let (task, force) = deploy_word(word)?;
+    let Some((target, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!("`{word}` needs an app: `{word} <app>[/<ref>] [to <environment>]`"),
+        ));
+    };
+    let (app, git_ref) = app_and_ref("deploy", target)?;
+    let mut rest = rest.iter().copied().peekable();
+    let (mut env, mut hosts, mut otp) = (None, None, None);
+
+    if let Some(w) = rest.next_if(|w| is_preposition(w)) {
+        let Some(dest) = rest.next() else {
+            return Err(ParseError::invalid(
+                "deploy",
+                format!("I read `{w}` but no environment after it"),
+            ));
+        };
+        let (e, h) = match dest.split_once('/') {
+            Some((e, h)) => (e, Some(h)),
+            None => (dest, None),
+        };
+        env = Some(checked_slug("deploy", "environment", e)?);
+        if let Some(h) = h {
+            check_hosts(h).map_err(|why| {
+                ParseError::invalid(
+                    "deploy",
+                    format!("`{h}` is not a host filter I accept: {why}"),
+                )
+            })?;
+            hosts = Some(h.to_string());
+        }
+    }
+    if let Some(w) = rest.next() {
+        if is_otp(w) {
+            otp = Some(w.to_ascii_lowercase());
+        } else {
+            return Err(ParseError::invalid(
+                "deploy",
+                unexpected_after_deploy(w, env.is_some()),
+            ));
+        }
+    }
+    if let Some(w) = rest.next() {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!(
+                "I read the one-time password but then `{w}`, which I don't understand; nothing was deployed"
+            ),
+        ));
+    }
+    Ok(Command::Deploy(Deploy {
+        task,
+        force,
+        app,
+        git_ref,
+        env,
+        hosts,
+        otp,
+    }))
+}
+
+fn unexpected_after_deploy(w: &str, had_env: bool) -> String {
+    if w.bytes().all(|b| b.is_ascii_digit()) {
+        return format!(
+            "`{w}` is not a one-time password: it has {} digits, not 6; nothing was deployed",
+            w.len()
+        );
+    }
+    let hint = if had_env {
+        "after the environment only a one-time password may follow".to_string()
+    } else if let Some(p) = closest(w, PREPOSITIONS.iter().copied()) {
+        format!("did you mean `{p}`? Say `deploy <app> to <environment>`")
+    } else {
+        "say `deploy <app> to <environment>`".to_string()
+    };
+    format!("I don't understand `{w}` there: {hint}; nothing was deployed")
+}
+
+fn parse_deploys(rest: &[&str]) -> Result<Command, ParseError> {
+    let Some((target, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            "deploys",
+            "`deploys` needs an app: `deploys <app> [in <environment>]`",
+        ));
+    };
+    let (app, git_ref) = app_and_ref("deploys", target)?;
+    let env = match rest {
+        [] => None,
+        [p, e] if is_preposition(p) => Some(checked_slug("deploys", "environment", e)?),
+        [p] if is_preposition(p) => {
+            return Err(ParseError::invalid(
+                "deploys",
+                format!("I read `{p}` but no environment after it"),
+            ));
+        }
+        [w, ..] => {
+            return Err(ParseError::invalid(
+                "deploys",
+                format!("I don't understand `{w}` there: say `deploys <app> [in <environment>]`"),
+            ));
+        }
+    };
+    Ok(Command::Deploys { app, git_ref, env })
+}
+
+fn parse_where(rest: &[&str]) -> Result<Command, ParseError> {
+    let usage = "say `where can i deploy <app>`";
+    let mut words: Vec<&str> = rest.to_vec();
+    if words.last() == Some(&"?") {
+        words.pop();
+    }
+    if let Some(last) = words.last_mut() {
+        *last = last.strip_suffix('?').unwrap_or(last);
+    }
+    match words.as_slice() {
+        [can, i, deploy, app]
+            if can.eq_ignore_ascii_case("can")
+                && i.eq_ignore_ascii_case("i")
+                && deploy.eq_ignore_ascii_case("deploy") =>
+        {
+            Ok(Command::Where {
+                app: checked_slug("where", "app", app)?,
+            })
+        }
+        [can, i, deploy]
+            if can.eq_ignore_ascii_case("can")
+                && i.eq_ignore_ascii_case("i")
+                && deploy.eq_ignore_ascii_case("deploy") =>
+        {
+            Err(ParseError::invalid(
+                "where",
+                format!("`where can i deploy` needs an app: {usage}"),
+            ))
+        }
+        _ => Err(ParseError::invalid(
+            "where",
+            format!("I read `where` but not a question I know: {usage}"),
+        )),
+    }
+}
+
+/// Reads `<app> in <env> [reason...]` for lock, unlock, cancel and rollback.
+fn app_in_env(
+    command: &'static str,
+    rest: &[&str],
+    takes_reason: bool,
+) -> Result<(String, String, Option<String>), ParseError> {
+    let usage = if takes_reason {
+        format!("`{command} <app> in <environment> [reason]`")
+    } else {
+        format!("`{command} <app> in <environment>`")
+    };
+    let Some((app, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            command,
+            format!("`{command}` needs an app and an environment: {usage}"),
+        ));
+    };
+    if app.contains('/') {
+        return Err(ParseError::invalid(
+            command,
+            format!("`{command}` works on a whole environment, not a ref: {usage}"),
+        ));
+    }
+    let app = checked_slug(command, "app", app)?;
+    let (env, rest) = match rest {
+        [] => {
+            return Err(ParseError::invalid(
+                command,
+                format!("which environment? {usage}"),
+            ));
+        }
+        [p] if is_preposition(p) => {
+            return Err(ParseError::invalid(
+                command,
+                format!("I read `{p}` but no environment after it"),
+            ));
+        }
+        [p, env, rest @ ..] if is_preposition(p) => (env, rest),
+        [w, ..] => {
+            return Err(ParseError::invalid(
+                command,
+                format!("I don't understand `{w}` there: {usage}"),
+            ));
+        }
+    };
+    let env = checked_slug(command, "environment", env)?;
+    let reason = match (rest, takes_reason) {
+        ([], _) => None,
+        (words, true) => Some(words.join(" ")),
+        ([w, ..], false) => {
+            return Err(ParseError::invalid(
+                command,
+                format!("`{command}` takes nothing after the environment, but I read `{w}`"),
+            ));
+        }
+    };
+    Ok((app, env, reason))
+}
+
+fn parse_status(rest: &[&str]) -> Result<Command, ParseError> {
+    match rest {
+        [] => Err(ParseError::invalid(
+            "status",
+            "`status` needs an app: `status <app>[/<ref>]`",
+        )),
+        [target] => {
+            let (app, git_ref) = app_and_ref("status", target)?;
+            Ok(Command::Status { app, git_ref })
+        }
+        [_, w, ..] => Err(ParseError::invalid(
+            "status",
+            format!("`status` takes one `<app>[/<ref>]`, but then I read `{w}`"),
+        )),
+    }
+}

@@ -1,0 +1,174 @@
+//! The app.json model: what an app entry means once it has been checked.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// How an app is deployed. hubot-deploy's apps.json names the provider; heaven
+/// ran it. faseng runs these four.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `./<deploy_script>` in the checkout (`shell`, or heaven's `script`).
+    Shell,
+    /// `fab -R <env> <task>:branch_name=<ref>`.
+    Fabric,
+    /// `bundle exec cap <env> <task>` (heaven's `capistrano` and `bundler_capistrano`).
+    Capistrano,
+    /// The Heroku Platform API build endpoint.
+    Heroku,
+}
+
+impl Provider {
+    /// The names accepted in app.json, with what they mean.
+    pub const NAMES: &'static [(&'static str, Provider)] = &[
+        ("shell", Provider::Shell),
+        ("script", Provider::Shell),
+        ("fabric", Provider::Fabric),
+        ("capistrano", Provider::Capistrano),
+        ("bundler_capistrano", Provider::Capistrano),
+        ("heroku", Provider::Heroku),
+    ];
+
+    /// Reads a provider name as written in app.json or in a deployment payload.
+    pub fn from_name(name: &str) -> Option<Provider> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, p)| *p)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Shell => "shell",
+            Provider::Fabric => "fabric",
+            Provider::Capistrano => "capistrano",
+            Provider::Heroku => "heroku",
+        }
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One environment of an app. hubot-deploy accepted plain names and, later,
+/// objects with these optional fields; both forms load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    pub name: String,
+    /// GitHub's `production_environment`, when written in the object form.
+    pub production: Option<bool>,
+    /// The provider's own name for it (a Heroku app, for example).
+    pub provider_env_name: Option<String>,
+    pub auto_inactive: Option<bool>,
+    pub transient: Option<bool>,
+}
+
+/// A value that must never be printed, logged or copied into a payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// One app of app.json, checked.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The key in app.json: the name people type in chat.
+    pub name: String,
+    pub provider: Provider,
+    /// `owner/name` on GitHub.
+    pub repository: String,
+    pub environments: Vec<Environment>,
+    /// Merge the default branch into the ref before deploying (GitHub's auto-merge).
+    pub auto_merge: bool,
+    /// `None`: all contexts must pass (GitHub's default). `Some([])`: none.
+    pub required_contexts: Option<Vec<String>>,
+    /// `None`: every room may deploy. Channel names or ids.
+    pub allowed_rooms: Option<Vec<String>>,
+    /// Per environment, who may deploy there (user ids or names). Environments
+    /// not listed are open to everyone in an allowed room.
+    pub allowed_users: BTreeMap<String, Vec<String>>,
+    pub github_api: Option<String>,
+    pub github_token: Option<Secret>,
+    pub heroku_name: Option<String>,
+    /// `heroku_<env>_name`, by environment.
+    pub heroku_env_names: BTreeMap<String, String>,
+    /// `<env>_url`, by environment: the deployed site, for `environment_url`.
+    pub env_urls: BTreeMap<String, String>,
+    pub deploy_script: Option<String>,
+    pub default_environment: Option<String>,
+    pub default_ref: Option<String>,
+    /// Alias -> environment (`"prod": "production"`).
+    pub aliases: BTreeMap<String, String>,
+    pub production_environments: Vec<String>,
+    pub timeout: Option<Duration>,
+    /// Where to clone from when the repository is not on GitHub (a URL or a
+    /// local path), as in the embedded mode.
+    pub clone_url: Option<String>,
+    pub fabric_task: Option<String>,
+    /// An argv that replaces the provider's command.
+    pub command: Option<Vec<String>>,
+    /// The entry as written, minus secrets: what goes into `payload.config`.
+    pub(crate) public_entry: serde_json::Map<String, serde_json::Value>,
+}
+
+impl App {
+    pub fn environment(&self, name: &str) -> Option<&Environment> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    pub fn environment_names(&self) -> Vec<String> {
+        self.environments.iter().map(|e| e.name.clone()).collect()
+    }
+
+    /// The environment a typed name means: itself, or what an alias points to.
+    pub fn canonical_environment(&self, typed: &str) -> Option<&str> {
+        let typed = typed.to_ascii_lowercase();
+        if let Some(e) = self.environment(&typed) {
+            return Some(&e.name);
+        }
+        self.aliases.get(&typed).map(String::as_str)
+    }
+
+    /// Whether GitHub should treat deployments to `env` as production.
+    /// Explicit settings win; otherwise only `production` is.
+    pub fn is_production(&self, env: &str) -> bool {
+        if let Some(p) = self.environment(env).and_then(|e| e.production) {
+            return p;
+        }
+        if !self.production_environments.is_empty() {
+            return self.production_environments.iter().any(|p| p == env);
+        }
+        env == "production"
+    }
+
+    /// The app entry without secrets, for `payload.config`.
+    pub fn public_config(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.public_entry.clone())
+    }
+}
+
+/// True for field names that hold secrets, which are never copied anywhere.
+pub fn is_secret_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["token", "secret", "password", "api_key", "private_key"]
+        .iter()
+        .any(|s| n.ends_with(s))
+}

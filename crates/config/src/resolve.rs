@@ -1,0 +1,181 @@
+//! Turning a parsed command into what to do, for one app, room and user:
+//! aliases and defaults applied, permissions checked, in the order DESIGN.md
+//! section 2.1 gives (unknown app, unknown environment, room, user). Locks are
+//! checked by the caller, which has the store.
+
+use chima_command::{Deploy, closest};
+
+use crate::error::Refusal;
+use crate::load::Apps;
+use crate::model::App;
+
+/// Who typed the command, and where.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requester {
+    /// Chat user id (Slack `U...`), if the transport has one.
+    pub user_id: Option<String>,
+    /// The name shown to people (`user_name` in the payload).
+    pub user_name: String,
+    /// Channel id (Slack `C...`), if any.
+    pub room_id: Option<String>,
+    /// Channel name, without `#`.
+    pub room_name: Option<String>,
+}
+
+impl Requester {
+    /// How to refer to the room in a reply.
+    pub fn room_label(&self) -> String {
+        match (&self.room_name, &self.room_id) {
+            (Some(n), _) => format!("#{}", n.trim_start_matches('#')),
+            (None, Some(id)) => id.clone(),
+            (None, None) => "this room".to_string(),
+        }
+    }
+}
+
+/// A deployment to create: the hubot-deploy compatible fields of DESIGN.md
+/// section 4, before the transport adds `payload.notify`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRequest {
+    pub app: String,
+    pub repository: String,
+    pub task: String,
+    /// `None`: the repository's default branch (looked up by the caller).
+    pub git_ref: Option<String>,
+    pub environment: String,
+    pub hosts: Option<String>,
+    pub yubikey: Option<String>,
+    pub force: bool,
+    pub auto_merge: bool,
+    /// `None`: every context must pass. `Some([])`: none (forced).
+    pub required_contexts: Option<Vec<String>>,
+    pub production_environment: bool,
+    pub transient_environment: Option<bool>,
+    /// `payload.config`: the app entry without secrets.
+    pub config: serde_json::Value,
+}
+
+/// Where a command lands once aliases and defaults are applied.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub app: &'a App,
+    /// The canonical environment name.
+    pub environment: &'a str,
+}
+
+impl Apps {
+    /// Finds the app, with a suggestion when it is a typo.
+    pub fn app(&self, name: &str) -> Result<&App, Refusal> {
+        self.get(name).ok_or_else(|| {
+            let names = self.names();
+            Refusal::UnknownApp {
+                app: name.to_string(),
+                suggestion: closest(name, names.iter().map(String::as_str)).map(str::to_string),
+                known: names,
+            }
+        })
+    }
+
+    /// Resolves app and environment: `env` as typed (an alias is followed), or
+    /// the app's `default_environment`, or `fallback_env`
+    /// (`CHIMA_DEFAULT_ENVIRONMENT`, default `production`).
+    pub fn target<'a>(
+        &'a self,
+        app: &str,
+        env: Option<&str>,
+        fallback_env: &str,
+    ) -> Result<Target<'a>, Refusal> {
+        let app = self.app(app)?;
+        let typed = env
+            .map(str::to_string)
+            .or_else(|| app.default_environment.clone())
+            .unwrap_or_else(|| fallback_env.to_string());
+        let environment = app.canonical_environment(&typed).ok_or_else(|| {
+            let known = app.environment_names();
+            let mut candidates = known.clone();
+            candidates.extend(app.aliases.keys().cloned());
+            Refusal::UnknownEnvironment {
+                app: app.name.clone(),
+                suggestion: closest(&typed, candidates.iter().map(String::as_str))
+                    .map(str::to_string),
+                env: typed.clone(),
+                known,
+            }
+        })?;
+        Ok(Target { app, environment })
+    }
+
+    /// Checks `allowed_rooms` and `allowed_users` for a command on `target`.
+    pub fn check_permissions(&self, target: Target<'_>, who: &Requester) -> Result<(), Refusal> {
+        let app = target.app;
+        if let Some(rooms) = &app.allowed_rooms {
+            let room_ok = rooms.iter().any(|r| {
+                let r = r.trim_start_matches('#');
+                who.room_id.as_deref() == Some(r)
+                    || who
+                        .room_name
+                        .as_deref()
+                        .is_some_and(|n| n.trim_start_matches('#').eq_ignore_ascii_case(r))
+            });
+            if !room_ok {
+                return Err(Refusal::RoomNotAllowed {
+                    app: app.name.clone(),
+                    room: who.room_label(),
+                    allowed: rooms.clone(),
+                });
+            }
+        }
+        if let Some(users) = app.allowed_users.get(target.environment) {
+            let user_ok = users.iter().any(|u| {
+                let u = u.trim_start_matches('@');
+                who.user_id.as_deref() == Some(u)
+                    || who
+                        .user_name
+                        .trim_start_matches('@')
+                        .eq_ignore_ascii_case(u)
+            });
+            if !user_ok {
+                return Err(Refusal::UserNotAllowed {
+                    app: app.name.clone(),
+                    env: target.environment.to_string(),
+                    user: who.user_name.clone(),
+                    allowed: users.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a typed deploy into the deployment to create, or says why not.
+    pub fn resolve_deploy(
+        &self,
+        d: &Deploy,
+        who: &Requester,
+        fallback_env: &str,
+    ) -> Result<DeploymentRequest, Refusal> {
+        let target = self.target(&d.app, d.env.as_deref(), fallback_env)?;
+        self.check_permissions(target, who)?;
+        let app = target.app;
+        let env = target.environment;
+        let (auto_merge, required_contexts) = if d.force {
+            (false, Some(Vec::new()))
+        } else {
+            (app.auto_merge, app.required_contexts.clone())
+        };
+        Ok(DeploymentRequest {
+            app: app.name.clone(),
+            repository: app.repository.clone(),
+            task: d.task.clone(),
+            git_ref: d.git_ref.clone().or_else(|| app.default_ref.clone()),
+            environment: env.to_string(),
+            hosts: d.hosts.clone(),
+            yubikey: d.otp.clone(),
+            force: d.force,
+            auto_merge,
+            required_contexts,
+            production_environment: app.is_production(env),
+            transient_environment: app.environment(env).and_then(|e| e.transient),
+            config: app.public_config(),
+        })
+    }
+}

@@ -1,0 +1,388 @@
+//! app.json loading and resolution: the shipped example, broken copies with
+//! their exact messages, and the checks a deploy goes through.
+
+use std::path::{Path, PathBuf};
+
+use chima_command::{Addressee, Command, parse};
+use chima_config::{Apps, Provider, Refusal, Requester};
+
+fn shipped() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/app.json")
+}
+
+fn errors(text: &str) -> Vec<String> {
+    match Apps::parse(text, Path::new("config/app.json")) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+fn load(text: &str) -> Apps {
+    match Apps::parse(text, Path::new("config/app.json")) {
+        Ok(a) => a,
+        Err(e) => panic!("refused: {e}"),
+    }
+}
+
+#[test]
+fn the_shipped_example_loads() {
+    let apps = Apps::load(&shipped()).unwrap();
+    let demo = apps.get("demo").unwrap();
+    assert_eq!(demo.provider, Provider::Shell);
+    assert_eq!(demo.environment_names(), vec!["staging", "production"]);
+    assert_eq!(demo.deploy_script.as_deref(), Some("script/demo-deploy"));
+    assert!(
+        apps.get("hubot")
+            .unwrap()
+            .heroku_env_names
+            .contains_key("staging")
+    );
+}
+
+#[test]
+fn bad_json_names_line_and_column() {
+    let e = errors("{\n  \"app\": {\n    \"provider\": \"shell\",\n  }\n}");
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("config/app.json:4:3: not valid JSON: trailing comma"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn unknown_field_names_app_field_and_suggests() {
+    let e = errors(
+        "{\n  \"project-x\": {\n    \"provider\": \"fabric\",\n    \"repository\": \"o/r\",\n    \"enironments\": [\"edge\"]\n  }\n}",
+    );
+    assert_eq!(
+        e,
+        vec![
+            "config/app.json:5:5: `project-x`: unknown field `enironments`, did you mean `environments`?"
+        ]
+    );
+}
+
+#[test]
+fn allowed_users_key_must_name_an_environment() {
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "environments": ["production", "staging"],
+  "allowed_users": {"prod": ["alice"]}}}"#,
+    );
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("config/app.json:2:21: `x`: `allowed_users` names `prod`, which is not one of the app's environments"),
+        "{}",
+        e[0]
+    );
+    assert!(e[0].contains("production, staging"), "{}", e[0]);
+}
+
+#[test]
+fn empty_environments_is_refused() {
+    let e = errors(r#"{"x": {"provider": "shell", "repository": "o/r", "environments": []}}"#);
+    assert_eq!(e.len(), 1);
+    assert!(
+        e[0].starts_with("config/app.json:1:50: `x`: `environments` is empty"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = errors(
+        r#"{
+  "a": {"provider": "herokuu", "repository": "nope"},
+  "b": {"repository": "o/r", "timeout": "20", "auto_merge": "yes"},
+  "C": {"provider": "shell", "repository": "o/r"}
+}"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("2:9: `a`: unknown provider `herokuu`: did you mean `heroku`?"),
+        "{all}"
+    );
+    assert!(
+        all.contains("2:32: `a`: `repository` must be `owner/name`"),
+        "{all}"
+    );
+    assert!(all.contains("3:3: `b`: missing field `provider`"), "{all}");
+    assert!(all.contains("`b`: `timeout`: `20` has no unit"), "{all}");
+    assert!(
+        all.contains("`b`: `auto_merge` must be true or false, not a string"),
+        "{all}"
+    );
+    assert!(
+        all.contains("4:3: `C`: an app name must be lowercase"),
+        "{all}"
+    );
+    assert_eq!(e.len(), 6, "{all}");
+}
+
+#[test]
+fn duplicated_keys_are_refused() {
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r"},
+"x": {"provider": "heroku", "repository": "o/r", "provider": "shell"}}"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("2:1: `x` is given more than once (first on line 1)"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`x`: `provider` is given more than once"),
+        "{all}"
+    );
+}
+
+#[test]
+fn hostile_values_are_refused() {
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "clone_url": "ext::sh -c id",
+ "deploy_script": "../../bin/sh", "default_ref": "--upload-pack=id", "command": "make deploy"}}"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("`clone_url` `ext::sh -c id` uses a git transport that runs commands"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`deploy_script` `../../bin/sh` leaves the repository"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`default_ref` `--upload-pack=id` is not a ref"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`command` must be a list of arguments"),
+        "{all}"
+    );
+}
+
+#[test]
+fn top_level_must_be_an_object_of_objects() {
+    assert!(errors("[]")[0].contains("the top level must be an object of apps"));
+    assert!(errors("{}")[0].contains("holds no apps"));
+    assert!(errors(r#"{"x": 3}"#)[0].contains("an app must be an object of fields, not a number"));
+}
+
+#[test]
+fn oversized_and_missing_files_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.json");
+    let e = Apps::load(&missing).unwrap_err().to_string();
+    assert!(
+        e.contains("nope.json: cannot read it") && e.contains("APPS_JSON"),
+        "{e}"
+    );
+    let big = dir.path().join("big.json");
+    std::fs::write(&big, vec![b' '; 5 * 1024 * 1024]).unwrap();
+    let e = Apps::load(&big).unwrap_err().to_string();
+    assert!(e.contains("the limit is 4194304"), "{e}");
+    let bin = dir.path().join("bin.json");
+    std::fs::write(&bin, [0xff, 0xfe, b'{']).unwrap();
+    assert!(
+        Apps::load(&bin)
+            .unwrap_err()
+            .to_string()
+            .contains("not UTF-8")
+    );
+}
+
+#[test]
+fn environment_objects_in_the_newer_hubot_deploy_form() {
+    let apps = load(
+        r#"{"hubot": {"provider": "heroku", "repository": "MyOrg/hubot", "environments": [
+      {"name": "live", "production": true},
+      {"name": "staging", "provider_env_name": "my-staging", "auto_inactive": false},
+      {"name": "test", "transient": true}]}}"#,
+    );
+    let app = apps.get("hubot").unwrap();
+    assert!(app.is_production("live"));
+    assert!(!app.is_production("staging"));
+    assert_eq!(
+        app.environment("staging")
+            .unwrap()
+            .provider_env_name
+            .as_deref(),
+        Some("my-staging")
+    );
+}
+
+// ---- resolution ----
+
+const APPS: &str = r#"{
+  "project-x": {
+    "provider": "fabric", "repository": "example/project-x",
+    "environments": ["production", "edge", "staging"],
+    "default_environment": "staging",
+    "aliases": {"prod": "production"},
+    "required_contexts": ["ci/build"],
+    "allowed_rooms": ["ops", "C024BE91L"],
+    "allowed_users": {"production": ["alice", "U023BECGF"]},
+    "github_token": "ghp_supersecret",
+    "production_url": "https://x.example.com"
+  },
+  "plain": {"provider": "shell", "repository": "o/plain"}
+}"#;
+
+fn deploy_of(line: &str) -> chima_command::Deploy {
+    match parse(line, &Addressee::named("chima")) {
+        Ok(Command::Deploy(d)) => d,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn in_ops(user: &str) -> Requester {
+    Requester {
+        user_id: Some("U999".into()),
+        user_name: user.into(),
+        room_id: Some("C111".into()),
+        room_name: Some("ops".into()),
+    }
+}
+
+#[test]
+fn aliases_defaults_and_the_body_fields() {
+    let apps = load(APPS);
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x/feature to prod"),
+            &in_ops("alice"),
+            "production",
+        )
+        .unwrap();
+    assert_eq!(r.environment, "production");
+    assert_eq!(r.git_ref.as_deref(), Some("feature"));
+    assert!(r.production_environment);
+    assert!(r.auto_merge);
+    assert_eq!(r.required_contexts, Some(vec!["ci/build".to_string()]));
+    // The app's default environment wins over the global fallback.
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x"),
+            &in_ops("bob"),
+            "production",
+        )
+        .unwrap();
+    assert_eq!(r.environment, "staging");
+    assert!(!r.production_environment);
+    // Without an app default, the global fallback (CHIMA_DEFAULT_ENVIRONMENT).
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy plain"),
+            &Requester::default(),
+            "production",
+        )
+        .unwrap();
+    assert_eq!(r.environment, "production");
+    assert_eq!(r.git_ref, None);
+}
+
+#[test]
+fn force_skips_merge_and_contexts() {
+    let apps = load(APPS);
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy:migrate! project-x to edge"),
+            &in_ops("bob"),
+            "production",
+        )
+        .unwrap();
+    assert!(!r.auto_merge);
+    assert_eq!(r.required_contexts, Some(vec![]));
+    assert_eq!(r.task, "deploy:migrate");
+}
+
+#[test]
+fn secrets_never_reach_the_payload_config() {
+    let apps = load(APPS);
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to edge"),
+            &in_ops("bob"),
+            "production",
+        )
+        .unwrap();
+    let config = r.config.to_string();
+    assert!(!config.contains("ghp_supersecret"), "{config}");
+    assert!(!config.contains("github_token"), "{config}");
+    assert!(config.contains("example/project-x"));
+    let debug = format!("{:?}", apps.get("project-x").unwrap());
+    assert!(!debug.contains("ghp_supersecret"), "{debug}");
+}
+
+#[test]
+fn refusals_in_order_with_their_texts() {
+    let apps = load(APPS);
+    let who = in_ops("bob");
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-y to prod"),
+            &who,
+            "production",
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "I don't know an app called `project-y` (did you mean `project-x`?). Known apps: `plain`, `project-x`."
+    );
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prd"),
+            &who,
+            "production",
+        )
+        .unwrap_err();
+    assert!(matches!(e, Refusal::UnknownEnvironment { .. }));
+    assert_eq!(
+        e.to_string(),
+        "`project-x` has no environment `prd` (did you mean `prod`?). Its environments: `production`, `edge`, `staging`."
+    );
+    let elsewhere = Requester {
+        room_id: Some("C222".into()),
+        room_name: Some("random".into()),
+        ..in_ops("alice")
+    };
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &elsewhere,
+            "production",
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "`project-x` cannot be deployed from #random. Allowed rooms: `ops`, `C024BE91L`."
+    );
+    // The room is checked before the user.
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &who,
+            "production",
+        )
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "bob is not allowed to deploy `project-x` to production. Ask one of: `alice`, `U023BECGF`."
+    );
+    // Room by id, user by id.
+    let by_id = Requester {
+        user_id: Some("U023BECGF".into()),
+        user_name: "carol".into(),
+        room_id: Some("C024BE91L".into()),
+        room_name: None,
+    };
+    assert!(
+        apps.resolve_deploy(
+            &deploy_of("chima deploy project-x to production"),
+            &by_id,
+            "production"
+        )
+        .is_ok()
+    );
+}
