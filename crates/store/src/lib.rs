@@ -1,0 +1,333 @@
+//! The job store of faseng (and of chima's embedded mode): deployments, their logs,
+//! environment locks, webhook deliveries and pending notifications.
+//!
+//! One trait, [`Store`], two implementations: [`PgStore`] for production (many faseng
+//! processes share one PostgreSQL) and [`SqliteStore`] for the embedded mode (one
+//! process, one file). Both give the same answers; one behaviour suite
+//! (`tests/store/`) runs against each.
+//!
+//! The rules the database enforces, not the code around it:
+//!
+//! * **One running deployment per app+environment**: a partial unique index on
+//!   `deployments(app, environment) WHERE state = 'running'`. Claimers that race past
+//!   the checks in their queries cannot both commit; the loser just claims nothing.
+//! * **FIFO within an environment, parallel across environments**: a claim takes the
+//!   oldest queued deployment that is the oldest of its environment and whose environment
+//!   has nothing running.
+//! * **Notifications are never lost**: a trigger writes the outbox rows of every state
+//!   change in the transaction of the change (whatever statement made it), so a process
+//!   that dies between the change and the send leaves the event in the outbox.
+//! * **Deploys are never re-run by the store**: a claimer holds a lease; when the lease
+//!   lapses the deployment becomes `errored` ("worker lost"), with its notifications,
+//!   because a deploy is not idempotent and a silent replay could do harm.
+//!
+//! Queries are plain runtime queries (`query` / `query_as` with `$N` placeholders), so
+//! the crate builds without a database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+mod common;
+pub mod error;
+pub mod model;
+pub mod postgres;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use model::{
+    CancelResult, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus, Lock,
+    LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome, Stream,
+};
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+/// Result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// Picks the backend from a URL's scheme: `postgres://` / `postgresql://`, or
+    /// `sqlite://` / `sqlite:`.
+    pub fn from_url(url: &str) -> Result<Backend> {
+        let lower = url.trim_start().to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if lower.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            Err(StoreError::InvalidUrl {
+                url: common::redact_url(url),
+                detail: "expected postgres://user@host/db, postgresql://..., \
+                         sqlite://path/to/file.db or sqlite:path/to/file.db"
+                    .to_owned(),
+            })
+        }
+    }
+}
+
+/// Opens the store named by `url` and brings its schema up to date.
+///
+/// PostgreSQL: `postgres://` or `postgresql://`; the database must exist (it may be empty).
+/// SQLite: `sqlite://path` or `sqlite:path`; the file (and its folder) is created if
+/// missing, in WAL mode with a busy timeout so that concurrent claimers wait rather than
+/// fail. Refuses a database that holds migrations newer than this build knows.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    match Backend::from_url(url)? {
+        Backend::Postgres => Ok(Arc::new(PgStore::open(url).await?)),
+        Backend::Sqlite => Ok(Arc::new(SqliteStore::open(url).await?)),
+    }
+}
+
+/// The job store. Object safe: the engine and the HTTP layer hold an `Arc<dyn Store>`.
+///
+/// Every method is one short transaction; none holds a transaction open across calls,
+/// so a caller that dies leaves nothing locked.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+
+    /// Applies pending migrations; fails with [`StoreError::NewerMigrations`] on a database
+    /// migrated by a newer build. [`open`] already does this.
+    async fn migrate(&self) -> Result<()>;
+
+    /// One round trip to the database (health checks).
+    async fn ping(&self) -> Result<()>;
+
+    /// Closes the connections (graceful shutdown). The store is unusable afterwards.
+    async fn close(&self);
+
+    // ---- deployments ----------------------------------------------------------------
+
+    /// Queues a deployment, idempotently: a second request with the same `source_key` (or
+    /// the same `github_deployment_id`) creates nothing and returns the existing deployment
+    /// with `already_existed = true`. Safe under concurrent callers. Writes the `queued`
+    /// outbox events and wakes idle claimers.
+    async fn create_deployment(&self, new: NewDeployment) -> Result<Created>;
+
+    /// The deployment with this id, if any.
+    async fn get_deployment(&self, id: i64) -> Result<Option<Deployment>>;
+
+    /// The deployment created for this GitHub deployment id, if any.
+    async fn find_by_github_id(&self, github_deployment_id: i64) -> Result<Option<Deployment>>;
+
+    /// Deployments matching the filter, newest first.
+    async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>>;
+
+    /// The newest succeeded deployment of app+environment, optionally only among those
+    /// older than `before_id` (what a rollback goes back to).
+    async fn last_succeeded(
+        &self,
+        app: &str,
+        environment: &str,
+        before_id: Option<i64>,
+    ) -> Result<Option<Deployment>>;
+
+    /// How many deployments are in each state (states with none are left out).
+    async fn count_by_state(&self) -> Result<Vec<(DeploymentState, i64)>>;
+
+    // ---- life cycle -------------------------------------------------------------------
+
+    /// Claims the oldest queued deployment whose app+environment has nothing running and
+    /// no older queued deployment: it becomes `running`, held by `worker_id` until
+    /// now + `lease` unless renewed. Reaps lapsed leases first, so no sweeper is needed.
+    /// Ignores locks: the engine checks them after claiming. `None` when nothing is
+    /// claimable (including when another claimer won a race).
+    async fn claim(&self, worker_id: &str, lease: Duration) -> Result<Option<Deployment>>;
+
+    /// Extends the lease of a running deployment held by `worker_id` to now + `lease`.
+    /// `held = false` when the worker lost it (the lease had lapsed: the deployment is
+    /// `errored` now; or it is not running): the worker must stop. Also reports a cancel
+    /// request.
+    async fn renew_lease(&self, id: i64, worker_id: &str, lease: Duration) -> Result<LeaseStatus>;
+
+    /// Ends a running deployment held by `worker_id` with a terminal outcome.
+    /// [`StoreError::InvalidTransition`] when it is not running,
+    /// [`StoreError::Conflict`] when another worker holds it; nothing changes then.
+    async fn finish(&self, id: i64, worker_id: &str, outcome: Outcome) -> Result<Deployment>;
+
+    /// Ends a *queued* deployment without running it (environment locked by someone else,
+    /// unknown provider, ...): `state` must be terminal and not `succeeded`. A deployment
+    /// already claimed is ended with [`Store::finish`] by its claimer instead.
+    async fn fail_queued(
+        &self,
+        id: i64,
+        state: DeploymentState,
+        reason: &str,
+    ) -> Result<Deployment>;
+
+    /// Cancels: a queued deployment is `cancelled` at once; a running one is marked
+    /// (`cancel_requested_by`) for its worker to stop; a finished one is left alone.
+    async fn request_cancel(&self, id: i64, by: &str) -> Result<CancelResult>;
+
+    /// Ends every running deployment whose lease has lapsed as `errored` ("worker lost"),
+    /// with its notifications, and returns them. Called by `claim` and `renew_lease`;
+    /// public for a periodic sweep or an admin action.
+    async fn reap_lapsed_leases(&self) -> Result<Vec<Deployment>>;
+
+    /// Returns when work may have become claimable, or after `timeout`. Spurious returns
+    /// are allowed (callers loop on `claim`). PostgreSQL: LISTEN/NOTIFY, across processes;
+    /// the first call returns as soon as it listens. SQLite: an in-process signal plus a
+    /// short poll for other processes.
+    async fn wait_for_work(&self, timeout: Duration) -> Result<()>;
+
+    // ---- logs -------------------------------------------------------------------------
+
+    /// Appends lines with consecutive sequence numbers (1-based per deployment) in one
+    /// transaction; returns the last sequence number (the current one for an empty batch).
+    async fn append_logs(&self, id: i64, lines: &[NewLogLine]) -> Result<i64>;
+
+    /// Up to `limit` lines with `seq > after_seq`, in order (live pages poll with the last
+    /// seq they showed).
+    async fn read_logs(&self, id: i64, after_seq: i64, limit: i64) -> Result<Vec<LogLine>>;
+
+    /// How many lines the deployment has (= its last sequence number).
+    async fn log_count(&self, id: i64) -> Result<i64>;
+
+    // ---- locks ------------------------------------------------------------------------
+
+    /// Locks app+environment for `holder`. `HeldBy` when someone else holds an unexpired
+    /// lock; the same holder locking again updates reason and expiry. An expired lock is
+    /// overwritten.
+    async fn lock(
+        &self,
+        app: &str,
+        environment: &str,
+        holder: &str,
+        reason: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<LockResult>;
+
+    /// Removes the lock; returns it if it was in force.
+    async fn unlock(&self, app: &str, environment: &str) -> Result<Option<Lock>>;
+
+    /// The lock in force on app+environment (an expired one counts as absent).
+    async fn get_lock(&self, app: &str, environment: &str) -> Result<Option<Lock>>;
+
+    /// Every lock in force, by app then environment.
+    async fn list_locks(&self) -> Result<Vec<Lock>>;
+
+    // ---- webhook deliveries -----------------------------------------------------------
+
+    /// Records a webhook delivery id; `true` the first time it is seen, `false` for a
+    /// redelivery (acknowledge it, queue nothing).
+    async fn record_delivery(&self, delivery_id: &str, event: &str) -> Result<bool>;
+
+    // ---- outbox -----------------------------------------------------------------------
+
+    /// Takes up to `limit` due events for `target`: per deployment only its oldest
+    /// undelivered event for that target (so each deployment's messages go out in order).
+    /// Taken events are hidden from other senders for [`OUTBOX_IN_FLIGHT`]; a sender that
+    /// dies before marking them lets them come back then.
+    async fn take_due_outbox(&self, target: &str, limit: i64) -> Result<Vec<OutboxEntry>>;
+
+    /// The event was delivered: it is never handed out again.
+    async fn mark_delivered(&self, outbox_id: i64) -> Result<()>;
+
+    /// Delivery failed: count the attempt, keep the error, try again at `retry_at`.
+    /// No effect on a delivered event.
+    async fn reschedule_outbox(
+        &self,
+        outbox_id: i64,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> Result<()>;
+
+    /// Undelivered events (metrics).
+    async fn outbox_backlog(&self) -> Result<i64>;
+
+    /// Every event of one deployment, delivered or not, oldest first (admin pages, tests).
+    async fn outbox_for_deployment(&self, id: i64) -> Result<Vec<OutboxEntry>>;
+}
+
+/// How long an outbox event taken by a sender stays hidden from other senders before it
+/// is handed out again (the sender died, or forgot to mark it).
+pub const OUTBOX_IN_FLIGHT: Duration = Duration::from_secs(120);
+
+/// How often a waiting SQLite claimer looks for work written by another process.
+pub const SQLITE_POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheme_picks_the_backend() {
+        for url in [
+            "postgres://faseng@db/faseng",
+            "postgresql://faseng:pw@db:5432/faseng?sslmode=require",
+            "POSTGRES://db/x",
+        ] {
+            assert_eq!(
+                Backend::from_url(url).ok(),
+                Some(Backend::Postgres),
+                "{url}"
+            );
+        }
+        for url in [
+            "sqlite://data/faseng.db",
+            "sqlite:faseng.db",
+            "sqlite::memory:",
+        ] {
+            assert_eq!(Backend::from_url(url).ok(), Some(Backend::Sqlite), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_without_showing_the_password() {
+        let err = match open("mysql://root:hunter2@db/faseng").await {
+            Ok(_) => panic!("mysql is not a backend"),
+            Err(err) => err,
+        };
+        assert!(matches!(err, StoreError::InvalidUrl { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("mysql://root@db/faseng"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("postgres://"), "{text}");
+        assert!(
+            open("faseng.db").await.is_err(),
+            "a bare path names no backend"
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_in_memory_works_on_one_connection() {
+        let store = open("sqlite::memory:").await.expect("in-memory store");
+        let created = store
+            .create_deployment(NewDeployment {
+                source_key: "k".to_owned(),
+                requester: "alice".to_owned(),
+                app: "web".to_owned(),
+                environment: "production".to_owned(),
+                repository: "acme/web".to_owned(),
+                git_ref: "main".to_owned(),
+                sha: None,
+                task: "deploy".to_owned(),
+                hosts: None,
+                provider: "script".to_owned(),
+                payload: serde_json::json!({}),
+                github_deployment_id: None,
+                notify: vec![],
+                timeout_secs: None,
+            })
+            .await
+            .expect("create");
+        let claimed = store
+            .claim("w", Duration::from_secs(5))
+            .await
+            .expect("claim")
+            .expect("claimable");
+        assert_eq!(claimed.id, created.deployment.id);
+        assert_eq!(store.outbox_backlog().await.expect("backlog"), 0);
+        store.close().await;
+    }
+}

@@ -1,0 +1,344 @@
+//! Types shared by both backends and by the store's callers.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where a deployment is in its life.
+///
+/// `Queued -> Running -> Succeeded | Failed | Errored | Cancelled`; a queued deployment may
+/// also end `Cancelled` or `Errored` without running. Stored as lowercase text, which is
+/// also how it is serialised, so that the database and the JSON surface read the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentState {
+    /// Waiting for a worker.
+    Queued,
+    /// Claimed by a worker that holds a lease on it.
+    Running,
+    /// The provider ran and exited successfully.
+    Succeeded,
+    /// The provider ran and failed (non-zero exit).
+    Failed,
+    /// The deployment could not run or its worker was lost (not the provider's fault).
+    Errored,
+    /// Stopped on someone's request.
+    Cancelled,
+}
+
+impl DeploymentState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [DeploymentState; 6] = [
+        DeploymentState::Queued,
+        DeploymentState::Running,
+        DeploymentState::Succeeded,
+        DeploymentState::Failed,
+        DeploymentState::Errored,
+        DeploymentState::Cancelled,
+    ];
+
+    /// The text stored in the database and used in outbox events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Queued => "queued",
+            DeploymentState::Running => "running",
+            DeploymentState::Succeeded => "succeeded",
+            DeploymentState::Failed => "failed",
+            DeploymentState::Errored => "errored",
+            DeploymentState::Cancelled => "cancelled",
+        }
+    }
+
+    /// A terminal state never changes again.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, DeploymentState::Queued | DeploymentState::Running)
+    }
+}
+
+impl fmt::Display for DeploymentState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Text that is not one of the six states.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown deployment state {0:?}")]
+pub struct UnknownState(pub String);
+
+impl FromStr for DeploymentState {
+    type Err = UnknownState;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DeploymentState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| UnknownState(s.to_owned()))
+    }
+}
+
+/// A request for a deployment, as the webhook handler, the API or chat builds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewDeployment {
+    /// Idempotency key: the GitHub deployment id, the webhook delivery id, or a client key
+    /// for direct API calls. The same key twice yields one deployment.
+    pub source_key: String,
+    /// Who asked (chat user or GitHub login).
+    pub requester: String,
+    pub app: String,
+    pub environment: String,
+    /// `owner/name`.
+    pub repository: String,
+    /// Branch, tag or sha as the requester wrote it.
+    pub git_ref: String,
+    /// The resolved commit, when known at creation.
+    pub sha: Option<String>,
+    /// `deploy`, `deploy:migrations`, ...
+    pub task: String,
+    /// Host filter (hubot-deploy's `/hosts`), if any.
+    pub hosts: Option<String>,
+    pub provider: String,
+    /// The deployment payload (hubot-deploy compatible).
+    pub payload: serde_json::Value,
+    /// The GitHub deployment id, when GitHub knows this deployment. Unique when present: a
+    /// redelivered webhook with another delivery id is still the same deployment.
+    pub github_deployment_id: Option<i64>,
+    /// Outbox targets, e.g. `["github", "chat"]`: each state change queues one event per target.
+    pub notify: Vec<String>,
+    /// Provider timeout, if the app sets one.
+    pub timeout_secs: Option<i64>,
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub id: i64,
+    pub source_key: String,
+    pub github_deployment_id: Option<i64>,
+    pub state: DeploymentState,
+    pub requester: String,
+    pub app: String,
+    pub environment: String,
+    pub repository: String,
+    pub git_ref: String,
+    pub sha: Option<String>,
+    pub task: String,
+    pub hosts: Option<String>,
+    pub provider: String,
+    pub payload: serde_json::Value,
+    pub notify: Vec<String>,
+    pub timeout_secs: Option<i64>,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When a worker claimed it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached its terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    /// Why it ended as it did; set for every terminal state.
+    pub reason: Option<String>,
+    /// The worker that claimed it (kept after it ends, for the record).
+    pub worker_id: Option<String>,
+    /// While running: when the claimer's lease lapses unless renewed.
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Set when someone asked to cancel a running deployment; the worker stops it.
+    pub cancel_requested_by: Option<String>,
+}
+
+/// What `create_deployment` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Created {
+    pub deployment: Deployment,
+    /// `true` when a deployment with the same source key (or GitHub deployment id) existed:
+    /// nothing was created and `deployment` is the existing one.
+    pub already_existed: bool,
+}
+
+/// How a running deployment ended, as its worker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// A terminal state.
+    pub state: DeploymentState,
+    pub exit_code: Option<i32>,
+    /// Why; when `None` the store writes a short default (every terminal state has a reason).
+    pub reason: Option<String>,
+}
+
+impl Outcome {
+    /// The provider exited 0.
+    pub fn succeeded(exit_code: i32) -> Self {
+        Outcome {
+            state: DeploymentState::Succeeded,
+            exit_code: Some(exit_code),
+            reason: None,
+        }
+    }
+
+    /// The provider exited non-zero.
+    pub fn failed(exit_code: Option<i32>, reason: impl Into<String>) -> Self {
+        Outcome {
+            state: DeploymentState::Failed,
+            exit_code,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// The deployment could not run to completion through no fault of the provider.
+    pub fn errored(reason: impl Into<String>) -> Self {
+        Outcome {
+            state: DeploymentState::Errored,
+            exit_code: None,
+            reason: Some(reason.into()),
+        }
+    }
+
+    /// Stopped on request.
+    pub fn cancelled(exit_code: Option<i32>, reason: impl Into<String>) -> Self {
+        Outcome {
+            state: DeploymentState::Cancelled,
+            exit_code,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// The answer to a lease renewal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseStatus {
+    /// `false` when the worker no longer holds the deployment (the lease lapsed and the
+    /// deployment was ended `errored`, or it is not running): the worker must stop.
+    pub held: bool,
+    /// Someone asked to cancel: the worker should stop the provider and finish `Cancelled`.
+    pub cancel_requested_by: Option<String>,
+}
+
+/// What `request_cancel` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelResult {
+    /// It was queued and is now `cancelled` (its notifications are queued).
+    Cancelled(Deployment),
+    /// It is running: the cancel request is recorded and its worker will stop it.
+    Requested(Deployment),
+    /// It had already finished; nothing changed.
+    AlreadyFinished(Deployment),
+}
+
+/// Output stream of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Stream {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "stdout" => Ok(Stream::Stdout),
+            "stderr" => Ok(Stream::Stderr),
+            other => Err(format!("unknown log stream {other:?}")),
+        }
+    }
+}
+
+/// A log line to append.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewLogLine {
+    pub stream: Stream,
+    pub line: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A stored log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    pub deployment_id: i64,
+    /// 1-based, consecutive per deployment.
+    pub seq: i64,
+    pub stream: Stream,
+    pub line: String,
+    pub at: DateTime<Utc>,
+}
+
+/// An environment lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    pub app: String,
+    pub environment: String,
+    pub holder: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// After this instant the lock counts as absent.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What `lock` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockResult {
+    /// The caller holds the lock now (new, taken over from an expired one, or updated
+    /// because the caller already held it).
+    Acquired(Lock),
+    /// Someone else holds it; nothing changed.
+    HeldBy(Lock),
+}
+
+/// One notification event to deliver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: i64,
+    pub deployment_id: i64,
+    /// Who it is for: `github`, `chat`, ...
+    pub target: String,
+    /// The state the deployment entered.
+    pub event: DeploymentState,
+    /// `{"state": ..., "reason": ..., "exit_code": ...}` as of the change.
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// Not handed out before this instant.
+    pub due_at: DateTime<Utc>,
+    /// Failed delivery attempts so far.
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Filter for `list_deployments`; empty fields match everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeploymentFilter {
+    pub app: Option<String>,
+    pub environment: Option<String>,
+    pub state: Option<DeploymentState>,
+    /// Only deployments with a smaller id (for paging back through history).
+    pub before_id: Option<i64>,
+    /// At most this many (the store caps it at 1000; 0 or less means 50).
+    pub limit: i64,
+}
+
+impl DeploymentFilter {
+    /// The limit actually applied.
+    pub(crate) fn effective_limit(&self) -> i64 {
+        match self.limit {
+            l if l <= 0 => 50,
+            l => l.min(1000),
+        }
+    }
+}

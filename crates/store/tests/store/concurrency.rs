@@ -1,0 +1,195 @@
+//! Many claimers at once: the per-environment guarantee, exactly-once claims, FIFO.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use chima_store::{DeploymentFilter, DeploymentState, Outcome, Store};
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use crate::harness::{Harness, request};
+
+const DEPLOYMENTS: usize = 200;
+const ENVIRONMENTS: [&str; 5] = ["production", "staging", "qa", "edge", "canary"];
+const CLAIMERS: usize = 8;
+
+struct Claim {
+    /// Global order in which claims returned.
+    order: usize,
+    id: i64,
+    environment: String,
+    worker: String,
+}
+
+/// 8 claimers (real tasks, each on its own connection) over 200 deployments in 5
+/// environments. After every claim, and continuously from a monitor, the database is
+/// asked whether any environment has two running: never. Every deployment is claimed
+/// exactly once, and within an environment in creation order.
+pub async fn eight_claimers_two_hundred_deployments_five_environments(h: &Harness) {
+    // A store whose pool has a connection for every claimer (plus the listener), as a
+    // faseng process with 8 workers would have.
+    let store: Arc<dyn Store> = h.other_store(CLAIMERS as u32 + 4).await;
+    let checker = h.checker();
+
+    let mut by_environment: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for i in 0..DEPLOYMENTS {
+        let environment = ENVIRONMENTS[i % ENVIRONMENTS.len()];
+        let d = store
+            .create_deployment(request(&format!("load-{i}"), "web", environment))
+            .await
+            .expect("create")
+            .deployment;
+        by_environment
+            .entry(environment.to_owned())
+            .or_default()
+            .push(d.id);
+    }
+
+    let claims = Arc::new(Mutex::new(Vec::<Claim>::new()));
+    let order = Arc::new(AtomicUsize::new(0));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let most_running = Arc::new(AtomicI64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(240);
+
+    let mut tasks = Vec::new();
+    for n in 0..CLAIMERS {
+        let store = Arc::clone(&store);
+        let checker = checker.clone();
+        let claims = Arc::clone(&claims);
+        let order = Arc::clone(&order);
+        let finished = Arc::clone(&finished);
+        tasks.push(tokio::spawn(async move {
+            let worker = format!("worker-{n}");
+            while finished.load(Ordering::SeqCst) < DEPLOYMENTS {
+                assert!(
+                    Instant::now() < deadline,
+                    "{worker}: the run did not finish in time"
+                );
+                let Some(d) = store
+                    .claim(&worker, Duration::from_secs(120))
+                    .await
+                    .expect("claim")
+                else {
+                    store
+                        .wait_for_work(Duration::from_millis(200))
+                        .await
+                        .expect("wait for work");
+                    continue;
+                };
+                let claimed = order.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(d.state, DeploymentState::Running);
+                assert_eq!(
+                    checker.max_running_per_environment().await,
+                    1,
+                    "{worker} claimed {} and sees two running in one environment",
+                    d.id
+                );
+                claims.lock().await.push(Claim {
+                    order: claimed,
+                    id: d.id,
+                    environment: d.environment.clone(),
+                    worker: worker.clone(),
+                });
+                // Hold it a moment so that claims overlap, then check again.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                assert_eq!(checker.max_running_per_environment().await, 1);
+                store
+                    .finish(d.id, &worker, Outcome::succeeded(0))
+                    .await
+                    .expect("finish");
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+
+    // The monitor asks the database continuously, between and during the claims.
+    let monitor = {
+        let checker = checker.clone();
+        let finished = Arc::clone(&finished);
+        let most_running = Arc::clone(&most_running);
+        tokio::spawn(async move {
+            let mut checks = 0u64;
+            while finished.load(Ordering::SeqCst) < DEPLOYMENTS {
+                assert!(
+                    Instant::now() < deadline,
+                    "monitor: the run did not finish in time"
+                );
+                let worst = checker.max_running_per_environment().await;
+                assert!(worst <= 1, "monitor saw {worst} running in one environment");
+                let total = checker.running_total().await;
+                most_running.fetch_max(total, Ordering::SeqCst);
+                checks += 1;
+                tokio::task::yield_now().await;
+            }
+            checks
+        })
+    };
+
+    for task in tasks {
+        task.await.expect("claimer");
+    }
+    let checks = monitor.await.expect("monitor");
+    assert!(checks > 0);
+
+    let claims = claims.lock().await;
+    // Exactly once.
+    assert_eq!(claims.len(), DEPLOYMENTS, "one claim per deployment");
+    let ids: HashSet<i64> = claims.iter().map(|c| c.id).collect();
+    assert_eq!(ids.len(), DEPLOYMENTS, "no deployment claimed twice");
+    let all: HashSet<i64> = by_environment.values().flatten().copied().collect();
+    assert_eq!(ids, all, "every deployment claimed");
+
+    // FIFO within each environment, by the order claims happened.
+    for (environment, created) in &by_environment {
+        let mut in_env: Vec<&Claim> = claims
+            .iter()
+            .filter(|c| &c.environment == environment)
+            .collect();
+        in_env.sort_by_key(|c| c.order);
+        let claimed: Vec<i64> = in_env.iter().map(|c| c.id).collect();
+        assert_eq!(&claimed, created, "FIFO in {environment}");
+    }
+
+    // And from the database: in each environment, each deployment started after the
+    // previous one finished.
+    let history = store
+        .list_deployments(&DeploymentFilter {
+            limit: 1000,
+            ..DeploymentFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(history.len(), DEPLOYMENTS);
+    assert!(
+        history
+            .iter()
+            .all(|d| d.state == DeploymentState::Succeeded)
+    );
+    for environment in ENVIRONMENTS {
+        let mut runs: Vec<_> = history
+            .iter()
+            .filter(|d| d.environment == environment)
+            .collect();
+        runs.sort_by_key(|d| d.id);
+        for pair in runs.windows(2) {
+            let previous_end = pair[0].finished_at.expect("finished");
+            let next_start = pair[1].started_at.expect("started");
+            assert!(
+                next_start >= previous_end,
+                "{environment}: {} started before {} finished",
+                pair[1].id,
+                pair[0].id
+            );
+        }
+    }
+
+    // The claimers really ran side by side.
+    let workers: HashSet<&str> = claims.iter().map(|c| c.worker.as_str()).collect();
+    assert!(workers.len() >= 2, "only {workers:?} claimed anything");
+    assert!(
+        most_running.load(Ordering::SeqCst) >= 2,
+        "environments never ran in parallel"
+    );
+}
