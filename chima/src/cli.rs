@@ -123,10 +123,3 @@ pub fn check(path: &Path) -> ExitCode {
         }
     }
 }
-
-pub fn no_command() -> ExitCode {
-    eprintln!(
-        "chima: say what to do: `chima parse \"<line>\"` or `chima check`; see `chima --help`"
-    );
-    ExitCode::from(2)
-}

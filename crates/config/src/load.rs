@@ -84,6 +84,7 @@ impl Apps {
             text,
             locator: Locator::default(),
             errors: Vec::new(),
+            lenient: false,
         };
         if text.len() > MAX_CONFIG_BYTES {
             cx.error(
@@ -191,11 +192,18 @@ struct Checker<'a> {
     text: &'a str,
     locator: Locator,
     errors: Vec<ConfigError>,
+    /// Skip unknown fields instead of refusing them: for `payload.config` of
+    /// deployments made by other tools (hubot-deploy passed extra fields on).
+    lenient: bool,
 }
 
 impl Checker<'_> {
     fn error(&mut self, app: Option<&str>, at: &[&str], message: String) {
-        let (line, column) = self.locator.position(self.text, at);
+        let (line, column) = if self.text.is_empty() {
+            (0, 0)
+        } else {
+            self.locator.position(self.text, at)
+        };
         self.errors.push(ConfigError {
             path: self.path.to_path_buf(),
             line,
@@ -457,6 +465,9 @@ impl Checker<'_> {
     }
 
     fn unknown_field(&mut self, f: &Fields, key: &str, envs: &BTreeSet<String>) {
+        if self.lenient {
+            return;
+        }
         let mut candidates: Vec<String> = KNOWN_FIELDS.iter().map(|s| s.to_string()).collect();
         for e in envs {
             candidates.push(format!("heroku_{e}_name"));
@@ -841,6 +852,46 @@ fn check_clone_url(u: &str) -> Result<(), String> {
 }
 
 impl Apps {
+    /// Reads an app entry carried in a deployment's `payload.config` (as chima
+    /// and hubot-deploy send it), with the same checks as app.json except that
+    /// unknown fields are ignored. `repository` is filled in from the
+    /// deployment when the entry lacks it.
+    pub fn app_from_payload(
+        name: &str,
+        repository: &str,
+        config: &Value,
+    ) -> Result<App, ConfigErrors> {
+        let mut entry = match config {
+            Value::Object(m) => m.clone(),
+            other => {
+                return Err(ConfigErrors(vec![ConfigError {
+                    path: PathBuf::from("payload.config"),
+                    line: 0,
+                    column: 0,
+                    app: Some(name.to_string()),
+                    field: None,
+                    message: format!("payload.config must be an object, not {}", kind(other)),
+                }]));
+            }
+        };
+        entry
+            .entry("repository")
+            .or_insert_with(|| Value::String(repository.to_string()));
+        let entry = Value::Object(entry);
+        let path = Path::new("payload.config");
+        let mut cx = Checker {
+            path,
+            text: "",
+            locator: Locator::default(),
+            errors: Vec::new(),
+            lenient: true,
+        };
+        match cx.app(name, &entry) {
+            Some(app) if cx.errors.is_empty() => Ok(app),
+            _ => Err(ConfigErrors(cx.errors)),
+        }
+    }
+
     /// Where the config was loaded from, for messages like `chima check`'s.
     pub fn describe(&self) -> String {
         format!("{} ({} apps)", self.path.display(), self.apps.len())

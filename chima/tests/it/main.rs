@@ -1,0 +1,4 @@
+//! The real `chima` binary, run as a user runs it.
+
+mod cli;
+mod embedded;

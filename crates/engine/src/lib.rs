@@ -1,0 +1,142 @@
+//! The deploy engine: a pool of workers that claim deployments from the store
+//! and run them. The same engine runs in faseng and, in-process, in chima's
+//! embedded mode: there is no separate demo path.
+
+mod checkout;
+mod logsink;
+pub mod process;
+pub mod providers;
+mod redact;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chima_config::Apps;
+use chima_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use checkout::{Checkout, Source, checkout};
+pub use redact::Redactor;
+
+/// How the engine runs. Build one with [`EngineConfig::new`] and adjust.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Concurrent deployments in this process (`FASENG_WORKERS`).
+    pub workers: usize,
+    /// Where per-job checkouts go (`FASENG_WORKDIR`).
+    pub workdir: PathBuf,
+    /// faseng's own app.json, for deployments whose payload carries no config.
+    pub apps: Option<Arc<Apps>>,
+    /// Relative `clone_url`s are taken from here (the folder of app.json).
+    pub apps_dir: PathBuf,
+    /// For apps without `timeout` (30 minutes).
+    pub default_timeout: Duration,
+    /// How long a claim holds without renewal; a dead worker's deployment is
+    /// declared lost after this.
+    pub lease: Duration,
+    /// Where repositories without `clone_url` are cloned from.
+    pub clone_base: String,
+    /// Credentials and download links from the code host (GitHub), if any.
+    pub access: Option<Arc<dyn SourceAccess>>,
+    /// Heroku Platform API access, when configured.
+    pub heroku: Option<providers::heroku::HerokuApi>,
+    /// Base URL for the source tarballs Heroku fetches.
+    pub github_api_url: String,
+    /// Values to redact from logs (tokens and keys in use).
+    pub secrets: Vec<String>,
+    /// `PATH` given to providers.
+    pub path: String,
+    /// Names this process in worker ids.
+    pub instance: String,
+}
+
+impl EngineConfig {
+    pub fn new(apps: Option<Arc<Apps>>, apps_dir: &Path) -> Self {
+        EngineConfig {
+            workers: 4,
+            workdir: worker::default_workdir(),
+            apps,
+            apps_dir: apps_dir.to_path_buf(),
+            default_timeout: Duration::from_secs(30 * 60),
+            lease: Duration::from_secs(30),
+            clone_base: "https://github.com".to_string(),
+            access: None,
+            heroku: None,
+            github_api_url: "https://api.github.com".to_string(),
+            secrets: Vec::new(),
+            path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
+            instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "faseng".to_string()),
+        }
+    }
+
+    /// The environment every provider starts from: nothing of faseng's own
+    /// (no tokens, no database URL), only what programs need to run.
+    fn base_env(&self, checkout: &Path) -> Vec<(String, String)> {
+        let home =
+            std::env::var("HOME").unwrap_or_else(|_| checkout.to_string_lossy().into_owned());
+        vec![
+            ("PATH".to_string(), self.path.clone()),
+            ("HOME".to_string(), home),
+            ("LANG".to_string(), "C.UTF-8".to_string()),
+        ]
+    }
+
+    /// Where Heroku downloads the commit from: the code host's short-lived
+    /// link when there is one (it works for private repositories), else the
+    /// public tarball URL.
+    async fn heroku_source_url(&self, repository: &str, sha: &str) -> Result<String, String> {
+        match &self.access {
+            Some(access) => access.tarball_url(repository, sha).await,
+            None => Ok(format!(
+                "{}/repos/{repository}/tarball/{sha}",
+                self.github_api_url.trim_end_matches('/')
+            )),
+        }
+    }
+}
+
+/// What the engine needs from the code host: credentials for cloning and a
+/// download link for Heroku. faseng implements it with its GitHub client.
+#[async_trait::async_trait]
+pub trait SourceAccess: Send + Sync + std::fmt::Debug {
+    /// An HTTP `Authorization` header value for cloning `repository`, if any.
+    async fn clone_auth(&self, repository: &str) -> Result<Option<String>, String>;
+    /// A URL Heroku can fetch the tarball of `sha` from.
+    async fn tarball_url(&self, repository: &str, sha: &str) -> Result<String, String>;
+}
+
+/// A running worker pool.
+pub struct Engine {
+    shutdown: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts `cfg.workers` workers on `store`.
+    pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> Engine {
+        let cfg = Arc::new(cfg);
+        let (shutdown, rx) = watch::channel(false);
+        let workers = (0..cfg.workers.max(1))
+            .map(|n| {
+                tokio::spawn(worker::worker_loop(
+                    n,
+                    store.clone(),
+                    cfg.clone(),
+                    rx.clone(),
+                ))
+            })
+            .collect();
+        Engine { shutdown, workers }
+    }
+
+    /// Stops claiming and waits for running deployments to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for w in self.workers {
+            let _ = w.await;
+        }
+    }
+}

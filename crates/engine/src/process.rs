@@ -1,0 +1,212 @@
+//! Running one provider command: argv (never a shell), its own process group,
+//! a clean environment, stdout and stderr streamed line by line as they come,
+//! and a deadline or a cancel that kills the whole group (grandchildren too).
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chima_store::Stream;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+/// The longest log line kept; the rest of a longer line is cut, with a note.
+/// A provider that prints a megabyte without a newline must not stall or
+/// bloat the store.
+pub const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// After the main process exits, how long output may still drain from
+/// processes it left behind before the group is killed.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// A line of output, as it arrives.
+pub type LineSender = mpsc::Sender<(Stream, String)>;
+
+/// What one command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// It exited by itself with this code (`None`: killed by a signal).
+    Exited(Option<i32>),
+    /// The deadline passed; the group was killed.
+    TimedOut,
+    /// Someone cancelled; the group was killed.
+    Cancelled(String),
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct Spec<'a> {
+    pub argv: &'a [String],
+    pub dir: &'a Path,
+    /// The whole environment of the process: nothing is inherited.
+    pub env: &'a [(String, String)],
+    pub deadline: Instant,
+}
+
+/// Why a command could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("no command to run")]
+    Empty,
+    #[error("cannot start `{program}`: {source}")]
+    Start {
+        program: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs `spec`, sending each output line to `lines`, until it exits, the
+/// deadline passes or `cancel` carries a name.
+pub async fn run(
+    spec: Spec<'_>,
+    lines: LineSender,
+    mut cancel: watch::Receiver<Option<String>>,
+) -> Result<Exit, SpawnError> {
+    let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(spec.dir)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
+        program: program.clone(),
+        source,
+    })?;
+    let pgid = child.id();
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone()))),
+        child
+            .stderr
+            .take()
+            .map(|e| tokio::spawn(pump(e, Stream::Stderr, lines.clone()))),
+    ];
+    drop(lines);
+
+    let exit = tokio::select! {
+        status = child.wait() => Exit::Exited(status.ok().and_then(|s| s.code())),
+        _ = tokio::time::sleep_until(spec.deadline) => Exit::TimedOut,
+        by = cancelled(&mut cancel) => Exit::Cancelled(by),
+    };
+    match &exit {
+        Exit::Exited(_) => {
+            // The main process is gone; let what it left behind finish writing,
+            // then make sure nothing of the group survives the job.
+            let drained = tokio::time::timeout(DRAIN_GRACE, join_all(readers)).await;
+            kill_group(pgid, libc::SIGKILL);
+            if drained.is_err() {
+                tracing::debug!(?pgid, "output still open after exit; group killed");
+            }
+        }
+        Exit::TimedOut | Exit::Cancelled(_) => {
+            terminate(&mut child, pgid).await;
+            let _ = tokio::time::timeout(DRAIN_GRACE, join_all(readers)).await;
+        }
+    }
+    Ok(exit)
+}
+
+async fn join_all(readers: [Option<tokio::task::JoinHandle<()>>; 2]) {
+    for r in readers.into_iter().flatten() {
+        let _ = r.await;
+    }
+}
+
+async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(by) = cancel.borrow_and_update().clone() {
+            return by;
+        }
+        if cancel.changed().await.is_err() {
+            // Nobody can cancel any more: wait forever.
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// SIGTERM to the group, a grace period, then SIGKILL.
+async fn terminate(child: &mut Child, pgid: Option<u32>) {
+    kill_group(pgid, libc::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        kill_group(pgid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    // The leader may have exited on TERM while others ignored it.
+    kill_group(pgid, libc::SIGKILL);
+}
+
+/// Signals every process of the group led by `pgid`.
+#[allow(unsafe_code)]
+fn kill_group(pgid: Option<u32>, signal: libc::c_int) {
+    let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: killpg only sends a signal; the group was created for this child
+    // (process_group(0)), so the id cannot name faseng's own group.
+    unsafe {
+        libc::killpg(pgid, signal);
+    }
+}
+
+/// Reads lines from one pipe and forwards them, cutting over-long ones.
+async fn pump(pipe: impl AsyncRead + Unpin, stream: Stream, lines: LineSender) {
+    let mut reader = BufReader::with_capacity(64 * 1024, pipe);
+    let mut buf = Vec::with_capacity(256);
+    loop {
+        buf.clear();
+        let mut cut = 0usize;
+        // Read one line, keeping at most MAX_LINE_BYTES of it.
+        loop {
+            let chunk = match reader.fill_buf().await {
+                Ok(c) => c,
+                Err(_) => return,
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            let (take, done) = match chunk.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (chunk.len(), false),
+            };
+            let room = MAX_LINE_BYTES.saturating_sub(buf.len());
+            let kept = take.min(room);
+            buf.extend_from_slice(&chunk[..kept]);
+            cut += take - kept;
+            reader.consume(take);
+            if done {
+                break;
+            }
+        }
+        if buf.is_empty() && cut == 0 {
+            return;
+        }
+        while matches!(buf.last(), Some(b'\n' | b'\r')) {
+            buf.pop();
+        }
+        let mut line = String::from_utf8_lossy(&buf).into_owned();
+        if cut > 0 {
+            line.push_str(&format!(" [line cut: {cut} more bytes]"));
+        }
+        if lines.send((stream, line)).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! `shell` (heaven's `script`): runs `./<deploy_script>` from the checkout,
+//! default `script/deploy`. The path must stay inside the checkout, even
+//! through symlinks.
+
+use super::{Job, Plan};
+
+pub const DEFAULT_SCRIPT: &str = "script/deploy";
+
+pub fn plan(job: Job<'_>) -> Result<Plan, String> {
+    let script = job.app.deploy_script.as_deref().unwrap_or(DEFAULT_SCRIPT);
+    if script.starts_with('/') || script.starts_with('-') || script.split('/').any(|p| p == "..") {
+        return Err(format!(
+            "deploy_script `{script}` is outside the checkout; it must be a relative path inside the repository"
+        ));
+    }
+    let root = job
+        .checkout
+        .canonicalize()
+        .map_err(|e| format!("cannot read the checkout: {e}"))?;
+    let path = root.join(script);
+    let real = path.canonicalize().map_err(|_| {
+        format!("deploy_script `{script}` does not exist in the repository at this commit")
+    })?;
+    if !real.starts_with(&root) {
+        return Err(format!(
+            "deploy_script `{script}` leads outside the checkout (through a symlink); refused"
+        ));
+    }
+    if !real.is_file() {
+        return Err(format!("deploy_script `{script}` is not a file"));
+    }
+    Ok(Plan::Command {
+        argv: vec![format!("./{script}")],
+        env: Vec::new(),
+    })
+}

@@ -1,0 +1,427 @@
+//! One job, start to end: claim, lock check, app settings, checkout, provider,
+//! log, result. Every way a job can end writes a terminal state with a reason
+//! (and, through the store's outbox, its notifications): nothing ends silently.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chima_config::{App, Apps};
+use chima_store::{Deployment, Outcome, Store};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::EngineConfig;
+use crate::checkout::{self, Source};
+use crate::logsink::LogSink;
+use crate::process::{self, Exit, Spec};
+use crate::providers::{self, Job, Plan};
+use crate::redact::Redactor;
+
+/// Runs worker `n` until `shutdown` turns true. Between jobs it waits for work
+/// (LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite).
+pub(crate) async fn worker_loop(
+    n: usize,
+    store: Arc<dyn Store>,
+    cfg: Arc<EngineConfig>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let worker_id = format!("{}:{}:{n}", cfg.instance, std::process::id());
+    tracing::info!(worker = %worker_id, "worker started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        match store.claim(&worker_id, cfg.lease).await {
+            Ok(Some(d)) => run_job(&store, &cfg, &worker_id, d).await,
+            Ok(None) => {
+                tokio::select! {
+                    r = store.wait_for_work(Duration::from_secs(2)) => {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "waiting for work failed");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    _ = shutdown.changed() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(worker = %worker_id, error = %e, "claiming failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::info!(worker = %worker_id, "worker stopped");
+}
+
+/// Runs one claimed deployment to its end.
+async fn run_job(store: &Arc<dyn Store>, cfg: &Arc<EngineConfig>, worker_id: &str, d: Deployment) {
+    let id = d.id;
+    tracing::info!(deployment = id, app = %d.app, env = %d.environment, "deployment started");
+    let log = LogSink::start(
+        store.clone(),
+        id,
+        Redactor::new(cfg.secrets.iter().cloned()),
+    );
+    let (cancel_tx, cancel_rx) = watch::channel(None);
+    let lost = Arc::new(AtomicBool::new(false));
+    let keeper = tokio::spawn(keep_lease(
+        store.clone(),
+        id,
+        worker_id.to_string(),
+        cfg.lease,
+        cancel_tx,
+        lost.clone(),
+    ));
+    let started = Instant::now();
+    let workdir = cfg.workdir.join(format!("job-{id}-{}", std::process::id()));
+    let outcome = execute(store, cfg, &d, &log, cancel_rx, &workdir).await;
+    keeper.abort();
+    log.note(format!(
+        "==> {} after {:.1}s{}",
+        outcome.state,
+        started.elapsed().as_secs_f64(),
+        outcome
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
+    ))
+    .await;
+    log.close().await;
+    if workdir.exists()
+        && let Err(e) = tokio::fs::remove_dir_all(&workdir).await
+    {
+        tracing::warn!(deployment = id, error = %e, "could not remove the checkout");
+    }
+    if lost.load(Ordering::SeqCst) {
+        tracing::error!(
+            deployment = id,
+            "lease lost while running; the store ended it as worker lost"
+        );
+        return;
+    }
+    for attempt in 1..=5u64 {
+        match store.finish(id, worker_id, outcome.clone()).await {
+            Ok(done) => {
+                tracing::info!(deployment = id, state = %done.state, "deployment finished");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(deployment = id, attempt, error = %e, "recording the result failed");
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+            }
+        }
+    }
+    tracing::error!(
+        deployment = id,
+        "result not recorded; the lease will lapse and it ends as worker lost"
+    );
+}
+
+/// Renews the lease every third of its length; turns a cancel request or a
+/// lost lease into a cancel of the running process.
+async fn keep_lease(
+    store: Arc<dyn Store>,
+    id: i64,
+    worker_id: String,
+    lease: Duration,
+    cancel: watch::Sender<Option<String>>,
+    lost: Arc<AtomicBool>,
+) {
+    let every = (lease / 3).max(Duration::from_millis(50));
+    let mut cancelled = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match store.renew_lease(id, &worker_id, lease).await {
+            Ok(status) if !status.held => {
+                lost.store(true, Ordering::SeqCst);
+                let _ = cancel.send(Some("faseng (the lease was lost)".into()));
+                return;
+            }
+            Ok(status) => {
+                if let (Some(by), false) = (status.cancel_requested_by, cancelled) {
+                    cancelled = true;
+                    let _ = cancel.send(Some(by));
+                }
+            }
+            Err(e) => tracing::warn!(deployment = id, error = %e, "renewing the lease failed"),
+        }
+    }
+}
+
+/// Everything between the claim and the result.
+async fn execute(
+    store: &Arc<dyn Store>,
+    cfg: &EngineConfig,
+    d: &Deployment,
+    log: &LogSink,
+    cancel: watch::Receiver<Option<String>>,
+    workdir: &std::path::Path,
+) -> Outcome {
+    // A lock held by someone else stops the deployment before anything runs;
+    // the lock holder's own deployments go through.
+    match store.get_lock(&d.app, &d.environment).await {
+        Ok(Some(lock)) if lock.holder != d.requester => {
+            let why = lock.reason.as_deref().unwrap_or("no reason given");
+            return Outcome::errored(format!(
+                "{} is locked by {}: {why}",
+                d.environment, lock.holder
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Outcome::errored(format!("cannot check the lock: {e}")),
+    }
+    let app = match app_for(cfg, d) {
+        Ok(app) => app,
+        Err(why) => return Outcome::errored(why),
+    };
+    if let Err(why) = check_task(&d.task) {
+        return Outcome::errored(why);
+    }
+    if let Some(hosts) = &d.hosts
+        && let Err(why) = chima_command::check_hosts(hosts)
+    {
+        return Outcome::errored(format!("hosts `{hosts}` refused: {why}"));
+    }
+    let timeout = d
+        .timeout_secs
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .or(app.timeout)
+        .unwrap_or(cfg.default_timeout);
+    let deadline = Instant::now() + timeout;
+
+    let mut sha = d.sha.clone().unwrap_or_default();
+    if providers::needs_checkout(&app) {
+        let mut source = source_for(cfg, &app, d);
+        if let (Some(access), false) = (&cfg.access, is_local_path(&source.url)) {
+            match access.clone_auth(&d.repository).await {
+                Ok(header) => source.auth_header = header,
+                Err(why) => {
+                    return Outcome::errored(format!(
+                        "cannot get credentials to clone {}: {why}",
+                        d.repository
+                    ));
+                }
+            }
+        }
+        log.note(format!(
+            "==> checking out {} {}",
+            d.git_ref,
+            d.sha.as_deref().unwrap_or("")
+        ))
+        .await;
+        if let Err(e) = tokio::fs::create_dir_all(&cfg.workdir).await {
+            return Outcome::errored(format!("cannot create the work folder: {e}"));
+        }
+        match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
+            Ok(c) => sha = c.sha,
+            Err(why) => return Outcome::errored(format!("checkout failed: {why}")),
+        }
+    }
+    let job = Job {
+        deployment: d,
+        app: &app,
+        checkout: workdir,
+        sha: &sha,
+    };
+    let heroku_source = if app.provider == chima_config::Provider::Heroku && app.command.is_none() {
+        if sha.is_empty() {
+            return Outcome::errored(
+                "a Heroku build needs the commit sha, and this deployment has none",
+            );
+        }
+        match cfg.heroku_source_url(&d.repository, &sha).await {
+            Ok(url) => url,
+            Err(why) => {
+                return Outcome::errored(format!(
+                    "cannot get the source tarball for Heroku: {why}"
+                ));
+            }
+        }
+    } else {
+        String::new()
+    };
+    let plan = match providers::plan(job, || heroku_source) {
+        Ok(p) => p,
+        Err(why) => return Outcome::errored(why),
+    };
+    let killed = matches!(plan, Plan::Command { .. });
+    let exit = match plan {
+        Plan::Command { argv, env } => {
+            let mut full_env = cfg.base_env(workdir);
+            full_env.extend(common_env(d, &sha));
+            full_env.extend(env);
+            log.note(format!("==> running {}", argv.join(" "))).await;
+            let spec = Spec {
+                argv: &argv,
+                dir: workdir,
+                env: &full_env,
+                deadline,
+            };
+            match process::run(spec, log.sender(), cancel).await {
+                Ok(exit) => exit,
+                Err(e) => return Outcome::errored(e.to_string()),
+            }
+        }
+        Plan::Heroku(plan) => {
+            let Some(api) = &cfg.heroku else {
+                return Outcome::errored("HEROKU_API_KEY is not set, so Heroku deploys cannot run");
+            };
+            log.note(format!(
+                "==> building {} on Heroku app {}",
+                plan.version, plan.app_name
+            ))
+            .await;
+            match providers::heroku::run(&plan, api, log.sender(), cancel, deadline).await {
+                Ok(exit) => exit,
+                Err(why) => return Outcome::errored(why),
+            }
+        }
+    };
+    match exit {
+        Exit::Exited(Some(0)) => Outcome::succeeded(0),
+        Exit::Exited(Some(code)) => Outcome::failed(Some(code), format!("exited with code {code}")),
+        Exit::Exited(None) => Outcome::failed(None, "killed by a signal"),
+        Exit::TimedOut if killed => Outcome::failed(
+            None,
+            format!(
+                "timed out after {}; the process group was killed",
+                human(timeout)
+            ),
+        ),
+        Exit::TimedOut => Outcome::failed(
+            None,
+            format!(
+                "timed out after {}; the Heroku build could not be stopped and may still release",
+                human(timeout)
+            ),
+        ),
+        Exit::Cancelled(by) => Outcome::cancelled(None, format!("cancelled by {by}")),
+    }
+}
+
+/// The app's settings: from the deployment's `payload.config` (chima and
+/// hubot-deploy send the app entry there), else from faseng's own app.json
+/// by repository.
+fn app_for(cfg: &EngineConfig, d: &Deployment) -> Result<App, String> {
+    if !(d.payload.is_object() || d.payload.is_null()) {
+        return Err(format!(
+            "the deployment's payload is {} (hubot-deploy's encrypted payloads are not supported); send the app entry as an object in payload.config",
+            if d.payload.is_string() {
+                "a string"
+            } else {
+                "not an object"
+            }
+        ));
+    }
+    match d.payload.get("config") {
+        Some(serde_json::Value::Object(m)) if !m.is_empty() => {
+            Apps::app_from_payload(&d.app, &d.repository, &serde_json::Value::Object(m.clone()))
+                .map_err(|e| format!("the deployment's payload.config is not usable: {e}"))
+        }
+        Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Null) | None => cfg
+            .apps
+            .as_ref()
+            .and_then(|apps| apps.by_repository(&d.repository).or_else(|| apps.get(&d.app)))
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "no app in faseng's app.json deploys {} and the deployment carries no payload.config",
+                    d.repository
+                )
+            }),
+        Some(other) => Err(format!(
+            "payload.config is {} (hubot-deploy's encrypted payloads are not supported); send the app entry as an object",
+            if other.is_string() { "a string" } else { "not an object" }
+        )),
+    }
+}
+
+/// The clone source: the app's `clone_url` (a relative path is taken from the
+/// folder of app.json), else the clone URL the webhook named (kept under
+/// `payload._faseng.clone_url` by the intake), else the repository under
+/// `clone_base`.
+fn source_for(cfg: &EngineConfig, app: &App, d: &Deployment) -> Source {
+    let from_event = d
+        .payload
+        .pointer("/_faseng/clone_url")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    let url = match &app.clone_url {
+        Some(u) if is_local_path(u) && !std::path::Path::new(u).is_absolute() => {
+            cfg.apps_dir.join(u).to_string_lossy().into_owned()
+        }
+        Some(u) => u.clone(),
+        None => from_event.unwrap_or_else(|| {
+            format!(
+                "{}/{}.git",
+                cfg.clone_base.trim_end_matches('/'),
+                d.repository
+            )
+        }),
+    };
+    Source {
+        url,
+        auth_header: None,
+    }
+}
+
+fn is_local_path(u: &str) -> bool {
+    !u.contains("://") && !u.contains('@')
+}
+
+/// Tasks reach providers as arguments: only plain task names pass.
+fn check_task(task: &str) -> Result<(), String> {
+    let ok = !task.is_empty()
+        && task.len() <= 100
+        && !task.starts_with('-')
+        && task
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "task `{}` is not one I will run: tasks are names like `deploy` or `deploy:migrate`",
+            task.chars().take(60).collect::<String>()
+        ))
+    }
+}
+
+/// The variables every provider gets (DESIGN.md section 5).
+fn common_env(d: &Deployment, sha: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DEPLOY_ID".to_string(), d.id.to_string()),
+        ("DEPLOY_APP".to_string(), d.app.clone()),
+        ("DEPLOY_ENV".to_string(), d.environment.clone()),
+        ("DEPLOY_TASK".to_string(), d.task.clone()),
+        ("DEPLOY_REF".to_string(), d.git_ref.clone()),
+        ("BRANCH".to_string(), d.git_ref.clone()),
+        ("DEPLOY_SHA".to_string(), sha.to_string()),
+        ("SHA".to_string(), sha.to_string()),
+        ("DEPLOY_USER".to_string(), d.requester.clone()),
+    ];
+    env.push((
+        "DEPLOY_HOSTS".to_string(),
+        d.hosts.clone().unwrap_or_default(),
+    ));
+    env
+}
+
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+/// Folder of the per-job checkouts, made unique per process.
+pub(crate) fn default_workdir() -> PathBuf {
+    std::env::temp_dir().join(format!("faseng-{}", std::process::id()))
+}

@@ -1,0 +1,195 @@
+//! A temp git repository with scripts, a store, an engine, and helpers to wait
+//! for a deployment to end.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chima_engine::{Engine, EngineConfig};
+use chima_store::{Deployment, NewDeployment, Store};
+use serde_json::json;
+
+pub struct Rig {
+    pub dir: tempfile::TempDir,
+    pub repo: PathBuf,
+    pub bin: PathBuf,
+    pub store: Arc<dyn Store>,
+    pub engine: Option<Engine>,
+}
+
+pub fn write_exec(path: &Path, body: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Rig {
+    /// A repository whose `script/deploy` is `script`, plus any extra files.
+    pub async fn new(script: &str, extra: &[(&str, &str)]) -> Rig {
+        Rig::on(script, extra, None).await
+    }
+
+    /// The same on a given store (PostgreSQL); SQLite on a temp file otherwise.
+    pub async fn on(script: &str, extra: &[(&str, &str)], store: Option<Arc<dyn Store>>) -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        git(&repo, &["init", "--quiet", "--initial-branch=main"]);
+        write_exec(&repo.join("script/deploy"), script);
+        for (path, body) in extra {
+            write_exec(&repo.join(path), body);
+        }
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "--quiet", "-m", "first"]);
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let store = match store {
+            Some(s) => s,
+            None => {
+                let url = format!("sqlite://{}", dir.path().join("store.db").display());
+                chima_store::open(&url).await.unwrap()
+            }
+        };
+        Rig {
+            dir,
+            repo,
+            bin,
+            store,
+            engine: None,
+        }
+    }
+
+    pub fn config(&self) -> EngineConfig {
+        let mut cfg = EngineConfig::new(None, self.dir.path());
+        cfg.workers = 2;
+        cfg.workdir = self.dir.path().join("work");
+        cfg.lease = Duration::from_secs(2);
+        cfg.path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cfg
+    }
+
+    pub fn start(&mut self, cfg: EngineConfig) {
+        self.engine = Some(Engine::start(self.store.clone(), cfg));
+    }
+
+    pub fn head(&self) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&self.repo)
+            .args(["rev-parse", "HEAD"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Queues a deployment of `app_config` (the payload.config) at `git_ref`.
+    pub async fn queue(&self, key: &str, git_ref: &str, config: serde_json::Value) -> Deployment {
+        self.queue_with(key, git_ref, config, |_| {}).await
+    }
+
+    pub async fn queue_with(
+        &self,
+        key: &str,
+        git_ref: &str,
+        mut config: serde_json::Value,
+        edit: impl FnOnce(&mut NewDeployment),
+    ) -> Deployment {
+        if config.get("clone_url").is_none() {
+            config["clone_url"] = json!(self.repo.to_string_lossy());
+        }
+        let mut new = NewDeployment {
+            source_key: key.to_string(),
+            requester: "alice".to_string(),
+            app: "app".to_string(),
+            environment: "staging".to_string(),
+            repository: "example/app".to_string(),
+            git_ref: git_ref.to_string(),
+            sha: None,
+            task: "deploy".to_string(),
+            hosts: None,
+            provider: config["provider"].as_str().unwrap_or("shell").to_string(),
+            payload: json!({ "config": config }),
+            github_deployment_id: None,
+            notify: vec!["chat".to_string()],
+            timeout_secs: None,
+        };
+        edit(&mut new);
+        self.store.create_deployment(new).await.unwrap().deployment
+    }
+
+    /// Waits (up to 60 s) until the deployment is in a terminal state.
+    pub async fn wait_done(&self, id: i64) -> Deployment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.store.get_deployment(id).await.unwrap().unwrap();
+            if d.state.is_terminal() {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deployment {id} still {}",
+                d.state
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until the deployment is running.
+    pub async fn wait_running(&self, id: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.store.get_deployment(id).await.unwrap().unwrap();
+            if d.state == chima_store::DeploymentState::Running {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deployment {id} never ran: {}",
+                d.state
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn log(&self, id: i64) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut after = 0;
+        loop {
+            let batch = self.store.read_logs(id, after, 5_000).await.unwrap();
+            let Some(last) = batch.last() else { break };
+            after = last.seq;
+            out.extend(batch.into_iter().map(|l| l.line));
+        }
+        out
+    }
+}
+
+pub fn shell_config() -> serde_json::Value {
+    json!({ "provider": "shell", "repository": "example/app", "environments": ["staging", "production"] })
+}

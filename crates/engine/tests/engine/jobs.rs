@@ -1,0 +1,415 @@
+//! A job's life: success, failure, timeout, cancel, volume, redaction, bad refs,
+//! locks and hostile input.
+
+use std::time::Duration;
+
+use chima_store::{DeploymentState, LockResult};
+use serde_json::json;
+
+use crate::harness::{Rig, shell_config, write_exec};
+
+#[tokio::test]
+async fn success_streams_the_log_and_passes_the_common_variables() {
+    let mut rig = Rig::new(
+        "#!/bin/sh\necho \"deploying $DEPLOY_REF to $DEPLOY_ENV ($DEPLOY_TASK) sha=$DEPLOY_SHA hosts=$DEPLOY_HOSTS id=$DEPLOY_ID\"\necho oops >&2\necho \"secret-env:${DATABASE_URL:-none}:${GITHUB_TOKEN:-none}\"\n",
+        &[],
+    )
+    .await;
+    let mut cfg = rig.config();
+    cfg.workers = 1;
+    rig.start(cfg);
+    let d = rig.queue("k1", "main", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(done.exit_code, Some(0));
+    let log = rig.log(d.id).await;
+    let sha = rig.head();
+    assert!(
+        log.contains(&format!(
+            "deploying main to staging (deploy) sha={sha} hosts= id={}",
+            d.id
+        )),
+        "{log:#?}"
+    );
+    assert!(log.contains(&"oops".to_string()));
+    // faseng's own environment never reaches the provider.
+    assert!(
+        log.contains(&"secret-env:none:none".to_string()),
+        "{log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_non_zero_exit_fails_with_the_code() {
+    let mut rig = Rig::new("#!/bin/sh\necho about to fail\nexit 3\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig.queue("k1", "main", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Failed);
+    assert_eq!(done.exit_code, Some(3));
+    assert_eq!(done.reason.as_deref(), Some("exited with code 3"));
+    assert!(rig.log(d.id).await.contains(&"about to fail".to_string()));
+}
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_whole_group_and_keeps_the_log() {
+    let mut rig = Rig::new(
+        "#!/bin/sh\necho started\nsleep 300 &\necho $! > \"$PIDFILE\"\nwait\n",
+        &[],
+    )
+    .await;
+    let pidfile = rig.dir.path().join("grandchild.pid");
+    let mut cfg = rig.config();
+    cfg.path = format!("{}:{}", rig.bin.display(), std::env::var("PATH").unwrap());
+    rig.start(cfg);
+    // The script reads PIDFILE: pass it through the command override's env by
+    // writing it into the script instead.
+    let script = format!(
+        "#!/bin/sh\necho started\nsleep 300 &\necho $! > {}\nwait\n",
+        pidfile.display()
+    );
+    write_exec(&rig.repo.join("script/deploy"), &script);
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(&rig.repo)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qam",
+            "pidfile",
+        ])
+        .status()
+        .unwrap();
+    let d = rig
+        .queue_with("k1", "main", shell_config(), |n| n.timeout_secs = Some(1))
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Failed);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("timed out after 1s"),
+        "{:?}",
+        done.reason
+    );
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let pid = pid.trim();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while alive(pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "grandchild {pid} survived the timeout"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rig.log(d.id).await.contains(&"started".to_string()));
+}
+
+#[tokio::test]
+async fn cancel_stops_a_running_deploy() {
+    let mut rig = Rig::new("#!/bin/sh\necho waiting\nsleep 300\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig.queue("k1", "main", shell_config()).await;
+    rig.wait_running(d.id).await;
+    // Let the script start before cancelling.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !rig.log(d.id).await.contains(&"waiting".to_string()) {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    rig.store.request_cancel(d.id, "bob").await.unwrap();
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Cancelled);
+    assert_eq!(done.reason.as_deref(), Some("cancelled by bob"));
+}
+
+#[tokio::test]
+async fn a_hundred_thousand_lines_are_all_stored_in_order() {
+    let mut rig = Rig::new("#!/bin/sh\nseq 1 100000\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig.queue("k1", "main", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    let numbers: Vec<u64> = rig
+        .log(d.id)
+        .await
+        .iter()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert_eq!(numbers.len(), 100_000);
+    assert!(numbers.iter().enumerate().all(|(i, n)| *n == i as u64 + 1));
+}
+
+#[tokio::test]
+async fn secrets_in_the_output_are_redacted() {
+    let mut rig = Rig::new(
+        "#!/bin/sh\necho key=hunter2-very-secret\necho url=https://x:ghp_abcdefghijklmnopqrstuvwxyz0123@github.com\n",
+        &[],
+    )
+    .await;
+    let mut cfg = rig.config();
+    cfg.secrets = vec!["hunter2-very-secret".to_string()];
+    rig.start(cfg);
+    let d = rig.queue("k1", "main", shell_config()).await;
+    assert_eq!(rig.wait_done(d.id).await.state, DeploymentState::Succeeded);
+    let log = rig.log(d.id).await.join("\n");
+    assert!(!log.contains("hunter2"), "{log}");
+    assert!(!log.contains("ghp_abc"), "{log}");
+    assert!(log.contains("key=[REDACTED]"), "{log}");
+}
+
+#[tokio::test]
+async fn a_ref_that_does_not_exist_errors_with_gits_message() {
+    let mut rig = Rig::new("#!/bin/sh\necho never\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig.queue("k1", "no-such-branch", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.contains("checkout failed: ref `no-such-branch` not found"),
+        "{reason}"
+    );
+    assert!(!rig.log(d.id).await.contains(&"never".to_string()));
+}
+
+#[tokio::test]
+async fn a_lock_held_by_someone_else_stops_the_deploy_but_not_the_holders() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    let r = rig
+        .store
+        .lock("app", "staging", "bob", Some("db migration"), None)
+        .await
+        .unwrap();
+    assert!(matches!(r, LockResult::Acquired(_)));
+    rig.start(rig.config());
+    let d = rig.queue("k1", "main", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert_eq!(
+        done.reason.as_deref(),
+        Some("staging is locked by bob: db migration")
+    );
+    let d = rig
+        .queue_with("k2", "main", shell_config(), |n| n.requester = "bob".into())
+        .await;
+    assert_eq!(rig.wait_done(d.id).await.state, DeploymentState::Succeeded);
+}
+
+#[tokio::test]
+async fn unknown_provider_missing_script_and_no_config_error_clearly() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig
+        .queue(
+            "k1",
+            "main",
+            json!({"provider": "opsworks", "repository": "example/app"}),
+        )
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("unknown provider `opsworks`"),
+        "{:?}",
+        done.reason
+    );
+
+    let d = rig
+        .queue(
+            "k2",
+            "main",
+            json!({"provider": "shell", "deploy_script": "script/missing"}),
+        )
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(
+        done.reason.as_deref(),
+        Some("deploy_script `script/missing` does not exist in the repository at this commit")
+    );
+
+    let d = rig
+        .queue_with("k3", "main", json!({}), |n| n.payload = json!({}))
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("no app in faseng's app.json deploys example/app")
+    );
+
+    let d = rig
+        .queue_with("k4", "main", json!({}), |n| {
+            n.payload = json!({"config": "c2VjcmV0"})
+        })
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("encrypted payloads are not supported")
+    );
+}
+
+#[tokio::test]
+async fn hostile_refs_tasks_and_scripts_never_reach_a_shell_or_git_options() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    let marker = rig.dir.path().join("pwned");
+    rig.start(rig.config());
+    let m = marker.display().to_string();
+    let hostile_refs = [
+        format!("$(touch {m})"),
+        format!("`touch {m}`"),
+        format!("main;touch {m}"),
+        "--upload-pack=touch pwned".to_string(),
+        "-x".to_string(),
+        "a..b".to_string(),
+    ];
+    for (i, r) in hostile_refs.iter().enumerate() {
+        let d = rig.queue(&format!("ref{i}"), r, shell_config()).await;
+        let done = rig.wait_done(d.id).await;
+        assert_eq!(done.state, DeploymentState::Errored, "{r}");
+        assert!(
+            done.reason.as_deref().unwrap_or("").contains("refused"),
+            "{r}: {:?}",
+            done.reason
+        );
+    }
+    for (i, task) in [
+        format!("deploy;touch {m}"),
+        "-rf".to_string(),
+        "$(id)".to_string(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let d = rig
+            .queue_with(&format!("task{i}"), "main", shell_config(), |n| {
+                n.task = task.clone()
+            })
+            .await;
+        let done = rig.wait_done(d.id).await;
+        assert_eq!(done.state, DeploymentState::Errored, "{task}");
+        assert!(
+            done.reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("is not one I will run")
+        );
+    }
+    let d = rig
+        .queue(
+            "script",
+            "main",
+            json!({"provider": "shell", "deploy_script": "../../bin/sh"}),
+        )
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("leaves the repository"),
+        "{:?}",
+        done.reason
+    );
+    assert!(!marker.exists(), "a hostile value was executed");
+}
+
+#[tokio::test]
+async fn a_symlinked_script_leading_outside_is_refused() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    std::os::unix::fs::symlink("/bin/sh", rig.repo.join("script/escape")).unwrap();
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(&rig.repo)
+        .args(["-c", "user.name=t", "-c", "user.email=t@e", "add", "-A"])
+        .status()
+        .unwrap();
+    std::process::Command::new("git")
+        .arg("-C")
+        .arg(&rig.repo)
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "link",
+        ])
+        .status()
+        .unwrap();
+    rig.start(rig.config());
+    let d = rig
+        .queue(
+            "k1",
+            "main",
+            json!({"provider": "shell", "deploy_script": "script/escape"}),
+        )
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("through a symlink"),
+        "{:?}",
+        done.reason
+    );
+}
+
+/// The same engine on PostgreSQL (a fresh database per test, from DATABASE_URL).
+#[sqlx::test(migrations = false)]
+async fn the_engine_runs_on_postgres(pool: sqlx::PgPool) {
+    let store = chima_store::PgStore::from_pool(pool);
+    chima_store::Store::migrate(&store).await.unwrap();
+    let store: std::sync::Arc<dyn chima_store::Store> = std::sync::Arc::new(store);
+    let mut rig = Rig::on("#!/bin/sh\necho on postgres\nexit 2\n", &[], Some(store)).await;
+    rig.start(rig.config());
+    let ok = rig.queue("k1", "main", shell_config()).await;
+    let done = rig.wait_done(ok.id).await;
+    assert_eq!(done.state, DeploymentState::Failed);
+    assert_eq!(done.exit_code, Some(2));
+    assert!(rig.log(ok.id).await.contains(&"on postgres".to_string()));
+}
+
+#[tokio::test]
+async fn hostile_hosts_from_a_webhook_are_refused() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig
+        .queue_with("k1", "main", json!({"provider": "fabric"}), |n| {
+            n.hosts = Some("-oProxyCommand=id".into());
+        })
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert!(
+        done.reason
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("hosts `-oProxyCommand=id` refused"),
+        "{:?}",
+        done.reason
+    );
+}

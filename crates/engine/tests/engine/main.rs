@@ -1,0 +1,6 @@
+//! The engine with real git repositories, real processes and a real store
+//! (SQLite on a temp file; PostgreSQL through `DATABASE_URL` where marked).
+
+mod harness;
+mod jobs;
+mod providers;
