@@ -85,6 +85,17 @@ pub(crate) fn outcome_reason(id: i64, outcome: &Outcome) -> Result<Option<String
     })
 }
 
+/// Checks the ids of a chat message before they are recorded.
+pub(crate) fn validate_chat_message(op: &str, channel: &str, ts: &str) -> Result<(), StoreError> {
+    if channel.trim().is_empty() || ts.trim().is_empty() {
+        return Err(StoreError::InvalidInput {
+            op: op.to_owned(),
+            detail: format!("a chat message needs a channel and a ts, got {channel:?} and {ts:?}"),
+        });
+    }
+    Ok(())
+}
+
 /// Validates the target state of `fail_queued`.
 pub(crate) fn check_fail_queued_state(id: i64, state: DeploymentState) -> Result<(), StoreError> {
     if !state.is_terminal() || state == DeploymentState::Succeeded {

@@ -38,8 +38,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::{
-    CancelResult, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus, Lock,
-    LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome, Stream,
+    CancelResult, ChatMessage, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus,
+    Lock, LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome, Stream,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -247,6 +247,17 @@ pub trait Store: Send + Sync {
 
     /// Every event of one deployment, delivered or not, oldest first (admin pages, tests).
     async fn outbox_for_deployment(&self, id: i64) -> Result<Vec<OutboxEntry>>;
+
+    // ---- chat messages ----------------------------------------------------------------
+
+    /// The chat message that reports this deployment, if one was posted.
+    async fn chat_message(&self, deployment_id: i64) -> Result<Option<ChatMessage>>;
+
+    /// Records the chat message that reports this deployment (after posting it), so that
+    /// later state changes edit it instead of posting again. A second call replaces the
+    /// first (the message was posted anew). [`StoreError::NotFound`] when there is no
+    /// such deployment; [`StoreError::InvalidInput`] for an empty channel or ts.
+    async fn set_chat_message(&self, deployment_id: i64, channel: &str, ts: &str) -> Result<()>;
 }
 
 /// How long an outbox event taken by a sender stays hidden from other senders before it

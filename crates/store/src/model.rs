@@ -321,6 +321,20 @@ pub struct OutboxEntry {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
+/// The chat message that reports a deployment: posted once, then edited in place on
+/// every state change (DESIGN.md section 2.1, step 7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub deployment_id: i64,
+    /// The channel id the chat service answered with (not the name it was posted to):
+    /// edits address the message by channel id and timestamp.
+    pub channel: String,
+    /// The message's id in its channel (Slack's `ts`, e.g. `1700000000.000100`).
+    pub ts: String,
+    /// When it was last recorded.
+    pub updated_at: DateTime<Utc>,
+}
+
 /// Filter for `list_deployments`; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeploymentFilter {

@@ -35,8 +35,8 @@ use crate::common::{
 };
 use crate::error::{StoreError, is_unique_violation};
 use crate::model::{
-    CancelResult, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus, Lock,
-    LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome,
+    CancelResult, ChatMessage, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus,
+    Lock, LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome,
 };
 use crate::{Backend, OUTBOX_IN_FLIGHT, Result, SQLITE_POLL_INTERVAL, Store};
 
@@ -303,6 +303,17 @@ impl<'r> FromRow<'r, SqliteRow> for LogLine {
                 .map_err(|e: String| decode_err("stream", e))?,
             line: row.try_get("line")?,
             at: row.try_get("at")?,
+        })
+    }
+}
+
+impl<'r> FromRow<'r, SqliteRow> for ChatMessage {
+    fn from_row(row: &'r SqliteRow) -> std::result::Result<Self, sqlx::Error> {
+        Ok(ChatMessage {
+            deployment_id: row.try_get("deployment_id")?,
+            channel: row.try_get("channel")?,
+            ts: row.try_get("ts")?,
+            updated_at: row.try_get("updated_at")?,
         })
     }
 }
@@ -1035,5 +1046,44 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db(format!("read the outbox of deployment {id}"), e))
+    }
+
+    async fn chat_message(&self, deployment_id: i64) -> Result<Option<ChatMessage>> {
+        sqlx::query_as::<_, ChatMessage>(
+            "SELECT deployment_id, channel, ts, updated_at FROM chat_messages \
+             WHERE deployment_id = $1",
+        )
+        .bind(deployment_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| {
+            StoreError::db(
+                format!("read the chat message of deployment {deployment_id}"),
+                e,
+            )
+        })
+    }
+
+    async fn set_chat_message(&self, deployment_id: i64, channel: &str, ts: &str) -> Result<()> {
+        let op = || format!("record the chat message of deployment {deployment_id}");
+        common::validate_chat_message(&op(), channel, ts)?;
+        let result = sqlx::query(concat!(
+            "INSERT INTO chat_messages (deployment_id, channel, ts, updated_at) \
+             SELECT id, $2, $3, ",
+            now_sql!(),
+            " FROM deployments WHERE id = $1 \
+             ON CONFLICT (deployment_id) DO UPDATE \
+             SET channel = excluded.channel, ts = excluded.ts, updated_at = excluded.updated_at"
+        ))
+        .bind(deployment_id)
+        .bind(channel)
+        .bind(ts)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op(), e))?;
+        if result.rows_affected() == 0 {
+            return Err(StoreError::not_found(format!("deployment {deployment_id}")));
+        }
+        Ok(())
     }
 }

@@ -3,3 +3,4 @@
 //! For tests only: depend on it from `[dev-dependencies]`.
 
 pub mod heroku;
+pub mod slack;

@@ -14,6 +14,7 @@
 
 mod harness;
 
+mod chat;
 mod concurrency;
 mod lifecycle;
 mod locks;
@@ -78,6 +79,8 @@ on_both_backends!(
     logs::concurrent_log_appenders_get_disjoint_sequences,
     locks::locks_hold_update_expire_and_unlock,
     wake::wait_for_work_wakes_on_insert_and_on_finish,
+    chat::chat_message_is_recorded_and_replaced,
+    chat::chat_message_needs_a_deployment_and_ids,
 );
 
 /// Ends the whole test run, failed, when PostgreSQL is not there, saying how to start

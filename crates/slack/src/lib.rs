@@ -1,0 +1,68 @@
+//! Slack for chima and faseng (DESIGN.md sections 2.1, 6, 7 and 8).
+//!
+//! * [`SlackApi`]: the Web API calls both binaries make (`auth.test`,
+//!   `chat.postMessage`, `chat.update`, `conversations.info`, `users.info`), through
+//!   slack-morphism's hyper client. Its base URL is `SLACK_API_URL`, plain `http://`
+//!   included, so tests point it at the fake Slack of `chima-testkit`.
+//! * Two ways for chat lines to reach chima, both ending in the same [`Incoming`] given to
+//!   a [`Handler`]: [`run_socket_mode`] (the default: no public URL needed) and
+//!   [`events_router`] (the Events API, slash commands and interactivity over HTTP, with
+//!   Slack's request signature checked by [`verify_signature`]).
+//! * [`render`]: the deployment messages of section 8, as plain text and Block Kit.
+//! * [`run_chat_sender`]: faseng's delivery of the `chat` outbox: one message per
+//!   deployment, posted in the thread of the command and edited in place afterwards.
+//!
+//! Tokens and secrets are [`chima_config::Secret`]s: no error, log line or `Debug`
+//! output of this crate contains one.
+
+mod api;
+mod error;
+mod events;
+mod incoming;
+mod render;
+mod sender;
+mod signature;
+mod socket;
+
+pub use api::{BotIdentity, Message, Posted, SlackApi};
+pub use error::{SignatureError, SlackError};
+pub use events::{BODY_LIMIT, events_router};
+pub use incoming::{
+    Handler, Incoming, IncomingKind, Payload, PayloadError, parse_form, parse_payload,
+    parse_slash_command_form,
+};
+pub use render::{DeploymentView, MAX_LOG_LINE_CHARS, MAX_LOG_LINES, render};
+pub use sender::{CHAT_TARGET, FallbackChannel, LogUrl, run_chat_sender};
+pub use signature::{MAX_CLOCK_SKEW_SECS, sign, verify_signature};
+pub use socket::run_socket_mode;
+
+use chima_config::Secret;
+
+/// Slack's Web API, the default of `SLACK_API_URL`.
+pub const DEFAULT_API_URL: &str = "https://slack.com/api";
+
+/// How chima and faseng reach Slack (DESIGN.md section 6).
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    /// `SLACK_API_URL`: the Web API base, without a trailing slash
+    /// (default [`DEFAULT_API_URL`]).
+    pub api_url: String,
+    /// `SLACK_BOT_TOKEN` (`xoxb-...`): every Web API call.
+    pub bot_token: Secret,
+    /// `SLACK_APP_TOKEN` (`xapp-...`): Socket Mode only.
+    pub app_token: Option<Secret>,
+    /// `SLACK_SIGNING_SECRET`: the Events API over HTTP only.
+    pub signing_secret: Option<Secret>,
+}
+
+impl SlackConfig {
+    /// A config with the default API URL and only a bot token.
+    pub fn new(bot_token: Secret) -> SlackConfig {
+        SlackConfig {
+            api_url: DEFAULT_API_URL.to_owned(),
+            bot_token,
+            app_token: None,
+            signing_secret: None,
+        }
+    }
+}

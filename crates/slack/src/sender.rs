@@ -1,0 +1,415 @@
+//! faseng's delivery of the `chat` outbox (DESIGN.md section 2.1, step 7): each
+//! deployment gets one Slack message, posted in the thread of the command that asked for
+//! it, and every later state change edits that message in place.
+//!
+//! The outbox hands out, per deployment, only its oldest undelivered entry, so a
+//! deployment's messages go out in order, and one deployment whose delivery keeps failing
+//! delays only its own later entries. Entries are delivered concurrently, so a slow or
+//! failing call never holds up the other deployments either.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chima_store::{ChatMessage, Deployment, DeploymentState, OutboxEntry, Store, StoreError};
+use chrono::Utc;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::api::{Message, SlackApi};
+use crate::error::SlackError;
+use crate::render::{DeploymentView, MAX_LOG_LINES, render};
+
+/// How the sender links to a deployment's log page: deployment id to URL.
+pub type LogUrl = Arc<dyn Fn(i64) -> String + Send + Sync>;
+
+/// The channel for deployments of an app that name no room, if any.
+pub type FallbackChannel = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The outbox target this sender delivers.
+pub const CHAT_TARGET: &str = "chat";
+
+/// Entries taken per round: two waves of [`CONCURRENCY`], so that even calls that all
+/// time out finish well within the outbox's in-flight time (no other faseng process
+/// takes them meanwhile).
+const BATCH: i64 = 16;
+/// Entries delivered at once.
+const CONCURRENCY: usize = 8;
+/// How often an idle sender looks for new entries.
+const POLL: Duration = Duration::from_millis(250);
+/// Retry delays: 1 s, 2 s, 4 s ... at most 5 minutes.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_RETRY: Duration = Duration::from_secs(300);
+/// An error that is neither known to be transient nor known to be permanent is tried
+/// this many times, then given up.
+const UNKNOWN_ERROR_ATTEMPTS: i32 = 6;
+
+/// Delivers outbox entries of target `chat` until `shutdown` turns true.
+///
+/// Each deployment gets one `chat.postMessage` in `payload.notify.room` (in the thread
+/// `payload.notify.thread_ts`, if any). A deployment without a room (or whose
+/// `payload.notify.adapter` is not Slack) goes to `fallback_channel(app)`, or gets no
+/// message at all. The message's ids are saved with [`Store::set_chat_message`]; every
+/// later state change is a `chat.update` of it, re-rendered from the deployment as it is
+/// then (with the last log lines when it failed), the link from `log_url(id)`.
+///
+/// A 429 is retried at its `Retry-After`; other failures with backoff (1 s, 2 s, 4 s ...
+/// at most 5 minutes), forever for outages so that nothing is lost. Errors that can never
+/// work (`channel_not_found`, `not_in_channel`, `invalid_auth`, ...) are logged and the
+/// entry is marked delivered.
+pub async fn run_chat_sender(
+    store: Arc<dyn Store>,
+    api: SlackApi,
+    log_url: LogUrl,
+    fallback_channel: FallbackChannel,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sender = Sender {
+        store,
+        api,
+        log_url,
+        fallback_channel,
+        posted: Mutex::new(HashMap::new()),
+    };
+    let mut store_backoff = FIRST_RETRY;
+    tracing::info!(api_url = %sender.api.api_url(), "chat sender started");
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let batch = match sender.store.take_due_outbox(CHAT_TARGET, BATCH).await {
+            Ok(batch) => {
+                store_backoff = FIRST_RETRY;
+                batch
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "chat sender cannot read the outbox; retrying in {store_backoff:?}");
+                if wait(&mut shutdown, store_backoff).await {
+                    break;
+                }
+                store_backoff = (store_backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        let full = batch.len() as i64 >= BATCH;
+        futures::stream::iter(batch)
+            .for_each_concurrent(CONCURRENCY, |entry| sender.deliver(entry))
+            .await;
+        if !full && wait(&mut shutdown, POLL).await {
+            break;
+        }
+    }
+    tracing::info!("chat sender stopped");
+}
+
+/// Sleeps `pause`; `true` when shutdown was asked for meanwhile (or its sender is gone).
+async fn wait(shutdown: &mut watch::Receiver<bool>, pause: Duration) -> bool {
+    if *shutdown.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => *shutdown.borrow(),
+        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+    }
+}
+
+struct Sender {
+    store: Arc<dyn Store>,
+    api: SlackApi,
+    log_url: LogUrl,
+    fallback_channel: FallbackChannel,
+    /// Messages posted whose ids the store could not save yet: a retry edits them
+    /// instead of posting a second message.
+    posted: Mutex<HashMap<i64, (String, String)>>,
+}
+
+/// Why an entry was not delivered.
+enum Failure {
+    /// Try again at this time.
+    Retry { error: String, after: Duration },
+    /// It can never work: log it and move on.
+    GiveUp(String),
+}
+
+impl Sender {
+    async fn deliver(&self, entry: OutboxEntry) {
+        let id = entry.deployment_id;
+        match self.try_deliver(&entry).await {
+            Ok(()) => {
+                if let Err(e) = self.store.mark_delivered(entry.id).await {
+                    // It comes back after the in-flight time; the message exists by then,
+                    // so the retry edits it.
+                    tracing::warn!(deployment = id, outbox = entry.id, error = %e, "chat message sent but not marked delivered");
+                }
+            }
+            Err(Failure::GiveUp(error)) => {
+                tracing::warn!(deployment = id, outbox = entry.id, event = %entry.event, %error, "chat message given up");
+                if let Err(e) = self.store.mark_delivered(entry.id).await {
+                    tracing::warn!(deployment = id, outbox = entry.id, error = %e, "cannot mark a given-up chat message");
+                }
+            }
+            Err(Failure::Retry { error, after }) => {
+                tracing::info!(deployment = id, outbox = entry.id, event = %entry.event, attempts = entry.attempts + 1, %error, "chat message failed; retrying in {after:?}");
+                let at = Utc::now()
+                    + chrono::Duration::from_std(after).unwrap_or(chrono::Duration::seconds(1));
+                if let Err(e) = self.store.reschedule_outbox(entry.id, &error, at).await {
+                    tracing::warn!(deployment = id, outbox = entry.id, error = %e, "cannot reschedule a chat message");
+                }
+            }
+        }
+    }
+
+    async fn try_deliver(&self, entry: &OutboxEntry) -> Result<(), Failure> {
+        let store_failure = |e: StoreError| Failure::Retry {
+            error: format!("store: {e}"),
+            after: backoff(entry.attempts),
+        };
+        let Some(d) = self
+            .store
+            .get_deployment(entry.deployment_id)
+            .await
+            .map_err(store_failure)?
+        else {
+            return Err(Failure::GiveUp(format!(
+                "deployment {} no longer exists",
+                entry.deployment_id
+            )));
+        };
+        let existing = match self.store.chat_message(d.id).await.map_err(store_failure)? {
+            Some(m) => Some(m),
+            None => self.unsaved(d.id),
+        };
+        match existing {
+            Some(message) => {
+                if entry.event != d.state {
+                    // A later entry carries the current state and edits the message then:
+                    // this edit would show nothing new.
+                    return Ok(());
+                }
+                let msg = self.render(&d).await;
+                self.update(entry, &d, &message, &msg).await
+            }
+            None => {
+                let Some((channel, thread)) = self.target(&d) else {
+                    tracing::debug!(deployment = d.id, app = %d.app, "no chat room for this deployment; nothing sent");
+                    return Ok(());
+                };
+                let msg = self.render(&d).await;
+                self.post(entry, &d, &channel, thread.as_deref(), &msg)
+                    .await
+            }
+        }
+    }
+
+    /// Where the first message goes: the room of the command (and its thread), else the
+    /// app's fallback channel.
+    fn target(&self, d: &Deployment) -> Option<(String, Option<String>)> {
+        let notify = d.payload.get("notify");
+        let text = |key: &str| {
+            notify
+                .and_then(|n| n.get(key))
+                .and_then(serde_json::Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let from_slack = text("adapter").is_none_or(|a| a.eq_ignore_ascii_case("slack"));
+        if from_slack && let Some(room) = text("room") {
+            return Some((room.to_owned(), text("thread_ts").map(str::to_owned)));
+        }
+        (self.fallback_channel)(&d.app)
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .map(|c| (c, None))
+    }
+
+    async fn render(&self, d: &Deployment) -> Message {
+        let url = (self.log_url)(d.id);
+        let lines = if matches!(d.state, DeploymentState::Failed | DeploymentState::Errored) {
+            self.last_lines(d.id).await
+        } else {
+            Vec::new()
+        };
+        render(&DeploymentView {
+            deployment: d,
+            log_url: Some(url.as_str()).filter(|u| !u.is_empty()),
+            last_lines: &lines,
+        })
+    }
+
+    /// The last lines of the log; none when the store cannot say (the message goes out
+    /// without them rather than not at all).
+    async fn last_lines(&self, id: i64) -> Vec<String> {
+        let count = match self.store.log_count(id).await {
+            Ok(count) => count,
+            Err(e) => {
+                tracing::warn!(deployment = id, error = %e, "cannot count log lines for the chat message");
+                return Vec::new();
+            }
+        };
+        let after = (count - MAX_LOG_LINES as i64).max(0);
+        match self.store.read_logs(id, after, MAX_LOG_LINES as i64).await {
+            Ok(lines) => lines.into_iter().map(|l| l.line).collect(),
+            Err(e) => {
+                tracing::warn!(deployment = id, error = %e, "cannot read log lines for the chat message");
+                Vec::new()
+            }
+        }
+    }
+
+    async fn post(
+        &self,
+        entry: &OutboxEntry,
+        d: &Deployment,
+        channel: &str,
+        thread: Option<&str>,
+        msg: &Message,
+    ) -> Result<(), Failure> {
+        let posted = match self.api.post(channel, thread, msg).await {
+            Ok(posted) => posted,
+            Err(e) if is_blocks_error(&e) && msg.blocks.is_some() => {
+                tracing::warn!(deployment = d.id, error = %e, "Slack refused the blocks; posting the text only");
+                self.api
+                    .post(channel, thread, &Message::text(msg.text.clone()))
+                    .await
+                    .map_err(|e| failure(entry, e))?
+            }
+            Err(e) => return Err(failure(entry, e)),
+        };
+        tracing::debug!(deployment = d.id, channel = %posted.channel, ts = %posted.ts, "chat message posted");
+        self.save(d.id, &posted.channel, &posted.ts).await
+    }
+
+    async fn update(
+        &self,
+        entry: &OutboxEntry,
+        d: &Deployment,
+        message: &ChatMessage,
+        msg: &Message,
+    ) -> Result<(), Failure> {
+        match self
+            .api
+            .update_message(&message.channel, &message.ts, msg)
+            .await
+        {
+            Ok(()) => {
+                tracing::debug!(deployment = d.id, state = %d.state, "chat message updated");
+                Ok(())
+            }
+            Err(e) if is_blocks_error(&e) && msg.blocks.is_some() => {
+                tracing::warn!(deployment = d.id, error = %e, "Slack refused the blocks; updating with the text only");
+                self.api
+                    .update_message(
+                        &message.channel,
+                        &message.ts,
+                        &Message::text(msg.text.clone()),
+                    )
+                    .await
+                    .map_err(|e| failure(entry, e))
+            }
+            Err(e)
+                if matches!(
+                    e.api_code(),
+                    Some("message_not_found" | "cant_update_message" | "edit_window_closed")
+                ) =>
+            {
+                // The message was deleted (or can no longer be edited): post a new one
+                // where the old one was, so the state change is not lost.
+                tracing::info!(deployment = d.id, error = %e, "chat message cannot be edited; posting a new one");
+                let thread = self
+                    .target(d)
+                    .filter(|(channel, _)| *channel == message.channel)
+                    .and_then(|(_, thread)| thread);
+                self.post(entry, d, &message.channel, thread.as_deref(), msg)
+                    .await
+            }
+            Err(e) => Err(failure(entry, e)),
+        }
+    }
+
+    /// Saves a posted message's ids; kept in memory too until the store has them.
+    async fn save(&self, id: i64, channel: &str, ts: &str) -> Result<(), Failure> {
+        self.lock_posted()
+            .insert(id, (channel.to_owned(), ts.to_owned()));
+        match self.store.set_chat_message(id, channel, ts).await {
+            Ok(()) => {
+                self.lock_posted().remove(&id);
+                Ok(())
+            }
+            Err(e) => {
+                // Sent all the same: the next entry edits the message (from memory if the
+                // store still cannot say).
+                tracing::warn!(deployment = id, error = %e, "chat message posted but its id could not be saved");
+                Ok(())
+            }
+        }
+    }
+
+    fn unsaved(&self, id: i64) -> Option<ChatMessage> {
+        self.lock_posted()
+            .get(&id)
+            .map(|(channel, ts)| ChatMessage {
+                deployment_id: id,
+                channel: channel.clone(),
+                ts: ts.clone(),
+                updated_at: Utc::now(),
+            })
+    }
+
+    fn lock_posted(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (String, String)>> {
+        self.posted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn is_blocks_error(e: &SlackError) -> bool {
+    matches!(
+        e.api_code(),
+        Some("invalid_blocks" | "invalid_blocks_format")
+    )
+}
+
+/// What to do about a failed call.
+fn failure(entry: &OutboxEntry, e: SlackError) -> Failure {
+    let error = e.to_string();
+    match e {
+        SlackError::RateLimited { retry_after, .. } => Failure::Retry {
+            error,
+            after: retry_after
+                .unwrap_or_else(|| backoff(entry.attempts))
+                .max(FIRST_RETRY),
+        },
+        e if e.is_transient() => Failure::Retry {
+            error,
+            after: backoff(entry.attempts),
+        },
+        e if e.is_permanent() => Failure::GiveUp(error),
+        _ if entry.attempts + 1 >= UNKNOWN_ERROR_ATTEMPTS => Failure::GiveUp(error),
+        _ => Failure::Retry {
+            error,
+            after: backoff(entry.attempts),
+        },
+    }
+}
+
+/// 1 s after the first failure, then doubling, at most 5 minutes.
+fn backoff(attempts: i32) -> Duration {
+    let exponent = u32::try_from(attempts.clamp(0, 16)).unwrap_or(16);
+    FIRST_RETRY
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(MAX_RETRY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(0), Duration::from_secs(1));
+        assert_eq!(backoff(1), Duration::from_secs(2));
+        assert_eq!(backoff(2), Duration::from_secs(4));
+        assert_eq!(backoff(8), Duration::from_secs(256));
+        assert_eq!(backoff(9), MAX_RETRY);
+        assert_eq!(backoff(1000), MAX_RETRY);
+        assert_eq!(backoff(-1), Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,289 @@
+//! Socket Mode: chima keeps a WebSocket open to Slack (no public URL needed) with the
+//! app-level token, through slack-morphism's listener, which acknowledges envelopes and
+//! reconnects on `disconnect` frames and lost connections.
+//!
+//! The callbacks only read the payload and hand it to the [`Handler`] in a task of its
+//! own, so that every envelope is acknowledged at once (Slack redelivers what is not
+//! acknowledged within 3 seconds).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use axum::http::StatusCode;
+use slack_morphism::errors::SlackClientError;
+use slack_morphism::events::{
+    SlackCommandEvent, SlackCommandEventResponse, SlackInteractionEvent, SlackPushEventCallback,
+};
+use slack_morphism::hyper_tokio::SlackHyperClient;
+use slack_morphism::listener::{SlackClientEventsListenerEnvironment, SlackClientEventsUserState};
+use slack_morphism::socket_mode::{
+    SlackClientSocketModeConfig, SlackClientSocketModeListener, SlackSocketModeListenerCallbacks,
+};
+use slack_morphism::{SlackMessageContent, SlackMessageResponseType, UserCallbackResult};
+use tokio::sync::watch;
+
+use crate::SlackConfig;
+use crate::api::{SlackApi, token};
+use crate::error::SlackError;
+use crate::incoming::{Handler, Payload, SEEN_CAPACITY, Seen, dispatch, parse_value};
+
+/// Seconds between attempts to reconnect when Slack cannot be reached.
+const RECONNECT_SECS: u64 = 5;
+
+/// What the callbacks (plain `fn`s) find in the listener's user state.
+struct Context {
+    handler: Arc<dyn Handler>,
+    bot_user_id: String,
+    seen: Arc<Seen>,
+    /// Set once `run_socket_mode` is returning: late events are dropped.
+    stopped: AtomicBool,
+    hellos: AtomicU64,
+}
+
+impl Context {
+    /// Reads a payload (an `event_callback` or a whole frame) and dispatches its line.
+    fn accept(&self, value: &serde_json::Value) {
+        if self.stopped.load(Ordering::Relaxed) {
+            return;
+        }
+        match parse_value(value, Some(&self.bot_user_id)) {
+            Ok(Payload::Line { incoming, event_id }) => {
+                if self.seen.first_delivery(event_id.as_deref(), &incoming) {
+                    dispatch(&self.handler, incoming);
+                } else {
+                    tracing::debug!(
+                        event_id = event_id.as_deref().unwrap_or(""),
+                        "Slack redelivered an event already handled"
+                    );
+                }
+            }
+            Ok(Payload::Ignored { why, .. }) => {
+                tracing::trace!(%why, "Socket Mode payload ignored")
+            }
+            Ok(Payload::UrlVerification { .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "unreadable Socket Mode payload"),
+        }
+    }
+}
+
+/// Runs Socket Mode until `shutdown` turns true.
+///
+/// Checks both tokens first (`auth.test` with the bot token, `apps.connections.open`
+/// with the app token) and fails at once when one is wrong. Then: one connection,
+/// re-opened on `disconnect` frames and on network loss; every envelope acknowledged
+/// at once; the bot's own messages, other bots' messages, edits and events the bot does
+/// not use ignored; a redelivered event (same `event_id`, `retry_attempt` > 0) handled
+/// once; `handler.handle` called in a task of its own. Slash commands are answered with
+/// an ephemeral "working on it".
+pub async fn run_socket_mode(
+    cfg: SlackConfig,
+    api: SlackApi,
+    handler: Arc<dyn Handler>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), SlackError> {
+    let Some(app_token) = cfg
+        .app_token
+        .as_ref()
+        .filter(|t| !t.expose().trim().is_empty())
+    else {
+        return Err(SlackError::Config(
+            "SLACK_APP_TOKEN is not set: Socket Mode needs an app-level token (xapp-...) \
+             with the connections:write scope"
+                .to_owned(),
+        ));
+    };
+    let app_token = token(app_token.expose());
+    let bot = api.auth_test().await?;
+    api.check_app_token(&app_token).await?;
+    if *shutdown.borrow() {
+        return Ok(());
+    }
+
+    let context = Arc::new(Context {
+        handler,
+        bot_user_id: bot.user_id.clone(),
+        seen: Seen::new(SEEN_CAPACITY),
+        stopped: AtomicBool::new(false),
+        hellos: AtomicU64::new(0),
+    });
+    let environment = Arc::new(
+        SlackClientEventsListenerEnvironment::new(api.client())
+            .with_error_handler(on_error)
+            .with_user_state(Arc::clone(&context)),
+    );
+    let callbacks = SlackSocketModeListenerCallbacks::new()
+        .with_hello_events(on_hello)
+        .with_push_events(on_push)
+        .with_command_events(on_command)
+        .with_interaction_events(on_interaction);
+    let config = SlackClientSocketModeConfig::new()
+        .with_max_connections_count(1)
+        .with_initial_backoff_in_seconds(0)
+        .with_reconnect_timeout_in_seconds(RECONNECT_SECS);
+    let listener = SlackClientSocketModeListener::new(&config, environment, callbacks);
+    listener
+        .listen_for(&app_token)
+        .await
+        .map_err(|e| crate::api::map_error("apps.connections.open", e))?;
+    listener.start().await;
+    tracing::info!(bot = %bot.name, bot_user_id = %bot.user_id, "Slack Socket Mode started");
+
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    context.stopped.store(true, Ordering::Relaxed);
+    listener.shutdown().await;
+    tracing::info!(
+        connections = context.hellos.load(Ordering::Relaxed),
+        "Slack Socket Mode stopped"
+    );
+    Ok(())
+}
+
+async fn context_of(states: &SlackClientEventsUserState) -> Option<Arc<Context>> {
+    let guard = states.read().await;
+    guard.get_user_state::<Arc<Context>>().cloned()
+}
+
+/// Generic only because slack-morphism does not export the hello event's type.
+async fn on_hello<E: Send + 'static>(
+    _event: E,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) {
+    if let Some(context) = context_of(&states).await {
+        context.hellos.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!("Slack Socket Mode connected");
+}
+
+async fn on_push(
+    event: SlackPushEventCallback,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    let Some(context) = context_of(&states).await else {
+        return Ok(());
+    };
+    // Our own reading of the payload (see `incoming`): back to JSON first.
+    match serde_json::to_value(&event) {
+        Ok(mut value) => {
+            if let Some(object) = value.as_object_mut() {
+                object.insert("type".to_owned(), "event_callback".into());
+            }
+            context.accept(&value);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read a Socket Mode event"),
+    }
+    Ok(())
+}
+
+async fn on_command(
+    event: SlackCommandEvent,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> UserCallbackResult<SlackCommandEventResponse> {
+    let command = event.command.0.clone();
+    if let Some(context) = context_of(&states).await {
+        match serde_json::to_value(&event) {
+            Ok(payload) => context.accept(&serde_json::json!({
+                "type": "slash_commands",
+                "payload": payload,
+            })),
+            Err(e) => tracing::warn!(error = %e, "cannot read a Socket Mode slash command"),
+        }
+    }
+    Ok(working_on_it(&command, event.text.as_deref().unwrap_or("")))
+}
+
+/// The immediate, ephemeral answer to a slash command.
+pub(crate) fn working_on_it(command: &str, text: &str) -> SlackCommandEventResponse {
+    let line = format!("{command} {text}");
+    let line: String = line.trim().chars().take(200).collect();
+    SlackCommandEventResponse::new(
+        SlackMessageContent::new().with_text(format!("Working on `{}`…", escape_code(&line))),
+    )
+    .with_response_type(SlackMessageResponseType::Ephemeral)
+}
+
+fn escape_code(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('`', "'")
+}
+
+async fn on_interaction(
+    event: SlackInteractionEvent,
+    _client: Arc<SlackHyperClient>,
+    _states: SlackClientEventsUserState,
+) -> UserCallbackResult<()> {
+    // Buttons of our messages are links ("View log"); Slack still reports the click,
+    // which only needs the acknowledgement.
+    tracing::debug!(kind = ?std::mem::discriminant(&event), "Slack interaction acknowledged");
+    Ok(())
+}
+
+/// slack-morphism's error handler: logs (never a payload: it may carry the
+/// verification token) and, for a frame its models could not read, reads it ourselves
+/// so that the line is not lost.
+fn on_error(
+    error: Box<dyn std::error::Error + Send + Sync>,
+    _client: Arc<SlackHyperClient>,
+    states: SlackClientEventsUserState,
+) -> StatusCode {
+    match error.downcast_ref::<SlackClientError>() {
+        Some(SlackClientError::ProtocolError(e)) => {
+            tracing::debug!(error = %e.json_error, "slack-morphism could not read a Socket Mode frame; reading it ourselves");
+            if let Some(body) = e.json_body.clone() {
+                tokio::spawn(async move {
+                    let Some(context) = context_of(&states).await else {
+                        return;
+                    };
+                    match serde_json::from_str::<serde_json::Value>(&body) {
+                        Ok(frame) => context.accept(&frame),
+                        Err(e) => tracing::warn!(error = %e, "a Socket Mode frame is not JSON"),
+                    }
+                });
+            }
+        }
+        Some(SlackClientError::SocketModeProtocolError(e)) => {
+            tracing::info!(error = %e.message, "Slack Socket Mode connection problem; reconnecting");
+        }
+        Some(other) => {
+            let error = crate::api::map_error("socket mode", describe(other));
+            tracing::warn!(%error, "Slack Socket Mode error");
+        }
+        None => tracing::warn!(%error, "Slack Socket Mode error"),
+    }
+    StatusCode::OK
+}
+
+/// A copy of the parts of an error that `map_error` keeps (it takes ownership).
+fn describe(error: &SlackClientError) -> SlackClientError {
+    use slack_morphism::errors::*;
+    match error {
+        SlackClientError::ApiError(e) => {
+            SlackClientError::ApiError(SlackClientApiError::new(e.code.clone()))
+        }
+        SlackClientError::RateLimitError(e) => SlackClientError::RateLimitError(
+            SlackRateLimitError::new().opt_retry_after(e.retry_after),
+        ),
+        SlackClientError::HttpError(e) => {
+            SlackClientError::HttpError(SlackClientHttpError::new(e.status_code))
+        }
+        other => SlackClientError::SocketModeProtocolError(
+            SlackClientSocketModeProtocolError::new(match other {
+                SlackClientError::HttpProtocolError(_) => "connection failed".to_owned(),
+                SlackClientError::EndOfStream(_) => "the connection ended".to_owned(),
+                SlackClientError::SystemError(e) => e
+                    .message
+                    .clone()
+                    .unwrap_or_else(|| "client error".to_owned()),
+                _ => "protocol error".to_owned(),
+            }),
+        ),
+    }
+}

@@ -1,0 +1,956 @@
+//! A fake Slack: the Web API methods chima and faseng call, and a Socket Mode
+//! WebSocket, on 127.0.0.1.
+//!
+//! Shapes follow Slack's documentation (`{"ok": true, ...}` answers,
+//! `{"ok": false, "error": "<code>"}` refusals with HTTP 200, 429 with `Retry-After`,
+//! Socket Mode's `hello` / `disconnect` frames and envelopes acknowledged by
+//! `{"envelope_id": ...}`). It records every call (method, body, `Authorization`) and
+//! every acknowledgement, so tests can assert what the real client sent, and it can be
+//! told to fail the next calls to a method (429, 5xx, or an error code).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use chima_testkit::slack::{self, FakeSlack};
+//! let fake = FakeSlack::start().await;
+//! // SLACK_API_URL = fake.url, SLACK_BOT_TOKEN = slack::BOT_TOKEN, SLACK_APP_TOKEN = slack::APP_TOKEN
+//! fake.push_event(slack::events_api_message("chima deploy web", "C1", "U1", "1.2", "Ev1", 0));
+//! # }
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// The bot token the fake accepts (`Authorization: Bearer ...`).
+pub const BOT_TOKEN: &str = "xoxb-1111111111-2222222222-testkitBotToken0123456789";
+/// The app-level token the fake accepts for `apps.connections.open`.
+pub const APP_TOKEN: &str = "xapp-1-A0TESTKIT-3333333333-testkitAppToken0123456789abcdef";
+/// The bot's user id (`auth.test`).
+pub const BOT_USER_ID: &str = "U0CHIMA";
+/// The bot's user name (`auth.test`).
+pub const BOT_NAME: &str = "chima";
+/// The bot id its own messages carry.
+pub const BOT_ID: &str = "B0CHIMA";
+pub const TEAM_ID: &str = "T0TESTKIT";
+pub const APP_ID: &str = "A0TESTKIT";
+
+/// How the fake answers the next calls to a method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// HTTP 429 with `Retry-After: <secs>` and `{"ok": false, "error": "ratelimited"}`.
+    RateLimited { retry_after_secs: u64 },
+    /// This HTTP status (500, 502, 503...) with an HTML body, as a proxy would send.
+    Status(u16),
+    /// HTTP 200 with `{"ok": false, "error": <code>}`.
+    Error(String),
+}
+
+/// One Web API call the fake received.
+#[derive(Debug, Clone)]
+pub struct ApiCall {
+    /// `chat.postMessage`, `auth.test`...
+    pub method: String,
+    /// `GET` or `POST`.
+    pub http_method: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    pub content_type: Option<String>,
+    /// The arguments as one JSON object: the JSON body, or the form body, plus the
+    /// query string.
+    pub args: Value,
+}
+
+impl ApiCall {
+    /// An argument as text.
+    pub fn arg(&self, name: &str) -> Option<&str> {
+        self.args.get(name).and_then(Value::as_str)
+    }
+}
+
+/// A message posted with `chat.postMessage`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostedMessage {
+    pub channel: String,
+    pub thread_ts: Option<String>,
+    pub text: Option<String>,
+    pub blocks: Option<Value>,
+    /// The ts the fake gave it.
+    pub ts: String,
+}
+
+/// An edit with `chat.update`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdatedMessage {
+    pub channel: String,
+    pub ts: String,
+    pub text: Option<String>,
+    pub blocks: Option<Value>,
+}
+
+enum Outbound {
+    Text(String),
+    /// Close the TCP connection without a WebSocket close frame.
+    Drop,
+}
+
+struct Connection {
+    tx: mpsc::UnboundedSender<Outbound>,
+    /// Still the one envelopes go to (not told to disconnect, not dropped, not closed).
+    live: bool,
+}
+
+struct State_ {
+    url: String,
+    calls: Vec<ApiCall>,
+    posted: Vec<PostedMessage>,
+    updated: Vec<UpdatedMessage>,
+    failures: HashMap<String, VecDeque<Failure>>,
+    channel_failures: HashMap<String, Failure>,
+    channels: HashMap<String, String>,
+    users: HashMap<String, String>,
+    connections: Vec<Connection>,
+    accepted: usize,
+    /// Envelopes pushed while no connection was live: sent to the next one.
+    pending: VecDeque<String>,
+    acks: Vec<Value>,
+    sent_frames: Vec<Value>,
+    next_ts: u64,
+}
+
+type Shared = Arc<Mutex<State_>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, State_> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A running fake Slack. It stops when dropped.
+pub struct FakeSlack {
+    /// `http://127.0.0.1:PORT/api`: use as `SLACK_API_URL`.
+    pub url: String,
+    state: Shared,
+    task: JoinHandle<()>,
+}
+
+impl FakeSlack {
+    /// Starts the fake on a random port of 127.0.0.1, with channel `C0DEPLOYS` named
+    /// `deploys` and user `U0ALICE` named `alice`.
+    ///
+    /// # Panics
+    /// When no port can be bound: the test cannot run anyway.
+    pub async fn start() -> FakeSlack {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0 for the fake Slack");
+        let addr = listener.local_addr().expect("local address of the fake");
+        let base = format!("http://{addr}");
+        let state: Shared = Arc::new(Mutex::new(State_ {
+            url: base.clone(),
+            calls: Vec::new(),
+            posted: Vec::new(),
+            updated: Vec::new(),
+            failures: HashMap::new(),
+            channel_failures: HashMap::new(),
+            channels: HashMap::from([("C0DEPLOYS".to_owned(), "deploys".to_owned())]),
+            users: HashMap::from([("U0ALICE".to_owned(), "alice".to_owned())]),
+            connections: Vec::new(),
+            accepted: 0,
+            pending: VecDeque::new(),
+            acks: Vec::new(),
+            sent_frames: Vec::new(),
+            next_ts: 0,
+        }));
+        let app = Router::new()
+            .route("/api/{method}", any(api))
+            .route("/socket", get(socket))
+            .with_state(state.clone());
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeSlack {
+            url: format!("{base}/api"),
+            state,
+            task,
+        }
+    }
+
+    /// The next `times` calls to `method` fail this way (after earlier failures queued
+    /// for it). `u32::MAX` times: until [`FakeSlack::clear_failures`].
+    pub fn fail_next(&self, method: &str, times: u32, failure: Failure) {
+        let mut st = lock(&self.state);
+        let queue = st.failures.entry(method.to_owned()).or_default();
+        let times = if times == u32::MAX { 1_000_000 } else { times };
+        for _ in 0..times {
+            queue.push_back(failure.clone());
+        }
+    }
+
+    /// Every call naming this channel fails this way (an outage or a missing channel
+    /// that hits one deployment and not the others), until
+    /// [`FakeSlack::clear_failures`].
+    pub fn fail_channel(&self, channel: &str, failure: Failure) {
+        lock(&self.state)
+            .channel_failures
+            .insert(channel.to_owned(), failure);
+    }
+
+    /// Every method and channel answers normally again.
+    pub fn clear_failures(&self) {
+        let mut st = lock(&self.state);
+        st.failures.clear();
+        st.channel_failures.clear();
+    }
+
+    /// Names a channel (`conversations.info`).
+    pub fn set_channel(&self, id: &str, name: &str) {
+        lock(&self.state)
+            .channels
+            .insert(id.to_owned(), name.to_owned());
+    }
+
+    /// Names a user (`users.info`).
+    pub fn set_user(&self, id: &str, name: &str) {
+        lock(&self.state)
+            .users
+            .insert(id.to_owned(), name.to_owned());
+    }
+
+    /// Every Web API call so far, in order.
+    pub fn all_calls(&self) -> Vec<ApiCall> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// The calls to one method, in order.
+    pub fn calls(&self, method: &str) -> Vec<ApiCall> {
+        lock(&self.state)
+            .calls
+            .iter()
+            .filter(|c| c.method == method)
+            .cloned()
+            .collect()
+    }
+
+    /// Messages posted (and accepted), in order.
+    pub fn posted(&self) -> Vec<PostedMessage> {
+        lock(&self.state).posted.clone()
+    }
+
+    /// Edits made (and accepted), in order.
+    pub fn updated(&self) -> Vec<UpdatedMessage> {
+        lock(&self.state).updated.clone()
+    }
+
+    /// Sends a Socket Mode envelope to the current connection, or to the next one when
+    /// none is open (as Slack keeps events for a reconnecting app).
+    pub fn push_event(&self, envelope: Value) {
+        let text = envelope.to_string();
+        let mut st = lock(&self.state);
+        st.sent_frames.push(envelope);
+        let live = st
+            .connections
+            .iter()
+            .rev()
+            .find(|c| c.live)
+            .map(|c| c.tx.clone());
+        match live {
+            Some(tx) if tx.send(Outbound::Text(text.clone())).is_ok() => {}
+            _ => st.pending.push_back(text),
+        }
+    }
+
+    /// Sends a `disconnect` frame (reason `warning`, `refresh_requested`,
+    /// `link_disabled`...) to the current connection. Envelopes pushed afterwards go to
+    /// the next connection.
+    pub fn disconnect(&self, reason: &str) {
+        let frame = json!({
+            "type": "disconnect",
+            "reason": reason,
+            "debug_info": {"host": "applink-testkit"},
+        });
+        let mut st = lock(&self.state);
+        st.sent_frames.push(frame.clone());
+        if let Some(conn) = st.connections.iter_mut().rev().find(|c| c.live) {
+            let _ = conn.tx.send(Outbound::Text(frame.to_string()));
+            conn.live = false;
+        }
+    }
+
+    /// Closes the current connection's TCP stream without a WebSocket close frame, as a
+    /// network failure would.
+    pub fn drop_connection(&self) {
+        let mut st = lock(&self.state);
+        if let Some(conn) = st.connections.iter_mut().rev().find(|c| c.live) {
+            let _ = conn.tx.send(Outbound::Drop);
+            conn.live = false;
+        }
+    }
+
+    /// How many Socket Mode connections were accepted so far.
+    pub fn connections(&self) -> usize {
+        lock(&self.state).accepted
+    }
+
+    /// How many Socket Mode connections are open and receiving envelopes.
+    pub fn live_connections(&self) -> usize {
+        lock(&self.state)
+            .connections
+            .iter()
+            .filter(|c| c.live && !c.tx.is_closed())
+            .count()
+    }
+
+    /// The `envelope_id` of every acknowledgement received, in order.
+    pub fn acks(&self) -> Vec<String> {
+        lock(&self.state)
+            .acks
+            .iter()
+            .filter_map(|a| a.get("envelope_id").and_then(Value::as_str))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every acknowledgement frame received (with its `payload`, for slash commands).
+    pub fn ack_frames(&self) -> Vec<Value> {
+        lock(&self.state).acks.clone()
+    }
+
+    /// Every frame pushed to the app (envelopes and `disconnect`s; not `hello`s).
+    pub fn sent_frames(&self) -> Vec<Value> {
+        lock(&self.state).sent_frames.clone()
+    }
+
+    /// Waits until `check` holds, or panics after `limit` naming `what`. Polls; a slow
+    /// machine only makes it slower.
+    pub async fn wait_for(&self, what: &str, limit: Duration, check: impl Fn(&FakeSlack) -> bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !check(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for FakeSlack {
+    fn drop(&mut self) {
+        let mut st = lock(&self.state);
+        for conn in &st.connections {
+            let _ = conn.tx.send(Outbound::Drop);
+        }
+        st.connections.clear();
+        drop(st);
+        self.task.abort();
+    }
+}
+
+// ---- Web API ------------------------------------------------------------------------
+
+async fn api(
+    State(state): State<Shared>,
+    Path(method): Path<String>,
+    http_method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = header_text(&headers, header::CONTENT_TYPE.as_str());
+    let mut args = Map::new();
+    if let Some(query) = &query {
+        for (k, v) in form_pairs(query) {
+            args.insert(k, Value::String(v));
+        }
+    }
+    let is_json = content_type
+        .as_deref()
+        .is_some_and(|c| c.starts_with("application/json"));
+    if is_json {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(Value::Object(object)) => args.extend(object),
+            _ => return ok_false("invalid_json"),
+        }
+    } else if !body.is_empty() {
+        for (k, v) in form_pairs(&String::from_utf8_lossy(&body)) {
+            args.insert(k, Value::String(v));
+        }
+    }
+    let authorization = header_text(&headers, header::AUTHORIZATION.as_str());
+    let call = ApiCall {
+        method: method.clone(),
+        http_method: http_method.to_string(),
+        authorization: authorization.clone(),
+        content_type,
+        args: Value::Object(args.clone()),
+    };
+    let mut st = lock(&state);
+    st.calls.push(call);
+
+    if let Some(failure) = st.failures.get_mut(&method).and_then(VecDeque::pop_front) {
+        return failed(failure);
+    }
+    let channel_failure = args
+        .get("channel")
+        .and_then(Value::as_str)
+        .and_then(|c| st.channel_failures.get(c))
+        .cloned();
+    if let Some(failure) = channel_failure {
+        return failed(failure);
+    }
+    let token = authorization
+        .as_deref()
+        .and_then(|a| a.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| args.get("token").and_then(Value::as_str).map(str::to_owned));
+    let expected = if method == "apps.connections.open" {
+        APP_TOKEN
+    } else {
+        BOT_TOKEN
+    };
+    match token.as_deref() {
+        None => return ok_false("not_authed"),
+        Some(t) if t == expected => {}
+        Some(t) if t == BOT_TOKEN || t == APP_TOKEN => return ok_false("not_allowed_token_type"),
+        Some(_) => return ok_false("invalid_auth"),
+    }
+    let arg = |name: &str| -> Option<String> {
+        match args.get(name) {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    match method.as_str() {
+        "auth.test" => ok(json!({
+            "url": "https://testkit.slack.com/",
+            "team": "Testkit",
+            "user": BOT_NAME,
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": false,
+        })),
+        "apps.connections.open" => {
+            let ticket = st.accepted + 1;
+            ok(
+                json!({"url": format!("{}/socket?ticket={ticket}&app_id={APP_ID}", st.url.replacen("http://", "ws://", 1))}),
+            )
+        }
+        "chat.postMessage" => {
+            let Some(channel) = arg("channel") else {
+                return ok_false("channel_not_found");
+            };
+            let text = arg("text");
+            let blocks = blocks_arg(args.get("blocks"));
+            if text.is_none() && blocks.is_none() {
+                return ok_false("no_text");
+            }
+            let channel = resolve_channel(&st, &channel);
+            st.next_ts += 1;
+            let ts = format!("{}.{:06}", 1_700_000_000 + st.next_ts, st.next_ts * 100);
+            let thread_ts = arg("thread_ts");
+            st.posted.push(PostedMessage {
+                channel: channel.clone(),
+                thread_ts: thread_ts.clone(),
+                text: text.clone(),
+                blocks: blocks.clone(),
+                ts: ts.clone(),
+            });
+            let mut message = json!({
+                "type": "message",
+                "subtype": "bot_message",
+                "text": text.unwrap_or_default(),
+                "user": BOT_USER_ID,
+                "bot_id": BOT_ID,
+                "ts": ts,
+                "team": TEAM_ID,
+            });
+            if let Some(thread_ts) = thread_ts {
+                message["thread_ts"] = Value::String(thread_ts);
+            }
+            ok(json!({"channel": channel, "ts": ts, "message": message}))
+        }
+        "chat.update" => {
+            let (Some(channel), Some(ts)) = (arg("channel"), arg("ts")) else {
+                return ok_false("message_not_found");
+            };
+            if !st.posted.iter().any(|p| p.channel == channel && p.ts == ts) {
+                return ok_false("message_not_found");
+            }
+            let text = arg("text");
+            let blocks = blocks_arg(args.get("blocks"));
+            st.updated.push(UpdatedMessage {
+                channel: channel.clone(),
+                ts: ts.clone(),
+                text: text.clone(),
+                blocks,
+            });
+            ok(json!({
+                "channel": channel,
+                "ts": ts,
+                "text": text.clone().unwrap_or_default(),
+                "message": {"text": text.unwrap_or_default(), "user": BOT_USER_ID, "bot_id": BOT_ID},
+            }))
+        }
+        "conversations.info" => {
+            let id = arg("channel").unwrap_or_default();
+            match st.channels.get(&id) {
+                Some(name) => ok(json!({"channel": {
+                    "id": id, "name": name, "is_channel": true, "is_private": false,
+                    "is_archived": false, "is_member": true, "created": 1_700_000_000,
+                }})),
+                None if id.starts_with('D') => ok(
+                    json!({"channel": {"id": id, "is_im": true, "user": "U0ALICE", "created": 1_700_000_000}}),
+                ),
+                None => ok_false("channel_not_found"),
+            }
+        }
+        "users.info" => {
+            let id = arg("user").unwrap_or_default();
+            match st.users.get(&id) {
+                Some(name) => ok(json!({"user": {
+                    "id": id, "team_id": TEAM_ID, "name": name, "real_name": name,
+                    "deleted": false, "is_bot": false,
+                    "profile": {"display_name": name, "real_name": name},
+                }})),
+                None => ok_false("user_not_found"),
+            }
+        }
+        _ => ok_false("unknown_method"),
+    }
+}
+
+/// `#deploys` or `deploys` is channel `C0DEPLOYS`; ids are taken as they are.
+fn resolve_channel(st: &State_, channel: &str) -> String {
+    let name = channel.trim_start_matches('#');
+    st.channels
+        .iter()
+        .find(|(_, n)| n.as_str() == name)
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| channel.to_owned())
+}
+
+/// Blocks arrive as a JSON array (JSON bodies) or as JSON text (form bodies).
+fn blocks_arg(value: Option<&Value>) -> Option<Value> {
+    match value? {
+        Value::String(text) => serde_json::from_str(text).ok(),
+        Value::Null => None,
+        other => Some(other.clone()),
+    }
+}
+
+fn ok(mut body: Value) -> Response {
+    body["ok"] = Value::Bool(true);
+    json_response(StatusCode::OK, &body)
+}
+
+fn ok_false(error: &str) -> Response {
+    json_response(StatusCode::OK, &json!({"ok": false, "error": error}))
+}
+
+fn failed(failure: Failure) -> Response {
+    match failure {
+        Failure::RateLimited { retry_after_secs } => {
+            let mut resp = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"ok": false, "error": "ratelimited"}),
+            );
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            resp
+        }
+        Failure::Status(status) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+        )
+            .into_response(),
+        Failure::Error(code) => ok_false(&code),
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+}
+
+/// `a=1&b=x+y` as pairs, percent-decoded (lossy: this is a fake).
+pub fn form_pairs(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match std::str::from_utf8(&bytes[i + 1..bytes.len().min(i + 3)])
+                .ok()
+                .filter(|h| h.len() == 2 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                Some(b) => {
+                    out.push(b);
+                    i += 2;
+                }
+                None => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Form-encodes pairs (`application/x-www-form-urlencoded`, as Slack posts slash
+/// commands).
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    let encode = |s: &str| {
+        let mut out = String::new();
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(char::from(b))
+                }
+                b' ' => out.push('+'),
+                b => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    };
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+// ---- Socket Mode --------------------------------------------------------------------
+
+async fn socket(State(state): State<Shared>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| run_socket(socket, state))
+}
+
+async fn run_socket(mut socket: WebSocket, state: Shared) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let index = {
+        let mut st = lock(&state);
+        st.accepted += 1;
+        let hello = json!({
+            "type": "hello",
+            "num_connections": 1,
+            "debug_info": {
+                "host": "applink-testkit",
+                "build_number": 1,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": APP_ID},
+        });
+        let _ = tx.send(Outbound::Text(hello.to_string()));
+        // Older connections no longer get envelopes.
+        for conn in &mut st.connections {
+            conn.live = false;
+        }
+        while let Some(pending) = st.pending.pop_front() {
+            let _ = tx.send(Outbound::Text(pending));
+        }
+        st.connections.push(Connection { tx, live: true });
+        st.connections.len() - 1
+    };
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Outbound::Text(text)) => {
+                    if socket.send(WsMessage::Text(text.into())).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Outbound::Drop) | None => {
+                    // Dropping the socket closes the TCP stream with no close frame.
+                    drop(socket);
+                    mark_gone(&state, index);
+                    return;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Text(text))) => {
+                    if let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) {
+                        lock(&state).acks.push(frame);
+                    }
+                }
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    mark_gone(&state, index);
+}
+
+/// A connection that ended: what was meant for it but not sent is lost, as with Slack
+/// (which redelivers unacknowledged envelopes; tests push again if they need to).
+fn mark_gone(state: &Shared, index: usize) {
+    if let Some(conn) = lock(state).connections.get_mut(index) {
+        conn.live = false;
+    }
+}
+
+// ---- payloads -------------------------------------------------------------------------
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh envelope id.
+pub fn envelope_id() -> String {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    format!("{n:08x}-7e57-4b1d-8c0f-{n:012x}")
+}
+
+/// An Events API `event_callback` body (what HTTP posts, and the `payload` of a Socket
+/// Mode `events_api` envelope) for a channel `message`. A channel id starting with `D`
+/// is a direct message (`channel_type` `im`).
+pub fn event_callback_message(
+    text: &str,
+    channel: &str,
+    user: &str,
+    ts: &str,
+    event_id: &str,
+) -> Value {
+    let channel_type = if channel.starts_with('D') {
+        "im"
+    } else {
+        "channel"
+    };
+    json!({
+        "token": "testkit-verification-token",
+        "team_id": TEAM_ID,
+        "api_app_id": APP_ID,
+        "event": {
+            "client_msg_id": format!("{event_id}-msg"),
+            "type": "message",
+            "text": text,
+            "user": user,
+            "ts": ts,
+            "team": TEAM_ID,
+            "channel": channel,
+            "event_ts": ts,
+            "channel_type": channel_type,
+        },
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": 1_700_000_000,
+        "authorizations": [{
+            "enterprise_id": null,
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "is_bot": true,
+            "is_enterprise_install": false,
+        }],
+        "is_ext_shared_channel": false,
+        "event_context": format!("4-message-{TEAM_ID}-{channel}"),
+    })
+}
+
+/// A Socket Mode `events_api` envelope around [`event_callback_message`];
+/// `retry_attempt` > 0 makes it a redelivery (`retry_reason` `timeout`).
+pub fn events_api_message(
+    text: &str,
+    channel: &str,
+    user: &str,
+    ts: &str,
+    event_id: &str,
+    retry_attempt: u32,
+) -> Value {
+    events_api_envelope(
+        event_callback_message(text, channel, user, ts, event_id),
+        retry_attempt,
+    )
+}
+
+/// A Socket Mode `events_api` envelope around any `event_callback` payload.
+pub fn events_api_envelope(payload: Value, retry_attempt: u32) -> Value {
+    json!({
+        "envelope_id": envelope_id(),
+        "payload": payload,
+        "type": "events_api",
+        "accepts_response_payload": false,
+        "retry_attempt": retry_attempt,
+        "retry_reason": if retry_attempt > 0 { "timeout" } else { "" },
+    })
+}
+
+/// The message the bot itself posted, as Slack echoes it to apps subscribed to
+/// channel messages.
+pub fn bot_message(text: &str, channel: &str, ts: &str, event_id: &str) -> Value {
+    let mut payload = event_callback_message(text, channel, BOT_USER_ID, ts, event_id);
+    payload["event"]["bot_id"] = Value::String(BOT_ID.to_owned());
+    payload["event"]["subtype"] = Value::String("bot_message".to_owned());
+    events_api_envelope(payload, 0)
+}
+
+/// The fields of a slash command, as Slack sends them (form over HTTP, `payload` of a
+/// Socket Mode envelope).
+pub fn slash_command_fields(
+    command: &str,
+    text: &str,
+    channel: &str,
+    user: &str,
+) -> Vec<(String, String)> {
+    [
+        ("token", "testkit-verification-token"),
+        ("team_id", TEAM_ID),
+        ("team_domain", "testkit"),
+        ("channel_id", channel),
+        (
+            "channel_name",
+            if channel.starts_with('D') {
+                "directmessage"
+            } else {
+                "deploys"
+            },
+        ),
+        ("user_id", user),
+        ("user_name", "alice"),
+        ("command", command),
+        ("text", text),
+        ("api_app_id", APP_ID),
+        ("is_enterprise_install", "false"),
+        (
+            "response_url",
+            "https://hooks.slack.com/commands/T0TESTKIT/1234567890/testkitResponseUrl",
+        ),
+        ("trigger_id", "1234567890.1234567890.testkittrigger"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A Socket Mode `slash_commands` envelope.
+pub fn slash_command(command: &str, text: &str, channel: &str, user: &str) -> Value {
+    let payload: Map<String, Value> = slash_command_fields(command, text, channel, user)
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    json!({
+        "envelope_id": envelope_id(),
+        "payload": payload,
+        "type": "slash_commands",
+        "accepts_response_payload": true,
+    })
+}
+
+/// The form body Slack POSTs for a slash command.
+pub fn slash_command_form(command: &str, text: &str, channel: &str, user: &str) -> String {
+    let fields = slash_command_fields(command, text, channel, user);
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    form_encode(&pairs)
+}
+
+/// The `X-Slack-Signature` Slack sends: `v0=` + hex HMAC-SHA256 of
+/// `v0:{timestamp}:{body}` with the signing secret.
+pub fn sign(signing_secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = match <Hmac<Sha256> as KeyInit>::new_from_slice(signing_secret.as_bytes()) {
+        Ok(mac) => mac,
+        Err(_) => unreachable!("HMAC takes keys of any length"),
+    };
+    mac.update(b"v0:");
+    mac.update(timestamp.as_bytes());
+    mac.update(b":");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("v0={hex}")
+}
+
+/// The two headers of a signed request, `X-Slack-Request-Timestamp` (`timestamp`, Unix
+/// seconds) and `X-Slack-Signature`.
+pub fn signed_headers(
+    signing_secret: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> [(&'static str, String); 2] {
+    let ts = timestamp.to_string();
+    let signature = sign(signing_secret, &ts, body);
+    [
+        ("x-slack-request-timestamp", ts),
+        ("x-slack-signature", signature),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_round_trip() {
+        let body = form_encode(&[("command", "/deploy"), ("text", "web/a b&c=d é")]);
+        assert_eq!(body, "command=%2Fdeploy&text=web%2Fa+b%26c%3Dd+%C3%A9");
+        assert_eq!(
+            form_pairs(&body),
+            vec![
+                ("command".to_owned(), "/deploy".to_owned()),
+                ("text".to_owned(), "web/a b&c=d é".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn signatures_have_slacks_shape() {
+        let a = sign("secret", "1700000000", b"body");
+        assert!(a.starts_with("v0=") && a.len() == 67, "{a}");
+        assert!(
+            a[3..]
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        assert_eq!(a, sign("secret", "1700000000", b"body"));
+        assert_ne!(a, sign("other", "1700000000", b"body"));
+        assert_ne!(a, sign("secret", "1700000001", b"body"));
+        let [(ts_name, ts), (sig_name, sig)] = signed_headers("secret", 1_700_000_000, b"body");
+        assert_eq!(
+            (ts_name, ts.as_str()),
+            ("x-slack-request-timestamp", "1700000000")
+        );
+        assert_eq!((sig_name, sig), ("x-slack-signature", a));
+    }
+
+    #[test]
+    fn envelope_ids_are_unique() {
+        assert_ne!(envelope_id(), envelope_id());
+    }
+}
