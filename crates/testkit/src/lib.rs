@@ -2,5 +2,6 @@
 //! 127.0.0.1 so that tests drive the real clients (DESIGN.md section 9).
 //! For tests only: depend on it from `[dev-dependencies]`.
 
+pub mod github;
 pub mod heroku;
 pub mod slack;

@@ -1,0 +1,200 @@
+//! The shapes exchanged with GitHub's deployments, statuses and CI APIs, reduced to
+//! what chima and faseng use.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// GitHub's limit on a deployment status description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 140;
+
+/// The body of `POST /repos/{owner}/{repo}/deployments`, hubot-deploy compatible
+/// (DESIGN.md section 4) so that heaven-era consumers of the deployment still work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeploymentBody {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub task: String,
+    pub auto_merge: bool,
+    /// `None` = GitHub checks all contexts (omitted from the body); `Some(vec![])` =
+    /// none (sent as `[]`, which is how a forced deploy skips the checks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub required_contexts: Option<Vec<String>>,
+    pub environment: String,
+    pub description: String,
+    pub production_environment: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transient_environment: Option<bool>,
+    pub payload: serde_json::Value,
+}
+
+/// How GitHub answered a deployment request that it understood. Refusals (401, 403,
+/// 404, 422...) are [`crate::GitHubError`]s instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreateOutcome {
+    /// 201: the deployment exists; its webhook is on its way.
+    Created { id: i64, sha: String, url: String },
+    /// 202: GitHub merged the default branch into the ref; no deployment was created.
+    /// Deploying again deploys the merge commit.
+    AutoMerged { message: String },
+    /// 409 because required contexts failed or are pending: they are named here
+    /// (empty when GitHub did not list them).
+    FailingContexts {
+        message: String,
+        contexts: Vec<ContextState>,
+    },
+    /// 409: merging the default branch into the ref conflicted.
+    MergeConflict { message: String },
+}
+
+/// One commit status context and its state (`failure`, `pending`, `error`...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContextState {
+    pub context: String,
+    pub state: String,
+}
+
+/// One deployment as `deploys <app>` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentSummary {
+    pub id: i64,
+    pub sha: String,
+    pub git_ref: String,
+    pub task: String,
+    pub environment: String,
+    /// Login of who created it (for chat deploys: the bot's account).
+    pub creator: String,
+    pub created_at: DateTime<Utc>,
+    /// The state of its latest status; `None` when it has no status yet.
+    pub state: Option<String>,
+    /// The deployment's own description (hubot-deploy writes who asked for what).
+    pub description: Option<String>,
+}
+
+/// A deployment status to post.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusBody {
+    pub state: StatusState,
+    pub log_url: Option<String>,
+    pub environment_url: Option<String>,
+    /// Cut to [`MAX_DESCRIPTION_CHARS`] before sending: GitHub refuses longer ones
+    /// with a 422, and a long failure reason must not cost the status.
+    pub description: Option<String>,
+    /// `None` leaves GitHub's default (true: a success marks older ones inactive).
+    pub auto_inactive: Option<bool>,
+}
+
+/// The states of a deployment status, as GitHub names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StatusState {
+    Queued,
+    InProgress,
+    Success,
+    Failure,
+    Error,
+    Inactive,
+    Pending,
+}
+
+impl StatusState {
+    /// The name GitHub uses on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusState::Queued => "queued",
+            StatusState::InProgress => "in_progress",
+            StatusState::Success => "success",
+            StatusState::Failure => "failure",
+            StatusState::Error => "error",
+            StatusState::Inactive => "inactive",
+            StatusState::Pending => "pending",
+        }
+    }
+}
+
+impl std::fmt::Display for StatusState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The CI state of a ref: commit statuses and check runs together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CiState {
+    /// The commit the ref resolved to.
+    pub sha: String,
+    /// `success`, `pending`, `failure` or `error`, over statuses *and* check runs (see
+    /// [`crate::GitHub::ci_state`]).
+    pub state: String,
+    pub statuses: Vec<CommitStatus>,
+    pub check_runs: Vec<CheckRun>,
+}
+
+/// One commit status (the legacy Status API: most CI services and hubot-deploy's
+/// `required_contexts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitStatus {
+    pub context: String,
+    pub state: String,
+    pub target_url: Option<String>,
+    pub description: Option<String>,
+}
+
+/// One check run (GitHub Actions and other GitHub Apps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckRun {
+    pub name: String,
+    /// `queued`, `in_progress`, `completed`...
+    pub status: String,
+    /// Set once completed: `success`, `failure`, `neutral`, `cancelled`, `skipped`,
+    /// `timed_out`, `action_required`...
+    pub conclusion: Option<String>,
+    pub html_url: Option<String>,
+}
+
+/// Cuts `text` to at most [`MAX_DESCRIPTION_CHARS`] characters, ending with `…` when
+/// something was cut, so that readers see it was.
+pub fn truncate_description(text: &str) -> String {
+    if text.chars().count() <= MAX_DESCRIPTION_CHARS {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(MAX_DESCRIPTION_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptions_are_cut_on_characters_not_bytes() {
+        assert_eq!(truncate_description("short"), "short");
+        let exact = "é".repeat(140);
+        assert_eq!(truncate_description(&exact), exact);
+        let long = "é".repeat(141);
+        let cut = truncate_description(&long);
+        assert_eq!(cut.chars().count(), 140);
+        assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn required_contexts_none_is_omitted_and_empty_is_sent() {
+        let mut body = DeploymentBody {
+            git_ref: "main".into(),
+            task: "deploy".into(),
+            auto_merge: true,
+            required_contexts: None,
+            environment: "production".into(),
+            description: "d".into(),
+            production_environment: true,
+            transient_environment: None,
+            payload: serde_json::json!({}),
+        };
+        let v = serde_json::to_value(&body).unwrap_or_default();
+        assert!(v.get("required_contexts").is_none());
+        assert!(v.get("transient_environment").is_none());
+        assert_eq!(v["ref"], "main");
+        body.required_contexts = Some(vec![]);
+        let v = serde_json::to_value(&body).unwrap_or_default();
+        assert_eq!(v["required_contexts"], serde_json::json!([]));
+    }
+}
