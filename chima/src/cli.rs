@@ -7,19 +7,6 @@ use std::process::ExitCode;
 use chima_command::{Addressee, parse};
 use chima_config::Apps;
 
-pub fn addressee(name: &str, aliases: &[String]) -> Addressee {
-    Addressee {
-        name: name.to_string(),
-        aliases: aliases
-            .iter()
-            .map(|a| a.trim().to_string())
-            .filter(|a| !a.is_empty())
-            .collect(),
-        user_id: None,
-        direct: false,
-    }
-}
-
 /// `chima parse "<line>"`.
 pub fn parse_one(line: &str, bot: &Addressee) -> ExitCode {
     match parse(line, bot) {

@@ -2,30 +2,18 @@
 //! or one line with `chima run`. Replies and notifications are plain text.
 
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use chima_command::Addressee;
+use chima_config::{Apps, Requester};
 
-use crate::embedded::{Bot, Ending};
+use crate::bot::{Backend, Bot, Chat, Ending};
+use crate::embedded::Embedded;
+use crate::hub::GitHubBackend;
+use crate::settings::Settings;
 
-pub struct Options {
-    pub bot: Addressee,
-    pub apps: PathBuf,
-    pub database_url: String,
-    pub default_environment: String,
-    pub workers: usize,
-    pub lease: std::time::Duration,
-}
-
-pub fn main(opts: &Options, line: Option<&str>) -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+pub fn main(settings: &Settings, line: Option<&str>) -> ExitCode {
+    crate::settings::init_tracing("warn");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -33,51 +21,97 @@ pub fn main(opts: &Options, line: Option<&str>) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(run(opts, line))
+    runtime.block_on(run(settings, line))
 }
 
-async fn run(opts: &Options, line: Option<&str>) -> ExitCode {
-    // In a terminal every line is for the bot, with or without its name.
-    let addressee = opts.bot.clone().in_direct_message();
-    let bot = match Bot::start(
-        addressee,
-        &opts.apps,
-        &opts.database_url,
-        &opts.default_environment,
-        opts.workers,
-        opts.lease,
-    )
-    .await
-    {
+async fn run(settings: &Settings, line: Option<&str>) -> ExitCode {
+    let bot = match build(settings).await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("chima: {e:#}");
             return ExitCode::from(2);
         }
     };
-    let mut out = std::io::stdout();
-    let code = match line {
-        Some(line) => match bot.handle(line, &mut out).await {
-            Ok(Ending::Ok) => ExitCode::SUCCESS,
-            Ok(Ending::Failed) => ExitCode::from(1),
-            Ok(Ending::Usage) => ExitCode::from(2),
-            Err(e) => {
-                eprintln!("chima: {e:#}");
-                ExitCode::from(2)
-            }
+    let user = std::env::var("USER").unwrap_or_else(|_| "shell".to_string());
+    let chat = Chat {
+        requester: Requester {
+            user_id: None,
+            user_name: user,
+            room_id: Some("shell".to_string()),
+            room_name: Some("shell".to_string()),
         },
-        None => repl(&bot, &mut out).await,
+        adapter: "shell",
+        room: "shell".to_string(),
+        thread_ts: None,
     };
-    bot.stop().await;
+    let code = match line {
+        Some(line) => match one(&bot, line, &chat).await {
+            Ending::Ok => ExitCode::SUCCESS,
+            Ending::Failed => ExitCode::from(1),
+            Ending::Usage => ExitCode::from(2),
+        },
+        None => repl(&bot, &chat).await,
+    };
+    if let Backend::Embedded(e) = &bot.backend {
+        e.stop().await;
+    }
     code
 }
 
-async fn repl(bot: &Bot, out: &mut std::io::Stdout) -> ExitCode {
+/// The bot for the terminal: GitHub when credentials are set, else the
+/// embedded engine.
+async fn build(settings: &Settings) -> anyhow::Result<Bot> {
+    let apps = Arc::new(Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let backend = match settings.github()? {
+        Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
+            gh,
+            faseng: settings.faseng()?,
+        })),
+        None => Backend::Embedded(
+            Embedded::start(
+                apps.clone(),
+                &settings.apps,
+                &settings.database_url,
+                settings.workers,
+                settings.lease(),
+            )
+            .await?,
+        ),
+    };
+    let mut addressee = settings.addressee();
+    // In a terminal every line is for the bot, with or without its name.
+    addressee.direct = true;
+    Ok(Bot {
+        addressee,
+        apps,
+        default_env: settings.default_environment.clone(),
+        backend,
+    })
+}
+
+/// Handles one line, printing replies as they come.
+async fn one(bot: &Bot, line: &str, chat: &Chat) -> Ending {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let printer = tokio::spawn(async move {
+        let mut out = std::io::stdout();
+        while let Some(text) = rx.recv().await {
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
+        }
+    });
+    let ending = bot.handle(line, chat, &tx, true).await;
+    drop(tx);
+    let _ = printer.await;
+    ending
+}
+
+async fn repl(bot: &Bot, chat: &Chat) -> ExitCode {
     let name = bot.addressee.name.clone();
-    let _ = writeln!(
-        out,
-        "{name} (embedded mode: deployments run here, stored in DATABASE_URL). Try `deploy demo to staging`, `help`; Ctrl-D quits."
-    );
+    let mode = match bot.backend {
+        Backend::Embedded(_) => "embedded mode: deployments run here, stored in DATABASE_URL",
+        Backend::GitHub(_) => "GitHub mode: deployments are created on GitHub for faseng to run",
+    };
+    println!("{name} ({mode}). Try `deploy demo to staging`, `help`; Ctrl-D quits.");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
@@ -88,10 +122,10 @@ async fn repl(bot: &Bot, out: &mut std::io::Stdout) -> ExitCode {
         }
     });
     loop {
-        let _ = write!(out, "{name}> ");
-        let _ = out.flush();
+        print!("{name}> ");
+        let _ = std::io::stdout().flush();
         let Some(line) = rx.recv().await else {
-            let _ = writeln!(out);
+            println!();
             return ExitCode::SUCCESS;
         };
         if line.trim().is_empty() {
@@ -100,8 +134,6 @@ async fn repl(bot: &Bot, out: &mut std::io::Stdout) -> ExitCode {
         if matches!(line.trim(), "exit" | "quit") {
             return ExitCode::SUCCESS;
         }
-        if let Err(e) = bot.handle(&line, out).await {
-            let _ = writeln!(out, "chima: {e:#}");
-        }
+        one(bot, &line, chat).await;
     }
 }

@@ -1,15 +1,32 @@
 //! faseng, the deploy service: takes GitHub `deployment` webhooks, queues them,
-//! runs the app's provider, and reports statuses back. This file only wires
-//! arguments to the crates that do the work.
+//! runs the app's provider, and reports statuses back. This file only reads
+//! the settings and hands them to `serve.rs`.
 
+mod access;
+mod links;
+mod metrics;
+mod serve;
+mod web;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{Parser, Subcommand};
 
 /// The deploy service behind chima: queues and runs deployments.
 #[derive(Debug, Parser)]
 #[command(name = "faseng", version, about, long_about = None)]
-struct Args {
+pub struct Args {
+    /// The job store: `postgres://...` in production, `sqlite://file.db` on one machine.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://faseng.db",
+        global = true
+    )]
+    pub database_url: String,
+
     /// The apps config, used for deployments whose payload carries none.
     #[arg(
         long = "apps",
@@ -17,13 +34,131 @@ struct Args {
         default_value = "config/app.json",
         global = true
     )]
-    apps: std::path::PathBuf,
+    pub apps: PathBuf,
+
+    /// Address for webhooks, the API and the log pages.
+    #[arg(
+        long,
+        env = "FASENG_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+
+    /// The URL people and GitHub reach faseng at (for log links). Default:
+    /// http://<listen address>.
+    #[arg(long, env = "FASENG_PUBLIC_URL", global = true)]
+    pub public_url: Option<String>,
+
+    /// Deployments run at once by this process (0: web only).
+    #[arg(long, env = "FASENG_WORKERS", default_value_t = 4, global = true)]
+    pub workers: usize,
+
+    /// Where per-job checkouts go. Default: a folder under the system temp dir.
+    #[arg(long, env = "FASENG_WORKDIR", global = true)]
+    pub workdir: Option<PathBuf>,
+
+    /// Shared secret of the GitHub webhook (required to serve webhooks).
+    #[arg(
+        long,
+        env = "GITHUB_WEBHOOK_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// Key that signs log page links (default: derived from the webhook secret).
+    #[arg(long, env = "FASENG_API_TOKEN", hide_env_values = true, global = true)]
+    pub api_token: Option<String>,
+
+    /// GitHub token, for deployment statuses and clones of private repositories.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, global = true)]
+    pub github_token: Option<String>,
+
+    /// GitHub App id (with GITHUB_APP_PRIVATE_KEY), instead of a token.
+    #[arg(long, env = "GITHUB_APP_ID", global = true)]
+    pub github_app_id: Option<u64>,
+
+    /// GitHub App private key (PEM text).
+    #[arg(
+        long,
+        env = "GITHUB_APP_PRIVATE_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub github_app_private_key: Option<String>,
+
+    /// GitHub API base URL (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", default_value = chima_github::DEFAULT_API_URL, global = true)]
+    pub github_api_url: String,
+
+    /// Slack bot token (xoxb-...): deployment messages go to Slack.
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true, global = true)]
+    pub slack_bot_token: Option<String>,
+
+    /// Slack Web API base URL.
+    #[arg(long, env = "SLACK_API_URL", default_value = chima_slack::DEFAULT_API_URL, global = true)]
+    pub slack_api_url: String,
+
+    /// Heroku Platform API key, for `heroku` apps.
+    #[arg(long, env = "HEROKU_API_KEY", hide_env_values = true, global = true)]
+    pub heroku_api_key: Option<String>,
+
+    /// Heroku Platform API base URL.
+    #[arg(
+        long,
+        env = "HEROKU_API_URL",
+        default_value = "https://api.heroku.com",
+        global = true
+    )]
+    pub heroku_api_url: String,
+
+    /// How long a claim lasts without renewal (seconds): a process that dies
+    /// mid-deploy has its deployment declared lost after this.
+    #[arg(
+        long,
+        env = "FASENG_LEASE_SECS",
+        default_value_t = 30,
+        hide = true,
+        global = true
+    )]
+    pub lease_secs: u64,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum Command {
+    /// Web (webhooks, pages) and workers: the default.
+    Serve,
+    /// Workers only, no HTTP.
+    Worker,
+    /// Apply database migrations and exit.
+    Migrate,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let _ = &args.apps;
-    let mut cmd = Args::command();
-    eprintln!("{}", cmd.render_usage());
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faseng: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve::run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("faseng: {e:#}");
+            ExitCode::from(2)
+        }
+    }
 }

@@ -229,7 +229,7 @@ fn a_killed_process_leaves_a_deployment_that_ends_worker_lost() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut t = text(&o);
-    while !t.contains("#1 errored app/main to staging by tester (-): worker lost") {
+    while !(t.contains("#1 errored app/main to staging by tester") && t.contains("): worker lost")) {
         assert!(std::time::Instant::now() < deadline, "{t}");
         std::thread::sleep(Duration::from_millis(200));
         t = text(

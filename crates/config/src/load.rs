@@ -38,6 +38,7 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "clone_url",
     "fabric_task",
     "command",
+    "notify_room",
 ];
 
 /// All apps of one app.json, by name.
@@ -322,6 +323,7 @@ impl Checker<'_> {
             clone_url: None,
             fabric_task: None,
             command: None,
+            notify_room: None,
             public_entry: Map::new(),
         };
 
@@ -433,6 +435,9 @@ impl Checker<'_> {
                     }
                 }
                 "command" => app.command = self.command(&f, value),
+                "notify_room" => {
+                    app.notify_room = self.string(&f, key, value).map(|r| r.trim_start_matches('#').to_string())
+                }
                 other => {
                     let heroku_env = other
                         .strip_prefix("heroku_")

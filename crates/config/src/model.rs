@@ -125,6 +125,9 @@ pub struct App {
     pub fabric_task: Option<String>,
     /// An argv that replaces the provider's command.
     pub command: Option<Vec<String>>,
+    /// The chat channel for deployments that did not come from chat (made on
+    /// GitHub directly, by the API, by auto-deploy).
+    pub notify_room: Option<String>,
     /// The entry as written, minus secrets: what goes into `payload.config`.
     pub(crate) public_entry: serde_json::Map<String, serde_json::Value>,
 }

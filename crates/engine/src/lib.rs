@@ -4,6 +4,7 @@
 
 mod checkout;
 mod logsink;
+pub mod ops;
 pub mod process;
 pub mod providers;
 mod redact;

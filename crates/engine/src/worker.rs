@@ -160,6 +160,11 @@ async fn execute(
     cancel: watch::Receiver<Option<String>>,
     workdir: &std::path::Path,
 ) -> Outcome {
+    // heaven's lock tasks: a deployment whose task is `deploy:lock` or
+    // `deploy:unlock` changes the environment's lock and runs nothing.
+    if let Some(outcome) = lock_task(store.as_ref(), d).await {
+        return outcome;
+    }
     // A lock held by someone else stops the deployment before anything runs;
     // the lock holder's own deployments go through.
     match store.get_lock(&d.app, &d.environment).await {
@@ -300,6 +305,48 @@ async fn execute(
             ),
         ),
         Exit::Cancelled(by) => Outcome::cancelled(None, format!("cancelled by {by}")),
+    }
+}
+
+async fn lock_task(store: &dyn Store, d: &Deployment) -> Option<Outcome> {
+    let done = |reason: String| Outcome {
+        state: chima_store::DeploymentState::Succeeded,
+        exit_code: None,
+        reason: Some(reason),
+    };
+    match d.task.as_str() {
+        "deploy:lock" => {
+            let reason = d
+                .payload
+                .get("reason")
+                .or_else(|| d.payload.get("description"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("locked with deploy:lock");
+            Some(
+                match store
+                    .lock(&d.app, &d.environment, &d.requester, Some(reason), None)
+                    .await
+                {
+                    Ok(chima_store::LockResult::Acquired(_)) => {
+                        done(format!("{} locked by {}", d.environment, d.requester))
+                    }
+                    Ok(chima_store::LockResult::HeldBy(l)) => Outcome::errored(format!(
+                        "{} is already locked by {}",
+                        d.environment, l.holder
+                    )),
+                    Err(e) => Outcome::errored(format!("cannot lock: {e}")),
+                },
+            )
+        }
+        "deploy:unlock" => Some(match store.unlock(&d.app, &d.environment).await {
+            Ok(Some(l)) => done(format!(
+                "{} unlocked (it was locked by {})",
+                d.environment, l.holder
+            )),
+            Ok(None) => done(format!("{} was not locked", d.environment)),
+            Err(e) => Outcome::errored(format!("cannot unlock: {e}")),
+        }),
+        _ => None,
     }
 }
 

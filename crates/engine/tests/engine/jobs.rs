@@ -413,3 +413,36 @@ async fn hostile_hosts_from_a_webhook_are_refused() {
         done.reason
     );
 }
+
+#[tokio::test]
+async fn heavens_lock_tasks_lock_and_unlock_without_running_anything() {
+    let mut rig = Rig::new("#!/bin/sh\necho must-not-run\n", &[]).await;
+    rig.start(rig.config());
+    let d = rig
+        .queue_with("k1", "main", shell_config(), |n| {
+            n.task = "deploy:lock".into();
+            n.requester = "carol".into();
+        })
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    let lock = rig.store.get_lock("app", "staging").await.unwrap().unwrap();
+    assert_eq!(lock.holder, "carol");
+    // Someone else's deploy is now refused; the unlock task lifts it.
+    let d = rig.queue("k2", "main", shell_config()).await;
+    assert_eq!(rig.wait_done(d.id).await.state, DeploymentState::Errored);
+    let d = rig
+        .queue_with("k3", "main", shell_config(), |n| {
+            n.task = "deploy:unlock".into()
+        })
+        .await;
+    assert_eq!(rig.wait_done(d.id).await.state, DeploymentState::Succeeded);
+    assert!(
+        rig.store
+            .get_lock("app", "staging")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!rig.log(d.id).await.contains(&"must-not-run".to_string()));
+}

@@ -1,0 +1,243 @@
+//! The bot's core: one chat line in, replies out, whatever the transport
+//! (terminal, Slack) and whatever the backend (the in-process engine, or
+//! GitHub Deployments with faseng behind them). Every line addressed to the
+//! bot gets a reply that says what was done, or why nothing was.
+
+use std::sync::Arc;
+
+use chima_command::{Addressee, Command, ParseError, parse};
+use chima_config::{Apps, DeploymentRequest, Refusal, Requester};
+use serde_json::{Value, json};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::embedded::Embedded;
+use crate::hub::GitHubBackend;
+
+/// Where replies go: the transport reads this channel and shows each message.
+pub type Say = UnboundedSender<String>;
+
+/// Sends one reply; a transport that has gone away is not an error here.
+pub fn say(to: &Say, text: impl Into<String>) {
+    let _ = to.send(text.into());
+}
+
+/// How a handled line ended, for `chima run`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// A reply only, or a deployment that succeeded (or was created).
+    Ok,
+    /// A deployment that failed, or a refusal (locked, not allowed, GitHub said no).
+    Failed,
+    /// The line was not a valid command, or named what the config lacks.
+    Usage,
+}
+
+/// Who said the line, where, and in which thread.
+#[derive(Debug, Clone)]
+pub struct Chat {
+    pub requester: Requester,
+    /// `shell` or `slack` (hubot-deploy's `payload.notify.adapter`).
+    pub adapter: &'static str,
+    /// The room to notify (a channel id on Slack).
+    pub room: String,
+    /// The thread to post in.
+    pub thread_ts: Option<String>,
+}
+
+/// Where deployments go.
+pub enum Backend {
+    /// The engine in this process, on a local store.
+    Embedded(Embedded),
+    /// GitHub Deployments; faseng picks them up from the webhook.
+    GitHub(Box<GitHubBackend>),
+}
+
+pub struct Bot {
+    pub addressee: Addressee,
+    pub apps: Arc<Apps>,
+    pub default_env: String,
+    pub backend: Backend,
+}
+
+impl Bot {
+    /// Handles one line. `follow`: for the terminal, print the deployment's
+    /// progress and log until it ends (embedded backend only).
+    pub async fn handle(&self, line: &str, chat: &Chat, to: &Say, follow: bool) -> Ending {
+        self.handle_as(line, chat, to, follow, self.addressee.direct)
+            .await
+    }
+
+    /// [`Bot::handle`], with `direct`: the line needs no address (a direct
+    /// message, a slash command).
+    pub async fn handle_as(
+        &self,
+        line: &str,
+        chat: &Chat,
+        to: &Say,
+        follow: bool,
+        direct: bool,
+    ) -> Ending {
+        let addressee = Addressee {
+            direct,
+            ..self.addressee.clone()
+        };
+        let command = match parse(line, &addressee) {
+            Ok(c) => c,
+            Err(ParseError::NotAddressed) => return Ending::Ok,
+            Err(e) => {
+                say(to, e.to_string());
+                return Ending::Usage;
+            }
+        };
+        let result = match command {
+            Command::Help => {
+                say(to, help_text(&self.addressee.name));
+                Ok(Ending::Ok)
+            }
+            Command::Version => {
+                say(to, format!("chima {}", env!("CARGO_PKG_VERSION")));
+                Ok(Ending::Ok)
+            }
+            Command::Deploy(d) => {
+                match self
+                    .apps
+                    .resolve_deploy(&d, &chat.requester, &self.default_env)
+                {
+                    Err(refusal) => Ok(refuse(to, &refusal)),
+                    Ok(request) => {
+                        let payload = payload(&request, chat, &self.addressee.name);
+                        match &self.backend {
+                            Backend::Embedded(e) => {
+                                e.deploy(&request, payload, chat, to, follow).await
+                            }
+                            Backend::GitHub(g) => g.deploy(&request, payload, chat, to).await,
+                        }
+                    }
+                }
+            }
+            other => match &self.backend {
+                Backend::Embedded(e) => {
+                    e.command(&self.apps, &self.default_env, other, chat, to)
+                        .await
+                }
+                Backend::GitHub(g) => {
+                    g.command(&self.apps, &self.default_env, other, chat, to)
+                        .await
+                }
+            },
+        };
+        match result {
+            Ok(ending) => ending,
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "command failed");
+                say(
+                    to,
+                    format!("Something went wrong on my side, nothing more was done: {e:#}"),
+                );
+                Ending::Failed
+            }
+        }
+    }
+}
+
+/// The hubot-deploy compatible `payload` (DESIGN.md section 4): heaven-era
+/// consumers read `name`, `hosts`, `notify` and `config` from it.
+pub fn payload(request: &DeploymentRequest, chat: &Chat, robot: &str) -> Value {
+    let mut p = json!({
+        "name": request.app,
+        "robotName": robot,
+        "hosts": request.hosts.clone().unwrap_or_default(),
+        "notify": {
+            "adapter": chat.adapter,
+            "room": chat.room,
+            "user": chat.requester.user_id.clone().unwrap_or_else(|| chat.requester.user_name.clone()),
+            "user_name": chat.requester.user_name,
+            "thread_ts": chat.thread_ts,
+        },
+        "config": request.config,
+    });
+    if let (Some(otp), Some(map)) = (&request.yubikey, p.as_object_mut()) {
+        map.insert("yubikey".to_string(), json!(otp));
+    }
+    p
+}
+
+/// Replies with a refusal from the config checks.
+pub fn refuse(to: &Say, refusal: &Refusal) -> Ending {
+    say(to, refusal.to_string());
+    match refusal {
+        Refusal::UnknownApp { .. } | Refusal::UnknownEnvironment { .. } => Ending::Usage,
+        Refusal::RoomNotAllowed { .. } | Refusal::UserNotAllowed { .. } => Ending::Failed,
+    }
+}
+
+pub fn help_text(name: &str) -> String {
+    [
+        format!("{name} deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] - deploy (! skips merge and CI checks)"),
+        format!("{name} deploys <app>[/<ref>] [in <env>] - recent deployments"),
+        format!("{name} where can i deploy <app> - environments and their locks"),
+        format!("{name} lock <app> in <env> [reason] - stop others deploying there"),
+        format!("{name} unlock <app> in <env> - lift the lock"),
+        format!("{name} cancel <app> in <env> - stop the running or queued deployment"),
+        format!("{name} rollback <app> in <env> - redeploy the last good commit"),
+        format!("{name} status <app>[/<ref>] - CI state of a ref"),
+        format!("{name} deploy:version - my version"),
+        format!("{name} help - this list"),
+    ]
+    .join("\n")
+}
+
+/// One line of `deploys`: state, what, who, short sha, duration or age.
+pub fn summary(d: &chima_store::Deployment) -> String {
+    use chima_store::DeploymentState;
+    let why = match (d.state, &d.reason) {
+        (DeploymentState::Succeeded, _) | (_, None) => String::new(),
+        (_, Some(r)) => format!(": {r}"),
+    };
+    let took = match (d.started_at, d.finished_at) {
+        (Some(s), Some(f)) => format!(", took {}", human((f - s).num_seconds())),
+        (Some(s), None) => format!(
+            ", running for {}",
+            human((chrono::Utc::now() - s).num_seconds())
+        ),
+        _ => String::new(),
+    };
+    format!(
+        "#{} {} {}/{} to {} by {} ({}{took}){why}",
+        d.id,
+        d.state,
+        d.app,
+        d.git_ref,
+        d.environment,
+        d.requester,
+        d.sha
+            .as_deref()
+            .map(|s| &s[..s.len().min(7)])
+            .unwrap_or("-")
+    )
+}
+
+/// `42s`, `3m`, `2h`, `5d`.
+pub fn human(secs: i64) -> String {
+    let s = secs.max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{}s", s / 60, s % 60),
+        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d", s / 86400),
+    }
+}
+
+/// `lock app in env for 2h db work`: the expiry, when the reason starts with
+/// `for <duration>`, and the rest of the reason.
+pub fn lock_expiry(reason: Option<&str>) -> (Option<std::time::Duration>, Option<String>) {
+    let Some(r) = reason else { return (None, None) };
+    let mut words = r.split_whitespace();
+    if let (Some("for"), Some(d)) = (words.next(), words.next())
+        && let Ok(d) = chima_config::parse_duration(d)
+    {
+        let rest: Vec<&str> = words.collect();
+        return (Some(d), (!rest.is_empty()).then(|| rest.join(" ")));
+    }
+    (None, Some(r.to_string()))
+}

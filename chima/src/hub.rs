@@ -1,0 +1,553 @@
+//! The GitHub backend: a deploy is a GitHub Deployment (hubot-deploy's body),
+//! which faseng receives by webhook and runs. Every answer GitHub can give
+//! gets its own reply, so nobody is left guessing.
+
+use chima_command::Command;
+use chima_config::{Apps, DeploymentRequest};
+use chima_github::{CreateOutcome, DeploymentBody, GitHub, GitHubError};
+use serde_json::Value;
+
+use crate::bot::{Chat, Ending, Say, refuse, say};
+use crate::faseng_api::{FasengApi, enc};
+use hyper::Method;
+use serde_json::json;
+
+pub struct GitHubBackend {
+    pub gh: GitHub,
+    /// faseng's API, for locks, cancel, rollback and history.
+    pub faseng: Option<FasengApi>,
+}
+
+impl GitHubBackend {
+    pub async fn deploy(
+        &self,
+        request: &DeploymentRequest,
+        payload: Value,
+        chat: &Chat,
+        to: &Say,
+    ) -> anyhow::Result<Ending> {
+        if let Some(lock) = self.lock_of(&request.app, &request.environment).await?
+            && lock.holder != chat.requester.user_name
+        {
+            say(
+                to,
+                format!(
+                    "{} is locked by {}: {}. Nothing was deployed.",
+                    request.environment,
+                    lock.holder,
+                    lock.reason.as_deref().unwrap_or("no reason given")
+                ),
+            );
+            return Ok(Ending::Failed);
+        }
+        self.create(request, payload, to).await
+    }
+
+    /// The lock on app+environment, from faseng (none without FASENG_URL).
+    async fn lock_of(&self, app: &str, env: &str) -> anyhow::Result<Option<chima_store::Lock>> {
+        let Some(api) = &self.faseng else {
+            return Ok(None);
+        };
+        let locks = api.get("/locks").await?;
+        let list: Vec<chima_store::Lock> =
+            serde_json::from_value(locks.body["locks"].clone()).unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .find(|l| l.app == app && l.environment == env))
+    }
+
+    async fn create(
+        &self,
+        request: &DeploymentRequest,
+        payload: Value,
+        to: &Say,
+    ) -> anyhow::Result<Ending> {
+        let repo = &request.repository;
+        let git_ref = match &request.git_ref {
+            Some(r) => r.clone(),
+            None => match self.gh.default_branch(repo).await {
+                Ok(b) => b,
+                Err(e) => return Ok(github_error(to, &e, repo)),
+            },
+        };
+        let body = DeploymentBody {
+            git_ref: git_ref.clone(),
+            task: request.task.clone(),
+            auto_merge: request.auto_merge,
+            required_contexts: request.required_contexts.clone(),
+            environment: request.environment.clone(),
+            description: format!(
+                "{} on {} from chima-v{}",
+                request.task,
+                request.environment,
+                env!("CARGO_PKG_VERSION")
+            ),
+            production_environment: request.production_environment,
+            transient_environment: request.transient_environment,
+            payload,
+        };
+        let what = format!("{}/{} to {}", request.app, git_ref, request.environment);
+        match self.gh.create_deployment(repo, &body).await {
+            Ok(CreateOutcome::Created { id, sha, .. }) => {
+                say(
+                    to,
+                    format!(
+                        "Created GitHub deployment #{id} of {what} (commit {}). faseng will post its progress and log link here.",
+                        &sha[..sha.len().min(7)]
+                    ),
+                );
+                Ok(Ending::Ok)
+            }
+            Ok(CreateOutcome::AutoMerged { message }) => {
+                say(
+                    to,
+                    format!(
+                        "GitHub merged the default branch into {git_ref} first ({message}), so no deployment was created yet. Run the same command again once CI has passed on the merge commit."
+                    ),
+                );
+                Ok(Ending::Failed)
+            }
+            Ok(CreateOutcome::FailingContexts { contexts, message }) => {
+                let named = if contexts.is_empty() {
+                    message
+                } else {
+                    contexts
+                        .iter()
+                        .map(|c| format!("{} ({})", c.context, c.state))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                say(
+                    to,
+                    format!(
+                        "GitHub refused to deploy {what}: required checks are not green: {named}. Fix them, or say `deploy!` to skip the checks. Nothing was deployed."
+                    ),
+                );
+                Ok(Ending::Failed)
+            }
+            Ok(CreateOutcome::MergeConflict { message }) => {
+                say(
+                    to,
+                    format!(
+                        "GitHub could not merge the default branch into {git_ref}: {message}. Resolve the conflict, or say `deploy!` to deploy without merging. Nothing was deployed."
+                    ),
+                );
+                Ok(Ending::Failed)
+            }
+            Err(e) => Ok(github_error(to, &e, repo)),
+        }
+    }
+
+    pub async fn command(
+        &self,
+        apps: &Apps,
+        default_env: &str,
+        command: Command,
+        chat: &Chat,
+        to: &Say,
+    ) -> anyhow::Result<Ending> {
+        let user = &chat.requester.user_name;
+        let needs_faseng = matches!(
+            command,
+            Command::Where { .. }
+                | Command::Lock { .. }
+                | Command::Unlock { .. }
+                | Command::Cancel { .. }
+                | Command::Rollback { .. }
+        );
+        let api = match (&self.faseng, needs_faseng) {
+            (Some(api), _) => Some(api),
+            (None, false) => None,
+            (None, true) => {
+                say(
+                    to,
+                    format!(
+                        "`{}` needs faseng's API: set FASENG_URL and FASENG_API_TOKEN for chima. Nothing was done.",
+                        command.name()
+                    ),
+                );
+                return Ok(Ending::Usage);
+            }
+        };
+        match command {
+            Command::Where { app } => {
+                let app = match apps.app(&app) {
+                    Ok(a) => a,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let mut lines = vec![format!("You can deploy {} to:", app.name)];
+                for env in &app.environments {
+                    match self.lock_of(&app.name, &env.name).await? {
+                        Some(l) => lines.push(format!(
+                            "  {} (locked by {}: {})",
+                            env.name,
+                            l.holder,
+                            l.reason.as_deref().unwrap_or("no reason given")
+                        )),
+                        None => lines.push(format!("  {}", env.name)),
+                    }
+                }
+                say(to, lines.join("\n"));
+                Ok(Ending::Ok)
+            }
+            Command::Lock { app, env, reason } => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let t = match apps.target(&app, Some(&env), default_env) {
+                    Ok(t) => t,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let (expiry, reason) = crate::bot::lock_expiry(reason.as_deref());
+                let body = json!({"holder": user, "reason": reason, "expires_in": expiry.map(|d| d.as_secs())});
+                let path = format!("/locks/{}/{}", enc(&t.app.name), enc(t.environment));
+                let a = api.call(Method::PUT, &path, Some(&body)).await?;
+                let lock: Option<chima_store::Lock> =
+                    serde_json::from_value(a.body["lock"].clone()).ok();
+                match (a.status, lock) {
+                    (201, Some(l)) => {
+                        say(
+                            to,
+                            format!(
+                                "Locked {} in {}{}{}. Others cannot deploy there until `unlock {} in {}`.",
+                                l.app,
+                                l.environment,
+                                l.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+                                l.expires_at
+                                    .map(|e| format!(" (until {})", e.format("%Y-%m-%d %H:%M UTC")))
+                                    .unwrap_or_default(),
+                                l.app,
+                                l.environment
+                            ),
+                        );
+                        Ok(Ending::Ok)
+                    }
+                    (409, Some(l)) => {
+                        say(
+                            to,
+                            format!(
+                                "{} in {} is already locked by {}: {}.",
+                                l.app,
+                                l.environment,
+                                l.holder,
+                                l.reason.as_deref().unwrap_or("no reason given")
+                            ),
+                        );
+                        Ok(Ending::Failed)
+                    }
+                    (status, _) => {
+                        say(
+                            to,
+                            format!(
+                                "faseng did not take the lock ({status}): {}",
+                                a.body["error"].as_str().unwrap_or("no details")
+                            ),
+                        );
+                        Ok(Ending::Failed)
+                    }
+                }
+            }
+            Command::Unlock { app, env } => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let t = match apps.target(&app, Some(&env), default_env) {
+                    Ok(t) => t,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let path = format!("/locks/{}/{}", enc(&t.app.name), enc(t.environment));
+                let a = api.call(Method::DELETE, &path, None).await?;
+                let lock: Option<chima_store::Lock> =
+                    serde_json::from_value(a.body["lock"].clone()).ok();
+                match lock {
+                    Some(l) if &l.holder == user => {
+                        say(to, format!("Unlocked {} in {}.", l.app, l.environment))
+                    }
+                    Some(l) => say(
+                        to,
+                        format!(
+                            "Unlocked {} in {}. {}, your lock was lifted by {user}.",
+                            l.app, l.environment, l.holder
+                        ),
+                    ),
+                    None => say(
+                        to,
+                        format!(
+                            "{} in {} was not locked; nothing to do.",
+                            t.app.name, t.environment
+                        ),
+                    ),
+                }
+                Ok(Ending::Ok)
+            }
+            Command::Cancel { app, env } => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let t = match apps.target(&app, Some(&env), default_env) {
+                    Ok(t) => t,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let path = format!(
+                    "/environments/{}/{}/cancel",
+                    enc(&t.app.name),
+                    enc(t.environment)
+                );
+                let a = api
+                    .call(Method::POST, &path, Some(&json!({"by": user})))
+                    .await?;
+                let d: Option<chima_store::Deployment> =
+                    serde_json::from_value(a.body["deployment"].clone()).ok();
+                match (a.body["result"].as_str(), d) {
+                    (Some("cancelled"), Some(d)) => say(
+                        to,
+                        format!(
+                            "Cancelled deployment #{} of {}/{} to {} before it started.",
+                            d.id, d.app, d.git_ref, d.environment
+                        ),
+                    ),
+                    (Some("stopping"), Some(d)) => say(
+                        to,
+                        format!(
+                            "Stopping deployment #{} of {}/{} to {}: its processes are being killed.",
+                            d.id, d.app, d.git_ref, d.environment
+                        ),
+                    ),
+                    _ => {
+                        say(
+                            to,
+                            format!(
+                                "Nothing is running or queued for {} in {}; nothing to cancel.",
+                                t.app.name, t.environment
+                            ),
+                        );
+                        return Ok(Ending::Failed);
+                    }
+                }
+                Ok(Ending::Ok)
+            }
+            Command::Rollback { app, env } => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let t = match apps.target(&app, Some(&env), default_env) {
+                    Ok(t) => t,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let path = format!(
+                    "/environments/{}/{}/rollback",
+                    enc(&t.app.name),
+                    enc(t.environment)
+                );
+                let a = api.get(&path).await?;
+                let target: Option<chima_store::Deployment> =
+                    serde_json::from_value(a.body["target"].clone()).ok();
+                let current: Option<chima_store::Deployment> =
+                    serde_json::from_value(a.body["current"].clone()).ok();
+                let (Some(target), Some(current)) = (target, current) else {
+                    let why = if a.body["why"] == "nothing_before" {
+                        "only one commit ever deployed there successfully; there is nothing before it"
+                    } else {
+                        "nothing ever deployed there successfully"
+                    };
+                    say(
+                        to,
+                        format!(
+                            "Cannot roll back {} in {}: {why}.",
+                            t.app.name, t.environment
+                        ),
+                    );
+                    return Ok(Ending::Failed);
+                };
+                let Some(sha) = target.sha.clone() else {
+                    return Ok(Ending::Failed);
+                };
+                say(to, crate::embedded::rollback_text(&current, &target));
+                let mut request = self.rollback_request(apps, &target, &sha)?;
+                request.git_ref = Some(sha);
+                let payload = crate::bot::payload(&request, chat, "chima");
+                self.create(&request, payload, to).await
+            }
+            Command::Deploys { app, env, .. } if api.is_some() => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let env = match &env {
+                    Some(e) => match apps.target(&app, Some(e), default_env) {
+                        Ok(t) => Some(t.environment.to_string()),
+                        Err(r) => return Ok(refuse(to, &r)),
+                    },
+                    None => match apps.app(&app) {
+                        Ok(_) => None,
+                        Err(r) => return Ok(refuse(to, &r)),
+                    },
+                };
+                let mut path = format!("/deployments?view=history&limit=10&app={}", enc(&app));
+                if let Some(e) = &env {
+                    path.push_str(&format!("&environment={}", enc(e)));
+                }
+                let a = api.get(&path).await?;
+                let list: Vec<chima_store::Deployment> =
+                    serde_json::from_value(a.body["deployments"].clone()).unwrap_or_default();
+                if list.is_empty() {
+                    say(to, format!("No deployments of {app} yet."));
+                } else {
+                    say(
+                        to,
+                        list.iter()
+                            .map(crate::bot::summary)
+                            .collect::<Vec<_>>()
+                            .join("\n"),
+                    );
+                }
+                Ok(Ending::Ok)
+            }
+            Command::Deploys { app, env, .. } => {
+                let (repo, env) = match &env {
+                    Some(e) => match apps.target(&app, Some(e), default_env) {
+                        Ok(t) => (t.app.repository.clone(), Some(t.environment.to_string())),
+                        Err(r) => return Ok(refuse(to, &r)),
+                    },
+                    None => match apps.app(&app) {
+                        Ok(a) => (a.repository.clone(), None),
+                        Err(r) => return Ok(refuse(to, &r)),
+                    },
+                };
+                let list = match self.gh.list_deployments(&repo, env.as_deref(), 10).await {
+                    Ok(l) => l,
+                    Err(e) => return Ok(github_error(to, &e, &repo)),
+                };
+                if list.is_empty() {
+                    say(to, format!("No deployments of {app} on GitHub yet."));
+                    return Ok(Ending::Ok);
+                }
+                let now = chrono::Utc::now();
+                let lines: Vec<String> = list
+                    .iter()
+                    .map(|d| {
+                        format!(
+                            "#{} {} {}/{} ({}) to {} by {}, {} ago",
+                            d.id,
+                            d.state.as_deref().unwrap_or("no status"),
+                            app,
+                            d.git_ref,
+                            &d.sha[..d.sha.len().min(7)],
+                            d.environment,
+                            d.creator,
+                            age(now - d.created_at)
+                        )
+                    })
+                    .collect();
+                say(to, lines.join("\n"));
+                Ok(Ending::Ok)
+            }
+            Command::Status { app, git_ref } => {
+                let a = match apps.app(&app) {
+                    Ok(a) => a,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                let repo = a.repository.clone();
+                let git_ref = match git_ref.or_else(|| a.default_ref.clone()) {
+                    Some(r) => r,
+                    None => match self.gh.default_branch(&repo).await {
+                        Ok(b) => b,
+                        Err(e) => return Ok(github_error(to, &e, &repo)),
+                    },
+                };
+                let ci = match self.gh.ci_state(&repo, &git_ref).await {
+                    Ok(c) => c,
+                    Err(e) => return Ok(github_error(to, &e, &repo)),
+                };
+                let mut lines = vec![format!(
+                    "{app}/{git_ref} ({}) is {}:",
+                    &ci.sha[..ci.sha.len().min(7)],
+                    ci.state
+                )];
+                for s in &ci.statuses {
+                    lines.push(format!(
+                        "  {} {}{}",
+                        s.state,
+                        s.context,
+                        s.target_url
+                            .as_deref()
+                            .map(|u| format!(" {u}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                for c in &ci.check_runs {
+                    lines.push(format!(
+                        "  {} {}{}",
+                        c.conclusion.as_deref().unwrap_or(&c.status),
+                        c.name,
+                        c.html_url
+                            .as_deref()
+                            .map(|u| format!(" {u}"))
+                            .unwrap_or_default()
+                    ));
+                }
+                if ci.statuses.is_empty() && ci.check_runs.is_empty() {
+                    lines.push("  no commit statuses or check runs".to_string());
+                }
+                say(to, lines.join("\n"));
+                Ok(Ending::Ok)
+            }
+            other => {
+                say(
+                    to,
+                    format!("`{}` is not handled here; nothing was done.", other.name()),
+                );
+                Ok(Ending::Usage)
+            }
+        }
+    }
+
+    /// A forced deployment of `sha`, as the rolled-back-to deployment was made.
+    fn rollback_request(
+        &self,
+        apps: &Apps,
+        d: &chima_store::Deployment,
+        sha: &str,
+    ) -> anyhow::Result<DeploymentRequest> {
+        let app = apps.app(&d.app).map_err(|r| anyhow::anyhow!("{r}"))?;
+        Ok(DeploymentRequest {
+            app: app.name.clone(),
+            repository: app.repository.clone(),
+            task: d.task.clone(),
+            git_ref: Some(sha.to_string()),
+            environment: d.environment.clone(),
+            hosts: d.hosts.clone(),
+            yubikey: None,
+            force: true,
+            auto_merge: false,
+            required_contexts: Some(Vec::new()),
+            production_environment: app.is_production(&d.environment),
+            transient_environment: None,
+            config: app.public_config(),
+        })
+    }
+}
+
+/// The reply for a failed GitHub call: which credential or scope to fix.
+fn github_error(to: &Say, e: &GitHubError, repo: &str) -> Ending {
+    let text = match e {
+        GitHubError::NotFound { .. } => format!(
+            "GitHub does not show {repo} to me ({e}). Check `repository` in app.json and that the token (or the GitHub App's installation) can see it. Nothing was deployed."
+        ),
+        GitHubError::Unavailable { .. } => {
+            format!("I could not reach GitHub ({e}). Nothing was deployed; try again in a moment.")
+        }
+        _ => format!("{e}. Nothing was deployed."),
+    };
+    say(to, text);
+    Ending::Failed
+}
+
+fn age(d: chrono::TimeDelta) -> String {
+    let s = d.num_seconds().max(0);
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m", s / 60),
+        3600..86400 => format!("{}h", s / 3600),
+        _ => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,194 @@
+//! chima's settings: every one an environment variable and a flag
+//! (DESIGN.md section 6).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use chima_command::Addressee;
+use chima_config::Secret;
+use chima_github::{Auth, GitHub, GitHubConfig};
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// The name the bot answers to in chat.
+    #[arg(long, env = "CHIMA_NAME", default_value = "chima", global = true)]
+    pub name: String,
+
+    /// Other names the bot answers to, comma-separated (none by default).
+    #[arg(long, env = "CHIMA_ALIASES", value_delimiter = ',', global = true)]
+    pub aliases: Vec<String>,
+
+    /// The apps config (hubot-deploy apps.json format).
+    #[arg(
+        long = "apps",
+        env = "APPS_JSON",
+        default_value = "config/app.json",
+        global = true
+    )]
+    pub apps: PathBuf,
+
+    /// Where deployments are stored in the embedded mode.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://faseng.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// The environment used when neither the command nor the app names one.
+    #[arg(
+        long,
+        env = "CHIMA_DEFAULT_ENVIRONMENT",
+        default_value = "production",
+        global = true
+    )]
+    pub default_environment: String,
+
+    /// Deployments run at once by the embedded engine.
+    #[arg(long, env = "FASENG_WORKERS", default_value_t = 2, global = true)]
+    pub workers: usize,
+
+    /// GitHub token: deployments are created on GitHub instead of run here.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, global = true)]
+    pub github_token: Option<String>,
+
+    /// GitHub App id (with GITHUB_APP_PRIVATE_KEY), instead of a token.
+    #[arg(long, env = "GITHUB_APP_ID", global = true)]
+    pub github_app_id: Option<u64>,
+
+    /// GitHub App private key (PEM text).
+    #[arg(
+        long,
+        env = "GITHUB_APP_PRIVATE_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub github_app_private_key: Option<String>,
+
+    /// GitHub API base URL (GitHub Enterprise: https://HOST/api/v3).
+    #[arg(long, env = "GITHUB_API_URL", default_value = chima_github::DEFAULT_API_URL, global = true)]
+    pub github_api_url: String,
+
+    /// Slack bot token (xoxb-...): chima runs on Slack instead of the terminal.
+    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true, global = true)]
+    pub slack_bot_token: Option<String>,
+
+    /// Slack app-level token (xapp-...) for Socket Mode.
+    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true, global = true)]
+    pub slack_app_token: Option<String>,
+
+    /// Slack signing secret: serve the Events API and slash commands on CHIMA_LISTEN.
+    #[arg(
+        long,
+        env = "SLACK_SIGNING_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub slack_signing_secret: Option<String>,
+
+    /// Slack Web API base URL.
+    #[arg(long, env = "SLACK_API_URL", default_value = chima_slack::DEFAULT_API_URL, global = true)]
+    pub slack_api_url: String,
+
+    /// Address for the Slack Events API (only with SLACK_SIGNING_SECRET).
+    #[arg(
+        long,
+        env = "CHIMA_LISTEN",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
+    pub listen: String,
+
+    /// faseng's URL, for locks, cancel, rollback and history (GitHub mode).
+    #[arg(long, env = "FASENG_URL", global = true)]
+    pub faseng_url: Option<String>,
+
+    /// faseng's API token.
+    #[arg(long, env = "FASENG_API_TOKEN", hide_env_values = true, global = true)]
+    pub faseng_api_token: Option<String>,
+
+    /// How long a deployment's claim lasts without renewal (seconds); a
+    /// process that dies mid-deploy has its deployment declared lost after it.
+    #[arg(
+        long,
+        env = "FASENG_LEASE_SECS",
+        default_value_t = 30,
+        hide = true,
+        global = true
+    )]
+    pub lease_secs: u64,
+}
+
+impl Settings {
+    /// faseng's API client, when FASENG_URL is set.
+    pub fn faseng(&self) -> anyhow::Result<Option<crate::faseng_api::FasengApi>> {
+        let Some(url) = self.faseng_url.as_ref().filter(|u| !u.is_empty()) else {
+            return Ok(None);
+        };
+        let token = self
+            .faseng_api_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .context("FASENG_URL is set but FASENG_API_TOKEN is not")?;
+        Ok(Some(crate::faseng_api::FasengApi::new(
+            url,
+            Secret::new(token),
+        )?))
+    }
+
+    pub fn addressee(&self) -> Addressee {
+        Addressee {
+            name: self.name.clone(),
+            aliases: self
+                .aliases
+                .iter()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty())
+                .collect(),
+            user_id: None,
+            direct: false,
+        }
+    }
+
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs.max(1))
+    }
+
+    /// The GitHub client, when credentials are set.
+    pub fn github(&self) -> anyhow::Result<Option<GitHub>> {
+        let auth = match (
+            &self.github_token,
+            self.github_app_id,
+            &self.github_app_private_key,
+        ) {
+            (Some(t), _, _) if !t.is_empty() => Auth::Token(Secret::new(t.clone())),
+            (_, Some(app_id), Some(key)) => Auth::App {
+                app_id,
+                private_key: Secret::new(key.clone()),
+            },
+            (_, Some(_), None) => {
+                anyhow::bail!("GITHUB_APP_ID is set but GITHUB_APP_PRIVATE_KEY is not")
+            }
+            _ => return Ok(None),
+        };
+        let gh = GitHub::new(GitHubConfig {
+            api_url: self.github_api_url.clone(),
+            auth,
+        })
+        .context("cannot set up the GitHub client")?;
+        Ok(Some(gh))
+    }
+}
+
+pub fn init_tracing(default: &str) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}

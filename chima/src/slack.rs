@@ -1,0 +1,244 @@
+//! chima on Slack: Socket Mode (default: no public URL needed) and, when
+//! `SLACK_SIGNING_SECRET` is set, the Events API and `/deploy` slash command
+//! on `CHIMA_LISTEN`. Every line addressed to the bot is answered in the thread
+//! of the command.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use chima_config::{Apps, Requester, Secret};
+use chima_slack::{Handler, Incoming, IncomingKind, Message, SlackApi, SlackConfig};
+
+use crate::bot::{Backend, Bot, Chat};
+use crate::embedded::Embedded;
+use crate::hub::GitHubBackend;
+use crate::settings::Settings;
+
+pub fn main(settings: &Settings) -> ExitCode {
+    crate::settings::init_tracing("info");
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chima: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chima: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let cfg = settings.slack().context("SLACK_BOT_TOKEN is not set")?;
+    let api = SlackApi::new(&cfg).context("cannot set up the Slack client")?;
+    let me = api
+        .auth_test()
+        .await
+        .context("Slack refused SLACK_BOT_TOKEN (auth.test)")?;
+    let apps = Arc::new(Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    let backend = match settings.github()? {
+        Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
+            gh,
+            faseng: settings.faseng()?,
+        })),
+        None => {
+            let e = Embedded::start(
+                apps.clone(),
+                &settings.apps,
+                &settings.database_url,
+                settings.workers,
+                settings.lease(),
+            )
+            .await?;
+            // No faseng: the in-process engine's notifications go to Slack from here.
+            let rooms = apps.clone();
+            tasks.push(tokio::spawn(chima_slack::run_chat_sender(
+                e.store.clone(),
+                api.clone(),
+                Arc::new(|_| String::new()),
+                Arc::new(move |app: &str| rooms.get(app).and_then(|a| a.notify_room.clone())),
+                shutdown_rx.clone(),
+            )));
+            Backend::Embedded(e)
+        }
+    };
+    let mut addressee = settings.addressee();
+    addressee.user_id = Some(me.user_id.clone());
+    let bot = Arc::new(Bot {
+        addressee,
+        apps,
+        default_env: settings.default_environment.clone(),
+        backend,
+    });
+    let handler: Arc<dyn Handler> = Arc::new(SlackHandler {
+        bot: bot.clone(),
+        api: api.clone(),
+    });
+    if let Some(secret) = cfg.signing_secret.clone() {
+        let listener = tokio::net::TcpListener::bind(&settings.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (CHIMA_LISTEN)", settings.listen))?;
+        tracing::info!(listen = %settings.listen, "serving the Slack Events API");
+        let router = chima_slack::events_router(secret, api.clone(), handler.clone());
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+    }
+    if cfg.app_token.is_some() {
+        let (cfg, api, handler, stop) = (
+            cfg.clone(),
+            api.clone(),
+            handler.clone(),
+            shutdown_rx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = chima_slack::run_socket_mode(cfg, api, handler, stop).await {
+                tracing::error!(error = %e, "Socket Mode stopped");
+            }
+        }));
+    }
+    if tasks.is_empty() {
+        anyhow::bail!(
+            "SLACK_BOT_TOKEN is set but neither SLACK_APP_TOKEN (Socket Mode) nor SLACK_SIGNING_SECRET (Events API) is: chima would hear nothing"
+        );
+    }
+    tracing::info!(bot = %me.name, "chima is on Slack");
+    shutdown_signal().await;
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    if let Backend::Embedded(e) = &bot.backend {
+        e.stop().await;
+    }
+    Ok(())
+}
+
+struct SlackHandler {
+    bot: Arc<Bot>,
+    api: SlackApi,
+}
+
+#[async_trait::async_trait]
+impl Handler for SlackHandler {
+    async fn handle(&self, incoming: Incoming) {
+        let user_name = match &incoming.user_name {
+            Some(n) => n.clone(),
+            None => self
+                .api
+                .user_name(&incoming.user_id)
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| incoming.user_id.clone()),
+        };
+        let room_name = self
+            .api
+            .channel_name(&incoming.channel_id)
+            .await
+            .ok()
+            .flatten();
+        let chat = Chat {
+            requester: Requester {
+                user_id: Some(incoming.user_id.clone()),
+                user_name,
+                room_id: Some(incoming.channel_id.clone()),
+                room_name,
+            },
+            adapter: "slack",
+            room: incoming.channel_id.clone(),
+            thread_ts: incoming.thread_ts.clone(),
+        };
+        // A slash command's text is the command's arguments: `/deploy app to prod`.
+        let (line, direct) = match &incoming.kind {
+            IncomingKind::SlashCommand { .. } => (slash_line(&incoming.text), true),
+            _ => (incoming.text.clone(), incoming.direct),
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let bot = self.bot.clone();
+        let work =
+            tokio::spawn(async move { bot.handle_as(&line, &chat, &tx, false, direct).await });
+        while let Some(text) = rx.recv().await {
+            if let Err(e) = self
+                .api
+                .post_message(
+                    &incoming.channel_id,
+                    incoming.thread_ts.as_deref(),
+                    &Message::text(text),
+                )
+                .await
+            {
+                tracing::warn!(error = %e, channel = %incoming.channel_id, "cannot reply on Slack");
+            }
+        }
+        let _ = work.await;
+    }
+}
+
+/// `/deploy <args>`: the arguments are a deploy unless they start with another
+/// command (`/deploy lock app in prod`, `/deploy help`).
+fn slash_line(args: &str) -> String {
+    let first = args
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let commands = [
+        "deploy", "deploys", "where", "lock", "unlock", "cancel", "rollback", "status", "help",
+    ];
+    if first.is_empty() {
+        "help".to_string()
+    } else if commands.contains(&first.as_str()) || first.starts_with("deploy") {
+        args.to_string()
+    } else {
+        format!("deploy {args}")
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+impl Settings {
+    /// The Slack settings, when `SLACK_BOT_TOKEN` is set.
+    pub fn slack(&self) -> Option<SlackConfig> {
+        let bot = self.slack_bot_token.as_ref().filter(|t| !t.is_empty())?;
+        Some(SlackConfig {
+            api_url: self.slack_api_url.clone(),
+            bot_token: Secret::new(bot.clone()),
+            app_token: self
+                .slack_app_token
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| Secret::new(t.clone())),
+            signing_secret: self
+                .slack_signing_secret
+                .as_ref()
+                .filter(|t| !t.is_empty())
+                .map(|t| Secret::new(t.clone())),
+        })
+    }
+}

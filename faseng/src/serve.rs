@@ -1,0 +1,224 @@
+//! Wiring: the store, the engine, the notification senders and the web
+//! server, started and stopped together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chima_config::{Apps, Secret};
+use chima_engine::{Engine, EngineConfig};
+use chima_store::Store;
+use tokio::sync::watch;
+
+use crate::links::LinkSigner;
+use crate::web::{self, AppState};
+use crate::{Args, Command};
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let store = chima_store::open(&args.database_url)
+        .await
+        .context("cannot open the job store (DATABASE_URL)")?;
+    let command = args.command.unwrap_or(Command::Serve);
+    if let Command::Migrate = command {
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    let apps = load_apps(&args.apps)?;
+    let github = github_client(&args)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let links = LinkSigner::new(link_key(&args).as_bytes());
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+
+    let mut engine_cfg = engine_config(&args, apps.clone());
+    let mut senders = Vec::new();
+    if let Some(gh) = &github {
+        engine_cfg.access = Some(Arc::new(crate::access::GitHubAccess { gh: gh.clone() }));
+        let (links, public_url) = (links.clone(), public_url.clone());
+        let log_url: Arc<dyn Fn(i64) -> String + Send + Sync> =
+            Arc::new(move |id| links.url(&public_url, id));
+        senders.push(tokio::spawn(chima_github::run_status_sender(
+            store.clone(),
+            gh.clone(),
+            log_url,
+            shutdown_rx.clone(),
+        )));
+    } else {
+        tracing::warn!(
+            "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID): no deployment statuses will be posted"
+        );
+    }
+    if let Some(token) = args.slack_bot_token.as_ref().filter(|t| !t.is_empty()) {
+        let mut cfg = chima_slack::SlackConfig::new(Secret::new(token.clone()));
+        cfg.api_url = args.slack_api_url.clone();
+        let api = chima_slack::SlackApi::new(&cfg).context("cannot set up the Slack client")?;
+        let (links, public_url) = (links.clone(), public_url.clone());
+        let rooms = apps.clone();
+        senders.push(tokio::spawn(chima_slack::run_chat_sender(
+            store.clone(),
+            api,
+            Arc::new(move |id| links.url(&public_url, id)),
+            Arc::new(move |app: &str| {
+                rooms
+                    .as_ref()
+                    .and_then(|a| a.get(app))
+                    .and_then(|a| a.notify_room.clone())
+            }),
+            shutdown_rx.clone(),
+        )));
+        engine_cfg.secrets.push(token.clone());
+    }
+    if let Some(t) = &args.github_token {
+        engine_cfg.secrets.push(t.clone());
+    }
+    let engine = if args.workers > 0 || matches!(command, Command::Worker) {
+        Some(Engine::start(store.clone(), engine_cfg))
+    } else {
+        None
+    };
+
+    let result = match command {
+        Command::Worker => {
+            shutdown_signal().await;
+            Ok(())
+        }
+        _ => serve_http(&args, store.clone(), apps, links, public_url).await,
+    };
+    let _ = shutdown_tx.send(true);
+    if let Some(engine) = engine {
+        engine.shutdown().await;
+    }
+    for s in senders {
+        let _ = s.await;
+    }
+    result
+}
+
+fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
+    use chima_github::{Auth, GitHub, GitHubConfig};
+    let auth = match (
+        &args.github_token,
+        args.github_app_id,
+        &args.github_app_private_key,
+    ) {
+        (Some(t), _, _) if !t.is_empty() => Auth::Token(Secret::new(t.clone())),
+        (_, Some(app_id), Some(key)) => Auth::App {
+            app_id,
+            private_key: Secret::new(key.clone()),
+        },
+        (_, Some(_), None) => {
+            anyhow::bail!("GITHUB_APP_ID is set but GITHUB_APP_PRIVATE_KEY is not")
+        }
+        _ => return Ok(None),
+    };
+    let gh = GitHub::new(GitHubConfig {
+        api_url: args.github_api_url.clone(),
+        auth,
+    })
+    .context("cannot set up the GitHub client")?;
+    Ok(Some(gh))
+}
+
+/// The key that signs log links: FASENG_API_TOKEN, else the webhook secret.
+fn link_key(args: &Args) -> String {
+    let key = args
+        .api_token
+        .clone()
+        .or_else(|| args.webhook_secret.clone())
+        .unwrap_or_default();
+    if key.is_empty() {
+        tracing::warn!(
+            "neither FASENG_API_TOKEN nor GITHUB_WEBHOOK_SECRET is set: log links are signed with an empty key"
+        );
+    }
+    key
+}
+
+fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
+    let explicit = std::env::var_os("APPS_JSON").is_some() || path != Path::new("config/app.json");
+    if !path.exists() && !explicit {
+        tracing::warn!(path = %path.display(), "no app.json; only deployments that carry payload.config can run");
+        return Ok(None);
+    }
+    let apps = Apps::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(Some(Arc::new(apps)))
+}
+
+fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> EngineConfig {
+    let apps_dir = args
+        .apps
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(".").to_path_buf());
+    let mut cfg = EngineConfig::new(apps, &apps_dir);
+    cfg.workers = args.workers.max(1);
+    if let Some(dir) = &args.workdir {
+        cfg.workdir = dir.clone();
+    }
+    cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    if let Some(key) = &args.heroku_api_key {
+        cfg.secrets.push(key.clone());
+        cfg.heroku = Some(chima_engine::providers::heroku::HerokuApi {
+            base_url: args.heroku_api_url.clone(),
+            api_key: Secret::new(key.clone()),
+        });
+    }
+    cfg.secrets.extend(args.webhook_secret.iter().cloned());
+    cfg.secrets.extend(args.api_token.iter().cloned());
+    cfg
+}
+
+async fn serve_http(
+    args: &Args,
+    store: Arc<dyn Store>,
+    apps: Option<Arc<Apps>>,
+    links: LinkSigner,
+    public_url: String,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (FASENG_LISTEN)", args.listen))?;
+    let local = listener.local_addr()?;
+    let state = AppState {
+        store,
+        apps,
+        links,
+        public_url: public_url.clone(),
+        webhook_secret: args.webhook_secret.clone().map(Secret::new),
+        api_token: args
+            .api_token
+            .clone()
+            .filter(|t| !t.is_empty())
+            .map(Secret::new),
+        metrics: Default::default(),
+    };
+    tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
+    axum::serve(listener, web::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("the web server stopped")
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down");
+}

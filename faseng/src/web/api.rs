@@ -1,0 +1,375 @@
+//! The JSON API under `/api/`, for chima (`FASENG_URL`) and for setups
+//! without GitHub. Every call needs `Authorization: Bearer <FASENG_API_TOKEN>`.
+
+use axum::Json;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use chima_engine::ops::{self, Cancelled, NoRollback};
+use chima_store::{DeploymentFilter, DeploymentState, LockResult, NewDeployment};
+use hmac::{Hmac, KeyInit, Mac};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use super::AppState;
+
+/// Checks the bearer token in constant time before any `/api/` handler runs.
+pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = state.api_token.as_ref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "FASENG_API_TOKEN is not set, so the API is off",
+        );
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(token.expose(), given) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token: send Authorization: Bearer <FASENG_API_TOKEN>",
+        );
+    }
+    next.run(req).await
+}
+
+/// Constant-time comparison through HMAC, so that neither length nor content
+/// leaks through timing.
+fn same(expected: &str, given: &str) -> bool {
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(b"faseng-api-token") else {
+        return false;
+    };
+    mac.update(expected.as_bytes());
+    let want = mac.finalize().into_bytes();
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(b"faseng-api-token") else {
+        return false;
+    };
+    mac.update(given.as_bytes());
+    mac.verify_slice(&want).is_ok()
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+fn store_error(e: chima_store::StoreError) -> Response {
+    tracing::warn!(error = %e, "API call failed in the store");
+    match e {
+        chima_store::StoreError::NotFound { .. } => error(StatusCode::NOT_FOUND, e.to_string()),
+        chima_store::StoreError::InvalidInput { .. } => {
+            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+        }
+        _ => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the database does not answer",
+        ),
+    }
+}
+
+fn with_link(state: &AppState, d: &chima_store::Deployment) -> Value {
+    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut v {
+        m.insert(
+            "log_url".to_string(),
+            json!(state.links.url(&state.public_url, d.id)),
+        );
+    }
+    v
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    app: Option<String>,
+    environment: Option<String>,
+    state: Option<String>,
+    before: Option<i64>,
+    limit: Option<i64>,
+    /// `history`: queued and running first, then recent (as `deploys` shows).
+    view: Option<String>,
+}
+
+pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+    let wanted = match q.state.as_deref().map(str::parse::<DeploymentState>) {
+        None => None,
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let result = match (q.view.as_deref(), &q.app) {
+        (Some("history"), Some(app)) => {
+            ops::history(state.store.as_ref(), app, q.environment.as_deref(), limit).await
+        }
+        (Some("history"), None) => {
+            return error(StatusCode::BAD_REQUEST, "view=history needs app=");
+        }
+        _ => {
+            state
+                .store
+                .list_deployments(&DeploymentFilter {
+                    app: q.app.clone(),
+                    environment: q.environment.clone(),
+                    state: wanted,
+                    before_id: q.before,
+                    limit,
+                })
+                .await
+        }
+    };
+    match result {
+        Ok(list) => Json(json!({
+            "deployments": list.iter().map(|d| with_link(&state, d)).collect::<Vec<_>>()
+        }))
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
+    match state.store.get_deployment(id).await {
+        Ok(Some(d)) => Json(with_link(&state, &d)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment #{id}")),
+        Err(e) => store_error(e),
+    }
+}
+
+/// A deployment created directly (no GitHub): the app must be in faseng's
+/// app.json; `key` makes the call idempotent.
+#[derive(Debug, Deserialize)]
+pub struct CreateBody {
+    app: String,
+    environment: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+    #[serde(default)]
+    sha: Option<String>,
+    #[serde(default = "default_task")]
+    task: String,
+    #[serde(default)]
+    hosts: Option<String>,
+    requester: String,
+    key: String,
+    #[serde(default)]
+    payload: Option<Value>,
+}
+
+fn default_task() -> String {
+    "deploy".to_string()
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let Some(apps) = state.apps.as_ref() else {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "faseng has no app.json (APPS_JSON), so it cannot create deployments itself",
+        );
+    };
+    let target = match apps.target(&body.app, Some(&body.environment), &body.environment) {
+        Ok(t) => t,
+        Err(r) => return error(StatusCode::UNPROCESSABLE_ENTITY, r.to_string()),
+    };
+    if let Err(why) = chima_command::check_ref(&body.git_ref) {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("ref `{}` refused: {why}", body.git_ref),
+        );
+    }
+    if body.key.is_empty() || body.key.len() > 200 || body.requester.is_empty() {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`key` (1-200 characters) and `requester` are required",
+        );
+    }
+    let mut payload = body.payload.unwrap_or_else(|| json!({}));
+    if let Value::Object(m) = &mut payload {
+        m.entry("config")
+            .or_insert_with(|| target.app.public_config());
+        m.entry("name").or_insert_with(|| json!(target.app.name));
+    }
+    let new = NewDeployment {
+        source_key: format!("api:{}", body.key),
+        requester: body.requester,
+        app: target.app.name.clone(),
+        environment: target.environment.to_string(),
+        repository: target.app.repository.clone(),
+        git_ref: body.git_ref,
+        sha: body.sha,
+        task: body.task,
+        hosts: body.hosts,
+        provider: target.app.provider.to_string(),
+        payload,
+        github_deployment_id: None,
+        notify: vec!["chat".to_string()],
+        timeout_secs: None,
+    };
+    match state.store.create_deployment(new).await {
+        Ok(c) => {
+            let status = if c.already_existed {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            (status, Json(json!({"already_existed": c.already_existed, "deployment": with_link(&state, &c.deployment)}))).into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ByBody {
+    by: String,
+}
+
+/// Cancels one deployment by id.
+pub async fn cancel_one(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Json(body): Json<ByBody>,
+) -> Response {
+    match state.store.request_cancel(id, &body.by).await {
+        Ok(chima_store::CancelResult::Cancelled(d)) => {
+            Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
+                .into_response()
+        }
+        Ok(chima_store::CancelResult::Requested(d)) => {
+            Json(json!({"result": "stopping", "deployment": with_link(&state, &d)})).into_response()
+        }
+        Ok(chima_store::CancelResult::AlreadyFinished(d)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"result": "finished", "deployment": with_link(&state, &d)})),
+        )
+            .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// Cancels what runs (or waits) in app+environment.
+pub async fn cancel_env(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+    Json(body): Json<ByBody>,
+) -> Response {
+    match ops::cancel(state.store.as_ref(), &app, &env, &body.by).await {
+        Ok(Cancelled::Dequeued(d)) => {
+            Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
+                .into_response()
+        }
+        Ok(Cancelled::Stopping(d)) => {
+            Json(json!({"result": "stopping", "deployment": with_link(&state, &d)})).into_response()
+        }
+        Ok(Cancelled::Nothing) => Json(json!({"result": "nothing"})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+/// What a rollback of app+environment would deploy.
+pub async fn rollback_target(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+) -> Response {
+    match ops::rollback_target(state.store.as_ref(), &app, &env).await {
+        Ok(Ok(r)) => Json(json!({"current": with_link(&state, &r.current), "target": with_link(&state, &r.target)})).into_response(),
+        Ok(Err(NoRollback::NeverDeployed)) => Json(json!({"target": null, "why": "never_deployed"})).into_response(),
+        Ok(Err(NoRollback::NothingBefore(c))) => Json(json!({"target": null, "why": "nothing_before", "current": with_link(&state, &c)})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LogQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub async fn log(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> Response {
+    match state
+        .store
+        .read_logs(
+            id,
+            q.after.unwrap_or(0),
+            q.limit.unwrap_or(1000).clamp(1, 10_000),
+        )
+        .await
+    {
+        Ok(lines) => Json(json!({"lines": lines})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+pub async fn locks(State(state): State<AppState>) -> Response {
+    match state.store.list_locks().await {
+        Ok(l) => Json(json!({"locks": l})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LockBody {
+    holder: String,
+    reason: Option<String>,
+    /// Seconds until the lock lapses by itself.
+    expires_in: Option<i64>,
+}
+
+pub async fn lock(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+    Json(body): Json<LockBody>,
+) -> Response {
+    if body.holder.is_empty() || body.holder.len() > 200 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`holder` is required");
+    }
+    let expires = match body.expires_in {
+        Some(s) if s <= 0 || s > 366 * 24 * 3600 => {
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`expires_in` must be 1 second to a year",
+            );
+        }
+        Some(s) => Some(chrono::Utc::now() + chrono::TimeDelta::seconds(s)),
+        None => None,
+    };
+    match state
+        .store
+        .lock(&app, &env, &body.holder, body.reason.as_deref(), expires)
+        .await
+    {
+        Ok(LockResult::Acquired(l)) => (
+            StatusCode::CREATED,
+            Json(json!({"result": "locked", "lock": l})),
+        )
+            .into_response(),
+        Ok(LockResult::HeldBy(l)) => (
+            StatusCode::CONFLICT,
+            Json(json!({"result": "held", "lock": l})),
+        )
+            .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+pub async fn unlock(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+) -> Response {
+    match state.store.unlock(&app, &env).await {
+        Ok(Some(l)) => Json(json!({"result": "unlocked", "lock": l})).into_response(),
+        Ok(None) => Json(json!({"result": "not_locked"})).into_response(),
+        Err(e) => store_error(e),
+    }
+}

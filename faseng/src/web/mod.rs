@@ -1,0 +1,92 @@
+//! faseng's HTTP surface: small handlers over one shared state.
+
+mod api;
+mod health;
+mod pages;
+mod webhook;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use chima_config::{Apps, Secret};
+use chima_store::Store;
+
+use crate::links::LinkSigner;
+use crate::metrics::Metrics;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub apps: Option<Arc<Apps>>,
+    pub links: LinkSigner,
+    pub public_url: String,
+    pub webhook_secret: Option<Secret>,
+    /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
+    pub api_token: Option<Secret>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/deployments", get(api::list).post(api::create))
+        .route("/deployments/{id}", get(api::get))
+        .route("/deployments/{id}/cancel", post(api::cancel_one))
+        .route("/deployments/{id}/log", get(api::log))
+        .route("/environments/{app}/{env}/cancel", post(api::cancel_env))
+        .route(
+            "/environments/{app}/{env}/rollback",
+            get(api::rollback_target),
+        )
+        .route("/locks", get(api::locks))
+        .route("/locks/{app}/{env}", put(api::lock).delete(api::unlock))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            api::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(64 * 1024));
+    Router::new()
+        .nest("/api", api)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics))
+        .route("/", get(pages::index))
+        .route("/deployments/{id}", get(pages::deployment))
+        .route("/deployments/{id}/events", get(pages::events))
+        .route(
+            "/webhooks/github",
+            post(webhook::github).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
+        )
+        .with_state(state)
+}
+
+/// Prometheus text: webhook counters, jobs by state, outbox backlog.
+async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
+    let mut out = String::new();
+    state.metrics.render_webhooks(&mut out);
+    match (
+        state.store.count_by_state().await,
+        state.store.outbox_backlog().await,
+    ) {
+        (Ok(counts), Ok(backlog)) => {
+            out.push_str("# HELP faseng_deployments Deployments in the store, by state.\n");
+            out.push_str("# TYPE faseng_deployments gauge\n");
+            for s in chima_store::DeploymentState::ALL {
+                let n = counts
+                    .iter()
+                    .find(|(c, _)| *c == s)
+                    .map(|(_, n)| *n)
+                    .unwrap_or(0);
+                out.push_str(&format!("faseng_deployments{{state=\"{s}\"}} {n}\n"));
+            }
+            out.push_str("# HELP faseng_outbox_backlog Notifications not yet delivered.\n");
+            out.push_str("# TYPE faseng_outbox_backlog gauge\n");
+            out.push_str(&format!("faseng_outbox_backlog {backlog}\n"));
+            (StatusCode::OK, out)
+        }
+        _ => (StatusCode::SERVICE_UNAVAILABLE, out),
+    }
+}

@@ -1,0 +1,157 @@
+//! The whole GitHub path: the fake GitHub sends a `deployment` webhook, the
+//! real faseng runs it from a local git repository, and the fake receives the
+//! statuses, whose `log_url` serves the log.
+
+use std::time::Duration;
+
+use chima_store::DeploymentState;
+use chima_testkit::github::{FakeGitHub, deployment_event, send_webhook};
+use serde_json::{Value, json};
+
+use crate::harness::{Faseng, SECRET, get, repo};
+
+async fn statuses_until(gh: &FakeGitHub, id: i64, last: &str) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let states = gh.status_states(id);
+        if states.last().map(String::as_str) == Some(last) {
+            return states;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "statuses so far: {states:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Returns the fake, faseng, the GitHub deployment id and faseng's own id.
+async fn deploy_via_webhook(script: &str, payload: Value) -> (FakeGitHub, Faseng, i64, i64) {
+    let gh = FakeGitHub::start().await;
+    gh.add_repo("example/app", "main");
+    let apps = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging"]}}"#;
+    let f = Faseng::start(apps, Some((&gh.url, &gh.token()))).await;
+    let (path, sha) = repo(f.dir.path(), script);
+    let github_id = gh.seed_deployment("example/app", "main", "staging", "octocat");
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        github_id,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        payload,
+    );
+    let t0 = tokio::time::Instant::now();
+    let (status, text) = send_webhook(
+        &format!("{}/webhooks/github", f.url),
+        "deployment",
+        &format!("delivery-{github_id}"),
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the webhook answer waited for the deploy"
+    );
+    let d = f.store.find_by_github_id(github_id).await.unwrap().unwrap();
+    (gh, f, github_id, d.id)
+}
+
+#[tokio::test]
+async fn a_deployment_webhook_runs_and_reports_success_with_a_log_link() {
+    let (gh, f, gid, id) =
+        deploy_via_webhook("#!/bin/sh\necho shipping $DEPLOY_SHA\n", json!({})).await;
+    let states = statuses_until(&gh, gid, "success").await;
+    assert!(states.contains(&"in_progress".to_string()), "{states:?}");
+    assert_eq!(states.last().map(String::as_str), Some("success"));
+    let statuses = gh.statuses(gid);
+    let in_progress = statuses.iter().find(|s| s.state == "in_progress").unwrap();
+    let log_url = in_progress
+        .log_url
+        .clone()
+        .expect("in_progress carries log_url");
+    let (code, page) = get(&log_url).await;
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("shipping "), "{page}");
+    assert!(page.contains("succeeded"), "{page}");
+    // Without the signature the page is not served.
+    let bare = log_url.split('?').next().unwrap();
+    assert_eq!(get(bare).await.0, 403);
+    assert_eq!(f.wait_done(id).await.state, DeploymentState::Succeeded);
+}
+
+#[tokio::test]
+async fn a_failing_script_reports_failure() {
+    let (gh, f, gid, id) = deploy_via_webhook("#!/bin/sh\necho no >&2\nexit 9\n", json!({})).await;
+    let states = statuses_until(&gh, gid, "failure").await;
+    assert!(states.contains(&"in_progress".to_string()), "{states:?}");
+    let last = gh.statuses(gid).pop().unwrap();
+    assert_eq!(last.description.as_deref(), Some("exited with code 9"));
+    assert_eq!(f.wait_done(id).await.exit_code, Some(9));
+}
+
+#[tokio::test]
+async fn unknown_repositories_and_string_payloads_get_an_error_status_saying_why() {
+    // A string payload: hubot-deploy's encrypted mode.
+    let (gh, f, gid, id) = deploy_via_webhook("#!/bin/sh\necho ran\n", json!("c2VjcmV0")).await;
+    statuses_until(&gh, gid, "error").await;
+    let last = gh.statuses(gid).pop().unwrap();
+    assert!(
+        last.description.unwrap_or_default().contains("is a string"),
+        "{:?}",
+        gh.statuses(gid)
+    );
+    assert_eq!(f.wait_done(id).await.state, DeploymentState::Errored);
+
+    // A repository faseng's app.json does not know, with no payload.config.
+    let hook = format!("{}/webhooks/github", f.url);
+    gh.add_repo("someone/else", "main");
+    let other = gh.seed_deployment("someone/else", "main", "production", "octocat");
+    let body = deployment_event(
+        "someone/else",
+        "/nowhere",
+        other,
+        "0123456789abcdef0123456789abcdef01234567",
+        "main",
+        "production",
+        "deploy",
+        json!({}),
+    );
+    let (status, _) = send_webhook(
+        &hook,
+        "deployment",
+        "d-other",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    statuses_until(&gh, other, "error").await;
+    let last = gh.statuses(other).pop().unwrap();
+    assert!(
+        last.description
+            .unwrap_or_default()
+            .contains("no app in faseng's app.json deploys someone/else")
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_made_by_hubot_deploy_runs_unchanged() {
+    // The payload hubot-deploy sends: name, robotName, hosts, notify, config.
+    let payload = json!({
+        "name": "app",
+        "robotName": "hubot",
+        "hosts": "",
+        "notify": {"adapter": "slack", "room": "", "user": "U123", "user_name": "atmos", "thread_ts": null},
+        "config": {"provider": "shell", "repository": "example/app", "environments": ["staging"], "required_contexts": [], "allowed_rooms": ["ops"], "some_hubot_field": true}
+    });
+    let (gh, f, gid, id) = deploy_via_webhook("#!/bin/sh\necho by hubot\n", payload).await;
+    statuses_until(&gh, gid, "success").await;
+    let d = f.wait_done(id).await;
+    assert_eq!(d.requester, "atmos");
+    assert_eq!(d.app, "app");
+}

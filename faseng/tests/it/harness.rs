@@ -1,0 +1,257 @@
+//! Starts the real faseng on a fresh PostgreSQL database and a free port, and
+//! gives tests a store handle on the same database to assert from.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chima_store::{Deployment, DeploymentFilter, Store};
+use sqlx::Connection;
+
+pub const SECRET: &str = "webhook-secret-for-tests";
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh database on the server in DATABASE_URL, dropped with the guard.
+pub struct Database {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl Database {
+    pub async fn create() -> Database {
+        let admin = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+            panic!(
+                "DATABASE_URL is not set. Start PostgreSQL (pg_ctlcluster 15 main start) and \
+                 export DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres"
+            )
+        });
+        let name = format!(
+            "faseng_it_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            chrono::Utc::now().timestamp_micros() % 1_000_000
+        );
+        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!("cannot reach PostgreSQL at DATABASE_URL ({e}); start it with pg_ctlcluster 15 main start")
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let base = match admin.rfind('/') {
+            Some(i) => &admin[..i],
+            None => admin.as_str(),
+        };
+        Database {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Best effort, outside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Runtime::new() {
+                rt.block_on(async {
+                    if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut c)
+                        .await;
+                    }
+                });
+            }
+        })
+        .join();
+    }
+}
+
+/// A running faseng.
+pub struct Faseng {
+    pub url: String,
+    pub store: Arc<dyn Store>,
+    /// Killed when the test ends (kill_on_drop).
+    _child: tokio::process::Child,
+    pub dir: tempfile::TempDir,
+    _db: Database,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+impl Faseng {
+    /// Starts faseng with `apps_json` as its app.json and GitHub at `github_url`.
+    pub async fn start(apps_json: &str, github_url: Option<(&str, &str)>) -> Faseng {
+        Faseng::start_with(apps_json, github_url, &[]).await
+    }
+
+    /// The same, with extra environment variables.
+    pub async fn start_with(
+        apps_json: &str,
+        github_url: Option<(&str, &str)>,
+        env: &[(&str, &str)],
+    ) -> Faseng {
+        let db = Database::create().await;
+        let dir = tempfile::tempdir().unwrap();
+        let apps = dir.path().join("app.json");
+        std::fs::write(&apps, apps_json).unwrap();
+        let port = free_port();
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("APPS_JSON", &apps)
+            .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FASENG_WORKERS", "2")
+            .env("FASENG_WORKDIR", dir.path().join("work"))
+            .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("RUST_LOG", "info")
+            .env_remove("GITHUB_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(dir.path().join("faseng.log")).unwrap(),
+            ))
+            .kill_on_drop(true);
+        if let Some((url, token)) = github_url {
+            cmd.env("GITHUB_API_URL", url).env("GITHUB_TOKEN", token);
+        }
+        cmd.env_remove("SLACK_BOT_TOKEN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if get(&format!("{url}/healthz")).await.0 == 200 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "faseng did not start: {}",
+                std::fs::read_to_string(dir.path().join("faseng.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let store = chima_store::open(&db.url).await.unwrap();
+        Faseng {
+            url,
+            store,
+            _child: child,
+            dir,
+            _db: db,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("faseng.log")).unwrap_or_default()
+    }
+
+    pub async fn count(&self) -> usize {
+        self.store
+            .list_deployments(&DeploymentFilter {
+                limit: 1000,
+                ..DeploymentFilter::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    }
+
+    pub async fn wait_done(&self, id: i64) -> Deployment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let d = self.store.get_deployment(id).await.unwrap().unwrap();
+            if d.state.is_terminal() {
+                return d;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "#{id} still {}:\n{}",
+                d.state,
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A GET over plain HTTP: status and body (status 0 when unreachable).
+pub async fn get(url: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<hyper::body::Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let Ok(uri) = url.parse::<hyper::Uri>() else {
+        return (0, String::new());
+    };
+    match client.get(uri).await {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            let body = r
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        Err(_) => (0, String::new()),
+    }
+}
+
+/// A git repository with `script/deploy`, committed; returns (path, sha).
+pub fn repo(dir: &Path, script: &str) -> (PathBuf, String) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("script")).unwrap();
+    let path = repo.join("script/deploy");
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [
+        vec!["init", "-q", "--initial-branch=main"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ] {
+        assert!(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    (
+        repo,
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    )
+}

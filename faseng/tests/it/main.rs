@@ -1,0 +1,6 @@
+//! The real `faseng` binary on PostgreSQL, talking to the fake GitHub.
+
+mod e2e;
+mod harness;
+mod slack;
+mod webhooks;

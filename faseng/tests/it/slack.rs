@@ -1,0 +1,240 @@
+//! The whole chat path: the real chima on Socket Mode (fake Slack) creates the
+//! GitHub deployment (fake GitHub); the real faseng runs it and reports in the
+//! thread of the command: one message, then edits ending in the success text.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use chima_testkit::github::{FakeGitHub, deployment_event, send_webhook};
+use chima_testkit::slack::{self as fake_slack, FakeSlack, events_api_message};
+
+use crate::harness::{Faseng, SECRET, repo};
+
+/// chima is built next to faseng by `cargo test --workspace`.
+fn chima_binary() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_faseng")).with_file_name("chima");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace` (or `cargo build -p chima` first)",
+        path.display()
+    );
+    path
+}
+
+struct Chima {
+    _child: tokio::process::Child,
+}
+
+async fn start_chima(
+    apps: &std::path::Path,
+    gh: &FakeGitHub,
+    slack: &FakeSlack,
+    log: PathBuf,
+) -> Chima {
+    let child = tokio::process::Command::new(chima_binary())
+        .env("APPS_JSON", apps)
+        .env("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN)
+        .env("SLACK_APP_TOKEN", fake_slack::APP_TOKEN)
+        .env("SLACK_API_URL", &slack.url)
+        .env("GITHUB_TOKEN", gh.token())
+        .env("GITHUB_API_URL", &gh.url)
+        .env("RUST_LOG", "info")
+        .env_remove("SLACK_SIGNING_SECRET")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    slack
+        .wait_for(
+            "chima's Socket Mode connection",
+            Duration::from_secs(60),
+            |s| s.live_connections() >= 1,
+        )
+        .await;
+    Chima { _child: child }
+}
+
+async fn wait<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_typed_in_slack_runs_and_is_reported_in_its_thread() {
+    let gh = FakeGitHub::start().await;
+    gh.add_repo("example/app", "main");
+    let slack = FakeSlack::start().await;
+    let apps_json = r#"{"app": {"provider": "shell", "repository": "example/app",
+        "environments": ["production", "staging"], "allowed_rooms": ["deploys"],
+        "allowed_users": {"production": ["bob"]}}}"#;
+    let f = Faseng::start_with(
+        apps_json,
+        Some((&gh.url, &gh.token())),
+        &[
+            ("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN),
+            ("SLACK_API_URL", &slack.url),
+        ],
+    )
+    .await;
+    let apps = f.dir.path().join("app.json");
+    let (path, sha) = repo(f.dir.path(), "#!/bin/sh\necho from slack\n");
+    gh.set_ref("example/app", "main", &sha);
+    let _chima = start_chima(&apps, &gh, &slack, f.dir.path().join("chima.log")).await;
+
+    // A deploy from a room that is not allowed, and by a user who is not: refused, nothing on GitHub.
+    slack.set_channel("C0RANDOM", "random");
+    slack.push_event(events_api_message(
+        "chima deploy app to staging",
+        "C0RANDOM",
+        "U0ALICE",
+        "100.000",
+        "Ev100",
+        0,
+    ));
+    slack.push_event(events_api_message(
+        "chima deploy app to production",
+        "C0DEPLOYS",
+        "U0ALICE",
+        "100.001",
+        "Ev101",
+        0,
+    ));
+    wait("two refusals", || (slack.posted().len() >= 2).then_some(())).await;
+    let posted = slack.posted();
+    assert!(
+        posted.iter().any(|p| p.channel == "C0RANDOM"
+            && p.text
+                .as_deref()
+                .unwrap_or("")
+                .contains("cannot be deployed from #random")),
+        "{posted:#?}"
+    );
+    assert!(
+        posted
+            .iter()
+            .any(|p| p.thread_ts.as_deref() == Some("100.001")
+                && p.text
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("alice is not allowed to deploy `app` to production")),
+        "{posted:#?}"
+    );
+    assert!(gh.deployments("example/app").is_empty());
+
+    // The deploy: a threaded reply, then the GitHub deployment.
+    slack.push_event(events_api_message(
+        "chima deploy app to staging",
+        "C0DEPLOYS",
+        "U0ALICE",
+        "111.222",
+        "Ev1",
+        0,
+    ));
+    let created = wait("the GitHub deployment", || {
+        gh.deployments("example/app").pop()
+    })
+    .await;
+    wait("chima's reply", || {
+        slack.posted().into_iter().find(|p| {
+            p.thread_ts.as_deref() == Some("111.222")
+                && p.text
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("Created GitHub deployment")
+        })
+    })
+    .await;
+    assert_eq!(created.body["payload"]["notify"]["room"], "C0DEPLOYS");
+    assert_eq!(created.body["payload"]["notify"]["thread_ts"], "111.222");
+    assert_eq!(created.body["payload"]["notify"]["user_name"], "alice");
+
+    // GitHub delivers the webhook to faseng.
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        created.id,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        created.payload.clone(),
+    );
+    let (status, text) = send_webhook(
+        &format!("{}/webhooks/github", f.url),
+        "deployment",
+        "slack-e2e",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+
+    // One message in the thread, then edits ending in success.
+    let last = wait("the success edit", || {
+        slack
+            .updated()
+            .into_iter()
+            .rev()
+            .find(|u| u.text.as_deref().unwrap_or("").contains("was successful"))
+    })
+    .await;
+    let faseng_posts: Vec<_> = slack
+        .posted()
+        .into_iter()
+        .filter(|p| {
+            p.thread_ts.as_deref() == Some("111.222")
+                && p.text.as_deref().unwrap_or("").contains("'s deployment #")
+        })
+        .collect();
+    assert_eq!(faseng_posts.len(), 1, "{faseng_posts:#?}");
+    assert_eq!(last.ts, faseng_posts[0].ts);
+    assert!(
+        last.text
+            .unwrap_or_default()
+            .contains("alice's deployment #"),
+        "{:#?}",
+        slack.updated()
+    );
+    wait("the success status on GitHub", || {
+        gh.status_states(created.id)
+            .contains(&"success".to_string())
+            .then_some(())
+    })
+    .await;
+
+    // The websocket drops; chima reconnects and the next command still works.
+    let before = slack.connections();
+    slack.drop_connection();
+    slack
+        .wait_for("a reconnection", Duration::from_secs(60), |s| {
+            s.connections() > before && s.live_connections() >= 1
+        })
+        .await;
+    slack.push_event(events_api_message(
+        "chima deploy:version",
+        "C0DEPLOYS",
+        "U0ALICE",
+        "222.333",
+        "Ev2",
+        0,
+    ));
+    wait("the answer after reconnecting", || {
+        slack.posted().into_iter().find(|p| {
+            p.thread_ts.as_deref() == Some("222.333")
+                && p.text.as_deref().unwrap_or("").contains("chima 0.")
+        })
+    })
+    .await;
+}
