@@ -242,3 +242,114 @@ fn a_killed_process_leaves_a_deployment_that_ends_worker_lost() {
         );
     }
 }
+
+fn run_as(db: &Path, apps: &Path, user: &str, line: &str) -> (i32, String) {
+    let o = chima(db)
+        .env("USER", user)
+        .arg("--apps")
+        .arg(apps)
+        .args(["run", line])
+        .output()
+        .unwrap();
+    (o.status.code().unwrap_or(-1), text(&o))
+}
+
+/// Every operator command in the embedded mode, with its refusals.
+#[test]
+fn operator_commands_and_their_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = project(dir.path(), "#!/bin/sh\necho deployed $DEPLOY_SHA\n");
+    let db = dir.path().join("s.db");
+
+    // Nothing to cancel, nothing to roll back to.
+    let (code, t) = run_as(&db, &apps, "alice", "chima cancel app in staging");
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("Nothing is running or queued for app in staging; nothing to cancel."), "{t}");
+    let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
+    assert_eq!(code, 1);
+    assert!(t.contains("Nothing ever deployed app to staging successfully"), "{t}");
+
+    // Two deploys of two commits; rollback goes back to the first.
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy app");
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
+    assert_eq!(code, 1);
+    assert!(t.contains("there is nothing before it to roll back to"), "{t}");
+    let repo = dir.path().join("repo");
+    std::fs::write(repo.join("NEW"), "x").unwrap();
+    for args in [vec!["add", "-A"], vec!["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "second"]] {
+        assert!(Command::new("git").arg("-C").arg(&repo).args(&args).status().unwrap().success());
+    }
+    let (code, _) = run_as(&db, &apps, "alice", "chima deploy app");
+    assert_eq!(code, 0);
+    let (code, t) = run_as(&db, &apps, "bob", "chima rollback app in staging");
+    assert_eq!(code, 0, "{t}");
+    assert!(t.contains("Rolling back app in staging from "), "{t}");
+    assert!(t.contains(" UTC by alice as #1."), "{t}");
+    // The rollback deployment runs; `deploys` shows it with what ran.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, t) = run_as(&db, &apps, "bob", "chima deploys app in staging");
+        if t.contains("#3 succeeded") {
+            assert!(t.contains("by bob"), "{t}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{t}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Locks: with expiry, refused to others, lifted by anyone with the locker told.
+    let (code, t) = run_as(&db, &apps, "alice", "chima lock app in staging for 2h release freeze");
+    assert_eq!(code, 0, "{t}");
+    assert!(t.contains("Locked app in staging: release freeze (until "), "{t}");
+    let (code, t) = run_as(&db, &apps, "bob", "chima lock app in staging mine");
+    assert_eq!(code, 1);
+    assert!(t.contains("app in staging is already locked by alice: release freeze."), "{t}");
+    let (_, t) = run_as(&db, &apps, "bob", "chima where can i deploy app?");
+    assert!(t.contains("staging (locked by alice: release freeze)"), "{t}");
+    let (code, t) = run_as(&db, &apps, "bob", "chima deploy app");
+    assert_eq!(code, 1);
+    assert!(t.contains("staging is locked by alice: release freeze. Nothing was deployed."), "{t}");
+    let (code, _) = run_as(&db, &apps, "alice", "chima deploy app");
+    assert_eq!(code, 0, "the locker may still deploy");
+    let (code, t) = run_as(&db, &apps, "bob", "chima unlock app in staging");
+    assert_eq!(code, 0);
+    assert!(t.contains("Unlocked app in staging. alice, your lock was lifted by bob."), "{t}");
+    let (_, t) = run_as(&db, &apps, "bob", "chima unlock app in staging");
+    assert!(t.contains("was not locked; nothing to do"), "{t}");
+
+    // help lists every command with a line each.
+    let (code, t) = run_as(&db, &apps, "bob", "chima help");
+    assert_eq!(code, 0);
+    for word in ["deploy[:task]", "deploys", "where can i deploy", "lock", "unlock", "cancel", "rollback", "status", "deploy:version"] {
+        assert!(t.contains(word), "help lacks {word}: {t}");
+    }
+}
+
+#[test]
+fn cancel_stops_a_running_deploy_from_another_chima() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = dir.path().join("started");
+    let apps = project(dir.path(), &format!("#!/bin/sh\ntouch {}\nsleep 300\n", started.display()));
+    let db = dir.path().join("s.db");
+    let runner = chima(&db)
+        .arg("--apps")
+        .arg(&apps)
+        .args(["run", "chima deploy app"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, t) = run_as(&db, &apps, "bob", "chima cancel app in staging");
+    assert_eq!(code, 0, "{t}");
+    assert!(t.contains("Stopping deployment #1 of app/main to staging"), "{t}");
+    let out = runner.wait_with_output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{t}");
+    assert!(t.contains("was cancelled: cancelled by bob."), "{t}");
+}

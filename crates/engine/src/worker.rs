@@ -76,7 +76,7 @@ async fn run_job(store: &Arc<dyn Store>, cfg: &Arc<EngineConfig>, worker_id: &st
     ));
     let started = Instant::now();
     let workdir = cfg.workdir.join(format!("job-{id}-{}", std::process::id()));
-    let outcome = execute(store, cfg, &d, &log, cancel_rx, &workdir).await;
+    let outcome = execute(store, cfg, &d, worker_id, &log, cancel_rx, &workdir).await;
     keeper.abort();
     log.note(format!(
         "==> {} after {:.1}s{}",
@@ -156,6 +156,7 @@ async fn execute(
     store: &Arc<dyn Store>,
     cfg: &EngineConfig,
     d: &Deployment,
+    worker_id: &str,
     log: &LogSink,
     cancel: watch::Receiver<Option<String>>,
     workdir: &std::path::Path,
@@ -224,6 +225,11 @@ async fn execute(
         match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
             Ok(c) => sha = c.sha,
             Err(why) => return Outcome::errored(format!("checkout failed: {why}")),
+        }
+        if d.sha.is_none()
+            && let Err(e) = store.record_sha(d.id, worker_id, &sha).await
+        {
+            tracing::warn!(deployment = d.id, error = %e, "cannot record the resolved sha");
         }
     }
     let job = Job {

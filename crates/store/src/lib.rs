@@ -153,6 +153,11 @@ pub trait Store: Send + Sync {
     /// Ends a running deployment held by `worker_id` with a terminal outcome.
     /// [`StoreError::InvalidTransition`] when it is not running,
     /// [`StoreError::Conflict`] when another worker holds it; nothing changes then.
+    /// Records the commit a running deployment's checkout resolved its ref to
+    /// (deployments made from chat name a ref, not a sha). Only by the lease
+    /// holder, and never changes a sha that is already known.
+    async fn record_sha(&self, id: i64, worker_id: &str, sha: &str) -> Result<()>;
+
     async fn finish(&self, id: i64, worker_id: &str, outcome: Outcome) -> Result<Deployment>;
 
     /// Ends a *queued* deployment without running it (environment locked by someone else,

@@ -589,6 +589,36 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn record_sha(&self, id: i64, worker_id: &str, sha: &str) -> Result<()> {
+        let op = || format!("record the sha of deployment {id}");
+        if sha.len() < 7 || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(StoreError::InvalidInput {
+                op: op(),
+                detail: format!("sha {sha:?} is not a commit id"),
+            });
+        }
+        let updated = sqlx::query(
+            "UPDATE deployments SET sha = $3 \
+             WHERE id = $1 AND state = 'running' AND worker_id = $2 AND (sha IS NULL OR sha = $3)",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(sha)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op(), e))?;
+        if updated.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                op: op(),
+                detail: format!(
+                    "deployment {id} is not running under worker {worker_id}, or has another sha"
+                ),
+            })
+        }
+    }
+
     async fn finish(&self, id: i64, worker_id: &str, outcome: Outcome) -> Result<Deployment> {
         let op = || format!("finish deployment {id} as {}", outcome.state);
         let reason = common::outcome_reason(id, &outcome)?;

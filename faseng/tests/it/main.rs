@@ -1,5 +1,6 @@
 //! The real `faseng` binary on PostgreSQL, talking to the fake GitHub.
 
+mod api;
 mod e2e;
 mod harness;
 mod slack;

@@ -12,7 +12,7 @@ use chima_testkit::slack::{self as fake_slack, FakeSlack, events_api_message};
 use crate::harness::{Faseng, SECRET, repo};
 
 /// chima is built next to faseng by `cargo test --workspace`.
-fn chima_binary() -> PathBuf {
+pub fn chima_binary() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_faseng")).with_file_name("chima");
     assert!(
         path.exists(),

@@ -1006,3 +1006,54 @@ pub async fn webhook_deliveries_are_recorded_once(h: &Harness) {
     }
     assert_eq!(firsts, 1, "one of four concurrent receivers sees it first");
 }
+
+pub async fn the_resolved_sha_is_recorded_once_by_the_holder(h: &Harness) {
+    let store = h.store();
+    let mut req = request("sha-1", "web", "production");
+    req.sha = None;
+    let d = store
+        .create_deployment(req)
+        .await
+        .expect("create")
+        .deployment;
+    assert!(
+        store
+            .record_sha(d.id, "w", "0123456789abcdef")
+            .await
+            .is_err(),
+        "not running yet"
+    );
+    store
+        .claim("w", Duration::from_secs(30))
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert!(
+        store
+            .record_sha(d.id, "other", "0123456789abcdef")
+            .await
+            .is_err(),
+        "not the holder"
+    );
+    assert!(
+        store.record_sha(d.id, "w", "not-a-sha;").await.is_err(),
+        "not a sha"
+    );
+    store
+        .record_sha(d.id, "w", "0123456789abcdef")
+        .await
+        .expect("record");
+    assert!(
+        store
+            .record_sha(d.id, "w", "fedcba9876543210")
+            .await
+            .is_err(),
+        "never changed"
+    );
+    let now = store
+        .get_deployment(d.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(now.sha.as_deref(), Some("0123456789abcdef"));
+}
