@@ -124,6 +124,16 @@ pub struct Args {
     )]
     pub lease_secs: u64,
 
+    /// On SIGTERM, how long running deployments may finish (seconds) before
+    /// they are cancelled.
+    #[arg(
+        long,
+        env = "FASENG_SHUTDOWN_GRACE",
+        default_value_t = 60,
+        global = true
+    )]
+    pub shutdown_grace: u64,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -74,6 +74,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = &args.github_token {
         engine_cfg.secrets.push(t.clone());
     }
+    let engine_metrics = engine_cfg.metrics.clone();
     let engine = if args.workers > 0 || matches!(command, Command::Worker) {
         Some(Engine::start(store.clone(), engine_cfg))
     } else {
@@ -85,11 +86,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             shutdown_signal().await;
             Ok(())
         }
-        _ => serve_http(&args, store.clone(), apps, links, public_url).await,
+        _ => {
+            serve_http(
+                &args,
+                store.clone(),
+                apps,
+                links,
+                public_url,
+                engine.as_ref().map(|_| engine_metrics),
+            )
+            .await
+        }
     };
     let _ = shutdown_tx.send(true);
     if let Some(engine) = engine {
-        engine.shutdown().await;
+        tracing::info!(grace_secs = args.shutdown_grace, "stopping workers");
+        engine
+            .shutdown_within(Duration::from_secs(args.shutdown_grace))
+            .await;
     }
     for s in senders {
         let _ = s.await;
@@ -178,6 +192,7 @@ async fn serve_http(
     apps: Option<Arc<Apps>>,
     links: LinkSigner,
     public_url: String,
+    engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -195,6 +210,7 @@ async fn serve_http(
             .filter(|t| !t.is_empty())
             .map(Secret::new),
         metrics: Default::default(),
+        engine_metrics,
     };
     tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
     axum::serve(listener, web::router(state))

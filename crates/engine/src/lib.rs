@@ -4,6 +4,7 @@
 
 mod checkout;
 mod logsink;
+pub mod metrics;
 pub mod ops;
 pub mod process;
 pub mod providers;
@@ -52,6 +53,8 @@ pub struct EngineConfig {
     pub path: String,
     /// Names this process in worker ids.
     pub instance: String,
+    /// Histograms this engine fills (read by `/metrics`).
+    pub metrics: Arc<metrics::EngineMetrics>,
 }
 
 impl EngineConfig {
@@ -70,6 +73,7 @@ impl EngineConfig {
             secrets: Vec::new(),
             path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "faseng".to_string()),
+            metrics: Arc::default(),
         }
     }
 
@@ -112,6 +116,7 @@ pub trait SourceAccess: Send + Sync + std::fmt::Debug {
 /// A running worker pool.
 pub struct Engine {
     shutdown: watch::Sender<bool>,
+    abort: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -120,6 +125,7 @@ impl Engine {
     pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> Engine {
         let cfg = Arc::new(cfg);
         let (shutdown, rx) = watch::channel(false);
+        let (abort, abort_rx) = watch::channel(false);
         let workers = (0..cfg.workers.max(1))
             .map(|n| {
                 tokio::spawn(worker::worker_loop(
@@ -127,10 +133,15 @@ impl Engine {
                     store.clone(),
                     cfg.clone(),
                     rx.clone(),
+                    abort_rx.clone(),
                 ))
             })
             .collect();
-        Engine { shutdown, workers }
+        Engine {
+            shutdown,
+            abort,
+            workers,
+        }
     }
 
     /// Stops claiming and waits for running deployments to finish.
@@ -138,6 +149,30 @@ impl Engine {
         let _ = self.shutdown.send(true);
         for w in self.workers {
             let _ = w.await;
+        }
+    }
+
+    /// Stops claiming, lets running deployments finish for up to `grace`, then
+    /// cancels those still running (their process groups are killed and they
+    /// end `cancelled` with the reason), and waits for them to be recorded.
+    pub async fn shutdown_within(self, grace: Duration) {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut rest = Vec::new();
+        for mut w in self.workers {
+            if tokio::time::timeout_at(deadline, &mut w).await.is_err() {
+                rest.push(w);
+            }
+        }
+        if !rest.is_empty() {
+            tracing::warn!(
+                running = rest.len(),
+                "grace period over: cancelling running deployments"
+            );
+            let _ = self.abort.send(true);
+            for w in rest {
+                let _ = w.await;
+            }
         }
     }
 }

@@ -26,6 +26,7 @@ pub(crate) async fn worker_loop(
     store: Arc<dyn Store>,
     cfg: Arc<EngineConfig>,
     mut shutdown: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
 ) {
     let worker_id = format!("{}:{}:{n}", cfg.instance, std::process::id());
     tracing::info!(worker = %worker_id, "worker started");
@@ -34,7 +35,7 @@ pub(crate) async fn worker_loop(
             break;
         }
         match store.claim(&worker_id, cfg.lease).await {
-            Ok(Some(d)) => run_job(&store, &cfg, &worker_id, d).await,
+            Ok(Some(d)) => run_job(&store, &cfg, &worker_id, d, abort.clone()).await,
             Ok(None) => {
                 tokio::select! {
                     r = store.wait_for_work(Duration::from_secs(2)) => {
@@ -56,7 +57,13 @@ pub(crate) async fn worker_loop(
 }
 
 /// Runs one claimed deployment to its end.
-async fn run_job(store: &Arc<dyn Store>, cfg: &Arc<EngineConfig>, worker_id: &str, d: Deployment) {
+async fn run_job(
+    store: &Arc<dyn Store>,
+    cfg: &Arc<EngineConfig>,
+    worker_id: &str,
+    d: Deployment,
+    abort: watch::Receiver<bool>,
+) {
     let id = d.id;
     tracing::info!(deployment = id, app = %d.app, env = %d.environment, "deployment started");
     let log = LogSink::start(
@@ -66,6 +73,10 @@ async fn run_job(store: &Arc<dyn Store>, cfg: &Arc<EngineConfig>, worker_id: &st
     );
     let (cancel_tx, cancel_rx) = watch::channel(None);
     let lost = Arc::new(AtomicBool::new(false));
+    if let Some(started_at) = d.started_at {
+        let waited = (started_at - d.created_at).num_milliseconds() as f64 / 1000.0;
+        cfg.metrics.queue_wait.observe(waited);
+    }
     let keeper = tokio::spawn(keep_lease(
         store.clone(),
         id,
@@ -73,11 +84,15 @@ async fn run_job(store: &Arc<dyn Store>, cfg: &Arc<EngineConfig>, worker_id: &st
         cfg.lease,
         cancel_tx,
         lost.clone(),
+        abort,
     ));
     let started = Instant::now();
     let workdir = cfg.workdir.join(format!("job-{id}-{}", std::process::id()));
     let outcome = execute(store, cfg, &d, worker_id, &log, cancel_rx, &workdir).await;
     keeper.abort();
+    cfg.metrics
+        .run_time
+        .observe(started.elapsed().as_secs_f64());
     log.note(format!(
         "==> {} after {:.1}s{}",
         outcome.state,
@@ -129,11 +144,21 @@ async fn keep_lease(
     lease: Duration,
     cancel: watch::Sender<Option<String>>,
     lost: Arc<AtomicBool>,
+    mut abort: watch::Receiver<bool>,
 ) {
     let every = (lease / 3).max(Duration::from_millis(50));
     let mut cancelled = false;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            changed = abort.wait_for(|a| *a), if !cancelled => {
+                if changed.is_ok() {
+                    cancelled = true;
+                    let _ = cancel.send(Some("faseng (shutting down; the grace period ended)".into()));
+                }
+                continue;
+            }
+        }
         match store.renew_lease(id, &worker_id, lease).await {
             Ok(status) if !status.held => {
                 lost.store(true, Ordering::SeqCst);

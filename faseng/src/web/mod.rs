@@ -28,6 +28,8 @@ pub struct AppState {
     /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
     pub api_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
+    /// The histograms of this process's engine, when it runs workers.
+    pub engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +69,9 @@ pub fn router(state: AppState) -> Router {
 async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
     let mut out = String::new();
     state.metrics.render_webhooks(&mut out);
+    if let Some(m) = &state.engine_metrics {
+        m.render(&mut out);
+    }
     match (
         state.store.count_by_state().await,
         state.store.outbox_backlog().await,

@@ -81,7 +81,7 @@ pub struct Faseng {
     pub url: String,
     pub store: Arc<dyn Store>,
     /// Killed when the test ends (kill_on_drop).
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     pub dir: tempfile::TempDir,
     _db: Database,
 }
@@ -112,6 +112,7 @@ impl Faseng {
         let port = free_port();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
         cmd.arg("serve")
+            .env("FASENG_SHUTDOWN_GRACE", "2")
             .env("DATABASE_URL", &db.url)
             .env("APPS_JSON", &apps)
             .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
@@ -150,9 +151,22 @@ impl Faseng {
         Faseng {
             url,
             store,
-            _child: child,
+            child,
             dir,
             _db: db,
+        }
+    }
+
+    /// Sends SIGTERM and waits (up to `limit`) for faseng to exit; its exit code.
+    pub async fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        let pid = self.child.id()?;
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status.code(),
+            _ => None,
         }
     }
 

@@ -3,5 +3,6 @@
 mod api;
 mod e2e;
 mod harness;
+mod ops;
 mod slack;
 mod webhooks;
