@@ -181,6 +181,7 @@ pub fn help_text(name: &str) -> String {
         format!("{name} cancel <app> in <env> - stop the running or queued deployment"),
         format!("{name} rollback <app> in <env> - redeploy the last good commit"),
         format!("{name} status <app>[/<ref>] - CI state of a ref"),
+        format!("{name} autodeploy <app> [in <env> on|off [reason]] - auto-deploy on green CI: state, pause, resume"),
         format!("{name} deploy:version - my version"),
         format!("{name} help - this list"),
     ]
@@ -202,8 +203,17 @@ pub fn summary(d: &chima_store::Deployment) -> String {
         ),
         _ => String::new(),
     };
+    let auto = d
+        .payload
+        .pointer("/auto_deploy/contexts")
+        .and_then(|c| c.as_array())
+        .map(|c| {
+            let names: Vec<&str> = c.iter().filter_map(|v| v.as_str()).collect();
+            format!(" [auto-deploy: {} green]", names.join(", "))
+        })
+        .unwrap_or_default();
     format!(
-        "#{} {} {}/{} to {} by {} ({}{took}){why}",
+        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}",
         d.id,
         d.state,
         d.app,
@@ -240,4 +250,42 @@ pub fn lock_expiry(reason: Option<&str>) -> (Option<std::time::Duration>, Option
         return (Some(d), (!rest.is_empty()).then(|| rest.join(" ")));
     }
     (None, Some(r.to_string()))
+}
+
+/// One environment's auto-deploy state, for `autodeploy <app>` and `where`.
+pub fn autodeploy_line(
+    env: &str,
+    rule: &chima_config::AutoDeployRule,
+    pause: Option<&chima_store::AutoDeployPause>,
+    last: Option<&chima_store::AutoDeploy>,
+) -> String {
+    let what = format!(
+        "deploys the head of {} when {} green",
+        rule.git_ref.as_deref().unwrap_or("the default branch"),
+        rule.required_contexts
+            .as_ref()
+            .map(|c| format!("{} are", c.join(", ")))
+            .unwrap_or_else(|| "every reported context is".to_string())
+    );
+    let state = match pause {
+        Some(p) => format!(
+            "off (paused by {}{})",
+            p.paused_by,
+            p.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ),
+        None => "on".to_string(),
+    };
+    let shipped = match last {
+        Some(l) => format!(
+            "; last shipped {} on {} ({})",
+            &l.sha[..l.sha.len().min(7)],
+            l.created_at.format("%Y-%m-%d %H:%M UTC"),
+            l.contexts
+        ),
+        None => "; nothing shipped yet".to_string(),
+    };
+    format!("  {env}: auto-deploy {state}, {what}{shipped}")
 }

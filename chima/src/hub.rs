@@ -149,7 +149,8 @@ impl GitHubBackend {
         let user = &chat.requester.user_name;
         let needs_faseng = matches!(
             command,
-            Command::Where { .. }
+            Command::AutoDeploy { .. }
+                | Command::Where { .. }
                 | Command::Lock { .. }
                 | Command::Unlock { .. }
                 | Command::Cancel { .. }
@@ -186,6 +187,102 @@ impl GitHubBackend {
                         )),
                         None => lines.push(format!("  {}", env.name)),
                     }
+                    if let (Some(rule), Some(api)) = (app.auto_deploy.get(&env.name), api) {
+                        let (pause, last) =
+                            self.autodeploy_state(api, &app.name, &env.name).await?;
+                        lines.push(crate::bot::autodeploy_line(
+                            &env.name,
+                            rule,
+                            pause.as_ref(),
+                            last.as_ref(),
+                        ));
+                    }
+                }
+                say(to, lines.join("\n"));
+                Ok(Ending::Ok)
+            }
+            Command::AutoDeploy {
+                app,
+                env,
+                enabled,
+                reason,
+            } => {
+                let Some(api) = api else {
+                    return Ok(Ending::Usage);
+                };
+                let a = match apps.app(&app) {
+                    Ok(a) => a,
+                    Err(r) => return Ok(refuse(to, &r)),
+                };
+                if let (Some(env), Some(on)) = (env, enabled) {
+                    let t = match apps.target(&app, Some(&env), default_env) {
+                        Ok(t) => t,
+                        Err(r) => return Ok(refuse(to, &r)),
+                    };
+                    if !a.auto_deploy.contains_key(t.environment) {
+                        say(
+                            to,
+                            format!(
+                                "{} has no auto-deploy for {} in app.json; nothing to switch.",
+                                a.name, t.environment
+                            ),
+                        );
+                        return Ok(Ending::Failed);
+                    }
+                    let path = format!("/autodeploy/{}/{}", enc(&a.name), enc(t.environment));
+                    if on {
+                        let r = api.call(Method::DELETE, &path, None).await?;
+                        let was: Option<chima_store::AutoDeployPause> =
+                            serde_json::from_value(r.body["resumed"].clone())
+                                .ok()
+                                .flatten();
+                        say(
+                            to,
+                            match was {
+                                Some(p) => format!(
+                                    "Auto-deploy of {} to {} is on again (it was paused by {}).",
+                                    a.name, t.environment, p.paused_by
+                                ),
+                                None => format!(
+                                    "Auto-deploy of {} to {} was already on.",
+                                    a.name, t.environment
+                                ),
+                            },
+                        );
+                    } else {
+                        api.call(
+                            Method::PUT,
+                            &path,
+                            Some(&json!({"by": user, "reason": reason})),
+                        )
+                        .await?;
+                        say(
+                            to,
+                            format!(
+                                "Auto-deploy of {} to {} is off{}. Say `autodeploy {} in {} on` to resume.",
+                                a.name,
+                                t.environment,
+                                reason.map(|r| format!(": {r}")).unwrap_or_default(),
+                                a.name,
+                                t.environment
+                            ),
+                        );
+                    }
+                    return Ok(Ending::Ok);
+                }
+                if a.auto_deploy.is_empty() {
+                    say(to, format!("{} has no auto-deploy in app.json.", a.name));
+                    return Ok(Ending::Ok);
+                }
+                let mut lines = vec![format!("Auto-deploy of {}:", a.name)];
+                for (env, rule) in &a.auto_deploy {
+                    let (pause, last) = self.autodeploy_state(api, &a.name, env).await?;
+                    lines.push(crate::bot::autodeploy_line(
+                        env,
+                        rule,
+                        pause.as_ref(),
+                        last.as_ref(),
+                    ));
                 }
                 say(to, lines.join("\n"));
                 Ok(Ending::Ok)
@@ -426,7 +523,7 @@ impl GitHubBackend {
                     .iter()
                     .map(|d| {
                         format!(
-                            "#{} {} {}/{} ({}) to {} by {}, {} ago",
+                            "#{} {} {}/{} ({}) to {} by {}, {} ago{}",
                             d.id,
                             d.state.as_deref().unwrap_or("no status"),
                             app,
@@ -434,7 +531,12 @@ impl GitHubBackend {
                             &d.sha[..d.sha.len().min(7)],
                             d.environment,
                             d.creator,
-                            age(now - d.created_at)
+                            age(now - d.created_at),
+                            if d.description.as_deref() == Some("auto-deploy") {
+                                " [auto-deploy]"
+                            } else {
+                                ""
+                            }
                         )
                     })
                     .collect();
@@ -499,6 +601,28 @@ impl GitHubBackend {
                 Ok(Ending::Usage)
             }
         }
+    }
+
+    async fn autodeploy_state(
+        &self,
+        api: &FasengApi,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<(
+        Option<chima_store::AutoDeployPause>,
+        Option<chima_store::AutoDeploy>,
+    )> {
+        let a = api
+            .get(&format!("/autodeploy/{}/{}", enc(app), enc(env)))
+            .await?;
+        Ok((
+            serde_json::from_value(a.body["pause"].clone())
+                .ok()
+                .flatten(),
+            serde_json::from_value(a.body["last"].clone())
+                .ok()
+                .flatten(),
+        ))
     }
 
     /// A forced deployment of `sha`, as the rolled-back-to deployment was made.

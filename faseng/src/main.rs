@@ -3,6 +3,7 @@
 //! the settings and hands them to `serve.rs`.
 
 mod access;
+mod autodeploy;
 mod links;
 mod metrics;
 mod serve;

@@ -51,10 +51,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             "no GitHub credentials (GITHUB_TOKEN or GITHUB_APP_ID): no deployment statuses will be posted"
         );
     }
+    let mut slack = None;
     if let Some(token) = args.slack_bot_token.as_ref().filter(|t| !t.is_empty()) {
         let mut cfg = chima_slack::SlackConfig::new(Secret::new(token.clone()));
         cfg.api_url = args.slack_api_url.clone();
         let api = chima_slack::SlackApi::new(&cfg).context("cannot set up the Slack client")?;
+        slack = Some(api.clone());
         let (links, public_url) = (links.clone(), public_url.clone());
         let rooms = apps.clone();
         senders.push(tokio::spawn(chima_slack::run_chat_sender(
@@ -74,6 +76,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(t) = &args.github_token {
         engine_cfg.secrets.push(t.clone());
     }
+    let autodeploy = match (&github, &apps) {
+        (Some(gh), Some(apps)) if apps.iter().any(|a| !a.auto_deploy.is_empty()) => {
+            Some(crate::autodeploy::AutoDeployer {
+                store: store.clone(),
+                apps: apps.clone(),
+                github: gh.clone(),
+                slack: slack.clone(),
+            })
+        }
+        _ => None,
+    };
     let engine_metrics = engine_cfg.metrics.clone();
     let engine = if args.workers > 0 || matches!(command, Command::Worker) {
         Some(Engine::start(store.clone(), engine_cfg))
@@ -94,6 +107,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 links,
                 public_url,
                 engine.as_ref().map(|_| engine_metrics),
+                autodeploy,
             )
             .await
         }
@@ -193,6 +207,7 @@ async fn serve_http(
     links: LinkSigner,
     public_url: String,
     engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
+    autodeploy: Option<crate::autodeploy::AutoDeployer>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -211,6 +226,7 @@ async fn serve_http(
             .map(Secret::new),
         metrics: Default::default(),
         engine_metrics,
+        autodeploy,
     };
     tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
     axum::serve(listener, web::router(state))

@@ -64,6 +64,15 @@ pub enum Command {
         app: String,
         git_ref: Option<String>,
     },
+    /// `autodeploy <app> [in <env> on|off [reason...]]`: auto-deploy state, or
+    /// pause/resume it for an environment.
+    AutoDeploy {
+        app: String,
+        env: Option<String>,
+        /// `Some(true)`: on, `Some(false)`: off, `None`: show.
+        enabled: Option<bool>,
+        reason: Option<String>,
+    },
     /// `deploy:version`.
     Version,
     /// `help`.
@@ -84,6 +93,7 @@ const COMMAND_WORDS: &[&str] = &[
     "deploy:version",
     "deploy:lock",
     "deploy:unlock",
+    "autodeploy",
 ];
 
 impl Command {
@@ -98,6 +108,7 @@ impl Command {
             Command::Cancel { .. } => "cancel",
             Command::Rollback { .. } => "rollback",
             Command::Status { .. } => "status",
+            Command::AutoDeploy { .. } => "autodeploy",
             Command::Version => "version",
             Command::Help => "help",
         }
@@ -113,7 +124,8 @@ impl Command {
             | Command::Unlock { app, .. }
             | Command::Cancel { app, .. }
             | Command::Rollback { app, .. }
-            | Command::Status { app, .. } => Some(app),
+            | Command::Status { app, .. }
+            | Command::AutoDeploy { app, .. } => Some(app),
             Command::Version | Command::Help => None,
         }
     }
@@ -166,6 +178,22 @@ impl Command {
             Command::Cancel { app, env } => format!("cancel {app} in {env}"),
             Command::Rollback { app, env } => format!("rollback {app} in {env}"),
             Command::Status { app, git_ref } => format!("status {}", with_ref(app, git_ref)),
+            Command::AutoDeploy {
+                app,
+                env,
+                enabled,
+                reason,
+            } => {
+                let mut s = format!("autodeploy {app}");
+                if let (Some(env), Some(on)) = (env, enabled) {
+                    s.push_str(&format!(" in {env} {}", if *on { "on" } else { "off" }));
+                    if let Some(r) = reason {
+                        s.push(' ');
+                        s.push_str(r);
+                    }
+                }
+                s
+            }
             Command::Version => "deploy:version".to_string(),
             Command::Help => "help".to_string(),
         }
@@ -208,6 +236,17 @@ impl Serialize for Command {
             Command::Status { app, git_ref } => {
                 m.serialize_entry("app", app)?;
                 m.serialize_entry("ref", git_ref)?;
+            }
+            Command::AutoDeploy {
+                app,
+                env,
+                enabled,
+                reason,
+            } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("env", env)?;
+                m.serialize_entry("state", &enabled.map(|on| if on { "on" } else { "off" }))?;
+                m.serialize_entry("reason", reason)?;
             }
             Command::Version | Command::Help => {}
         }
@@ -253,6 +292,7 @@ pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             Ok(Command::Rollback { app, env })
         }
         "status" => parse_status(rest),
+        "autodeploy" | "auto-deploy" => parse_autodeploy(rest),
         "deploy:version" => no_arguments("deploy:version", rest, Command::Version),
         "help" => Ok(Command::Help),
         w if w.starts_with("deploy") => parse_deploy(w, rest),
@@ -573,6 +613,58 @@ fn parse_status(rest: &[&str]) -> Result<Command, ParseError> {
         [_, w, ..] => Err(ParseError::invalid(
             "status",
             format!("`status` takes one `<app>[/<ref>]`, but then I read `{w}`"),
+        )),
+    }
+}
+
+fn parse_autodeploy(rest: &[&str]) -> Result<Command, ParseError> {
+    let usage = "say `autodeploy <app>` or `autodeploy <app> in <environment> on|off [reason]`";
+    let Some((app, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            "autodeploy",
+            format!("`autodeploy` needs an app: {usage}"),
+        ));
+    };
+    let app = checked_slug("autodeploy", "app", app)?;
+    match rest {
+        [] => Ok(Command::AutoDeploy {
+            app,
+            env: None,
+            enabled: None,
+            reason: None,
+        }),
+        [p, env, switch, reason @ ..] if is_preposition(p) => {
+            let env = checked_slug("autodeploy", "environment", env)?;
+            let enabled = match switch.to_ascii_lowercase().as_str() {
+                "on" => true,
+                "off" => false,
+                other => {
+                    return Err(ParseError::invalid(
+                        "autodeploy",
+                        format!("I read `{other}` where `on` or `off` goes: {usage}"),
+                    ));
+                }
+            };
+            if enabled && !reason.is_empty() {
+                return Err(ParseError::invalid(
+                    "autodeploy",
+                    format!("`on` takes no reason, but I read `{}`", reason[0]),
+                ));
+            }
+            Ok(Command::AutoDeploy {
+                app,
+                env: Some(env),
+                enabled: Some(enabled),
+                reason: (!reason.is_empty()).then(|| reason.join(" ")),
+            })
+        }
+        [p, env] if is_preposition(p) => Err(ParseError::invalid(
+            "autodeploy",
+            format!("`on` or `off` for {env}? {usage}"),
+        )),
+        [w, ..] => Err(ParseError::invalid(
+            "autodeploy",
+            format!("I don't understand `{w}` there: {usage}"),
         )),
     }
 }

@@ -453,6 +453,28 @@ fn command() -> impl Strategy<Value = Command> {
         (slug(), slug()).prop_map(|(app, env)| Command::Rollback { app, env }),
         (slug(), proptest::option::of(git_ref()))
             .prop_map(|(app, git_ref)| Command::Status { app, git_ref }),
+        (
+            slug(),
+            proptest::option::of((
+                slug(),
+                any::<bool>(),
+                proptest::option::of("[a-z]{1,8}( [a-z]{1,8}){0,2}")
+            ))
+        )
+            .prop_map(|(app, rest)| match rest {
+                None => Command::AutoDeploy {
+                    app,
+                    env: None,
+                    enabled: None,
+                    reason: None
+                },
+                Some((env, on, reason)) => Command::AutoDeploy {
+                    app,
+                    env: Some(env),
+                    enabled: Some(on),
+                    reason: if on { None } else { reason },
+                },
+            }),
         Just(Command::Version),
         Just(Command::Help),
     ]
@@ -579,4 +601,34 @@ fn real_slack_event_texts() {
         "only {seen} Slack examples had an event text in {}",
         slack.display()
     );
+}
+
+#[test]
+fn autodeploy_rows() {
+    assert_eq!(
+        ok("chima autodeploy hubot"),
+        Command::AutoDeploy {
+            app: "hubot".into(),
+            env: None,
+            enabled: None,
+            reason: None
+        }
+    );
+    assert_eq!(
+        ok("chima autodeploy hubot in staging off flaky tests"),
+        Command::AutoDeploy {
+            app: "hubot".into(),
+            env: Some("staging".into()),
+            enabled: Some(false),
+            reason: Some("flaky tests".into())
+        }
+    );
+    assert_eq!(
+        json("chima autodeploy hubot in staging on"),
+        r#"{"command":"autodeploy","app":"hubot","env":"staging","state":"on","reason":null}"#
+    );
+    assert!(reason("chima autodeploy hubot in staging maybe").contains("`on` or `off`"));
+    assert!(reason("chima autodeploy hubot in staging").contains("`on` or `off` for staging?"));
+    assert!(reason("chima autodeploy hubot in staging on now").contains("takes no reason"));
+    assert!(reason("chima autodeploy").contains("needs an app"));
 }

@@ -15,5 +15,5 @@ mod resolve;
 pub use duration::{MAX_TIMEOUT, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Refusal};
 pub use load::{Apps, KNOWN_FIELDS, MAX_CONFIG_BYTES};
-pub use model::{App, Environment, Provider, Secret, is_secret_field};
+pub use model::{App, AutoDeployRule, Environment, Provider, Secret, is_secret_field};
 pub use resolve::{DeploymentRequest, Requester, Target};

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::duration::parse_duration;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::locate::Locator;
-use crate::model::{App, Environment, Provider, Secret, is_secret_field};
+use crate::model::{App, AutoDeployRule, Environment, Provider, Secret, is_secret_field};
 
 /// The largest app.json read. Real ones are a few kilobytes.
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
@@ -39,6 +39,7 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "fabric_task",
     "command",
     "notify_room",
+    "auto_deploy",
 ];
 
 /// All apps of one app.json, by name.
@@ -324,6 +325,7 @@ impl Checker<'_> {
             fabric_task: None,
             command: None,
             notify_room: None,
+            auto_deploy: BTreeMap::new(),
             public_entry: Map::new(),
         };
 
@@ -435,8 +437,11 @@ impl Checker<'_> {
                     }
                 }
                 "command" => app.command = self.command(&f, value),
+                "auto_deploy" => app.auto_deploy = self.auto_deploy(&f, value, &env_names),
                 "notify_room" => {
-                    app.notify_room = self.string(&f, key, value).map(|r| r.trim_start_matches('#').to_string())
+                    app.notify_room = self
+                        .string(&f, key, value)
+                        .map(|r| r.trim_start_matches('#').to_string())
                 }
                 other => {
                     let heroku_env = other
@@ -460,6 +465,14 @@ impl Checker<'_> {
                     }
                     self.unknown_field(&f, other, &env_names);
                 }
+            }
+        }
+        // A production environment deploys by itself only on named contexts:
+        // "whatever CI reported" is too weak a gate there.
+        for (env, rule) in &app.auto_deploy {
+            if rule.required_contexts.is_none() && app.is_production(env) {
+                self.error(Some(name), &[name, "auto_deploy", env], format!(
+                    "`auto_deploy.{env}`: {env} is a production environment, so list its `required_contexts` explicitly"));
             }
         }
         if self.errors.len() == before {
@@ -725,6 +738,83 @@ impl Checker<'_> {
             } else {
                 out.insert(alias.clone(), target.to_string());
             }
+        }
+        out
+    }
+
+    fn auto_deploy(
+        &mut self,
+        f: &Fields,
+        v: &Value,
+        envs: &BTreeSet<String>,
+    ) -> BTreeMap<String, AutoDeployRule> {
+        let mut out = BTreeMap::new();
+        let Some(map) = v.as_object() else {
+            self.wrong_type(
+                f,
+                "auto_deploy",
+                "an object of environment -> {\"ref\", \"required_contexts\"}",
+                v,
+            );
+            return out;
+        };
+        for (env, rule) in map {
+            let at = [f.app, "auto_deploy", env.as_str()];
+            if !envs.contains(env) {
+                let list: Vec<&str> = envs.iter().map(String::as_str).collect();
+                self.error(Some(f.app), &at, format!(
+                    "`auto_deploy` names `{env}`, which is not one of the app's environments: {}", list.join(", ")));
+                continue;
+            }
+            let Some(rule) = rule.as_object() else {
+                self.error(Some(f.app), &at, format!("`auto_deploy.{env}` must be an object like {{\"ref\": \"main\", \"required_contexts\": [\"ci/build\"]}}"));
+                continue;
+            };
+            let mut parsed = AutoDeployRule {
+                git_ref: None,
+                required_contexts: None,
+            };
+            for (k, v) in rule {
+                match (k.as_str(), v) {
+                    ("ref", Value::String(r)) => match check_ref(r) {
+                        Ok(()) => parsed.git_ref = Some(r.clone()),
+                        Err(why) => self.error(
+                            Some(f.app),
+                            &at,
+                            format!(
+                                "`auto_deploy.{env}.ref` `{r}` is not a ref I will deploy: {why}"
+                            ),
+                        ),
+                    },
+                    ("required_contexts", Value::Array(items)) => {
+                        match items.iter().map(|i| i.as_str().filter(|s| !s.trim().is_empty()).map(str::to_string)).collect::<Option<Vec<_>>>() {
+                            Some(list) if !list.is_empty() => parsed.required_contexts = Some(list),
+                            _ => self.error(Some(f.app), &at, format!("`auto_deploy.{env}.required_contexts` must list at least one context name")),
+                        }
+                    }
+                    (other, _) if other == "ref" || other == "required_contexts" => {
+                        self.error(
+                            Some(f.app),
+                            &at,
+                            format!(
+                                "`auto_deploy.{env}.{other}` has the wrong type ({})",
+                                kind(v)
+                            ),
+                        );
+                    }
+                    (other, _) => {
+                        let hint = closest(other, ["ref", "required_contexts"])
+                            .map(|s| format!(", did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        self.error(
+                            Some(f.app),
+                            &at,
+                            format!("`auto_deploy.{env}`: unknown field `{other}`{hint}"),
+                        );
+                    }
+                }
+            }
+            out.insert(env.clone(), parsed);
         }
         out
     }

@@ -66,6 +66,15 @@ pub struct Environment {
     pub transient: Option<bool>,
 }
 
+/// When to deploy an environment by itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutoDeployRule {
+    /// The branch whose head is deployed (default: the repository's default branch).
+    pub git_ref: Option<String>,
+    /// The contexts that must be green (default: every context reported on the commit).
+    pub required_contexts: Option<Vec<String>>,
+}
+
 /// A value that must never be printed, logged or copied into a payload.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -128,6 +137,8 @@ pub struct App {
     /// The chat channel for deployments that did not come from chat (made on
     /// GitHub directly, by the API, by auto-deploy).
     pub notify_room: Option<String>,
+    /// Per environment: deploy the head of a ref by itself once CI is green.
+    pub auto_deploy: BTreeMap<String, AutoDeployRule>,
     /// The entry as written, minus secrets: what goes into `payload.config`.
     pub(crate) public_entry: serde_json::Map<String, serde_json::Value>,
 }

@@ -386,3 +386,27 @@ fn refusals_in_order_with_their_texts() {
         .is_ok()
     );
 }
+
+#[test]
+fn auto_deploy_rules_are_checked() {
+    let apps = load(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "environments": ["staging", "production"],
+        "auto_deploy": {"staging": {"ref": "main"}, "production": {"required_contexts": ["ci/build", "test"]}}}}"#,
+    );
+    let x = apps.get("x").unwrap();
+    assert_eq!(x.auto_deploy["staging"].git_ref.as_deref(), Some("main"));
+    assert_eq!(x.auto_deploy["staging"].required_contexts, None);
+    assert_eq!(
+        x.auto_deploy["production"].required_contexts,
+        Some(vec!["ci/build".to_string(), "test".to_string()])
+    );
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "environments": ["staging", "production"],
+        "auto_deploy": {"qa": {}, "production": {"ref": "main"}, "staging": {"reff": "x", "required_contexts": []}}}}"#,
+    )
+    .join("\n");
+    assert!(e.contains("`auto_deploy` names `qa`, which is not one of the app's environments"), "{e}");
+    assert!(e.contains("production is a production environment, so list its `required_contexts` explicitly"), "{e}");
+    assert!(e.contains("unknown field `reff`, did you mean `ref`?"), "{e}");
+    assert!(e.contains("`auto_deploy.staging.required_contexts` must list at least one context name"), "{e}");
+}

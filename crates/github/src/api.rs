@@ -205,6 +205,29 @@ impl GitHub {
         Ok(())
     }
 
+    /// How `head` relates to `base` (GitHub's compare API): `ahead`, `behind`,
+    /// `identical` or `diverged`. Auto-deploy never ships a commit behind the
+    /// last one deployed.
+    pub async fn compare(&self, repo: &str, base: &str, head: &str) -> Result<String, GitHubError> {
+        let repo = check_repo(repo)?;
+        let ok = |s: &str| !s.is_empty() && s.len() <= 255 && !s.starts_with('-') && !s.contains("..") && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+        if !ok(base) || !ok(head) {
+            return Err(GitHubError::invalid(format!("cannot compare `{base}` with `{head}`")));
+        }
+        #[derive(Deserialize)]
+        struct Comparison {
+            status: String,
+        }
+        let call = Call::get(
+            format!("/repos/{repo}/compare/{base}...{head}"),
+            As::Repo(repo.to_string()),
+            format!("comparison of {base} and {head} in {repo}"),
+            Needs::CONTENTS_READ,
+        );
+        let found: Comparison = self.send_ok(&call).await?.json(&call)?;
+        Ok(found.status)
+    }
+
     /// The repository's default branch (the ref when neither chat nor app.json names one).
     pub async fn default_branch(&self, repo: &str) -> Result<String, GitHubError> {
         let repo = check_repo(repo)?;

@@ -38,8 +38,9 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::{
-    CancelResult, ChatMessage, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus,
-    Lock, LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome, Stream,
+    AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
+    DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
+    OutboxEntry, Outcome, Stream,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -256,6 +257,57 @@ pub trait Store: Send + Sync {
     // ---- chat messages ----------------------------------------------------------------
 
     /// The chat message that reports this deployment, if one was posted.
+    // --- auto-deploy -------------------------------------------------------
+
+    /// Claims `sha` for an auto-deploy to app+environment: `true` for the one
+    /// caller that gets it (across processes), `false` when it was claimed.
+    async fn claim_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+        sha: &str,
+        contexts: &str,
+    ) -> Result<bool>;
+
+    /// Gives a claim back when its GitHub deployment could not be created, so
+    /// that the next green event for the sha tries again.
+    async fn release_auto_deploy(&self, app: &str, environment: &str, sha: &str) -> Result<()>;
+
+    /// Records the GitHub deployment made for a claim.
+    async fn set_auto_deploy_github_id(
+        &self,
+        app: &str,
+        environment: &str,
+        sha: &str,
+        id: i64,
+    ) -> Result<()>;
+
+    /// The latest auto-deploy of app+environment.
+    async fn last_auto_deploy(&self, app: &str, environment: &str) -> Result<Option<AutoDeploy>>;
+
+    /// Pauses auto-deploy for app+environment (replacing an earlier pause).
+    async fn pause_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<AutoDeployPause>;
+
+    /// Resumes it; returns the pause that was lifted, if any.
+    async fn resume_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+    ) -> Result<Option<AutoDeployPause>>;
+
+    /// The pause of app+environment, if any.
+    async fn auto_deploy_pause(
+        &self,
+        app: &str,
+        environment: &str,
+    ) -> Result<Option<AutoDeployPause>>;
+
     async fn chat_message(&self, deployment_id: i64) -> Result<Option<ChatMessage>>;
 
     /// Records the chat message that reports this deployment (after posting it), so that

@@ -335,6 +335,30 @@ pub struct ChatMessage {
     pub updated_at: DateTime<Utc>,
 }
 
+/// An auto-deploy faseng decided on: this sha, to this environment, because
+/// these contexts were green.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoDeploy {
+    pub app: String,
+    pub environment: String,
+    pub sha: String,
+    /// The contexts that let it through, comma-separated.
+    pub contexts: String,
+    /// The GitHub deployment created for it, once created.
+    pub github_deployment_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Auto-deploy paused for an environment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoDeployPause {
+    pub app: String,
+    pub environment: String,
+    pub paused_by: String,
+    pub reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
 /// Filter for `list_deployments`; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeploymentFilter {

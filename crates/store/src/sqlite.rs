@@ -35,8 +35,9 @@ use crate::common::{
 };
 use crate::error::{StoreError, is_unique_violation};
 use crate::model::{
-    CancelResult, ChatMessage, Created, Deployment, DeploymentFilter, DeploymentState, LeaseStatus,
-    Lock, LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome,
+    AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
+    DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
+    OutboxEntry, Outcome,
 };
 use crate::{Backend, OUTBOX_IN_FLIGHT, Result, SQLITE_POLL_INTERVAL, Store};
 
@@ -1076,6 +1077,154 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| StoreError::db(format!("read the outbox of deployment {id}"), e))
+    }
+
+    async fn claim_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+        sha: &str,
+        contexts: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(concat!(
+            "INSERT INTO auto_deploys (app, environment, sha, contexts, created_at) VALUES ($1, $2, $3, $4, ",
+            now_sql!(),
+            ") ON CONFLICT (app, environment, sha) DO NOTHING"
+        ))
+        .bind(app)
+        .bind(environment)
+        .bind(sha)
+        .bind(contexts)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(format!("claim the auto-deploy of {sha} to {app} {environment}"), e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_auto_deploy(&self, app: &str, environment: &str, sha: &str) -> Result<()> {
+        sqlx::query("DELETE FROM auto_deploys WHERE app = $1 AND environment = $2 AND sha = $3 AND github_deployment_id IS NULL")
+            .bind(app)
+            .bind(environment)
+            .bind(sha)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db(format!("release the auto-deploy of {sha} to {app} {environment}"), e))?;
+        Ok(())
+    }
+
+    async fn set_auto_deploy_github_id(
+        &self,
+        app: &str,
+        environment: &str,
+        sha: &str,
+        id: i64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE auto_deploys SET github_deployment_id = $4 WHERE app = $1 AND environment = $2 AND sha = $3")
+            .bind(app)
+            .bind(environment)
+            .bind(sha)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db(format!("record the GitHub deployment of the auto-deploy of {sha}"), e))?;
+        Ok(())
+    }
+
+    async fn last_auto_deploy(&self, app: &str, environment: &str) -> Result<Option<AutoDeploy>> {
+        let row = sqlx::query(
+            "SELECT app, environment, sha, contexts, github_deployment_id, created_at FROM auto_deploys \
+             WHERE app = $1 AND environment = $2 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(app)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(format!("read the last auto-deploy of {app} {environment}"), e))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |e: sqlx::Error| {
+            StoreError::db(
+                format!("read the last auto-deploy of {app} {environment}"),
+                e,
+            )
+        };
+        Ok(Some(AutoDeploy {
+            app: row.try_get("app").map_err(get)?,
+            environment: row.try_get("environment").map_err(get)?,
+            sha: row.try_get("sha").map_err(get)?,
+            contexts: row.try_get("contexts").map_err(get)?,
+            github_deployment_id: row.try_get("github_deployment_id").map_err(get)?,
+            created_at: row.try_get("created_at").map_err(get)?,
+        }))
+    }
+
+    async fn pause_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> Result<AutoDeployPause> {
+        sqlx::query(concat!(
+            "INSERT INTO auto_deploy_pauses (app, environment, paused_by, reason, created_at) VALUES ($1, $2, $3, $4, ",
+            now_sql!(),
+            ") ON CONFLICT (app, environment) DO UPDATE SET paused_by = excluded.paused_by, reason = excluded.reason, created_at = excluded.created_at"
+        ))
+        .bind(app)
+        .bind(environment)
+        .bind(by)
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(format!("pause auto-deploy of {app} {environment}"), e))?;
+        self.auto_deploy_pause(app, environment)
+            .await?
+            .ok_or_else(|| {
+                StoreError::not_found(format!("the auto-deploy pause of {app} {environment}"))
+            })
+    }
+
+    async fn resume_auto_deploy(
+        &self,
+        app: &str,
+        environment: &str,
+    ) -> Result<Option<AutoDeployPause>> {
+        let before = self.auto_deploy_pause(app, environment).await?;
+        sqlx::query("DELETE FROM auto_deploy_pauses WHERE app = $1 AND environment = $2")
+            .bind(app)
+            .bind(environment)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db(format!("resume auto-deploy of {app} {environment}"), e))?;
+        Ok(before)
+    }
+
+    async fn auto_deploy_pause(
+        &self,
+        app: &str,
+        environment: &str,
+    ) -> Result<Option<AutoDeployPause>> {
+        let row = sqlx::query(
+            "SELECT app, environment, paused_by, reason, created_at FROM auto_deploy_pauses WHERE app = $1 AND environment = $2",
+        )
+        .bind(app)
+        .bind(environment)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(format!("read the auto-deploy pause of {app} {environment}"), e))?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |e: sqlx::Error| {
+            StoreError::db(
+                format!("read the auto-deploy pause of {app} {environment}"),
+                e,
+            )
+        };
+        Ok(Some(AutoDeployPause {
+            app: row.try_get("app").map_err(get)?,
+            environment: row.try_get("environment").map_err(get)?,
+            paused_by: row.try_get("paused_by").map_err(get)?,
+            reason: row.try_get("reason").map_err(get)?,
+            created_at: row.try_get("created_at").map_err(get)?,
+        }))
     }
 
     async fn chat_message(&self, deployment_id: i64) -> Result<Option<ChatMessage>> {

@@ -75,6 +75,8 @@ pub enum Endpoint {
     Tarball,
     /// `GET /repos/{o}/{r}/installation`
     Installation,
+    /// `GET /repos/{o}/{r}/compare/{base}...{head}`
+    Compare,
     /// `POST /app/installations/{id}/access_tokens`
     AccessToken,
     /// Every endpoint above.
@@ -264,6 +266,8 @@ struct State {
     next_deployment: i64,
     next_status: i64,
     next_repo: i64,
+    /// `repo|base|head` -> the compare status (`ahead`, `behind`, `identical`, `diverged`).
+    compares: HashMap<String, String>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -299,6 +303,7 @@ impl FakeGitHub {
             deployments: Vec::new(),
             statuses: Vec::new(),
             scripts: Vec::new(),
+            compares: HashMap::new(),
             requests: Vec::new(),
             apps: Vec::new(),
             installations: BTreeMap::new(),
@@ -455,6 +460,15 @@ impl FakeGitHub {
     /// Drops every scripted reply not used yet: normal answers from now on.
     pub fn clear_scripts(&self) {
         lock(&self.state).scripts.clear();
+    }
+
+    /// What `compare/{base}...{head}` answers (default: `ahead`, or `identical`
+    /// when base and head are equal).
+    pub fn set_compare(&self, repo: &str, base: &str, head: &str, status: &str) {
+        lock(&self.state).compares.insert(
+            format!("{}|{base}|{head}", repo.to_ascii_lowercase()),
+            status.to_string(),
+        );
     }
 
     /// Adds a deployment as if it had been created earlier (for history listings).
@@ -712,6 +726,7 @@ fn route_request(
         ("GET", ["repos", _, _, "commits", .., "check-runs"]) => Endpoint::CheckRuns,
         ("GET", ["repos", _, _, "tarball", ..]) => Endpoint::Tarball,
         ("GET", ["repos", _, _, "installation"]) => Endpoint::Installation,
+        ("GET", ["repos", _, _, "compare", ..]) => Endpoint::Compare,
         ("POST", ["app", "installations", _, "access_tokens"]) => Endpoint::AccessToken,
         _ => return github_error(StatusCode::NOT_FOUND, "Not Found"),
     };
@@ -761,6 +776,19 @@ fn route_request(
                 }
                 (Endpoint::Tarball, ["tarball", sha @ ..]) => {
                     tarball(state, base, &repo, &sha.join("/"))
+                }
+                (Endpoint::Compare, ["compare", spec @ ..]) => {
+                    let spec = spec.join("/");
+                    let Some((b, h)) = spec.split_once("...") else {
+                        return github_error(StatusCode::NOT_FOUND, "Not Found");
+                    };
+                    let st = lock(state);
+                    let status = st
+                        .compares
+                        .get(&format!("{repo}|{b}|{h}"))
+                        .cloned()
+                        .unwrap_or_else(|| if b == h { "identical".into() } else { "ahead".into() });
+                    json_response(StatusCode::OK, &json!({"status": status, "ahead_by": 1, "behind_by": 0}))
                 }
                 _ => github_error(StatusCode::NOT_FOUND, "Not Found"),
             }

@@ -373,3 +373,49 @@ pub async fn unlock(
         Err(e) => store_error(e),
     }
 }
+
+pub async fn autodeploy_state(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+) -> Response {
+    let pause = state.store.auto_deploy_pause(&app, &env).await;
+    let last = state.store.last_auto_deploy(&app, &env).await;
+    match (pause, last) {
+        (Ok(pause), Ok(last)) => Json(json!({"pause": pause, "last": last})).into_response(),
+        (Err(e), _) | (_, Err(e)) => store_error(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PauseBody {
+    by: String,
+    reason: Option<String>,
+}
+
+pub async fn autodeploy_pause(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+    Json(body): Json<PauseBody>,
+) -> Response {
+    if body.by.is_empty() || body.by.len() > 200 {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`by` is required");
+    }
+    match state
+        .store
+        .pause_auto_deploy(&app, &env, &body.by, body.reason.as_deref())
+        .await
+    {
+        Ok(p) => Json(json!({"pause": p})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+pub async fn autodeploy_resume(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+) -> Response {
+    match state.store.resume_auto_deploy(&app, &env).await {
+        Ok(p) => Json(json!({"resumed": p})).into_response(),
+        Err(e) => store_error(e),
+    }
+}

@@ -28,6 +28,8 @@ pub struct AppState {
     /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
     pub api_token: Option<Secret>,
     pub metrics: Arc<Metrics>,
+    /// Auto-deploy on green CI, when GitHub is configured.
+    pub autodeploy: Option<crate::autodeploy::AutoDeployer>,
     /// The histograms of this process's engine, when it runs workers.
     pub engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
 }
@@ -44,6 +46,12 @@ pub fn router(state: AppState) -> Router {
             get(api::rollback_target),
         )
         .route("/locks", get(api::locks))
+        .route(
+            "/autodeploy/{app}/{env}",
+            get(api::autodeploy_state)
+                .put(api::autodeploy_pause)
+                .delete(api::autodeploy_resume),
+        )
         .route("/locks/{app}/{env}", put(api::lock).delete(api::unlock))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -55,12 +55,46 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
             (StatusCode::OK, "pong\n").into_response()
         }
         Event::Other { event } => {
-            remember(&state, delivery, &event).await;
-            (
-                StatusCode::ACCEPTED,
-                format!("ignored: faseng does not act on `{event}` events\n"),
-            )
-                .into_response()
+            let auto = state
+                .autodeploy
+                .as_ref()
+                .filter(|_| crate::autodeploy::EVENTS.contains(&event.as_str()));
+            let Some(auto) = auto else {
+                remember(&state, delivery, &event).await;
+                return (
+                    StatusCode::ACCEPTED,
+                    format!("ignored: faseng does not act on `{event}` events\n"),
+                )
+                    .into_response();
+            };
+            // Same dedupe as deployments: a redelivered event is considered once.
+            match state.store.record_delivery(delivery, &event).await {
+                Ok(false) => return (StatusCode::OK, "already seen\n").into_response(),
+                Ok(true) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record a delivery");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "faseng cannot record the delivery right now; redeliver it\n",
+                    )
+                        .into_response();
+                }
+            }
+            let trigger = serde_json::from_slice::<Value>(&body)
+                .ok()
+                .and_then(|v| crate::autodeploy::trigger(&event, &v));
+            match trigger {
+                Some(t) => {
+                    let auto = auto.clone();
+                    tokio::spawn(async move { auto.consider(t).await });
+                    (StatusCode::ACCEPTED, "considering auto-deploy\n").into_response()
+                }
+                None => (
+                    StatusCode::ACCEPTED,
+                    "nothing to auto-deploy in this event\n",
+                )
+                    .into_response(),
+            }
         }
         Event::Deployment(ev) => {
             let new = new_deployment(&state, &ev, delivery);

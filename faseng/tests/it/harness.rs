@@ -170,6 +170,11 @@ impl Faseng {
         }
     }
 
+    /// The database this faseng uses (to start a second process on it).
+    pub fn database_url(&self) -> &str {
+        &self._db.url
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("faseng.log")).unwrap_or_default()
     }
@@ -268,4 +273,74 @@ pub fn repo(dir: &Path, script: &str) -> (PathBuf, String) {
         repo,
         String::from_utf8_lossy(&out.stdout).trim().to_string(),
     )
+}
+
+/// Another faseng process on the database of `f`: a second instance (scale
+/// out) or a restart after a crash. Its own port and work folder, its log in
+/// `<f.dir>/<name>.log`, the same settings as [`Faseng::start_with`] plus
+/// `env`; killed when dropped.
+pub struct Peer {
+    pub url: String,
+    pub log_path: PathBuf,
+    pub child: tokio::process::Child,
+}
+
+impl Peer {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+pub async fn start_peer(
+    f: &Faseng,
+    name: &str,
+    github_url: Option<(&str, &str)>,
+    env: &[(&str, &str)],
+) -> Peer {
+    let port = free_port();
+    let log_path = f.dir.path().join(format!("{name}.log"));
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
+    cmd.arg("serve")
+        .env("FASENG_SHUTDOWN_GRACE", "2")
+        .env("DATABASE_URL", &f._db.url)
+        .env("APPS_JSON", f.dir.path().join("app.json"))
+        .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FASENG_WORKERS", "2")
+        .env("FASENG_WORKDIR", f.dir.path().join(format!("{name}-work")))
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("RUST_LOG", "info")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("SLACK_BOT_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .kill_on_drop(true);
+    if let Some((url, token)) = github_url {
+        cmd.env("GITHUB_API_URL", url).env("GITHUB_TOKEN", token);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let peer = Peer {
+        url: format!("http://127.0.0.1:{port}"),
+        log_path,
+        child,
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while get(&format!("{}/healthz", peer.url)).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "faseng `{name}` did not start: {}",
+            peer.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    peer
+}
+
+/// Kills the faseng `f` started with SIGKILL, as a crash or the OOM killer
+/// would, and waits until it is gone. Its database stays.
+pub async fn kill9(f: &mut Faseng) {
+    f.child.start_kill().unwrap();
+    let _ = f.child.wait().await;
 }

@@ -1057,3 +1057,104 @@ pub async fn the_resolved_sha_is_recorded_once_by_the_holder(h: &Harness) {
         .expect("exists");
     assert_eq!(now.sha.as_deref(), Some("0123456789abcdef"));
 }
+
+pub async fn auto_deploy_claims_once_and_pauses(h: &Harness) {
+    let store = h.store();
+    let other = h.other_store(2).await;
+    // Concurrent claims of one sha from two store handles: exactly one wins.
+    let (a, b) = tokio::join!(
+        store.claim_auto_deploy("web", "staging", "abc1234", "ci/build"),
+        other.claim_auto_deploy("web", "staging", "abc1234", "ci/build")
+    );
+    assert_eq!(
+        u8::from(a.expect("claim a")) + u8::from(b.expect("claim b")),
+        1
+    );
+    assert!(
+        !store
+            .claim_auto_deploy("web", "staging", "abc1234", "x")
+            .await
+            .expect("again")
+    );
+    // Another environment or sha is another claim.
+    assert!(
+        store
+            .claim_auto_deploy("web", "production", "abc1234", "x")
+            .await
+            .expect("prod")
+    );
+    // A released claim (GitHub failed) can be claimed again; a recorded one cannot be released.
+    store
+        .release_auto_deploy("web", "production", "abc1234")
+        .await
+        .expect("release");
+    assert!(
+        store
+            .claim_auto_deploy("web", "production", "abc1234", "x")
+            .await
+            .expect("reclaim")
+    );
+    store
+        .set_auto_deploy_github_id("web", "staging", "abc1234", 77)
+        .await
+        .expect("id");
+    store
+        .release_auto_deploy("web", "staging", "abc1234")
+        .await
+        .expect("no-op");
+    let last = store
+        .last_auto_deploy("web", "staging")
+        .await
+        .expect("last")
+        .expect("exists");
+    assert_eq!(
+        (
+            last.sha.as_str(),
+            last.github_deployment_id,
+            last.contexts.as_str()
+        ),
+        ("abc1234", Some(77), "ci/build")
+    );
+    assert!(
+        store
+            .last_auto_deploy("web", "edge")
+            .await
+            .expect("none")
+            .is_none()
+    );
+
+    assert!(
+        store
+            .auto_deploy_pause("web", "staging")
+            .await
+            .expect("none")
+            .is_none()
+    );
+    let p = store
+        .pause_auto_deploy("web", "staging", "alice", Some("freeze"))
+        .await
+        .expect("pause");
+    assert_eq!(
+        (p.paused_by.as_str(), p.reason.as_deref()),
+        ("alice", Some("freeze"))
+    );
+    let seen = other
+        .auto_deploy_pause("web", "staging")
+        .await
+        .expect("read")
+        .expect("paused");
+    assert_eq!(seen.paused_by, "alice");
+    let lifted = store
+        .resume_auto_deploy("web", "staging")
+        .await
+        .expect("resume")
+        .expect("was paused");
+    assert_eq!(lifted.reason.as_deref(), Some("freeze"));
+    assert!(
+        store
+            .resume_auto_deploy("web", "staging")
+            .await
+            .expect("again")
+            .is_none()
+    );
+}

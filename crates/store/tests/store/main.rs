@@ -72,6 +72,7 @@ on_both_backends!(
     lifecycle::lapsed_lease_errors_and_frees_the_environment,
     lifecycle::renewed_lease_is_kept,
     lifecycle::the_resolved_sha_is_recorded_once_by_the_holder,
+    lifecycle::auto_deploy_claims_once_and_pauses,
     lifecycle::webhook_deliveries_are_recorded_once,
     concurrency::eight_claimers_two_hundred_deployments_five_environments,
     outbox::outbox_entry_written_rescheduled_delivered_once,

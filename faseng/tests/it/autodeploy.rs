@@ -1,0 +1,446 @@
+//! Auto-deploy on green CI against the fake GitHub: the happy path, every
+//! "never when", and a burst of green events to two faseng processes.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use chima_testkit::github::{FakeCheckRun, FakeGitHub, FakeStatus, deployment_event, send_webhook};
+use chima_testkit::slack::{self as fake_slack, FakeSlack};
+use serde_json::{Value, json};
+
+use crate::harness::{Faseng, SECRET, free_port, get, repo};
+
+const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app",
+    "environments": ["staging", "production"], "notify_room": "C0DEPLOYS",
+    "auto_deploy": {"staging": {"ref": "main", "required_contexts": ["ci/build", "test"]}}}}"#;
+
+const SHA: [&str; 8] = [
+    "1111111111111111111111111111111111111111",
+    "2222222222222222222222222222222222222222",
+    "3333333333333333333333333333333333333333",
+    "4444444444444444444444444444444444444444",
+    "5555555555555555555555555555555555555555",
+    "6666666666666666666666666666666666666666",
+    "7777777777777777777777777777777777777777",
+    "8888888888888888888888888888888888888888",
+];
+
+fn status_event(sha: &str, context: &str, state: &str) -> Value {
+    json!({
+        "id": 1, "sha": sha, "name": "example/app", "target_url": null,
+        "context": context, "description": null, "state": state,
+        "branches": [{"name": "main", "commit": {"sha": sha}}],
+        "repository": {"full_name": "example/app", "name": "app"},
+        "sender": {"login": "ci"}
+    })
+}
+
+fn push_event(sha: &str) -> Value {
+    json!({"ref": "refs/heads/main", "before": "0000000000000000000000000000000000000001", "after": sha,
+           "repository": {"full_name": "example/app", "name": "app"}, "sender": {"login": "dev"}})
+}
+
+fn check_suite_event(sha: &str) -> Value {
+    json!({"action": "completed", "check_suite": {"head_sha": sha, "head_branch": "main", "status": "completed", "conclusion": "success"},
+           "repository": {"full_name": "example/app", "name": "app"}, "sender": {"login": "ci"}})
+}
+
+struct Rig {
+    gh: FakeGitHub,
+    slack: FakeSlack,
+    f: Faseng,
+    n: std::sync::atomic::AtomicU32,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let gh = FakeGitHub::start().await;
+        gh.add_repo("example/app", "main");
+        let slack = FakeSlack::start().await;
+        let f = Faseng::start_with(
+            APPS,
+            Some((&gh.url, &gh.token())),
+            &[
+                ("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN),
+                ("SLACK_API_URL", &slack.url),
+                ("FASENG_API_TOKEN", "auto-token"),
+            ],
+        )
+        .await;
+        Rig {
+            gh,
+            slack,
+            f,
+            n: 0.into(),
+        }
+    }
+
+    /// Sends an event with a fresh delivery id; returns the HTTP status.
+    async fn send(&self, event: &str, body: &Value) -> u16 {
+        let n = self.n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        send_webhook(
+            &format!("{}/webhooks/github", self.f.url),
+            event,
+            &format!("ad-{n}"),
+            SECRET.as_bytes(),
+            body.to_string().as_bytes(),
+        )
+        .await
+        .0
+    }
+
+    fn green(&self, sha: &str) {
+        self.gh.set_ref("example/app", "main", sha);
+        self.gh.set_commit_statuses(
+            "example/app",
+            "main",
+            vec![FakeStatus::new("ci/build", "success")],
+        );
+        self.gh.set_check_runs(
+            "example/app",
+            "main",
+            vec![FakeCheckRun::new("test", "completed", Some("success"))],
+        );
+    }
+
+    /// chima in GitHub mode with faseng's API, as `user`.
+    async fn chima(&self, user: &str, line: &str) -> String {
+        let out = tokio::process::Command::new(crate::slack::chima_binary())
+            .env("APPS_JSON", self.f.dir.path().join("app.json"))
+            .env("GITHUB_TOKEN", self.gh.token())
+            .env("GITHUB_API_URL", &self.gh.url)
+            .env("FASENG_URL", &self.f.url)
+            .env("FASENG_API_TOKEN", "auto-token")
+            .env("USER", user)
+            .env_remove("SLACK_BOT_TOKEN")
+            .args(["run", line])
+            .output()
+            .await
+            .unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    }
+
+    fn deployments(&self) -> Vec<chima_testkit::github::FakeDeployment> {
+        self.gh.deployments("example/app")
+    }
+
+    /// Sends `body` and checks that nothing is deployed (the decision is made
+    /// after the answer, so give it time).
+    async fn nothing_after(&self, event: &str, body: &Value) {
+        let before = self.deployments().len();
+        assert_eq!(self.send(event, body).await, 202);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert_eq!(
+            self.deployments().len(),
+            before,
+            "{event} {body} deployed: {:#?}",
+            self.deployments()
+        );
+    }
+
+    async fn one_more_after(
+        &self,
+        event: &str,
+        body: &Value,
+    ) -> chima_testkit::github::FakeDeployment {
+        let before = self.deployments().len();
+        assert_eq!(self.send(event, body).await, 202);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let all = self.deployments();
+            if all.len() > before {
+                assert_eq!(all.len(), before + 1, "{all:#?}");
+                return all.last().cloned().unwrap();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no auto-deploy: {}",
+                self.f.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn green_ci_deploys_the_head_once_and_it_runs() {
+    let r = Rig::start().await;
+    let (path, sha) = repo(r.f.dir.path(), "#!/bin/sh\necho auto\n");
+    r.gh.set_ref("example/app", "main", &sha);
+    // The push, then statuses one by one: only the last green one deploys.
+    r.nothing_after("push", &push_event(&sha)).await;
+    r.gh.set_commit_statuses(
+        "example/app",
+        "main",
+        vec![FakeStatus::new("ci/build", "success")],
+    );
+    r.nothing_after("status", &status_event(&sha, "ci/build", "success"))
+        .await;
+    r.gh.set_check_runs(
+        "example/app",
+        "main",
+        vec![FakeCheckRun::new("test", "in_progress", None)],
+    );
+    r.nothing_after("check_suite", &check_suite_event(&sha))
+        .await;
+    r.gh.set_check_runs(
+        "example/app",
+        "main",
+        vec![FakeCheckRun::new("test", "completed", Some("success"))],
+    );
+    let d = r
+        .one_more_after("check_suite", &check_suite_event(&sha))
+        .await;
+    assert_eq!(d.sha, sha);
+    assert_eq!(d.environment, "staging");
+    assert_eq!(d.body["description"], "auto-deploy");
+    assert_eq!(d.body["auto_merge"], false);
+    assert_eq!(
+        d.body["payload"]["auto_deploy"]["contexts"],
+        json!(["ci/build", "test"])
+    );
+    assert_eq!(d.body["payload"]["notify"]["room"], "C0DEPLOYS");
+    // More green events for the same sha: still one.
+    r.nothing_after("status", &status_event(&sha, "ci/build", "success"))
+        .await;
+
+    // GitHub delivers the deployment; it runs and reports like any other.
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        d.id,
+        &sha,
+        &sha,
+        "staging",
+        "deploy",
+        d.payload.clone(),
+    );
+    assert_eq!(r.send("deployment", &body).await, 201);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !r.gh.status_states(d.id).contains(&"success".to_string()) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} {}",
+            r.gh.status_states(d.id),
+            r.f.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // In chat: marked as an auto-deploy, with the sha and the contexts.
+    let t = r.chima("alice", "chima deploys app in staging").await;
+    assert!(t.contains(&format!("({}", &sha[..7])), "{t}");
+    assert!(t.contains("[auto-deploy: ci/build, test green]"), "{t}");
+    let t = r.chima("alice", "chima autodeploy app").await;
+    assert!(t.contains(&format!("staging: auto-deploy on, deploys the head of main when ci/build, test are green; last shipped {}", &sha[..7])), "{t}");
+}
+
+#[tokio::test]
+async fn autodeploy_is_paused_and_resumed_from_chat() {
+    let r = Rig::start().await;
+    let t = r
+        .chima("alice", "chima autodeploy app in staging off flaky tests")
+        .await;
+    assert!(
+        t.contains("Auto-deploy of app to staging is off: flaky tests."),
+        "{t}"
+    );
+    let t = r.chima("bob", "chima where can i deploy app").await;
+    assert!(
+        t.contains("staging: auto-deploy off (paused by alice: flaky tests)"),
+        "{t}"
+    );
+    r.green(SHA[6]);
+    r.nothing_after("status", &status_event(SHA[6], "ci/build", "success"))
+        .await;
+    let t = r.chima("bob", "chima autodeploy app in staging on").await;
+    assert!(t.contains("is on again (it was paused by alice)"), "{t}");
+    let t = r
+        .chima("bob", "chima autodeploy app in production off")
+        .await;
+    assert!(t.contains("has no auto-deploy for production"), "{t}");
+    r.one_more_after("status", &status_event(SHA[6], "ci/build", "success"))
+        .await;
+}
+
+#[tokio::test]
+async fn never_when_red_pending_not_head_behind_paused_or_locked() {
+    let r = Rig::start().await;
+    // A required context failed.
+    r.gh.set_ref("example/app", "main", SHA[0]);
+    r.gh.set_commit_statuses(
+        "example/app",
+        "main",
+        vec![FakeStatus::new("ci/build", "failure")],
+    );
+    r.gh.set_check_runs(
+        "example/app",
+        "main",
+        vec![FakeCheckRun::new("test", "completed", Some("success"))],
+    );
+    r.nothing_after("status", &status_event(SHA[0], "ci/build", "failure"))
+        .await;
+    // Pending.
+    r.gh.set_commit_statuses(
+        "example/app",
+        "main",
+        vec![FakeStatus::new("ci/build", "pending")],
+    );
+    r.nothing_after("status", &status_event(SHA[0], "ci/build", "pending"))
+        .await;
+    // Green, but the event's sha is not the head of main.
+    r.green(SHA[1]);
+    r.nothing_after("status", &status_event(SHA[2], "ci/build", "success"))
+        .await;
+    // Another branch.
+    let mut other = status_event(SHA[1], "ci/build", "success");
+    other["branches"] = json!([{"name": "feature"}]);
+    r.nothing_after("status", &other).await;
+    // The first real one.
+    let first = r
+        .one_more_after("status", &status_event(SHA[1], "ci/build", "success"))
+        .await;
+    assert_eq!(first.sha, SHA[1]);
+    // A sha behind the last deployed one.
+    r.green(SHA[3]);
+    r.gh.set_compare("example/app", SHA[1], SHA[3], "behind");
+    r.nothing_after("status", &status_event(SHA[3], "ci/build", "success"))
+        .await;
+    // Paused, then resumed.
+    r.green(SHA[4]);
+    r.f.store
+        .pause_auto_deploy("app", "staging", "alice", Some("incident"))
+        .await
+        .unwrap();
+    r.nothing_after("status", &status_event(SHA[4], "ci/build", "success"))
+        .await;
+    r.f.store
+        .resume_auto_deploy("app", "staging")
+        .await
+        .unwrap();
+    let d = r
+        .one_more_after("status", &status_event(SHA[4], "ci/build", "success"))
+        .await;
+    assert_eq!(d.sha, SHA[4]);
+    // Locked: nothing, and the channel is told once per sha.
+    r.green(SHA[5]);
+    r.f.store
+        .lock("app", "staging", "bob", Some("db migration"), None)
+        .await
+        .unwrap();
+    r.nothing_after("status", &status_event(SHA[5], "ci/build", "success"))
+        .await;
+    r.nothing_after("check_suite", &check_suite_event(SHA[5]))
+        .await;
+    let notices: Vec<_> = r
+        .slack
+        .posted()
+        .into_iter()
+        .filter(|p| {
+            p.text
+                .as_deref()
+                .unwrap_or("")
+                .contains("Not auto-deploying")
+        })
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0].channel, "C0DEPLOYS");
+    assert!(
+        notices[0]
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("staging is locked by bob: db migration")
+    );
+    // A redelivered event is considered once (200, not 202).
+    let body = status_event(SHA[5], "ci/build", "success");
+    let (s1, _) = send_webhook(
+        &format!("{}/webhooks/github", r.f.url),
+        "status",
+        "same",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    let (s2, _) = send_webhook(
+        &format!("{}/webhooks/github", r.f.url),
+        "status",
+        "same",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!((s1, s2), (202, 200));
+}
+
+#[tokio::test]
+async fn a_burst_to_two_faseng_processes_makes_one_deployment() {
+    let r = Rig::start().await;
+    r.green(SHA[7]);
+    // A second faseng on the same database.
+    let port = free_port();
+    let _second = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"))
+        .env("DATABASE_URL", r.f.database_url())
+        .env("APPS_JSON", r.f.dir.path().join("app.json"))
+        .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FASENG_WORKERS", "0")
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("GITHUB_TOKEN", r.gh.token())
+        .env("GITHUB_API_URL", &r.gh.url)
+        .env_remove("SLACK_BOT_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let second = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while get(&format!("{second}/healthz")).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "second faseng did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut sends = Vec::new();
+    for i in 0..20 {
+        let target = if i % 2 == 0 {
+            r.f.url.clone()
+        } else {
+            second.clone()
+        };
+        let (event, body) = if i % 3 == 0 {
+            ("check_suite", check_suite_event(SHA[7]))
+        } else {
+            ("status", status_event(SHA[7], "ci/build", "success"))
+        };
+        sends.push(tokio::spawn(async move {
+            send_webhook(
+                &format!("{target}/webhooks/github"),
+                event,
+                &format!("burst-{i}"),
+                SECRET.as_bytes(),
+                body.to_string().as_bytes(),
+            )
+            .await
+            .0
+        }));
+    }
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 202);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while r.deployments().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no deployment: {}",
+            r.f.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(r.deployments().len(), 1, "{:#?}", r.deployments());
+}
