@@ -2,6 +2,8 @@
 
 mod api;
 mod health;
+mod html;
+mod live;
 mod pages;
 mod webhook;
 

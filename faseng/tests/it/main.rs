@@ -5,5 +5,6 @@ mod autodeploy;
 mod e2e;
 mod harness;
 mod ops;
+mod pages;
 mod slack;
 mod webhooks;
