@@ -289,3 +289,92 @@ pub fn autodeploy_line(
     };
     format!("  {env}: auto-deploy {state}, {what}{shipped}")
 }
+
+/// Where auto-deploy pauses live: the local store (embedded) or faseng's API.
+#[async_trait::async_trait]
+pub trait AutoDeploySwitch: Sync {
+    async fn pause(
+        &self,
+        app: &str,
+        env: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()>;
+    async fn resume(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<Option<chima_store::AutoDeployPause>>;
+    async fn state(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<(
+        Option<chima_store::AutoDeployPause>,
+        Option<chima_store::AutoDeploy>,
+    )>;
+}
+
+/// `autodeploy <app> [in <env> on|off [reason]]`, the same in both modes.
+#[allow(clippy::too_many_arguments)]
+pub async fn autodeploy(
+    apps: &Apps,
+    default_env: &str,
+    switch: &dyn AutoDeploySwitch,
+    app: &str,
+    env: Option<String>,
+    enabled: Option<bool>,
+    reason: Option<String>,
+    user: &str,
+    to: &Say,
+) -> anyhow::Result<Ending> {
+    let a = match apps.app(app) {
+        Ok(a) => a,
+        Err(r) => return Ok(refuse(to, &r)),
+    };
+    if let (Some(env), Some(on)) = (env, enabled) {
+        let t = match apps.target(app, Some(&env), default_env) {
+            Ok(t) => t,
+            Err(r) => return Ok(refuse(to, &r)),
+        };
+        let (name, env) = (&a.name, t.environment);
+        if !a.auto_deploy.contains_key(env) {
+            say(
+                to,
+                format!("{name} has no auto-deploy for {env} in app.json; nothing to switch."),
+            );
+            return Ok(Ending::Failed);
+        }
+        if on {
+            let text = match switch.resume(name, env).await? {
+                Some(p) => format!(
+                    "Auto-deploy of {name} to {env} is on again (it was paused by {}).",
+                    p.paused_by
+                ),
+                None => format!("Auto-deploy of {name} to {env} was already on."),
+            };
+            say(to, text);
+        } else {
+            switch.pause(name, env, user, reason.as_deref()).await?;
+            say(
+                to,
+                format!(
+                    "Auto-deploy of {name} to {env} is off{}. Say `autodeploy {name} in {env} on` to resume.",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+            );
+        }
+        return Ok(Ending::Ok);
+    }
+    if a.auto_deploy.is_empty() {
+        say(to, format!("{} has no auto-deploy in app.json.", a.name));
+        return Ok(Ending::Ok);
+    }
+    let mut lines = vec![format!("Auto-deploy of {}:", a.name)];
+    for (env, rule) in &a.auto_deploy {
+        let (pause, last) = switch.state(&a.name, env).await?;
+        lines.push(autodeploy_line(env, rule, pause.as_ref(), last.as_ref()));
+    }
+    say(to, lines.join("\n"));
+    Ok(Ending::Ok)
+}

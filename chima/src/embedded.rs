@@ -159,8 +159,8 @@ impl Embedded {
                         None => lines.push(format!("  {}", env.name)),
                     }
                     if let Some(rule) = app.auto_deploy.get(&env.name) {
-                        let pause = self.store.auto_deploy_pause(&app.name, &env.name).await?;
-                        let last = self.store.last_auto_deploy(&app.name, &env.name).await?;
+                        let (pause, last) =
+                            crate::bot::AutoDeploySwitch::state(self, &app.name, &env.name).await?;
                         lines.push(crate::bot::autodeploy_line(
                             &env.name,
                             rule,
@@ -282,78 +282,18 @@ impl Embedded {
                 enabled,
                 reason,
             } => {
-                let a = match apps.app(&app) {
-                    Ok(a) => a,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                if let (Some(env), Some(on)) = (env, enabled) {
-                    let t = match apps.target(&app, Some(&env), default_env) {
-                        Ok(t) => t,
-                        Err(r) => return Ok(refuse(to, &r)),
-                    };
-                    if !a.auto_deploy.contains_key(t.environment) {
-                        say(
-                            to,
-                            format!(
-                                "{} has no auto-deploy for {} in app.json; nothing to switch.",
-                                a.name, t.environment
-                            ),
-                        );
-                        return Ok(Ending::Failed);
-                    }
-                    if on {
-                        let was = self
-                            .store
-                            .resume_auto_deploy(&a.name, t.environment)
-                            .await?;
-                        say(
-                            to,
-                            match was {
-                                Some(p) => format!(
-                                    "Auto-deploy of {} to {} is on again (it was paused by {}).",
-                                    a.name, t.environment, p.paused_by
-                                ),
-                                None => format!(
-                                    "Auto-deploy of {} to {} was already on.",
-                                    a.name, t.environment
-                                ),
-                            },
-                        );
-                    } else {
-                        self.store
-                            .pause_auto_deploy(&a.name, t.environment, user, reason.as_deref())
-                            .await?;
-                        say(
-                            to,
-                            format!(
-                                "Auto-deploy of {} to {} is off{}. Say `autodeploy {} in {} on` to resume.",
-                                a.name,
-                                t.environment,
-                                reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                                a.name,
-                                t.environment
-                            ),
-                        );
-                    }
-                    return Ok(Ending::Ok);
-                }
-                if a.auto_deploy.is_empty() {
-                    say(to, format!("{} has no auto-deploy in app.json.", a.name));
-                    return Ok(Ending::Ok);
-                }
-                let mut lines = vec![format!("Auto-deploy of {}:", a.name)];
-                for (env, rule) in &a.auto_deploy {
-                    let pause = self.store.auto_deploy_pause(&a.name, env).await?;
-                    let last = self.store.last_auto_deploy(&a.name, env).await?;
-                    lines.push(crate::bot::autodeploy_line(
-                        env,
-                        rule,
-                        pause.as_ref(),
-                        last.as_ref(),
-                    ));
-                }
-                say(to, lines.join("\n"));
-                Ok(Ending::Ok)
+                crate::bot::autodeploy(
+                    apps,
+                    default_env,
+                    self,
+                    &app,
+                    env,
+                    enabled,
+                    reason,
+                    user,
+                    to,
+                )
+                .await
             }
             Command::Cancel { app, env } => {
                 let target = match apps.target(&app, Some(&env), default_env) {
@@ -543,4 +483,40 @@ fn notification(d: &Deployment, state: DeploymentState) -> Option<String> {
         DeploymentState::Errored => format!("{head} could not run: {reason}."),
         DeploymentState::Cancelled => format!("{head} was cancelled: {reason}."),
     })
+}
+
+#[async_trait::async_trait]
+impl crate::bot::AutoDeploySwitch for Embedded {
+    async fn pause(
+        &self,
+        app: &str,
+        env: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        self.store.pause_auto_deploy(app, env, by, reason).await?;
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<Option<chima_store::AutoDeployPause>> {
+        Ok(self.store.resume_auto_deploy(app, env).await?)
+    }
+
+    async fn state(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<(
+        Option<chima_store::AutoDeployPause>,
+        Option<chima_store::AutoDeploy>,
+    )> {
+        Ok((
+            self.store.auto_deploy_pause(app, env).await?,
+            self.store.last_auto_deploy(app, env).await?,
+        ))
+    }
 }

@@ -2,6 +2,7 @@
 //! which faseng receives by webhook and runs. Every answer GitHub can give
 //! gets its own reply, so nobody is left guessing.
 
+use anyhow::Context;
 use chima_command::Command;
 use chima_config::{Apps, DeploymentRequest};
 use chima_github::{CreateOutcome, DeploymentBody, GitHub, GitHubError};
@@ -187,9 +188,9 @@ impl GitHubBackend {
                         )),
                         None => lines.push(format!("  {}", env.name)),
                     }
-                    if let (Some(rule), Some(api)) = (app.auto_deploy.get(&env.name), api) {
+                    if let Some(rule) = app.auto_deploy.get(&env.name) {
                         let (pause, last) =
-                            self.autodeploy_state(api, &app.name, &env.name).await?;
+                            crate::bot::AutoDeploySwitch::state(self, &app.name, &env.name).await?;
                         lines.push(crate::bot::autodeploy_line(
                             &env.name,
                             rule,
@@ -207,85 +208,18 @@ impl GitHubBackend {
                 enabled,
                 reason,
             } => {
-                let Some(api) = api else {
-                    return Ok(Ending::Usage);
-                };
-                let a = match apps.app(&app) {
-                    Ok(a) => a,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                if let (Some(env), Some(on)) = (env, enabled) {
-                    let t = match apps.target(&app, Some(&env), default_env) {
-                        Ok(t) => t,
-                        Err(r) => return Ok(refuse(to, &r)),
-                    };
-                    if !a.auto_deploy.contains_key(t.environment) {
-                        say(
-                            to,
-                            format!(
-                                "{} has no auto-deploy for {} in app.json; nothing to switch.",
-                                a.name, t.environment
-                            ),
-                        );
-                        return Ok(Ending::Failed);
-                    }
-                    let path = format!("/autodeploy/{}/{}", enc(&a.name), enc(t.environment));
-                    if on {
-                        let r = api.call(Method::DELETE, &path, None).await?;
-                        let was: Option<chima_store::AutoDeployPause> =
-                            serde_json::from_value(r.body["resumed"].clone())
-                                .ok()
-                                .flatten();
-                        say(
-                            to,
-                            match was {
-                                Some(p) => format!(
-                                    "Auto-deploy of {} to {} is on again (it was paused by {}).",
-                                    a.name, t.environment, p.paused_by
-                                ),
-                                None => format!(
-                                    "Auto-deploy of {} to {} was already on.",
-                                    a.name, t.environment
-                                ),
-                            },
-                        );
-                    } else {
-                        api.call(
-                            Method::PUT,
-                            &path,
-                            Some(&json!({"by": user, "reason": reason})),
-                        )
-                        .await?;
-                        say(
-                            to,
-                            format!(
-                                "Auto-deploy of {} to {} is off{}. Say `autodeploy {} in {} on` to resume.",
-                                a.name,
-                                t.environment,
-                                reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                                a.name,
-                                t.environment
-                            ),
-                        );
-                    }
-                    return Ok(Ending::Ok);
-                }
-                if a.auto_deploy.is_empty() {
-                    say(to, format!("{} has no auto-deploy in app.json.", a.name));
-                    return Ok(Ending::Ok);
-                }
-                let mut lines = vec![format!("Auto-deploy of {}:", a.name)];
-                for (env, rule) in &a.auto_deploy {
-                    let (pause, last) = self.autodeploy_state(api, &a.name, env).await?;
-                    lines.push(crate::bot::autodeploy_line(
-                        env,
-                        rule,
-                        pause.as_ref(),
-                        last.as_ref(),
-                    ));
-                }
-                say(to, lines.join("\n"));
-                Ok(Ending::Ok)
+                crate::bot::autodeploy(
+                    apps,
+                    default_env,
+                    self,
+                    &app,
+                    env,
+                    enabled,
+                    reason,
+                    user,
+                    to,
+                )
+                .await
             }
             Command::Lock { app, env, reason } => {
                 let Some(api) = api else {
@@ -603,28 +537,6 @@ impl GitHubBackend {
         }
     }
 
-    async fn autodeploy_state(
-        &self,
-        api: &FasengApi,
-        app: &str,
-        env: &str,
-    ) -> anyhow::Result<(
-        Option<chima_store::AutoDeployPause>,
-        Option<chima_store::AutoDeploy>,
-    )> {
-        let a = api
-            .get(&format!("/autodeploy/{}/{}", enc(app), enc(env)))
-            .await?;
-        Ok((
-            serde_json::from_value(a.body["pause"].clone())
-                .ok()
-                .flatten(),
-            serde_json::from_value(a.body["last"].clone())
-                .ok()
-                .flatten(),
-        ))
-    }
-
     /// A forced deployment of `sha`, as the rolled-back-to deployment was made.
     fn rollback_request(
         &self,
@@ -673,5 +585,62 @@ fn age(d: chrono::TimeDelta) -> String {
         60..3600 => format!("{}m", s / 60),
         3600..86400 => format!("{}h", s / 3600),
         _ => format!("{}d", s / 86400),
+    }
+}
+
+/// Auto-deploy pauses live in faseng's store: reached through its API.
+#[async_trait::async_trait]
+impl crate::bot::AutoDeploySwitch for GitHubBackend {
+    async fn pause(
+        &self,
+        app: &str,
+        env: &str,
+        by: &str,
+        reason: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let path = format!("/autodeploy/{}/{}", enc(app), enc(env));
+        api.call(
+            Method::PUT,
+            &path,
+            Some(&json!({"by": by, "reason": reason})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn resume(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<Option<chima_store::AutoDeployPause>> {
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let path = format!("/autodeploy/{}/{}", enc(app), enc(env));
+        let r = api.call(Method::DELETE, &path, None).await?;
+        Ok(serde_json::from_value(r.body["resumed"].clone())
+            .ok()
+            .flatten())
+    }
+
+    async fn state(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> anyhow::Result<(
+        Option<chima_store::AutoDeployPause>,
+        Option<chima_store::AutoDeploy>,
+    )> {
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let a = api
+            .get(&format!("/autodeploy/{}/{}", enc(app), enc(env)))
+            .await?;
+        Ok((
+            serde_json::from_value(a.body["pause"].clone())
+                .ok()
+                .flatten(),
+            serde_json::from_value(a.body["last"].clone())
+                .ok()
+                .flatten(),
+        ))
     }
 }

@@ -159,21 +159,12 @@ impl Settings {
 
     /// The GitHub client, when credentials are set.
     pub fn github(&self) -> anyhow::Result<Option<GitHub>> {
-        let auth = match (
-            &self.github_token,
+        let auth = Auth::from_settings(
+            self.github_token.as_deref(),
             self.github_app_id,
-            &self.github_app_private_key,
-        ) {
-            (Some(t), _, _) if !t.is_empty() => Auth::Token(Secret::new(t.clone())),
-            (_, Some(app_id), Some(key)) => Auth::App {
-                app_id,
-                private_key: Secret::new(key.clone()),
-            },
-            (_, Some(_), None) => {
-                anyhow::bail!("GITHUB_APP_ID is set but GITHUB_APP_PRIVATE_KEY is not")
-            }
-            _ => return Ok(None),
-        };
+            self.github_app_private_key.as_deref(),
+        )?;
+        let Some(auth) = auth else { return Ok(None) };
         let gh = GitHub::new(GitHubConfig {
             api_url: self.github_api_url.clone(),
             auth,

@@ -127,21 +127,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
     use chima_github::{Auth, GitHub, GitHubConfig};
-    let auth = match (
-        &args.github_token,
+    let auth = Auth::from_settings(
+        args.github_token.as_deref(),
         args.github_app_id,
-        &args.github_app_private_key,
-    ) {
-        (Some(t), _, _) if !t.is_empty() => Auth::Token(Secret::new(t.clone())),
-        (_, Some(app_id), Some(key)) => Auth::App {
-            app_id,
-            private_key: Secret::new(key.clone()),
-        },
-        (_, Some(_), None) => {
-            anyhow::bail!("GITHUB_APP_ID is set but GITHUB_APP_PRIVATE_KEY is not")
-        }
-        _ => return Ok(None),
-    };
+        args.github_app_private_key.as_deref(),
+    )?;
+    let Some(auth) = auth else { return Ok(None) };
     let gh = GitHub::new(GitHubConfig {
         api_url: args.github_api_url.clone(),
         auth,

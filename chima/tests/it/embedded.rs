@@ -229,7 +229,8 @@ fn a_killed_process_leaves_a_deployment_that_ends_worker_lost() {
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut t = text(&o);
-    while !(t.contains("#1 errored app/main to staging by tester") && t.contains("): worker lost")) {
+    while !(t.contains("#1 errored app/main to staging by tester") && t.contains("): worker lost"))
+    {
         assert!(std::time::Instant::now() < deadline, "{t}");
         std::thread::sleep(Duration::from_millis(200));
         t = text(
@@ -264,21 +265,49 @@ fn operator_commands_and_their_refusals() {
     // Nothing to cancel, nothing to roll back to.
     let (code, t) = run_as(&db, &apps, "alice", "chima cancel app in staging");
     assert_eq!(code, 1, "{t}");
-    assert!(t.contains("Nothing is running or queued for app in staging; nothing to cancel."), "{t}");
+    assert!(
+        t.contains("Nothing is running or queued for app in staging; nothing to cancel."),
+        "{t}"
+    );
     let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
     assert_eq!(code, 1);
-    assert!(t.contains("Nothing ever deployed app to staging successfully"), "{t}");
+    assert!(
+        t.contains("Nothing ever deployed app to staging successfully"),
+        "{t}"
+    );
 
     // Two deploys of two commits; rollback goes back to the first.
     let (code, t) = run_as(&db, &apps, "alice", "chima deploy app");
     assert_eq!(code, 0, "{t}");
     let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
     assert_eq!(code, 1);
-    assert!(t.contains("there is nothing before it to roll back to"), "{t}");
+    assert!(
+        t.contains("there is nothing before it to roll back to"),
+        "{t}"
+    );
     let repo = dir.path().join("repo");
     std::fs::write(repo.join("NEW"), "x").unwrap();
-    for args in [vec!["add", "-A"], vec!["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "second"]] {
-        assert!(Command::new("git").arg("-C").arg(&repo).args(&args).status().unwrap().success());
+    for args in [
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "second",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     let (code, _) = run_as(&db, &apps, "alice", "chima deploy app");
     assert_eq!(code, 0);
@@ -299,29 +328,59 @@ fn operator_commands_and_their_refusals() {
     }
 
     // Locks: with expiry, refused to others, lifted by anyone with the locker told.
-    let (code, t) = run_as(&db, &apps, "alice", "chima lock app in staging for 2h release freeze");
+    let (code, t) = run_as(
+        &db,
+        &apps,
+        "alice",
+        "chima lock app in staging for 2h release freeze",
+    );
     assert_eq!(code, 0, "{t}");
-    assert!(t.contains("Locked app in staging: release freeze (until "), "{t}");
+    assert!(
+        t.contains("Locked app in staging: release freeze (until "),
+        "{t}"
+    );
     let (code, t) = run_as(&db, &apps, "bob", "chima lock app in staging mine");
     assert_eq!(code, 1);
-    assert!(t.contains("app in staging is already locked by alice: release freeze."), "{t}");
+    assert!(
+        t.contains("app in staging is already locked by alice: release freeze."),
+        "{t}"
+    );
     let (_, t) = run_as(&db, &apps, "bob", "chima where can i deploy app?");
-    assert!(t.contains("staging (locked by alice: release freeze)"), "{t}");
+    assert!(
+        t.contains("staging (locked by alice: release freeze)"),
+        "{t}"
+    );
     let (code, t) = run_as(&db, &apps, "bob", "chima deploy app");
     assert_eq!(code, 1);
-    assert!(t.contains("staging is locked by alice: release freeze. Nothing was deployed."), "{t}");
+    assert!(
+        t.contains("staging is locked by alice: release freeze. Nothing was deployed."),
+        "{t}"
+    );
     let (code, _) = run_as(&db, &apps, "alice", "chima deploy app");
     assert_eq!(code, 0, "the locker may still deploy");
     let (code, t) = run_as(&db, &apps, "bob", "chima unlock app in staging");
     assert_eq!(code, 0);
-    assert!(t.contains("Unlocked app in staging. alice, your lock was lifted by bob."), "{t}");
+    assert!(
+        t.contains("Unlocked app in staging. alice, your lock was lifted by bob."),
+        "{t}"
+    );
     let (_, t) = run_as(&db, &apps, "bob", "chima unlock app in staging");
     assert!(t.contains("was not locked; nothing to do"), "{t}");
 
     // help lists every command with a line each.
     let (code, t) = run_as(&db, &apps, "bob", "chima help");
     assert_eq!(code, 0);
-    for word in ["deploy[:task]", "deploys", "where can i deploy", "lock", "unlock", "cancel", "rollback", "status", "deploy:version"] {
+    for word in [
+        "deploy[:task]",
+        "deploys",
+        "where can i deploy",
+        "lock",
+        "unlock",
+        "cancel",
+        "rollback",
+        "status",
+        "deploy:version",
+    ] {
         assert!(t.contains(word), "help lacks {word}: {t}");
     }
 }
@@ -330,7 +389,10 @@ fn operator_commands_and_their_refusals() {
 fn cancel_stops_a_running_deploy_from_another_chima() {
     let dir = tempfile::tempdir().unwrap();
     let started = dir.path().join("started");
-    let apps = project(dir.path(), &format!("#!/bin/sh\ntouch {}\nsleep 300\n", started.display()));
+    let apps = project(
+        dir.path(),
+        &format!("#!/bin/sh\ntouch {}\nsleep 300\n", started.display()),
+    );
     let db = dir.path().join("s.db");
     let runner = chima(&db)
         .arg("--apps")
@@ -347,7 +409,10 @@ fn cancel_stops_a_running_deploy_from_another_chima() {
     }
     let (code, t) = run_as(&db, &apps, "bob", "chima cancel app in staging");
     assert_eq!(code, 0, "{t}");
-    assert!(t.contains("Stopping deployment #1 of app/main to staging"), "{t}");
+    assert!(
+        t.contains("Stopping deployment #1 of app/main to staging"),
+        "{t}"
+    );
     let out = runner.wait_with_output().unwrap();
     let t = text(&out);
     assert_eq!(out.status.code(), Some(1), "{t}");

@@ -405,8 +405,22 @@ fn auto_deploy_rules_are_checked() {
         "auto_deploy": {"qa": {}, "production": {"ref": "main"}, "staging": {"reff": "x", "required_contexts": []}}}}"#,
     )
     .join("\n");
-    assert!(e.contains("`auto_deploy` names `qa`, which is not one of the app's environments"), "{e}");
-    assert!(e.contains("production is a production environment, so list its `required_contexts` explicitly"), "{e}");
-    assert!(e.contains("unknown field `reff`, did you mean `ref`?"), "{e}");
-    assert!(e.contains("`auto_deploy.staging.required_contexts` must list at least one context name"), "{e}");
+    assert!(
+        e.contains("`auto_deploy` names `qa`, which is not one of the app's environments"),
+        "{e}"
+    );
+    assert!(
+        e.contains(
+            "production is a production environment, so list its `required_contexts` explicitly"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("unknown field `reff`, did you mean `ref`?"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`auto_deploy.staging.required_contexts` must list at least one context name"),
+        "{e}"
+    );
 }

@@ -210,9 +210,18 @@ impl GitHub {
     /// last one deployed.
     pub async fn compare(&self, repo: &str, base: &str, head: &str) -> Result<String, GitHubError> {
         let repo = check_repo(repo)?;
-        let ok = |s: &str| !s.is_empty() && s.len() <= 255 && !s.starts_with('-') && !s.contains("..") && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b));
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 255
+                && !s.starts_with('-')
+                && !s.contains("..")
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
+        };
         if !ok(base) || !ok(head) {
-            return Err(GitHubError::invalid(format!("cannot compare `{base}` with `{head}`")));
+            return Err(GitHubError::invalid(format!(
+                "cannot compare `{base}` with `{head}`"
+            )));
         }
         #[derive(Deserialize)]
         struct Comparison {

@@ -65,6 +65,33 @@ pub enum Auth {
     App { app_id: u64, private_key: Secret },
 }
 
+impl Auth {
+    /// The credentials the settings name (`GITHUB_TOKEN`, or `GITHUB_APP_ID` +
+    /// `GITHUB_APP_PRIVATE_KEY`), `None` when none are set. A token wins over
+    /// an App; an App id without its key is an error, not a silent fallback.
+    pub fn from_settings(
+        token: Option<&str>,
+        app_id: Option<u64>,
+        private_key: Option<&str>,
+    ) -> Result<Option<Auth>, GitHubError> {
+        match (
+            token.filter(|t| !t.is_empty()),
+            app_id,
+            private_key.filter(|k| !k.is_empty()),
+        ) {
+            (Some(t), _, _) => Ok(Some(Auth::Token(Secret::new(t)))),
+            (None, Some(app_id), Some(key)) => Ok(Some(Auth::App {
+                app_id,
+                private_key: Secret::new(key),
+            })),
+            (None, Some(_), None) => Err(GitHubError::invalid(
+                "GITHUB_APP_ID is set but GITHUB_APP_PRIVATE_KEY is not",
+            )),
+            (None, None, _) => Ok(None),
+        }
+    }
+}
+
 /// A GitHub client. Cheap to clone (one `Arc`); clones share connections and the
 /// installation token cache.
 #[derive(Clone)]

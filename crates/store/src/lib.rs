@@ -254,10 +254,7 @@ pub trait Store: Send + Sync {
     /// Every event of one deployment, delivered or not, oldest first (admin pages, tests).
     async fn outbox_for_deployment(&self, id: i64) -> Result<Vec<OutboxEntry>>;
 
-    // ---- chat messages ----------------------------------------------------------------
-
-    /// The chat message that reports this deployment, if one was posted.
-    // --- auto-deploy -------------------------------------------------------
+    // ---- auto-deploy ------------------------------------------------------------------
 
     /// Claims `sha` for an auto-deploy to app+environment: `true` for the one
     /// caller that gets it (across processes), `false` when it was claimed.
@@ -308,6 +305,9 @@ pub trait Store: Send + Sync {
         environment: &str,
     ) -> Result<Option<AutoDeployPause>>;
 
+    // ---- chat messages ----------------------------------------------------------------
+
+    /// The chat message that reports this deployment, if one was posted.
     async fn chat_message(&self, deployment_id: i64) -> Result<Option<ChatMessage>>;
 
     /// Records the chat message that reports this deployment (after posting it), so that

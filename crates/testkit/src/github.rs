@@ -787,8 +787,17 @@ fn route_request(
                         .compares
                         .get(&format!("{repo}|{b}|{h}"))
                         .cloned()
-                        .unwrap_or_else(|| if b == h { "identical".into() } else { "ahead".into() });
-                    json_response(StatusCode::OK, &json!({"status": status, "ahead_by": 1, "behind_by": 0}))
+                        .unwrap_or_else(|| {
+                            if b == h {
+                                "identical".into()
+                            } else {
+                                "ahead".into()
+                            }
+                        });
+                    json_response(
+                        StatusCode::OK,
+                        &json!({"status": status, "ahead_by": 1, "behind_by": 0}),
+                    )
                 }
                 _ => github_error(StatusCode::NOT_FOUND, "Not Found"),
             }

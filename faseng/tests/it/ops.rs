@@ -25,32 +25,56 @@ fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
             let kind = parts.next().unwrap();
             let name = parts.next().unwrap_or_default();
             assert!(matches!(kind, "HELP" | "TYPE"), "bad comment: {line}");
-            assert!(!name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad name: {line}");
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "bad name: {line}"
+            );
             if kind == "TYPE" {
                 let t = parts.next().unwrap_or_default();
-                assert!(matches!(t, "counter" | "gauge" | "histogram" | "summary" | "untyped"), "bad type: {line}");
+                assert!(
+                    matches!(t, "counter" | "gauge" | "histogram" | "summary" | "untyped"),
+                    "bad type: {line}"
+                );
                 typed.insert(name.to_string());
             }
             continue;
         }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
         let name = series.split('{').next().unwrap();
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "bad series: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                assert!(labels.starts_with('{') && labels.ends_with('}'), "bad labels: {line}");
-                for pair in labels[1..labels.len() - 1].split(',') {
-                    let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("bad label: {line}"));
-                    assert!(!k.is_empty() && v.starts_with('"') && v.ends_with('"'), "bad label: {line}");
-                }
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad series: {line}"
+        );
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels: {line}"
+            );
+            for pair in labels[1..labels.len() - 1].split(',') {
+                let (k, v) = pair
+                    .split_once('=')
+                    .unwrap_or_else(|| panic!("bad label: {line}"));
+                assert!(
+                    !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                    "bad label: {line}"
+                );
             }
         }
         let base = name
             .trim_end_matches("_bucket")
             .trim_end_matches("_sum")
             .trim_end_matches("_count");
-        assert!(typed.contains(name) || typed.contains(base), "sample without TYPE: {line}");
+        assert!(
+            typed.contains(name) || typed.contains(base),
+            "sample without TYPE: {line}"
+        );
         samples.insert(series.to_string(), value);
     }
     samples
@@ -60,22 +84,58 @@ fn parse_prometheus(text: &str) -> std::collections::BTreeMap<String, f64> {
 async fn metrics_are_prometheus_text_and_move_with_webhooks_and_jobs() {
     let f = Faseng::start(APPS, None).await;
     let before = parse_prometheus(&get(&format!("{}/metrics", f.url)).await.1);
-    assert_eq!(before.get("faseng_deployments{state=\"succeeded\"}"), Some(&0.0));
+    assert_eq!(
+        before.get("faseng_deployments{state=\"succeeded\"}"),
+        Some(&0.0)
+    );
 
     let (path, sha) = repo(f.dir.path(), "#!/bin/sh\necho metrics\n");
-    let body = deployment_event("example/app", &path.to_string_lossy(), 9001, &sha, "main", "staging", "deploy", json!({}));
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        9001,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        json!({}),
+    );
     let hook = format!("{}/webhooks/github", f.url);
-    let (s, _) = send_webhook(&hook, "deployment", "m1", SECRET.as_bytes(), body.to_string().as_bytes()).await;
+    let (s, _) = send_webhook(
+        &hook,
+        "deployment",
+        "m1",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(s, 201);
-    let (s, _) = send_webhook(&hook, "deployment", "m2", b"wrong", body.to_string().as_bytes()).await;
+    let (s, _) = send_webhook(
+        &hook,
+        "deployment",
+        "m2",
+        b"wrong",
+        body.to_string().as_bytes(),
+    )
+    .await;
     assert_eq!(s, 401);
     let d = f.store.find_by_github_id(9001).await.unwrap().unwrap();
     assert_eq!(f.wait_done(d.id).await.state, DeploymentState::Succeeded);
 
     let after = parse_prometheus(&get(&format!("{}/metrics", f.url)).await.1);
-    assert_eq!(after.get("faseng_webhooks_received_total{event=\"deployment\"}"), Some(&1.0), "{after:#?}");
-    assert_eq!(after.get("faseng_webhooks_rejected_total{reason=\"signature\"}"), Some(&1.0));
-    assert_eq!(after.get("faseng_deployments{state=\"succeeded\"}"), Some(&1.0));
+    assert_eq!(
+        after.get("faseng_webhooks_received_total{event=\"deployment\"}"),
+        Some(&1.0),
+        "{after:#?}"
+    );
+    assert_eq!(
+        after.get("faseng_webhooks_rejected_total{reason=\"signature\"}"),
+        Some(&1.0)
+    );
+    assert_eq!(
+        after.get("faseng_deployments{state=\"succeeded\"}"),
+        Some(&1.0)
+    );
     assert_eq!(after.get("faseng_queue_wait_seconds_count"), Some(&1.0));
     assert_eq!(after.get("faseng_run_seconds_count"), Some(&1.0));
     assert!(after.contains_key("faseng_outbox_backlog"));
@@ -110,7 +170,11 @@ async fn queue(f: &Faseng, key: &str, script: &str) -> i64 {
 async fn wait_running(f: &Faseng, id: i64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while f.store.get_deployment(id).await.unwrap().unwrap().state != DeploymentState::Running {
-        assert!(tokio::time::Instant::now() < deadline, "never ran: {}", f.log());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never ran: {}",
+            f.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -130,7 +194,10 @@ async fn sigterm_lets_short_deploys_finish_and_cancels_long_ones_after_the_grace
     assert_eq!(s.state, DeploymentState::Succeeded, "{:?}", s.reason);
     let l = f.store.get_deployment(long).await.unwrap().unwrap();
     assert_eq!(l.state, DeploymentState::Cancelled);
-    assert_eq!(l.reason.as_deref(), Some("cancelled by faseng (shutting down; the grace period ended)"));
+    assert_eq!(
+        l.reason.as_deref(),
+        Some("cancelled by faseng (shutting down; the grace period ended)")
+    );
     let running = f
         .store
         .count_by_state()
