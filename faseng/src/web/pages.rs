@@ -390,6 +390,8 @@ struct Row {
     queued_more: bool,
     last: Option<Deployment>,
     lock: Option<Lock>,
+    /// Auto-deploy state, for environments app.json auto-deploys.
+    auto: Option<String>,
 }
 
 pub async fn index(State(state): State<AppState>, Query(q): Query<Signed>) -> Response {
@@ -456,11 +458,47 @@ async fn build_index(state: &AppState) -> Result<(Vec<Row>, Vec<Deployment>, boo
     for r in results {
         let mut r = r?;
         r.lock = locks.remove(&(r.app.clone(), r.env.clone()));
+        r.auto = auto_deploy_state(state, &r.app, &r.env).await?;
         rows.push(r);
     }
     let mut recent = recent;
     recent.truncate(RECENT_SHOWN);
     Ok((rows, recent, cut))
+}
+
+/// "auto-deploy on (main)" / "auto-deploy paused by alice: reason", with the
+/// last sha it shipped, for environments that auto-deploy.
+async fn auto_deploy_state(
+    state: &AppState,
+    app: &str,
+    env: &str,
+) -> Result<Option<String>, StoreError> {
+    let Some(rule) = state
+        .apps
+        .as_ref()
+        .and_then(|a| a.get(app))
+        .and_then(|a| a.auto_deploy.get(env))
+    else {
+        return Ok(None);
+    };
+    let mut text = match state.store.auto_deploy_pause(app, env).await? {
+        Some(p) => format!(
+            "auto-deploy paused by {}{}",
+            p.paused_by,
+            p.reason.map(|r| format!(": {r}")).unwrap_or_default()
+        ),
+        None => format!(
+            "auto-deploy on ({})",
+            rule.git_ref.as_deref().unwrap_or("default branch")
+        ),
+    };
+    if let Some(last) = state.store.last_auto_deploy(app, env).await? {
+        text.push_str(&format!(
+            ", last shipped {}",
+            &last.sha[..last.sha.len().min(7)]
+        ));
+    }
+    Ok(Some(text))
 }
 
 async fn row(
@@ -514,6 +552,7 @@ async fn row(
         queued_more,
         last,
         lock: None,
+        auto: None,
     })
 }
 
@@ -542,7 +581,7 @@ fn render_index(
     } else {
         b.push_str(
             "<table id=envs>\n<tr><th>app</th><th>environment</th><th>now</th>\
-             <th>last finished</th><th>lock</th></tr>\n",
+             <th>last finished</th><th>lock, auto-deploy</th></tr>\n",
         );
         let mut prev_app: Option<&str> = None;
         for r in rows {
@@ -682,6 +721,15 @@ fn last_cell(r: &Row, link: &dyn Fn(&Deployment) -> String, now: DateTime<Utc>) 
 }
 
 fn lock_cell(r: &Row, now: DateTime<Utc>) -> String {
+    let auto = r
+        .auto
+        .as_deref()
+        .map(|a| format!("<br><span class=\"small auto\">{}</span>", esc(a)))
+        .unwrap_or_default();
+    lock_only(r, now) + &auto
+}
+
+fn lock_only(r: &Row, now: DateTime<Utc>) -> String {
     let Some(l) = &r.lock else {
         return "<span class=muted>-</span>".to_string();
     };

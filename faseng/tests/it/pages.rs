@@ -22,7 +22,7 @@ use crate::harness::{Faseng, SECRET, get};
 /// The signer faseng uses, keyed as the harness starts it (by the webhook secret).
 #[allow(dead_code)]
 #[path = "../../src/links.rs"]
-mod links;
+pub(crate) mod links;
 
 const WORKER: &str = "pages-test";
 const SHA: &str = "4f1c0ffee0ddba11c0de5eed0123456789abcdef";
