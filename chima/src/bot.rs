@@ -116,6 +116,26 @@ impl Bot {
                 }
             }
             other => match &self.backend {
+                Backend::Embedded(e) if is_env_command(&other) => env_command(
+                    &self.apps,
+                    &self.default_env,
+                    e,
+                    &other,
+                    &chat.requester.user_name,
+                    to,
+                )
+                .await
+                .map(|r| r.unwrap_or(Ending::Usage)),
+                Backend::GitHub(g) if is_env_command(&other) && g.faseng.is_some() => env_command(
+                    &self.apps,
+                    &self.default_env,
+                    g.as_ref(),
+                    &other,
+                    &chat.requester.user_name,
+                    to,
+                )
+                .await
+                .map(|r| r.unwrap_or(Ending::Usage)),
                 Backend::Embedded(e) => {
                     e.command(&self.apps, &self.default_env, other, chat, to)
                         .await
@@ -377,4 +397,129 @@ pub async fn autodeploy(
     }
     say(to, lines.join("\n"));
     Ok(Ending::Ok)
+}
+
+/// Locks and cancel, wherever they live: the local store (embedded) or
+/// faseng's API. The replies are the same either way.
+#[async_trait::async_trait]
+pub trait EnvOps: Sync {
+    async fn lock(
+        &self,
+        app: &str,
+        env: &str,
+        holder: &str,
+        reason: Option<&str>,
+        expires_in: Option<std::time::Duration>,
+    ) -> anyhow::Result<chima_store::LockResult>;
+    async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<chima_store::Lock>>;
+    async fn cancel(
+        &self,
+        app: &str,
+        env: &str,
+        by: &str,
+    ) -> anyhow::Result<chima_engine::ops::Cancelled>;
+}
+
+/// `lock`, `unlock` and `cancel`; `None` for other commands.
+pub async fn env_command(
+    apps: &Apps,
+    default_env: &str,
+    ops: &dyn EnvOps,
+    command: &Command,
+    user: &str,
+    to: &Say,
+) -> anyhow::Result<Option<Ending>> {
+    use chima_engine::ops::Cancelled;
+    use chima_store::LockResult;
+    let (app, env) = match command {
+        Command::Lock { app, env, .. }
+        | Command::Unlock { app, env }
+        | Command::Cancel { app, env } => (app, env),
+        _ => return Ok(None),
+    };
+    let t = match apps.target(app, Some(env), default_env) {
+        Ok(t) => t,
+        Err(r) => return Ok(Some(refuse(to, &r))),
+    };
+    let (app, env) = (t.app.name.as_str(), t.environment);
+    let ending = match command {
+        Command::Lock { reason, .. } => {
+            let (expiry, reason) = lock_expiry(reason.as_deref());
+            match ops.lock(app, env, user, reason.as_deref(), expiry).await? {
+                LockResult::Acquired(l) => {
+                    say(
+                        to,
+                        format!(
+                            "Locked {app} in {env}{}{}. Others cannot deploy there until `unlock {app} in {env}`.",
+                            l.reason.map(|r| format!(": {r}")).unwrap_or_default(),
+                            l.expires_at
+                                .map(|e| format!(" (until {})", e.format("%Y-%m-%d %H:%M UTC")))
+                                .unwrap_or_default(),
+                        ),
+                    );
+                    Ending::Ok
+                }
+                LockResult::HeldBy(l) => {
+                    say(
+                        to,
+                        format!(
+                            "{app} in {env} is already locked by {}: {}.",
+                            l.holder,
+                            l.reason.as_deref().unwrap_or("no reason given")
+                        ),
+                    );
+                    Ending::Failed
+                }
+            }
+        }
+        Command::Unlock { .. } => {
+            let text = match ops.unlock(app, env).await? {
+                Some(l) if l.holder == user => format!("Unlocked {app} in {env}."),
+                Some(l) => format!(
+                    "Unlocked {app} in {env}. {}, your lock was lifted by {user}.",
+                    l.holder
+                ),
+                None => format!("{app} in {env} was not locked; nothing to do."),
+            };
+            say(to, text);
+            Ending::Ok
+        }
+        _ => match ops.cancel(app, env, user).await? {
+            Cancelled::Dequeued(d) => {
+                say(
+                    to,
+                    format!(
+                        "Cancelled deployment #{} of {}/{} to {} before it started.",
+                        d.id, d.app, d.git_ref, d.environment
+                    ),
+                );
+                Ending::Ok
+            }
+            Cancelled::Stopping(d) => {
+                say(
+                    to,
+                    format!(
+                        "Stopping deployment #{} of {}/{} to {}: its processes are being killed.",
+                        d.id, d.app, d.git_ref, d.environment
+                    ),
+                );
+                Ending::Ok
+            }
+            Cancelled::Nothing => {
+                say(
+                    to,
+                    format!("Nothing is running or queued for {app} in {env}; nothing to cancel."),
+                );
+                Ending::Failed
+            }
+        },
+    };
+    Ok(Some(ending))
+}
+
+fn is_env_command(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Lock { .. } | Command::Unlock { .. } | Command::Cancel { .. }
+    )
 }

@@ -172,88 +172,6 @@ impl Embedded {
                 say(to, lines.join("\n"));
                 Ok(Ending::Ok)
             }
-            Command::Lock { app, env, reason } => {
-                let target = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                let (expiry, reason) = crate::bot::lock_expiry(reason.as_deref());
-                let expires_at = expiry
-                    .and_then(|d| chrono::TimeDelta::from_std(d).ok())
-                    .map(|d| chrono::Utc::now() + d);
-                let result = self
-                    .store
-                    .lock(
-                        &target.app.name,
-                        target.environment,
-                        user,
-                        reason.as_deref(),
-                        expires_at,
-                    )
-                    .await?;
-                match result {
-                    LockResult::Acquired(l) => {
-                        say(
-                            to,
-                            format!(
-                                "Locked {} in {}{}{}. Others cannot deploy there until `unlock {} in {}`.",
-                                l.app,
-                                l.environment,
-                                l.reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                                l.expires_at
-                                    .map(|e| format!(" (until {})", e.format("%Y-%m-%d %H:%M UTC")))
-                                    .unwrap_or_default(),
-                                l.app,
-                                l.environment
-                            ),
-                        );
-                        Ok(Ending::Ok)
-                    }
-                    LockResult::HeldBy(l) => {
-                        say(
-                            to,
-                            format!(
-                                "{} in {} is already locked by {}: {}.",
-                                l.app,
-                                l.environment,
-                                l.holder,
-                                l.reason.as_deref().unwrap_or("no reason given")
-                            ),
-                        );
-                        Ok(Ending::Failed)
-                    }
-                }
-            }
-            Command::Unlock { app, env } => {
-                let target = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                match self
-                    .store
-                    .unlock(&target.app.name, target.environment)
-                    .await?
-                {
-                    Some(l) if &l.holder == user => {
-                        say(to, format!("Unlocked {} in {}.", l.app, l.environment))
-                    }
-                    Some(l) => say(
-                        to,
-                        format!(
-                            "Unlocked {} in {}. {}, your lock was lifted by {user}.",
-                            l.app, l.environment, l.holder
-                        ),
-                    ),
-                    None => say(
-                        to,
-                        format!(
-                            "{} in {} was not locked; nothing to do.",
-                            target.app.name, target.environment
-                        ),
-                    ),
-                }
-                Ok(Ending::Ok)
-            }
             Command::Deploys { app, env, .. } => {
                 let env = match env {
                     Some(e) => match apps.target(&app, Some(&e), default_env) {
@@ -294,39 +212,6 @@ impl Embedded {
                     to,
                 )
                 .await
-            }
-            Command::Cancel { app, env } => {
-                let target = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                let (app, env) = (target.app.name.clone(), target.environment.to_string());
-                match chima_engine::ops::cancel(self.store.as_ref(), &app, &env, user).await? {
-                    Cancelled::Dequeued(d) => say(
-                        to,
-                        format!(
-                            "Cancelled deployment #{} of {}/{} to {} before it started.",
-                            d.id, d.app, d.git_ref, d.environment
-                        ),
-                    ),
-                    Cancelled::Stopping(d) => say(
-                        to,
-                        format!(
-                            "Stopping deployment #{} of {}/{} to {}: its processes are being killed.",
-                            d.id, d.app, d.git_ref, d.environment
-                        ),
-                    ),
-                    Cancelled::Nothing => {
-                        say(
-                            to,
-                            format!(
-                                "Nothing is running or queued for {app} in {env}; nothing to cancel."
-                            ),
-                        );
-                        return Ok(Ending::Failed);
-                    }
-                }
-                Ok(Ending::Ok)
             }
             Command::Rollback { app, env } => {
                 let target = match apps.target(&app, Some(&env), default_env) {
@@ -518,5 +403,33 @@ impl crate::bot::AutoDeploySwitch for Embedded {
             self.store.auto_deploy_pause(app, env).await?,
             self.store.last_auto_deploy(app, env).await?,
         ))
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::bot::EnvOps for Embedded {
+    async fn lock(
+        &self,
+        app: &str,
+        env: &str,
+        holder: &str,
+        reason: Option<&str>,
+        expires_in: Option<Duration>,
+    ) -> anyhow::Result<LockResult> {
+        let expires_at = expires_in
+            .and_then(|d| chrono::TimeDelta::from_std(d).ok())
+            .map(|d| chrono::Utc::now() + d);
+        Ok(self
+            .store
+            .lock(app, env, holder, reason, expires_at)
+            .await?)
+    }
+
+    async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<chima_store::Lock>> {
+        Ok(self.store.unlock(app, env).await?)
+    }
+
+    async fn cancel(&self, app: &str, env: &str, by: &str) -> anyhow::Result<Cancelled> {
+        Ok(chima_engine::ops::cancel(self.store.as_ref(), app, env, by).await?)
     }
 }

@@ -221,142 +221,6 @@ impl GitHubBackend {
                 )
                 .await
             }
-            Command::Lock { app, env, reason } => {
-                let Some(api) = api else {
-                    return Ok(Ending::Usage);
-                };
-                let t = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                let (expiry, reason) = crate::bot::lock_expiry(reason.as_deref());
-                let body = json!({"holder": user, "reason": reason, "expires_in": expiry.map(|d| d.as_secs())});
-                let path = format!("/locks/{}/{}", enc(&t.app.name), enc(t.environment));
-                let a = api.call(Method::PUT, &path, Some(&body)).await?;
-                let lock: Option<chima_store::Lock> =
-                    serde_json::from_value(a.body["lock"].clone()).ok();
-                match (a.status, lock) {
-                    (201, Some(l)) => {
-                        say(
-                            to,
-                            format!(
-                                "Locked {} in {}{}{}. Others cannot deploy there until `unlock {} in {}`.",
-                                l.app,
-                                l.environment,
-                                l.reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                                l.expires_at
-                                    .map(|e| format!(" (until {})", e.format("%Y-%m-%d %H:%M UTC")))
-                                    .unwrap_or_default(),
-                                l.app,
-                                l.environment
-                            ),
-                        );
-                        Ok(Ending::Ok)
-                    }
-                    (409, Some(l)) => {
-                        say(
-                            to,
-                            format!(
-                                "{} in {} is already locked by {}: {}.",
-                                l.app,
-                                l.environment,
-                                l.holder,
-                                l.reason.as_deref().unwrap_or("no reason given")
-                            ),
-                        );
-                        Ok(Ending::Failed)
-                    }
-                    (status, _) => {
-                        say(
-                            to,
-                            format!(
-                                "faseng did not take the lock ({status}): {}",
-                                a.body["error"].as_str().unwrap_or("no details")
-                            ),
-                        );
-                        Ok(Ending::Failed)
-                    }
-                }
-            }
-            Command::Unlock { app, env } => {
-                let Some(api) = api else {
-                    return Ok(Ending::Usage);
-                };
-                let t = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                let path = format!("/locks/{}/{}", enc(&t.app.name), enc(t.environment));
-                let a = api.call(Method::DELETE, &path, None).await?;
-                let lock: Option<chima_store::Lock> =
-                    serde_json::from_value(a.body["lock"].clone()).ok();
-                match lock {
-                    Some(l) if &l.holder == user => {
-                        say(to, format!("Unlocked {} in {}.", l.app, l.environment))
-                    }
-                    Some(l) => say(
-                        to,
-                        format!(
-                            "Unlocked {} in {}. {}, your lock was lifted by {user}.",
-                            l.app, l.environment, l.holder
-                        ),
-                    ),
-                    None => say(
-                        to,
-                        format!(
-                            "{} in {} was not locked; nothing to do.",
-                            t.app.name, t.environment
-                        ),
-                    ),
-                }
-                Ok(Ending::Ok)
-            }
-            Command::Cancel { app, env } => {
-                let Some(api) = api else {
-                    return Ok(Ending::Usage);
-                };
-                let t = match apps.target(&app, Some(&env), default_env) {
-                    Ok(t) => t,
-                    Err(r) => return Ok(refuse(to, &r)),
-                };
-                let path = format!(
-                    "/environments/{}/{}/cancel",
-                    enc(&t.app.name),
-                    enc(t.environment)
-                );
-                let a = api
-                    .call(Method::POST, &path, Some(&json!({"by": user})))
-                    .await?;
-                let d: Option<chima_store::Deployment> =
-                    serde_json::from_value(a.body["deployment"].clone()).ok();
-                match (a.body["result"].as_str(), d) {
-                    (Some("cancelled"), Some(d)) => say(
-                        to,
-                        format!(
-                            "Cancelled deployment #{} of {}/{} to {} before it started.",
-                            d.id, d.app, d.git_ref, d.environment
-                        ),
-                    ),
-                    (Some("stopping"), Some(d)) => say(
-                        to,
-                        format!(
-                            "Stopping deployment #{} of {}/{} to {}: its processes are being killed.",
-                            d.id, d.app, d.git_ref, d.environment
-                        ),
-                    ),
-                    _ => {
-                        say(
-                            to,
-                            format!(
-                                "Nothing is running or queued for {} in {}; nothing to cancel.",
-                                t.app.name, t.environment
-                            ),
-                        );
-                        return Ok(Ending::Failed);
-                    }
-                }
-                Ok(Ending::Ok)
-            }
             Command::Rollback { app, env } => {
                 let Some(api) = api else {
                     return Ok(Ending::Usage);
@@ -642,5 +506,74 @@ impl crate::bot::AutoDeploySwitch for GitHubBackend {
                 .ok()
                 .flatten(),
         ))
+    }
+}
+
+/// Locks and cancel live in faseng: reached through its API.
+#[async_trait::async_trait]
+impl crate::bot::EnvOps for GitHubBackend {
+    async fn lock(
+        &self,
+        app: &str,
+        env: &str,
+        holder: &str,
+        reason: Option<&str>,
+        expires_in: Option<std::time::Duration>,
+    ) -> anyhow::Result<chima_store::LockResult> {
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let body = json!({"holder": holder, "reason": reason, "expires_in": expires_in.map(|d| d.as_secs())});
+        let a = api
+            .call(
+                Method::PUT,
+                &format!("/locks/{}/{}", enc(app), enc(env)),
+                Some(&body),
+            )
+            .await?;
+        let lock: chima_store::Lock =
+            serde_json::from_value(a.body["lock"].clone()).with_context(|| {
+                format!(
+                    "faseng did not take the lock ({}): {}",
+                    a.status,
+                    a.body["error"].as_str().unwrap_or("no details")
+                )
+            })?;
+        Ok(if a.status == 201 {
+            chima_store::LockResult::Acquired(lock)
+        } else {
+            chima_store::LockResult::HeldBy(lock)
+        })
+    }
+
+    async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<chima_store::Lock>> {
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let a = api
+            .call(
+                Method::DELETE,
+                &format!("/locks/{}/{}", enc(app), enc(env)),
+                None,
+            )
+            .await?;
+        Ok(serde_json::from_value(a.body["lock"].clone()).ok())
+    }
+
+    async fn cancel(
+        &self,
+        app: &str,
+        env: &str,
+        by: &str,
+    ) -> anyhow::Result<chima_engine::ops::Cancelled> {
+        use chima_engine::ops::Cancelled;
+        let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
+        let path = format!("/environments/{}/{}/cancel", enc(app), enc(env));
+        let a = api
+            .call(Method::POST, &path, Some(&json!({"by": by})))
+            .await?;
+        let d: Option<chima_store::Deployment> =
+            serde_json::from_value(a.body["deployment"].clone()).ok();
+        Ok(match (a.body["result"].as_str(), d) {
+            (Some("cancelled"), Some(d)) => Cancelled::Dequeued(d),
+            (Some("stopping"), Some(d)) => Cancelled::Stopping(d),
+            _ => Cancelled::Nothing,
+        })
     }
 }
