@@ -54,6 +54,13 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Drops every line already received (after waiting a moment for stragglers).
+    pub async fn drain(mut self) -> Lines {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        while self.rx.try_recv().is_ok() {}
+        self
+    }
+
     /// The next line, or a failed test after [`PATIENCE`].
     pub async fn next(&mut self, what: &str) -> Incoming {
         match tokio::time::timeout(PATIENCE, self.rx.recv()).await {
