@@ -257,7 +257,10 @@ async fn autodeploy_is_paused_and_resumed_from_chat() {
     let index = crate::pages::links::LinkSigner::new(b"auto-token").index_url(&r.f.url);
     let (code, page) = get(&index).await;
     assert_eq!(code, 200);
-    assert!(page.contains("auto-deploy paused by alice: flaky tests"), "{page}");
+    assert!(
+        page.contains("auto-deploy paused by alice: flaky tests"),
+        "{page}"
+    );
     r.green(SHA[6]);
     r.nothing_after("status", &status_event(SHA[6], "ci/build", "success"))
         .await;

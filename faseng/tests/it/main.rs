@@ -3,8 +3,10 @@
 mod api;
 mod autodeploy;
 mod e2e;
+mod faults;
 mod harness;
 mod ops;
 mod pages;
+mod scale;
 mod slack;
 mod webhooks;
