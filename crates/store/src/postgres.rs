@@ -87,7 +87,7 @@ impl PgStore {
             .application_name("faseng");
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
-            .acquire_timeout(Duration::from_secs(30))
+            .acquire_timeout(Duration::from_secs(5)) // under GitHub's 10 s webhook timeout: 503, not a hang
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect {
