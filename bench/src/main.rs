@@ -89,10 +89,6 @@ enum Command {
         /// planner statistics (see BENCHMARKS.md, "Fresh tables").
         #[arg(long)]
         no_analyze: bool,
-        /// Experiment, not faseng as shipped: add the outbox index that
-        /// BENCHMARKS.md proposes to faseng's scratch database.
-        #[arg(long)]
-        with_outbox_index: bool,
     },
     /// The baseline inserter (started by `run`; not for direct use).
     #[command(hide = true)]
@@ -173,7 +169,6 @@ fn main() -> ExitCode {
                 out,
                 keep,
                 no_analyze,
-                with_outbox_index,
             } => {
                 run::main(run::Options {
                     faseng: faseng.unwrap_or_else(|| sibling("faseng")),
@@ -193,7 +188,6 @@ fn main() -> ExitCode {
                     out,
                     keep,
                     no_analyze,
-                    with_outbox_index,
                 })
                 .await
             }

@@ -44,9 +44,6 @@ pub struct Options {
     pub keep: bool,
     /// Skip the ANALYZE after the warm-up (shows the fresh-table plans).
     pub no_analyze: bool,
-    /// Experiment: add the outbox index BENCHMARKS.md proposes to faseng's
-    /// scratch database after its migrations (not part of faseng).
-    pub with_outbox_index: bool,
 }
 
 /// One closed-loop burst or one open-loop run of webhooks.
@@ -232,11 +229,6 @@ pub async fn main(opts: Options) -> anyhow::Result<()> {
     let diagnostics = diagnostics(&opts, &details);
 
     let table = crate::report::table(&figures.list);
-    if opts.with_outbox_index {
-        println!(
-            "\nEXPERIMENT: faseng's database had the proposed outbox index (not faseng as shipped)"
-        );
-    }
     println!("\n{table}");
     let diag_table = crate::report::table(&diagnostics.list);
     println!("What explains them:\n\n{diag_table}");
@@ -274,7 +266,6 @@ pub async fn main(opts: Options) -> anyhow::Result<()> {
                 "starts": opts.starts,
                 "rounds": opts.rounds,
                 "analyze_after_warmup": !opts.no_analyze,
-                "experiment_outbox_index": opts.with_outbox_index,
                 "database": redact(&opts.database_url),
             },
             "figures": figures.list,
@@ -590,17 +581,6 @@ async fn faseng_phases(
         let _ = std::fs::remove_dir_all(&workdir);
         d.pickup_tmpfs = Some(result.map_err(fail)?);
     }
-    if opts.with_outbox_index {
-        say(
-            "experiment: CREATE INDEX bench_outbox_due ON outbox (target, id) WHERE delivered_at IS NULL",
-        );
-        sqlx::query(
-            "CREATE INDEX IF NOT EXISTS bench_outbox_due ON outbox (target, id) \
-             WHERE delivered_at IS NULL",
-        )
-        .execute(&pool)
-        .await?;
-    }
     if !opts.no_analyze {
         // A running installation's tables have statistics (autovacuum keeps
         // them); a fresh scratch database has none until autovacuum first
@@ -704,8 +684,8 @@ async fn faseng_phases(
     let peak = faseng.memory()?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     d.faseng_after_load = Memory {
-        rss_mb: faseng.memory()?.rss_mb,
         peak_mb: peak.peak_mb,
+        ..faseng.memory()?
     };
     say(&format!(
         "faseng: peak RSS {:.1} MB, {:.1} MB idle after the load",
@@ -1715,6 +1695,30 @@ fn diagnostics(opts: &Options, d: &Details) -> Figures {
         d.baseline_logs.rate,
         "plain batch inserts/s",
     );
+    let split: [(&str, &str, &Memory); 2] = [
+        ("faseng", "faseng idle", &d.faseng_idle),
+        ("chima", "chima idle", &d.chima_idle),
+    ];
+    for (key, name, m) in split {
+        f.add(
+            &format!("{key}_idle_anon_mb"),
+            &format!("{name}: its own memory (RssAnon: heap, stacks)"),
+            m.anon_mb,
+            "MB",
+            Better::Lower,
+            d.baseline_idle.anon_mb,
+            "baseline process",
+        );
+        f.add(
+            &format!("{key}_idle_file_mb"),
+            &format!("{name}: mapped file pages (RssFile: its code, shared)"),
+            m.file_mb,
+            "MB",
+            Better::Lower,
+            d.baseline_idle.file_mb,
+            "baseline process",
+        );
+    }
     f.add(
         "faseng_rss_after_load_mb",
         "faseng RSS, idle again after the load",

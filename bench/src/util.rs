@@ -65,6 +65,11 @@ pub fn median(values: &[f64]) -> f64 {
 pub struct Memory {
     pub rss_mb: f64,
     pub peak_mb: f64,
+    /// Of the RSS: the process's own memory (heap, stacks).
+    pub anon_mb: f64,
+    /// Of the RSS: pages of files mapped from the page cache (mostly the
+    /// binary's code), shared and reclaimable.
+    pub file_mb: f64,
 }
 
 pub fn memory(pid: u32) -> anyhow::Result<Memory> {
@@ -82,6 +87,8 @@ pub fn memory(pid: u32) -> anyhow::Result<Memory> {
     Ok(Memory {
         rss_mb: field("VmRSS:"),
         peak_mb: field("VmHWM:"),
+        anon_mb: field("RssAnon:"),
+        file_mb: field("RssFile:"),
     })
 }
 

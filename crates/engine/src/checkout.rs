@@ -65,20 +65,12 @@ pub async fn checkout(
     .await
     .map_err(|e| format!("git clone failed: {e}"))?;
     let want = sha.unwrap_or(git_ref);
-    let resolved = match resolve(source, dir, want).await {
-        Ok(s) => s,
-        Err(first) => {
-            // A branch of the remote is `origin/<ref>` in a fresh clone.
-            match resolve(source, dir, &format!("origin/{want}")).await {
-                Ok(s) => s,
-                Err(_) => {
-                    let what = if sha.is_some() { "commit" } else { "ref" };
-                    return Err(format!(
-                        "{what} `{want}` not found in the repository: {first}"
-                    ));
-                }
-            }
-        }
+    // A full commit id needs no lookup: `checkout --detach` refuses anything that
+    // is not a commit of the clone. One git process less per deploy (pickup).
+    let full = sha.filter(|s| s.len() == 40 || s.len() == 64);
+    let resolved = match full {
+        Some(full) => full.to_ascii_lowercase(),
+        None => lookup(source, dir, want, sha.is_some()).await?,
     };
     git(
         source,
@@ -86,11 +78,33 @@ pub async fn checkout(
         &["checkout", "--quiet", "--detach", &resolved],
     )
     .await
-    .map_err(|e| format!("git checkout of {resolved} failed: {e}"))?;
+    .map_err(|e| match full {
+        Some(_) => format!("commit `{want}` not found in the repository: {e}"),
+        None => format!("git checkout of {resolved} failed: {e}"),
+    })?;
     Ok(Checkout {
         dir: dir.to_path_buf(),
         sha: resolved,
     })
+}
+
+/// The commit `want` names in the fresh clone in `dir`.
+async fn lookup(source: &Source, dir: &Path, want: &str, is_sha: bool) -> Result<String, String> {
+    match resolve(source, dir, want).await {
+        Ok(s) => Ok(s),
+        Err(first) => {
+            // A branch of the remote is `origin/<ref>` in a fresh clone.
+            match resolve(source, dir, &format!("origin/{want}")).await {
+                Ok(s) => Ok(s),
+                Err(_) => {
+                    let what = if is_sha { "commit" } else { "ref" };
+                    Err(format!(
+                        "{what} `{want}` not found in the repository: {first}"
+                    ))
+                }
+            }
+        }
+    }
 }
 
 async fn resolve(source: &Source, dir: &Path, what: &str) -> Result<String, String> {

@@ -43,9 +43,30 @@ pub const WORK_CHANNEL: &str = "faseng_work";
 /// Connections per process by default: a few workers, the HTTP handlers, one listener.
 const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
-/// Lines per statement when appending logs. PostgreSQL takes them as arrays (`UNNEST`), so
-/// the bind-parameter limit does not apply; this only bounds one message's size.
+/// Lines per COPY message when appending logs: bounds one message's size.
 const PG_LOG_CHUNK: usize = 5000;
+
+/// One row of `COPY deployment_logs ... FROM STDIN` in text format. The line is
+/// escaped so that nothing in it (a tab, a backslash, `\N`, `\.`, a newline) can
+/// end the field or the row, or be read as NULL or as the end of the data.
+fn copy_row(buf: &mut String, id: i64, seq: i64, l: &NewLogLine) {
+    use std::fmt::Write as _;
+    let _ = write!(buf, "{id}\t{seq}\t{}\t", l.stream.as_str());
+    for c in common::clean_line(&l.line).chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
+    let _ = writeln!(
+        buf,
+        "\t{}",
+        l.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+}
 
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
@@ -783,28 +804,27 @@ impl Store for PgStore {
         let Some(last) = last else {
             return Err(StoreError::not_found(format!("deployment {id}")));
         };
+        // COPY, not INSERT: the rows go as one stream of text that the server parses
+        // without planning a statement per batch. bench/run measured 40k lines/s with
+        // INSERT ... UNNEST batches and several times that with COPY (BENCHMARKS.md).
         let mut before = last - count;
-        for chunk in lines.chunks(PG_LOG_CHUNK) {
-            let streams: Vec<&str> = chunk.iter().map(|l| l.stream.as_str()).collect();
-            let texts: Vec<std::borrow::Cow<'_, str>> =
-                chunk.iter().map(|l| common::clean_line(&l.line)).collect();
-            let ats: Vec<DateTime<Utc>> = chunk.iter().map(|l| l.at).collect();
-            sqlx::query(
-                "INSERT INTO deployment_logs (deployment_id, seq, stream, line, at) \
-                 SELECT $1, $2 + u.ord, u.stream, u.line, u.at \
-                 FROM UNNEST($3::text[], $4::text[], $5::timestamptz[]) \
-                      WITH ORDINALITY AS u (stream, line, at, ord)",
-            )
-            .bind(id)
-            .bind(before)
-            .bind(&streams)
-            .bind(texts.iter().map(|t| t.as_ref()).collect::<Vec<&str>>())
-            .bind(&ats)
-            .execute(&mut *tx)
+        let mut copy = tx
+            .copy_in_raw("COPY deployment_logs (deployment_id, seq, stream, line, at) FROM STDIN")
             .await
             .map_err(|e| StoreError::db(op(), e))?;
-            before += i64::try_from(chunk.len()).unwrap_or(i64::MAX);
+        let mut buf = String::new();
+        for chunk in lines.chunks(PG_LOG_CHUNK) {
+            buf.clear();
+            for l in chunk {
+                before += 1;
+                copy_row(&mut buf, id, before, l);
+            }
+            if let Err(e) = copy.send(buf.as_bytes()).await {
+                let _ = copy.abort("faseng: sending the log lines failed").await;
+                return Err(StoreError::db(op(), e));
+            }
         }
+        copy.finish().await.map_err(|e| StoreError::db(op(), e))?;
         tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
         Ok(last)
     }

@@ -100,7 +100,12 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
             let new = new_deployment(&state, &ev, delivery);
             match state.store.create_deployment(new).await {
                 Ok(created) => {
-                    remember(&state, delivery, event).await;
+                    // The delivery id is also in the job's payload (`_faseng`), and the
+                    // job's idempotency rests on the deployment id: the separate record
+                    // need not delay the answer by a second commit.
+                    let (st, delivery, event) =
+                        (state.clone(), delivery.to_owned(), event.to_owned());
+                    tokio::spawn(async move { remember(&st, &delivery, &event).await });
                     let d = created.deployment;
                     tracing::info!(
                         deployment = d.id,

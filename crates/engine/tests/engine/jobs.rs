@@ -184,6 +184,56 @@ async fn a_ref_that_does_not_exist_errors_with_gits_message() {
     assert!(!rig.log(d.id).await.contains(&"never".to_string()));
 }
 
+/// A full commit id is checked out directly (no lookup): the right commit runs;
+/// one the repository lacks, or an object that is not a commit, errors and runs
+/// nothing.
+#[tokio::test]
+async fn a_full_sha_deploys_that_commit_and_a_wrong_one_runs_nothing() {
+    let mut rig = Rig::new(
+        "#!/bin/sh
+echo ran at $(git rev-parse HEAD)
+",
+        &[],
+    )
+    .await;
+    rig.start(rig.config());
+    let head = rig.head();
+    let d = rig
+        .queue_with("k1", "main", shell_config(), |n| n.sha = Some(head.clone()))
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(done.sha.as_deref(), Some(head.as_str()));
+    assert!(rig.log(d.id).await.contains(&format!("ran at {head}")));
+
+    let tree = {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&rig.repo)
+            .args(["rev-parse", "HEAD^{tree}"])
+            .output()
+            .expect("git rev-parse");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let missing = "0123456789abcdef0123456789abcdef01234567".to_string();
+    for (key, sha) in [("k2", missing), ("k3", tree)] {
+        let d = rig
+            .queue_with(key, "main", shell_config(), |n| n.sha = Some(sha.clone()))
+            .await;
+        let done = rig.wait_done(d.id).await;
+        assert_eq!(done.state, DeploymentState::Errored, "{sha}");
+        let reason = done.reason.unwrap_or_default();
+        assert!(
+            reason.contains(&format!("commit `{sha}` not found")),
+            "{reason}"
+        );
+        assert!(
+            !rig.log(d.id).await.iter().any(|l| l.starts_with("ran at")),
+            "nothing runs for {sha}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_lock_held_by_someone_else_stops_the_deploy_but_not_the_holders() {
     let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;

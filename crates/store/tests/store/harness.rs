@@ -46,6 +46,26 @@ impl Checker {
         .expect("count running deployments")
     }
 
+    /// Deletes a deployment the way an administrator would, with SQL.
+    pub async fn delete_deployment(&self, id: i64) {
+        const SQL: &str = "DELETE FROM deployments WHERE id = $1";
+        match self {
+            Checker::Postgres(pool) => sqlx::query(SQL).bind(id).execute(pool).await.map(|_| ()),
+            Checker::Sqlite(pool) => sqlx::query(SQL).bind(id).execute(pool).await.map(|_| ()),
+        }
+        .expect("delete a deployment");
+    }
+
+    /// Log rows stored for a deployment, counted in the table itself.
+    pub async fn log_rows(&self, id: i64) -> i64 {
+        const SQL: &str = "SELECT COUNT(*) FROM deployment_logs WHERE deployment_id = $1";
+        match self {
+            Checker::Postgres(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
+            Checker::Sqlite(pool) => sqlx::query_scalar(SQL).bind(id).fetch_one(pool).await,
+        }
+        .expect("count log rows")
+    }
+
     async fn close(&self) {
         match self {
             Checker::Postgres(pool) => pool.close().await,

@@ -64,11 +64,20 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
             &[
                 line(Stream::Stdout, "héllo ✓ \t tabs and unicode", 4),
                 line(Stream::Stderr, "a NUL \0 byte from a provider", 5),
+                // What PostgreSQL's COPY text format would misread if it were not
+                // escaped: a field or row end, NULL, the end-of-data marker.
+                line(Stream::Stdout, "\\N", 6),
+                line(Stream::Stdout, "\\.", 7),
+                line(
+                    Stream::Stdout,
+                    "C:\\deploy\\ \\t not a tab \r\n\ttwo\tfields",
+                    8,
+                ),
             ],
         )
         .await
         .expect("append");
-    assert_eq!(last, 5);
+    assert_eq!(last, 8);
     // Another deployment numbers its own lines.
     assert_eq!(
         store
@@ -81,7 +90,7 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
     let lines = store.read_logs(d.id, 0, 100).await.expect("read");
     assert_eq!(
         lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4, 5]
+        vec![1, 2, 3, 4, 5, 6, 7, 8]
     );
     assert!(lines.iter().all(|l| l.deployment_id == d.id));
     assert_eq!(lines[0].line, "Cloning acme/web");
@@ -92,20 +101,29 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
     assert_eq!(lines[2].line, "");
     assert_eq!(lines[3].line, "héllo ✓ \t tabs and unicode");
     assert_eq!(lines[4].line, "a NUL \u{FFFD} byte from a provider");
+    assert_eq!(lines[5].line, "\\N");
+    assert_eq!(lines[6].line, "\\.");
+    assert_eq!(
+        lines[7].line,
+        "C:\\deploy\\ \\t not a tab \r\n\ttwo\tfields"
+    );
 
     // A live page polls from the last line it showed.
     let tail = store.read_logs(d.id, 3, 100).await.expect("read");
-    assert_eq!(tail.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(
+        tail.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8]
+    );
     let page = store.read_logs(d.id, 1, 2).await.expect("read");
     assert_eq!(page.iter().map(|l| l.seq).collect::<Vec<_>>(), vec![2, 3]);
     assert!(
         store
-            .read_logs(d.id, 5, 100)
+            .read_logs(d.id, 8, 100)
             .await
             .expect("read")
             .is_empty()
     );
-    assert_eq!(store.log_count(d.id).await.expect("count"), 5);
+    assert_eq!(store.log_count(d.id).await.expect("count"), 8);
     assert_eq!(store.log_count(other.id).await.expect("count"), 1);
 
     // A big batch crosses the per-statement chunks and stays consecutive.
@@ -132,9 +150,9 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
         h.kind,
         started.elapsed()
     );
-    assert_eq!(last, 25_005);
-    assert_eq!(store.log_count(d.id).await.expect("count"), 25_005);
-    let mut next = 5;
+    assert_eq!(last, 25_008);
+    assert_eq!(store.log_count(d.id).await.expect("count"), 25_008);
+    let mut next = 8;
     let mut read = 0;
     loop {
         let chunk = store.read_logs(d.id, next, 4000).await.expect("read");
@@ -144,13 +162,51 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
         for l in &chunk {
             next += 1;
             assert_eq!(l.seq, next, "consecutive");
-            let i = l.seq - 6;
+            let i = l.seq - 9;
             assert_eq!(l.line, format!("line {i} {}", "x".repeat(60)));
             assert_eq!(l.at, at(10 + i));
         }
         read += chunk.len();
     }
     assert_eq!(read, 25_000);
+}
+
+/// Log lines belong to a deployment: none can be stored for a deployment that
+/// does not exist, and deleting a deployment deletes its lines (and no other's).
+pub async fn log_lines_need_their_deployment_and_go_with_it(h: &Harness) {
+    let store = h.store();
+    let missing = store
+        .append_logs(987_654_321, &[line(Stream::Stdout, "orphan", 1)])
+        .await;
+    assert!(
+        matches!(missing, Err(chima_store::StoreError::NotFound { .. })),
+        "appending to a missing deployment: {missing:?}"
+    );
+    assert_eq!(h.checker().log_rows(987_654_321).await, 0);
+
+    let gone = store
+        .create_deployment(request("logs-gone", "web", "production"))
+        .await
+        .expect("create")
+        .deployment;
+    let kept = store
+        .create_deployment(request("logs-kept", "web", "staging"))
+        .await
+        .expect("create")
+        .deployment;
+    for d in [&gone, &kept] {
+        store
+            .append_logs(
+                d.id,
+                &[line(Stream::Stdout, "a", 1), line(Stream::Stderr, "b", 2)],
+            )
+            .await
+            .expect("append");
+    }
+    h.checker().delete_deployment(gone.id).await;
+    assert_eq!(h.checker().log_rows(gone.id).await, 0);
+    assert_eq!(h.checker().log_rows(kept.id).await, 2);
+    assert_eq!(store.log_count(kept.id).await.expect("count"), 2);
 }
 
 pub async fn concurrent_log_appenders_get_disjoint_sequences(h: &Harness) {

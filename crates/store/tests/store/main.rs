@@ -78,6 +78,7 @@ on_both_backends!(
     outbox::outbox_entry_written_rescheduled_delivered_once,
     outbox::outbox_order_per_deployment_and_no_double_delivery,
     logs::log_lines_append_and_read_in_order,
+    logs::log_lines_need_their_deployment_and_go_with_it,
     logs::concurrent_log_appenders_get_disjoint_sequences,
     locks::locks_hold_update_expire_and_unlock,
     wake::wait_for_work_wakes_on_insert_and_on_finish,
