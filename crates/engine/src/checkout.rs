@@ -57,6 +57,9 @@ pub async fn checkout(
             "clone",
             "--quiet",
             "--no-checkout",
+            // No template: no sample hooks and descriptions written into every
+            // job's clone (about 4 ms of each pickup on this machine's disk).
+            "--template=",
             "--",
             &source.url,
             &dir_str,
