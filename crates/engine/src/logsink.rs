@@ -67,7 +67,8 @@ async fn write_batches(
     loop {
         let first = rx.recv().await;
         let Some((stream, line)) = first else { break };
-        let mut batch: Vec<NewLogLine> = Vec::with_capacity(BATCH_LINES);
+        // Grown as lines come: most batches are a few lines (a flush every 100 ms).
+        let mut batch: Vec<NewLogLine> = Vec::new();
         batch.push(NewLogLine {
             stream,
             line: redactor.redact(&line),
