@@ -1502,45 +1502,56 @@ fn figures(opts: &Options, d: &Details) -> Figures {
     f
 }
 
+/// CPU per webhook of `pairs` (the median of their rounds), then its two
+/// parts: the faseng process and its PostgreSQL backends.
+fn cpu_rows(f: &mut Figures, key: &str, title: &str, pairs: &[&Pair]) {
+    type Part = fn(&Cpu) -> f64;
+    let rows: [(&str, String, Part, &str); 3] = [
+        (
+            "",
+            format!("CPU per webhook, {title}"),
+            Cpu::total_us,
+            "per insert: baseline + backends",
+        ),
+        (
+            "_app",
+            "  of which the faseng process".to_string(),
+            |c| c.app_us,
+            "baseline process",
+        ),
+        (
+            "_postgres",
+            "  of which PostgreSQL".to_string(),
+            |c| c.postgres_us,
+            "baseline's backends",
+        ),
+    ];
+    for (suffix, name, part, baseline_name) in rows {
+        let values: Vec<f64> = pairs.iter().map(|p| part(&p.faseng_cpu)).collect();
+        let bases: Vec<f64> = pairs.iter().map(|p| part(&p.baseline_cpu)).collect();
+        f.add_rounds(
+            &format!("{key}_cpu{suffix}_us"),
+            &name,
+            &values,
+            "us",
+            Better::Lower,
+            &bases,
+            baseline_name,
+        );
+    }
+}
+
 /// What explains the headline figures.
 fn diagnostics(opts: &Options, d: &Details) -> Figures {
     let mut f = Figures::default();
     let c = opts.concurrency;
     let rate = opts.paced_rate;
     let web: Vec<&Pair> = d.web_bursts.iter().collect();
-    let per = |p: &Pair| p.faseng_cpu.total_us();
-    let values: Vec<f64> = web.iter().map(|p| per(p)).collect();
-    let bases: Vec<f64> = web.iter().map(|p| p.baseline_cpu.total_us()).collect();
-    f.add_rounds(
-        "web_cpu_us",
-        "CPU per webhook, web tier: faseng + its PostgreSQL backends (until every status is sent)",
-        &values,
-        "us",
-        Better::Lower,
-        &bases,
-        "per insert: baseline + backends",
-    );
-    let values: Vec<f64> = web.iter().map(|p| p.faseng_cpu.app_us).collect();
-    let bases: Vec<f64> = web.iter().map(|p| p.baseline_cpu.app_us).collect();
-    f.add_rounds(
-        "web_cpu_app_us",
-        "  of which the faseng process",
-        &values,
-        "us",
-        Better::Lower,
-        &bases,
-        "baseline process",
-    );
-    let values: Vec<f64> = web.iter().map(|p| p.faseng_cpu.postgres_us).collect();
-    let bases: Vec<f64> = web.iter().map(|p| p.baseline_cpu.postgres_us).collect();
-    f.add_rounds(
-        "web_cpu_postgres_us",
-        "  of which PostgreSQL",
-        &values,
-        "us",
-        Better::Lower,
-        &bases,
-        "baseline's backends",
+    cpu_rows(
+        &mut f,
+        "web",
+        "web tier: faseng + its PostgreSQL backends (until every status is sent)",
+        &web,
     );
     let sent: Vec<f64> = web.iter().filter_map(|p| p.statuses_sent_secs).collect();
     f.add(
@@ -1558,32 +1569,11 @@ fn diagnostics(opts: &Options, d: &Details) -> Figures {
         "-",
     );
     let i = &d.intake_burst;
-    f.add(
-        "intake_cpu_us",
-        "CPU per webhook, intake alone (no GitHub credentials: no status sender)",
-        i.faseng_cpu.total_us(),
-        "us",
-        Better::Lower,
-        i.baseline_cpu.total_us(),
-        "per insert: baseline + backends",
-    );
-    f.add(
-        "intake_cpu_app_us",
-        "  of which the faseng process",
-        i.faseng_cpu.app_us,
-        "us",
-        Better::Lower,
-        i.baseline_cpu.app_us,
-        "baseline process",
-    );
-    f.add(
-        "intake_cpu_postgres_us",
-        "  of which PostgreSQL",
-        i.faseng_cpu.postgres_us,
-        "us",
-        Better::Lower,
-        i.baseline_cpu.postgres_us,
-        "baseline's backends",
+    cpu_rows(
+        &mut f,
+        "intake",
+        "intake alone (no GitHub credentials: no status sender)",
+        &[i],
     );
     f.add(
         "intake_webhooks_per_sec",

@@ -2,6 +2,7 @@
 //! 127.0.0.1 so that tests drive the real clients (DESIGN.md section 9).
 //! For tests only: depend on it from `[dev-dependencies]`.
 
+pub mod fixtures;
 pub mod github;
 pub mod heroku;
 pub mod slack;

@@ -1,6 +1,7 @@
 //! `POST /webhooks/github`: every bad delivery gets its status code and
 //! stores nothing; good ones are acknowledged at once and stored once.
 
+use chima_testkit::fixtures;
 use chima_testkit::github::{deployment_event, send_raw_webhook, send_webhook, sign};
 use serde_json::json;
 
@@ -200,68 +201,18 @@ async fn real_github_examples_are_handled() {
     assert_eq!(f.count().await, 1);
 }
 
-/// Byte flips and truncations of a body.
-fn mutations(body: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for cut in [
-        0,
-        1,
-        body.len() / 4,
-        body.len() / 2,
-        body.len().saturating_sub(1),
-    ] {
-        out.push(body[..cut.min(body.len())].to_vec());
-    }
-    let step = (body.len() / 40).max(1);
-    for (n, i) in (0..body.len()).step_by(step).enumerate() {
-        let mut m = body.to_vec();
-        m[i] = match n % 4 {
-            0 => m[i] ^ 0x01,
-            1 => b'"',
-            2 => 0xff,
-            _ => b'{',
-        };
-        out.push(m);
-    }
-    out.retain(|m| m != body);
-    out
-}
-
-fn github_fixtures(real: bool) -> Vec<(String, Vec<u8>)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let dir = if real {
-        let d = std::env::var("REAL_FIXTURES")
-            .expect("set REAL_FIXTURES to the folder of real examples, e.g. ../shared/fixtures");
-        root.join(d).join("github")
-    } else {
-        root.join("tests/fixtures/github")
-    };
-    let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().to_string();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect();
-    out.sort();
-    assert!(!out.is_empty(), "no fixtures in {}", dir.display());
-    out
-}
-
 /// Every fixture, flipped and truncated: with the original signature (tampered
 /// in transit) it is refused and nothing is stored; signed anew it never gets
 /// a 5xx.
 async fn mutated_fixtures(real: bool) {
     let f = Faseng::start(APPS, None).await;
     let hook = format!("{}/webhooks/github", f.url);
-    let fixtures = github_fixtures(real);
+    let fixtures = fixtures::load("github", real, &[".json"]);
     let mut n = 0;
     for (name, body) in &fixtures {
         let event = name.split('.').next().unwrap();
         let original = sign(SECRET.as_bytes(), body);
-        for m in mutations(body) {
+        for m in fixtures::mutations(body) {
             n += 1;
             let delivery = format!("tamper-{n}");
             let (status, text) = send_raw_webhook(
@@ -280,7 +231,7 @@ async fn mutated_fixtures(real: bool) {
     assert_eq!(f.count().await, 0, "a tampered delivery stored something");
     for (name, body) in &fixtures {
         let event = name.split('.').next().unwrap();
-        for m in mutations(body) {
+        for m in fixtures::mutations(body) {
             n += 1;
             let (status, text) = send_webhook(
                 &hook,
@@ -316,7 +267,7 @@ async fn mutated_real_fixtures_never_5xx_and_tampered_ones_store_nothing() {
 async fn own_fixtures_are_accepted() {
     let f = Faseng::start(APPS, None).await;
     let hook = format!("{}/webhooks/github", f.url);
-    for (name, body) in github_fixtures(false) {
+    for (name, body) in fixtures::load("github", false, &[".json"]) {
         let event = name.split('.').next().unwrap();
         let (status, text) = send_webhook(
             &hook,

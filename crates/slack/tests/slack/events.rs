@@ -6,6 +6,7 @@ use std::sync::Arc;
 use axum::http::{Request, StatusCode};
 use chima_config::Secret;
 use chima_slack::{BODY_LIMIT, Handler, IncomingKind, events_router};
+use chima_testkit::fixtures;
 use chima_testkit::slack::{self as fake, FakeSlack};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -421,64 +422,10 @@ async fn interactions_are_acknowledged_and_health_is_reported() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-/// Byte flips and truncations of a body: the start, a quarter, a half, the
-/// end, and flips spread over it.
-fn mutations(body: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for cut in [
-        0,
-        1,
-        body.len() / 4,
-        body.len() / 2,
-        body.len().saturating_sub(1),
-    ] {
-        out.push(body[..cut.min(body.len())].to_vec());
-    }
-    let step = (body.len() / 40).max(1);
-    for (n, i) in (0..body.len()).step_by(step).enumerate() {
-        let mut m = body.to_vec();
-        m[i] = match n % 4 {
-            0 => m[i] ^ 0x01,
-            1 => b'"',
-            2 => 0xff,
-            _ => b'{',
-        };
-        out.push(m);
-    }
-    out.retain(|m| m != body);
-    out
-}
-
-/// The project's own Slack fixtures, and the real examples when REAL_FIXTURES is set.
-fn slack_fixtures(real: bool) -> Vec<(String, Vec<u8>)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = if real {
-        let d = std::env::var("REAL_FIXTURES")
-            .expect("set REAL_FIXTURES to the folder of real examples, e.g. ../shared/fixtures");
-        root.join(d).join("slack")
-    } else {
-        root.join("tests/fixtures/slack")
-    };
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the fixtures folder") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if name.ends_with(".json") || name.ends_with(".form.txt") {
-            out.push((name, std::fs::read(&path).expect("fixture")));
-        }
-    }
-    assert!(!out.is_empty(), "no fixtures in {}", dir.display());
-    out
-}
-
 async fn mutated_fixtures(real: bool) {
     let (handler, mut lines) = recorder();
     let served = serve(handler).await;
-    for (name, body) in slack_fixtures(real) {
+    for (name, body) in fixtures::load("slack", real, &[".json", ".form.txt"]) {
         let (path, content_type) = if name.ends_with(".txt") {
             ("/slack/commands", "application/x-www-form-urlencoded")
         } else {
@@ -489,7 +436,7 @@ async fn mutated_fixtures(real: bool) {
             .into_iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        for m in mutations(&body) {
+        for m in fixtures::mutations(&body) {
             // Tampered in transit: the signature of the original body. Refused, unhandled.
             let extra: Vec<(&str, &str)> = original
                 .iter()
