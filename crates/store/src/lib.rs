@@ -112,7 +112,9 @@ pub trait Store: Send + Sync {
     /// Queues a deployment, idempotently: a second request with the same `source_key` (or
     /// the same `github_deployment_id`) creates nothing and returns the existing deployment
     /// with `already_existed = true`. Safe under concurrent callers. Writes the `queued`
-    /// outbox events and wakes idle claimers.
+    /// outbox events and wakes idle claimers. Within one app+environment, ids are handed
+    /// out in the order creations commit, even across processes: a claimer that sees a
+    /// deployment also sees every older one of its environment.
     async fn create_deployment(&self, new: NewDeployment) -> Result<Created>;
 
     /// The deployment with this id, if any.

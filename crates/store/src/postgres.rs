@@ -46,6 +46,11 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Lines per COPY message when appending logs: bounds one message's size.
 const PG_LOG_CHUNK: usize = 5000;
 
+/// First key of the advisory lock that serialises creating deployments in one
+/// app+environment (the second is a hash of both). Two-key advisory locks are their own
+/// key space, apart from sqlx's one-key migration lock; the value spells "chim".
+const CREATE_LOCK_CLASS: i32 = 0x6368_696d;
+
 /// One row of `COPY deployment_logs ... FROM STDIN` in text format. The line is
 /// escaped so that nothing in it (a tab, a backslash, `\N`, `\.`, a newline) can
 /// end the field or the row, or be read as NULL or as the end of the data.
@@ -389,11 +394,19 @@ impl Store for PgStore {
     async fn create_deployment(&self, new: NewDeployment) -> Result<Created> {
         common::validate_new(&new)?;
         let op = || format!("create deployment {:?}", new.source_key);
+        // Ids come from a sequence, and a sequence hands out numbers in the order inserts
+        // ask, not the order they commit: #2 could commit after #3, and a claimer that saw
+        // only #3 would start it first. The advisory lock (held until this statement
+        // commits, and taken before the id is drawn) makes creation in one app+environment
+        // one at a time, so there ids are in commit order and "oldest first" holds.
+        // Other environments do not wait.
         let inserted = sqlx::query_as::<_, Deployment>(concat!(
-            "INSERT INTO deployments (source_key, github_deployment_id, requester, app, \
+            "WITH serial AS (SELECT pg_advisory_xact_lock($15, hashtext($4 || E'\\n' || $5))) \
+             INSERT INTO deployments (source_key, github_deployment_id, requester, app, \
              environment, repository, git_ref, sha, task, hosts, provider, payload, notify, \
              timeout_secs, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, clock_timestamp()) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, clock_timestamp() \
+             FROM serial \
              ON CONFLICT DO NOTHING RETURNING ",
             deployment_columns!()
         ))
@@ -411,6 +424,7 @@ impl Store for PgStore {
         .bind(&new.payload)
         .bind(&new.notify)
         .bind(new.timeout_secs)
+        .bind(CREATE_LOCK_CLASS)
         .fetch_optional(&self.pool)
         .await
         .map_err(|e| StoreError::db(op(), e))?;

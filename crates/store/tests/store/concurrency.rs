@@ -193,3 +193,78 @@ pub async fn eight_claimers_two_hundred_deployments_five_environments(h: &Harnes
         "environments never ran in parallel"
     );
 }
+
+/// Deployments of one environment created from four tasks at once (as webhooks reach two
+/// faseng processes at once) while two claimers take and finish them as fast as they
+/// can: each starts only after every deployment with a smaller id has, so "oldest first"
+/// holds even for deployments that were still being created when a claimer looked.
+///
+/// On PostgreSQL an id comes from a sequence: without serialising creation per
+/// environment, #2 could be numbered before #3 but committed after it, and a claimer
+/// that saw only #3 started it first.
+pub async fn deployments_created_while_claiming_start_in_id_order(h: &Harness) {
+    const CREATORS: usize = 8;
+    const EACH: usize = 100;
+    let total = CREATORS * EACH;
+    let store: Arc<dyn Store> = h.other_store(CREATORS as u32 + 4).await;
+    let started = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let finished = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(120);
+
+    let mut claimers = Vec::new();
+    for n in 0..2 {
+        let store = Arc::clone(&store);
+        let started = Arc::clone(&started);
+        let finished = Arc::clone(&finished);
+        claimers.push(tokio::spawn(async move {
+            let worker = format!("worker-{n}");
+            while finished.load(Ordering::SeqCst) < total {
+                assert!(Instant::now() < deadline, "{worker}: not done in time");
+                let Some(d) = store
+                    .claim(&worker, Duration::from_secs(120))
+                    .await
+                    .expect("claim")
+                else {
+                    tokio::task::yield_now().await;
+                    continue;
+                };
+                started.lock().await.push(d.id);
+                store
+                    .finish(d.id, &worker, Outcome::succeeded(0))
+                    .await
+                    .expect("finish");
+                finished.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let mut creators = Vec::new();
+    for c in 0..CREATORS {
+        let store = Arc::clone(&store);
+        creators.push(tokio::spawn(async move {
+            for i in 0..EACH {
+                store
+                    .create_deployment(request(&format!("race-{c}-{i}"), "web", "production"))
+                    .await
+                    .expect("create");
+            }
+        }));
+    }
+    for task in creators {
+        task.await.expect("creator");
+    }
+    for task in claimers {
+        task.await.expect("claimer");
+    }
+
+    let started = started.lock().await;
+    assert_eq!(started.len(), total, "every deployment started once");
+    for pair in started.windows(2) {
+        assert!(
+            pair[1] > pair[0],
+            "#{} started after the newer #{}: {:?}",
+            pair[1],
+            pair[0],
+            *started
+        );
+    }
+}

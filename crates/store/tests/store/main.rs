@@ -75,6 +75,7 @@ on_both_backends!(
     lifecycle::auto_deploy_claims_once_and_pauses,
     lifecycle::webhook_deliveries_are_recorded_once,
     concurrency::eight_claimers_two_hundred_deployments_five_environments,
+    concurrency::deployments_created_while_claiming_start_in_id_order,
     outbox::outbox_entry_written_rescheduled_delivered_once,
     outbox::outbox_order_per_deployment_and_no_double_delivery,
     logs::log_lines_append_and_read_in_order,
