@@ -93,21 +93,17 @@ pub async fn checkout(
 
 /// The commit `want` names in the fresh clone in `dir`.
 async fn lookup(source: &Source, dir: &Path, want: &str, is_sha: bool) -> Result<String, String> {
-    match resolve(source, dir, want).await {
-        Ok(s) => Ok(s),
-        Err(first) => {
-            // A branch of the remote is `origin/<ref>` in a fresh clone.
-            match resolve(source, dir, &format!("origin/{want}")).await {
-                Ok(s) => Ok(s),
-                Err(_) => {
-                    let what = if is_sha { "commit" } else { "ref" };
-                    Err(format!(
-                        "{what} `{want}` not found in the repository: {first}"
-                    ))
-                }
-            }
-        }
-    }
+    let first = match resolve(source, dir, want).await {
+        Ok(s) => return Ok(s),
+        Err(first) => first,
+    };
+    // A branch of the remote is `origin/<ref>` in a fresh clone.
+    resolve(source, dir, &format!("origin/{want}"))
+        .await
+        .map_err(|_| {
+            let what = if is_sha { "commit" } else { "ref" };
+            format!("{what} `{want}` not found in the repository: {first}")
+        })
 }
 
 async fn resolve(source: &Source, dir: &Path, what: &str) -> Result<String, String> {

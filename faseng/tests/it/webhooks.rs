@@ -207,9 +207,9 @@ async fn real_github_examples_are_handled() {
 async fn mutated_fixtures(real: bool) {
     let f = Faseng::start(APPS, None).await;
     let hook = format!("{}/webhooks/github", f.url);
-    let fixtures = fixtures::load("github", real, &[".json"]);
+    let bodies = fixtures::load("github", real, &[".json"]);
     let mut n = 0;
-    for (name, body) in &fixtures {
+    for (name, body) in &bodies {
         let event = name.split('.').next().unwrap();
         let original = sign(SECRET.as_bytes(), body);
         for m in fixtures::mutations(body) {
@@ -229,7 +229,7 @@ async fn mutated_fixtures(real: bool) {
         }
     }
     assert_eq!(f.count().await, 0, "a tampered delivery stored something");
-    for (name, body) in &fixtures {
+    for (name, body) in &bodies {
         let event = name.split('.').next().unwrap();
         for m in fixtures::mutations(body) {
             n += 1;
