@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chima_command::{Addressee, Command, ParseError, parse};
 use chima_config::{Apps, DeploymentRequest, Refusal, Requester};
-use serde_json::{Value, json};
+use chima_payload::{ChatTarget, DeploymentPayload, FasengNotes, Identity, IdentitySource, Notify};
+use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::embedded::Embedded;
@@ -89,6 +90,11 @@ impl Bot {
                 return Ending::Usage;
             }
         };
+        // Every command that changes state needs the same permission as deploying
+        // there (allowed_rooms, allowed_users), in both modes. Read-only ones stay open.
+        if let Some(refusal) = self.refusal(&command, &chat.requester) {
+            return refuse(to, &refusal);
+        }
         let result = match command {
             Command::Help => {
                 say(to, help_text(&self.addressee.name));
@@ -121,7 +127,7 @@ impl Bot {
                     &self.default_env,
                     e,
                     &other,
-                    &chat.requester.user_name,
+                    &identity(chat),
                     to,
                 )
                 .await
@@ -131,7 +137,7 @@ impl Bot {
                     &self.default_env,
                     g.as_ref(),
                     &other,
-                    &chat.requester.user_name,
+                    &identity(chat),
                     to,
                 )
                 .await
@@ -160,26 +166,79 @@ impl Bot {
     }
 }
 
-/// The hubot-deploy compatible `payload` (DESIGN.md section 4): heaven-era
-/// consumers read `name`, `hosts`, `notify` and `config` from it.
-pub fn payload(request: &DeploymentRequest, chat: &Chat, robot: &str) -> Value {
-    let mut p = json!({
-        "name": request.app,
-        "robotName": robot,
-        "hosts": request.hosts.clone().unwrap_or_default(),
-        "notify": {
-            "adapter": chat.adapter,
-            "room": chat.room,
-            "user": chat.requester.user_id.clone().unwrap_or_else(|| chat.requester.user_name.clone()),
-            "user_name": chat.requester.user_name,
-            "thread_ts": chat.thread_ts,
-        },
-        "config": request.config,
-    });
-    if let (Some(otp), Some(map)) = (&request.yubikey, p.as_object_mut()) {
-        map.insert("yubikey".to_string(), json!(otp));
+impl Bot {
+    /// Why `who` may not run a state-changing `command`, if so: the target
+    /// environment's `allowed_rooms` and `allowed_users`. Unknown apps and
+    /// environments are left to the command's own reply.
+    fn refusal(&self, command: &Command, who: &Requester) -> Option<Refusal> {
+        let (app, env) = match command {
+            Command::Lock { app, env, .. }
+            | Command::Unlock { app, env }
+            | Command::Cancel { app, env }
+            | Command::Rollback { app, env } => (app, env),
+            Command::AutoDeploy {
+                app,
+                env: Some(env),
+                enabled: Some(_),
+                ..
+            } => (app, env),
+            _ => return None,
+        };
+        let target = self.apps.target(app, Some(env), &self.default_env).ok()?;
+        self.apps.check_permissions(target, who).err()
     }
-    p
+}
+
+/// The verified identity of the chat user: the transport (Slack's signed events, the
+/// local terminal) vouches for it.
+pub fn identity(chat: &Chat) -> Identity {
+    Identity::chat(
+        IdentitySource::Trusted,
+        chat.requester.user_id.clone(),
+        chat.requester.user_name.clone(),
+    )
+}
+
+/// The hubot-deploy compatible `payload` (DESIGN.md section 4): heaven-era
+/// consumers read `name`, `hosts`, `notify` and `config` from it. chima's signed
+/// request is added once the ref is known (GitHub mode).
+pub fn payload(request: &DeploymentRequest, chat: &Chat, robot: &str) -> DeploymentPayload {
+    DeploymentPayload {
+        name: Some(request.app.clone()),
+        robot_name: Some(robot.to_string()),
+        hosts: request.hosts.clone().unwrap_or_default(),
+        yubikey: request.yubikey.clone(),
+        notify: Some(Notify {
+            adapter: Some(chat.adapter.to_string()),
+            room: Some(chat.room.clone()),
+            user: Some(
+                chat.requester
+                    .user_id
+                    .clone()
+                    .unwrap_or_else(|| chat.requester.user_name.clone()),
+            ),
+            user_name: Some(chat.requester.user_name.clone()),
+            thread_ts: chat.thread_ts.clone(),
+        }),
+        config: Some(request.config.clone()),
+        ..Default::default()
+    }
+}
+
+/// The payload as the in-process engine stores it: with the notes faseng's intake
+/// would write (who asked, where to answer), which chima vouches for itself here.
+pub fn local_payload(payload: &DeploymentPayload, chat: &Chat) -> Value {
+    let notes = FasengNotes {
+        delivery: None,
+        identity: identity(chat),
+        chat: Some(ChatTarget {
+            adapter: chat.adapter.to_string(),
+            room: chat.room.clone(),
+            thread_ts: chat.thread_ts.clone(),
+        }),
+        notes: Vec::new(),
+    };
+    DeploymentPayload::with_notes(&payload.to_value(), &notes)
 }
 
 /// Replies with a refusal from the config checks.
@@ -403,11 +462,13 @@ pub async fn autodeploy(
 /// faseng's API. The replies are the same either way.
 #[async_trait::async_trait]
 pub trait EnvOps: Sync {
+    /// Locks for `holder` (a name), identified by `holder_id` (an identity key).
     async fn lock(
         &self,
         app: &str,
         env: &str,
         holder: &str,
+        holder_id: &str,
         reason: Option<&str>,
         expires_in: Option<std::time::Duration>,
     ) -> anyhow::Result<chima_store::LockResult>;
@@ -426,9 +487,11 @@ pub async fn env_command(
     default_env: &str,
     ops: &dyn EnvOps,
     command: &Command,
-    user: &str,
+    who: &Identity,
     to: &Say,
 ) -> anyhow::Result<Option<Ending>> {
+    let user = who.display();
+    let user = user.as_str();
     use chima_engine::ops::Cancelled;
     use chima_store::LockResult;
     let (app, env) = match command {
@@ -445,7 +508,10 @@ pub async fn env_command(
     let ending = match command {
         Command::Lock { reason, .. } => {
             let (expiry, reason) = lock_expiry(reason.as_deref());
-            match ops.lock(app, env, user, reason.as_deref(), expiry).await? {
+            match ops
+                .lock(app, env, user, &who.key(), reason.as_deref(), expiry)
+                .await?
+            {
                 LockResult::Acquired(l) => {
                     say(
                         to,
@@ -474,7 +540,7 @@ pub async fn env_command(
         }
         Command::Unlock { .. } => {
             let text = match ops.unlock(app, env).await? {
-                Some(l) if l.holder == user => format!("Unlocked {app} in {env}."),
+                Some(l) if l.held_by(&who.key(), user) => format!("Unlocked {app} in {env}."),
                 Some(l) => format!(
                     "Unlocked {app} in {env}. {}, your lock was lifted by {user}.",
                     l.holder

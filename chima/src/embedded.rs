@@ -10,6 +10,7 @@ use chima_command::Command;
 use chima_config::{Apps, DeploymentRequest};
 use chima_engine::ops::{Cancelled, NoRollback};
 use chima_engine::{Engine, EngineConfig};
+use chima_payload::DeploymentPayload;
 use chima_store::{Deployment, DeploymentState, LockResult, NewDeployment, Store};
 use serde_json::Value;
 
@@ -58,7 +59,7 @@ impl Embedded {
     pub async fn deploy(
         &self,
         request: &DeploymentRequest,
-        payload: Value,
+        payload: DeploymentPayload,
         chat: &Chat,
         to: &Say,
         follow: bool,
@@ -69,7 +70,7 @@ impl Embedded {
             .get_lock(&request.app, &request.environment)
             .await?;
         if let Some(lock) = lock
-            && &lock.holder != user
+            && !lock.held_by(&crate::bot::identity(chat).key(), user)
         {
             say(
                 to,
@@ -107,7 +108,7 @@ impl Embedded {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            payload,
+            payload: crate::bot::local_payload(&payload, chat),
             github_deployment_id: None,
             notify: vec!["chat".to_string()],
             timeout_secs: None,
@@ -245,6 +246,11 @@ impl Embedded {
                             return Ok(Ending::Failed);
                         };
                         let d = r.target;
+                        // The rollback is this user's request: the old deployment's
+                        // payload carries the old requester's identity.
+                        let (mut sent, _) = DeploymentPayload::read(&d.payload);
+                        sent.faseng = None;
+                        let payload = crate::bot::local_payload(&sent, chat);
                         let new = NewDeployment {
                             source_key: format!(
                                 "chima-rollback-{}-{}",
@@ -260,7 +266,7 @@ impl Embedded {
                             task: d.task.clone(),
                             hosts: d.hosts.clone(),
                             provider: d.provider.clone(),
-                            payload: d.payload.clone(),
+                            payload,
                             github_deployment_id: None,
                             notify: vec!["chat".to_string()],
                             timeout_secs: d.timeout_secs,
@@ -413,6 +419,7 @@ impl crate::bot::EnvOps for Embedded {
         app: &str,
         env: &str,
         holder: &str,
+        holder_id: &str,
         reason: Option<&str>,
         expires_in: Option<Duration>,
     ) -> anyhow::Result<LockResult> {
@@ -421,7 +428,7 @@ impl crate::bot::EnvOps for Embedded {
             .map(|d| chrono::Utc::now() + d);
         Ok(self
             .store
-            .lock(app, env, holder, reason, expires_at)
+            .lock_by(app, env, holder, Some(holder_id), reason, expires_at)
             .await?)
     }
 

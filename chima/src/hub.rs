@@ -6,7 +6,7 @@ use anyhow::Context;
 use chima_command::Command;
 use chima_config::{Apps, DeploymentRequest};
 use chima_github::{CreateOutcome, DeploymentBody, GitHub, GitHubError};
-use serde_json::Value;
+use chima_payload::{ChimaRequest, DeploymentPayload, SigningKey};
 
 use crate::bot::{Chat, Ending, Say, refuse, say};
 use crate::faseng_api::{FasengApi, enc};
@@ -17,18 +17,22 @@ pub struct GitHubBackend {
     pub gh: GitHub,
     /// faseng's API, for locks, cancel, rollback and history.
     pub faseng: Option<FasengApi>,
+    /// Signs the request chima puts in each deployment, so that faseng knows which
+    /// chat user asked (CHIMA_SIGNING_KEY, or derived from FASENG_API_TOKEN). Without
+    /// it deployments count as chima's GitHub login only.
+    pub signing_key: Option<SigningKey>,
 }
 
 impl GitHubBackend {
     pub async fn deploy(
         &self,
         request: &DeploymentRequest,
-        payload: Value,
+        payload: DeploymentPayload,
         chat: &Chat,
         to: &Say,
     ) -> anyhow::Result<Ending> {
         if let Some(lock) = self.lock_of(&request.app, &request.environment).await?
-            && lock.holder != chat.requester.user_name
+            && !lock.held_by(&crate::bot::identity(chat).key(), &chat.requester.user_name)
         {
             say(
                 to,
@@ -41,7 +45,7 @@ impl GitHubBackend {
             );
             return Ok(Ending::Failed);
         }
-        self.create(request, payload, to).await
+        self.create(request, payload, chat, to).await
     }
 
     /// The lock on app+environment, from faseng (none without FASENG_URL).
@@ -60,7 +64,8 @@ impl GitHubBackend {
     async fn create(
         &self,
         request: &DeploymentRequest,
-        payload: Value,
+        mut payload: DeploymentPayload,
+        chat: &Chat,
         to: &Say,
     ) -> anyhow::Result<Ending> {
         let repo = &request.repository;
@@ -71,6 +76,26 @@ impl GitHubBackend {
                 Err(e) => return Ok(github_error(to, &e, repo)),
             },
         };
+        // Signed now that the ref is known: faseng checks that the request names this
+        // deployment's app, environment, ref and task.
+        payload.chima = self.signing_key.as_ref().map(|key| {
+            key.sign(ChimaRequest {
+                version: chima_payload::REQUEST_VERSION,
+                nonce: chima_payload::new_nonce(),
+                issued_at: chrono::Utc::now().timestamp(),
+                adapter: chat.adapter.to_string(),
+                user_id: chat.requester.user_id.clone(),
+                user_name: chat.requester.user_name.clone(),
+                room: Some(chat.room.clone()).filter(|r| !r.is_empty()),
+                thread_ts: chat.thread_ts.clone(),
+                app: request.app.clone(),
+                environment: request.environment.clone(),
+                git_ref: git_ref.clone(),
+                task: request.task.clone(),
+                hosts: request.hosts.clone(),
+            })
+        });
+        let payload = payload.to_value();
         let body = DeploymentBody {
             git_ref: git_ref.clone(),
             task: request.task.clone(),
@@ -261,7 +286,7 @@ impl GitHubBackend {
                 let mut request = self.rollback_request(apps, &target, &sha)?;
                 request.git_ref = Some(sha);
                 let payload = crate::bot::payload(&request, chat, "chima");
-                self.create(&request, payload, to).await
+                self.create(&request, payload, chat, to).await
             }
             Command::Deploys { app, env, .. } if api.is_some() => {
                 let Some(api) = api else {
@@ -517,11 +542,12 @@ impl crate::bot::EnvOps for GitHubBackend {
         app: &str,
         env: &str,
         holder: &str,
+        holder_id: &str,
         reason: Option<&str>,
         expires_in: Option<std::time::Duration>,
     ) -> anyhow::Result<chima_store::LockResult> {
         let api = self.faseng.as_ref().context("FASENG_URL is not set")?;
-        let body = json!({"holder": holder, "reason": reason, "expires_in": expires_in.map(|d| d.as_secs())});
+        let body = json!({"holder": holder, "holder_id": holder_id, "reason": reason, "expires_in": expires_in.map(|d| d.as_secs())});
         let a = api
             .call(
                 Method::PUT,

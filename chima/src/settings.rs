@@ -106,6 +106,11 @@ pub struct Settings {
     #[arg(long, env = "FASENG_URL", global = true)]
     pub faseng_url: Option<String>,
 
+    /// The key chima signs its deployment requests with, shared with faseng. Default: a
+    /// key derived from FASENG_API_TOKEN.
+    #[arg(long, env = "CHIMA_SIGNING_KEY", hide_env_values = true, global = true)]
+    pub chima_signing_key: Option<String>,
+
     /// faseng's API token.
     #[arg(long, env = "FASENG_API_TOKEN", hide_env_values = true, global = true)]
     pub faseng_api_token: Option<String>,
@@ -137,6 +142,24 @@ impl Settings {
             url,
             Secret::new(token),
         )?))
+    }
+
+    /// The key for chima's signed requests: CHIMA_SIGNING_KEY, else one derived from
+    /// FASENG_API_TOKEN (faseng derives the same). Without either, chima says so once:
+    /// its deployments then count as its GitHub login only, as with hubot-deploy.
+    pub fn signing_key(&self) -> Option<chima_payload::SigningKey> {
+        match (&self.chima_signing_key, &self.faseng_api_token) {
+            (Some(k), _) if !k.is_empty() => Some(chima_payload::SigningKey::new(k.as_bytes())),
+            (_, Some(t)) if !t.is_empty() => Some(
+                chima_payload::SigningKey::derived_from_api_token(t.as_bytes()),
+            ),
+            _ => {
+                tracing::warn!(
+                    "neither CHIMA_SIGNING_KEY nor FASENG_API_TOKEN is set: faseng cannot tell who asked for a deployment, so each counts as chima's GitHub login only (allowed_users then need github:<login>)"
+                );
+                None
+            }
+        }
     }
 
     pub fn addressee(&self) -> Addressee {

@@ -66,6 +66,7 @@ async fn build(settings: &Settings) -> anyhow::Result<Bot> {
         Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
             gh,
             faseng: settings.faseng()?,
+            signing_key: settings.signing_key(),
         })),
         None => Backend::Embedded(
             Embedded::start(

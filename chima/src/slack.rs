@@ -40,13 +40,16 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         .auth_test()
         .await
         .context("Slack refused SLACK_BOT_TOKEN (auth.test)")?;
-    let apps = Arc::new(Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let mut apps = Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?;
+    resolve_names(&api, &mut apps).await;
+    let apps = Arc::new(apps);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     let backend = match settings.github()? {
         Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
             gh,
             faseng: settings.faseng()?,
+            signing_key: settings.signing_key(),
         })),
         None => {
             let e = Embedded::start(
@@ -124,6 +127,33 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         e.stop().await;
     }
     Ok(())
+}
+
+/// Turns the user and room names of app.json into Slack ids, once: permissions then
+/// compare ids, so renaming oneself (or a channel) to an allowed name grants nothing.
+/// A name Slack does not know matches nobody, and is logged so that it can be fixed.
+async fn resolve_names(api: &SlackApi, apps: &mut Apps) {
+    let users = match api.user_ids_by_name().await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list Slack users (users.list, scope users:read): user names in app.json match nobody until chima restarts; ids still work");
+            Default::default()
+        }
+    };
+    let rooms = match api.channel_ids_by_name().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list Slack channels (conversations.list, scopes channels:read, groups:read): channel names in app.json match nothing until chima restarts; ids still work");
+            Default::default()
+        }
+    };
+    let unresolved = apps.resolve_chat_names(&users, &rooms);
+    if !unresolved.is_empty() {
+        tracing::warn!(
+            names = %unresolved.join(", "),
+            "these names in app.json's allowed_users/allowed_rooms are not Slack users or channels: they match nobody"
+        );
+    }
 }
 
 struct SlackHandler {

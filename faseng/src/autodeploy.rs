@@ -15,7 +15,7 @@ use std::sync::Arc;
 use chima_config::{App, AutoDeployRule};
 use chima_github::{CiState, CreateOutcome, DeploymentBody, GitHub};
 use chima_store::Store;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// What auto-deploy needs.
 #[derive(Clone)]
@@ -24,6 +24,10 @@ pub struct AutoDeployer {
     pub apps: Arc<chima_config::Apps>,
     pub github: GitHub,
     pub slack: Option<chima_slack::SlackApi>,
+    /// Signs auto-deploy's requests, so that faseng's intake knows them for its own
+    /// (identity `auto-deploy`, allowed by app.json's `auto_deploy`). Without a key an
+    /// auto-deploy counts as faseng's GitHub login, which `allowed_users` must list.
+    pub signing_key: Option<chima_payload::SigningKey>,
 }
 
 /// The events that can make a commit green or move a branch head.
@@ -100,6 +104,62 @@ pub enum Skip {
 }
 
 impl AutoDeployer {
+    /// The payload of an auto-deploy: hubot-deploy's shape, with faseng's own signed
+    /// request (adapter `auto-deploy`) when it has a key.
+    fn payload(
+        &self,
+        app: &chima_config::App,
+        env: &str,
+        sha: &str,
+        git_ref: &str,
+        contexts: &[String],
+    ) -> serde_json::Value {
+        let chima = self.signing_key.as_ref().map(|key| {
+            key.sign(chima_payload::ChimaRequest {
+                version: chima_payload::REQUEST_VERSION,
+                nonce: chima_payload::new_nonce(),
+                issued_at: chrono::Utc::now().timestamp(),
+                adapter: crate::intake::AUTO_DEPLOY_ADAPTER.to_string(),
+                user_id: None,
+                user_name: "auto-deploy".to_string(),
+                room: app.notify_room.clone(),
+                thread_ts: None,
+                app: app.name.clone(),
+                environment: env.to_string(),
+                git_ref: sha.to_string(),
+                task: "deploy".to_string(),
+                hosts: None,
+            })
+        });
+        chima_payload::DeploymentPayload {
+            name: Some(app.name.clone()),
+            robot_name: Some("faseng".to_string()),
+            hosts: String::new(),
+            notify: Some(chima_payload::Notify {
+                adapter: Some(
+                    if app.notify_room.is_some() {
+                        "slack"
+                    } else {
+                        ""
+                    }
+                    .to_string(),
+                ),
+                room: app.notify_room.clone(),
+                user: Some("auto-deploy".to_string()),
+                user_name: Some("auto-deploy".to_string()),
+                thread_ts: None,
+            }),
+            config: Some(app.public_config()),
+            chima,
+            auto_deploy: Some(chima_payload::AutoDeployNote {
+                git_ref: Some(git_ref.to_string()),
+                contexts: contexts.to_vec(),
+            }),
+            ..Default::default()
+        }
+        .to_value()
+    }
+
     /// Considers every app and environment the trigger may concern.
     pub async fn consider(&self, t: Trigger) {
         for app in self.apps.iter() {
@@ -210,20 +270,7 @@ impl AutoDeployer {
             description: "auto-deploy".to_string(),
             production_environment: app.is_production(env),
             transient_environment: None,
-            payload: json!({
-                "name": app.name,
-                "robotName": "faseng",
-                "hosts": "",
-                "notify": {
-                    "adapter": if app.notify_room.is_some() { "slack" } else { "" },
-                    "room": app.notify_room.clone().unwrap_or_default(),
-                    "user": "auto-deploy",
-                    "user_name": "auto-deploy",
-                    "thread_ts": null,
-                },
-                "config": app.public_config(),
-                "auto_deploy": { "ref": git_ref, "contexts": required },
-            }),
+            payload: self.payload(app, env, &t.sha, &git_ref, &required),
         };
         match self.github.create_deployment(repo, &body).await {
             Ok(CreateOutcome::Created { id, .. }) => {
@@ -299,6 +346,7 @@ fn green(ci: &CiState, context: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn triggers_from_each_event() {

@@ -4,6 +4,7 @@
 
 mod access;
 mod autodeploy;
+mod intake;
 mod links;
 mod metrics;
 mod serve;
@@ -59,6 +60,12 @@ pub struct Args {
     #[arg(long, env = "FASENG_WORKDIR", global = true)]
     pub workdir: Option<PathBuf>,
 
+    /// Where repositories without `clone_url` are cloned from (`<base>/<owner>/<name>.git`).
+    /// Default: the GitHub of GITHUB_API_URL (`https://github.com` for api.github.com, else
+    /// its scheme, host and port). The GitHub token is only ever sent to that GitHub.
+    #[arg(long, env = "FASENG_CLONE_BASE", global = true)]
+    pub clone_base: Option<String>,
+
     /// Shared secret of the GitHub webhook (required to serve webhooks).
     #[arg(
         long,
@@ -71,6 +78,12 @@ pub struct Args {
     /// Key that signs log page links (default: derived from the webhook secret).
     #[arg(long, env = "FASENG_API_TOKEN", hide_env_values = true, global = true)]
     pub api_token: Option<String>,
+
+    /// The key chima signs its requests with (shared with chima). Default: a key
+    /// derived from FASENG_API_TOKEN. Without either, every deployment counts as its
+    /// GitHub creator only.
+    #[arg(long, env = "CHIMA_SIGNING_KEY", hide_env_values = true, global = true)]
+    pub chima_signing_key: Option<String>,
 
     /// GitHub token, for deployment statuses and clones of private repositories.
     #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, global = true)]

@@ -25,6 +25,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let apps = load_apps(&args.apps)?;
+    if signing_key(&args).is_none() {
+        tracing::warn!(
+            "neither CHIMA_SIGNING_KEY nor FASENG_API_TOKEN is set: chima's requests cannot be verified, so every deployment counts as its GitHub creator only (allowed_users need github:<login> entries)"
+        );
+    }
     let github = github_client(&args)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let links = LinkSigner::new(link_key(&args).as_bytes());
@@ -83,6 +88,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 apps: apps.clone(),
                 github: gh.clone(),
                 slack: slack.clone(),
+                signing_key: signing_key(&args),
             })
         }
         _ => None,
@@ -141,6 +147,18 @@ fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
     Ok(Some(gh))
 }
 
+/// The key chima's requests are checked with: CHIMA_SIGNING_KEY, else one derived
+/// from FASENG_API_TOKEN (chima derives the same).
+pub fn signing_key(args: &Args) -> Option<chima_payload::SigningKey> {
+    match (&args.chima_signing_key, &args.api_token) {
+        (Some(k), _) if !k.is_empty() => Some(chima_payload::SigningKey::new(k.as_bytes())),
+        (_, Some(t)) if !t.is_empty() => Some(chima_payload::SigningKey::derived_from_api_token(
+            t.as_bytes(),
+        )),
+        _ => None,
+    }
+}
+
 /// The key that signs log links: FASENG_API_TOKEN, else the webhook secret.
 fn link_key(args: &Args) -> String {
     let key = args
@@ -154,6 +172,23 @@ fn link_key(args: &Args) -> String {
         );
     }
     key
+}
+
+/// The web host of a GitHub API URL: `https://github.com` for `api.github.com`, else
+/// the API URL's scheme, host and port (GitHub Enterprise serves both on one host).
+pub fn github_web_base(api_url: &str) -> String {
+    let api = api_url.trim().trim_end_matches('/');
+    if api.eq_ignore_ascii_case("https://api.github.com") {
+        return "https://github.com".to_string();
+    }
+    match api.find("://") {
+        Some(i) => {
+            let rest = &api[i + 3..];
+            let end = rest.find('/').unwrap_or(rest.len());
+            format!("{}://{}", &api[..i], &rest[..end])
+        }
+        None => api.to_string(),
+    }
 }
 
 fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
@@ -179,6 +214,12 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> EngineConfig {
         cfg.workdir = dir.clone();
     }
     cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    cfg.github_api_url = args.github_api_url.clone();
+    cfg.clone_base = args
+        .clone_base
+        .clone()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| github_web_base(&args.github_api_url));
     if let Some(key) = &args.heroku_api_key {
         cfg.secrets.push(key.clone());
         cfg.heroku = Some(chima_engine::providers::heroku::HerokuApi {
@@ -215,6 +256,7 @@ async fn serve_http(
             .clone()
             .filter(|t| !t.is_empty())
             .map(Secret::new),
+        signing_key: signing_key(args),
         metrics: Default::default(),
         engine_metrics,
         autodeploy,

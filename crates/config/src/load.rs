@@ -46,7 +46,7 @@ pub const KNOWN_FIELDS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct Apps {
     path: PathBuf,
-    apps: BTreeMap<String, App>,
+    pub(crate) apps: BTreeMap<String, App>,
 }
 
 impl Apps {
@@ -86,7 +86,6 @@ impl Apps {
             text,
             locator: Locator::default(),
             errors: Vec::new(),
-            lenient: false,
         };
         if text.len() > MAX_CONFIG_BYTES {
             cx.error(
@@ -180,12 +179,14 @@ impl Apps {
         self.apps.keys().cloned().collect()
     }
 
-    /// The app for a GitHub repository (`owner/name`, case-insensitive), as
-    /// faseng needs for deployments whose payload carries no config.
-    pub fn by_repository(&self, repository: &str) -> Option<&App> {
+    /// The apps that deploy a GitHub repository (`owner/name`, case-insensitive), by
+    /// name. faseng finds a deployment's app this way, never by a name in its payload:
+    /// the payload may only choose among these.
+    pub fn for_repository(&self, repository: &str) -> Vec<&App> {
         self.apps
             .values()
-            .find(|a| a.repository.eq_ignore_ascii_case(repository))
+            .filter(|a| a.repository.eq_ignore_ascii_case(repository))
+            .collect()
     }
 }
 
@@ -194,9 +195,6 @@ struct Checker<'a> {
     text: &'a str,
     locator: Locator,
     errors: Vec<ConfigError>,
-    /// Skip unknown fields instead of refusing them: for `payload.config` of
-    /// deployments made by other tools (hubot-deploy passed extra fields on).
-    lenient: bool,
 }
 
 impl Checker<'_> {
@@ -331,7 +329,14 @@ impl Checker<'_> {
 
         for (key, value) in fields {
             if !is_secret_field(key) {
-                app.public_entry.insert(key.clone(), value.clone());
+                // Credentials in a clone URL (`https://user:token@host/...`) stay here:
+                // the public entry goes into payloads, which anyone with read access to
+                // the repository can list.
+                let public = match (key.as_str(), value) {
+                    ("clone_url", Value::String(u)) => Value::String(redact_userinfo(u)),
+                    _ => value.clone(),
+                };
+                app.public_entry.insert(key.clone(), public);
             }
             match key.as_str() {
                 "provider" | "repository" | "environments" => {}
@@ -483,9 +488,6 @@ impl Checker<'_> {
     }
 
     fn unknown_field(&mut self, f: &Fields, key: &str, envs: &BTreeSet<String>) {
-        if self.lenient {
-            return;
-        }
         let mut candidates: Vec<String> = KNOWN_FIELDS.iter().map(|s| s.to_string()).collect();
         for e in envs {
             candidates.push(format!("heroku_{e}_name"));
@@ -946,47 +948,20 @@ fn check_clone_url(u: &str) -> Result<(), String> {
     Ok(())
 }
 
-impl Apps {
-    /// Reads an app entry carried in a deployment's `payload.config` (as chima
-    /// and hubot-deploy send it), with the same checks as app.json except that
-    /// unknown fields are ignored. `repository` is filled in from the
-    /// deployment when the entry lacks it.
-    pub fn app_from_payload(
-        name: &str,
-        repository: &str,
-        config: &Value,
-    ) -> Result<App, ConfigErrors> {
-        let mut entry = match config {
-            Value::Object(m) => m.clone(),
-            other => {
-                return Err(ConfigErrors(vec![ConfigError {
-                    path: PathBuf::from("payload.config"),
-                    line: 0,
-                    column: 0,
-                    app: Some(name.to_string()),
-                    field: None,
-                    message: format!("payload.config must be an object, not {}", kind(other)),
-                }]));
-            }
-        };
-        entry
-            .entry("repository")
-            .or_insert_with(|| Value::String(repository.to_string()));
-        let entry = Value::Object(entry);
-        let path = Path::new("payload.config");
-        let mut cx = Checker {
-            path,
-            text: "",
-            locator: Locator::default(),
-            errors: Vec::new(),
-            lenient: true,
-        };
-        match cx.app(name, &entry) {
-            Some(app) if cx.errors.is_empty() => Ok(app),
-            _ => Err(ConfigErrors(cx.errors)),
-        }
+/// `url` with any `user:password@` replaced by `***@`, for text that may be seen.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}://***@{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
     }
+}
 
+impl Apps {
     /// Where the config was loaded from, for messages like `chima check`'s.
     pub fn describe(&self) -> String {
         format!("{} ({} apps)", self.path.display(), self.apps.len())
@@ -1023,5 +998,27 @@ mod tests {
         assert!(check_script_path("/bin/sh").is_err());
         assert!(check_script_path("../x").is_err());
         assert!(check_script_path("a/../../x").is_err());
+    }
+
+    #[test]
+    fn credentials_in_clone_urls_never_reach_the_public_entry() {
+        assert_eq!(
+            redact_userinfo("https://x-access-token:ghs_abc@git.example.com/a/b.git"),
+            "https://***@git.example.com/a/b.git"
+        );
+        assert_eq!(redact_userinfo("https://h/a@b"), "https://h/a@b");
+        assert_eq!(redact_userinfo("../repo"), "../repo");
+        let apps = Apps::parse(
+            r#"{"a": {"provider": "shell", "repository": "o/r",
+                      "clone_url": "https://bot:s3cr3t-token@git.example.com/o/r.git"}}"#,
+            Path::new("app.json"),
+        )
+        .unwrap();
+        let public = apps.get("a").unwrap().public_config().to_string();
+        assert!(!public.contains("s3cr3t"), "{public}");
+        assert_eq!(
+            apps.get("a").unwrap().clone_url.as_deref(),
+            Some("https://bot:s3cr3t-token@git.example.com/o/r.git")
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! section 2.1 gives (unknown app, unknown environment, room, user). Locks are
 //! checked by the caller, which has the store.
 
+use std::collections::HashMap;
+
 use chima_command::{Deploy, closest};
 
 use crate::error::Refusal;
@@ -106,16 +108,24 @@ impl Apps {
     }
 
     /// Checks `allowed_rooms` and `allowed_users` for a command on `target`.
+    ///
+    /// A requester with a chat id (Slack) is matched by id only: against ids written in
+    /// app.json, and against the ids [`Apps::resolve_chat_names`] found for the names
+    /// written there. Never by the name the chat service shows now, which its owner can
+    /// change. A requester without ids (the terminal) is matched by name. `github:`
+    /// entries name GitHub logins, which only faseng can verify: they match no chat user.
     pub fn check_permissions(&self, target: Target<'_>, who: &Requester) -> Result<(), Refusal> {
         let app = target.app;
         if let Some(rooms) = &app.allowed_rooms {
             let room_ok = rooms.iter().any(|r| {
                 let r = r.trim_start_matches('#');
-                who.room_id.as_deref() == Some(r)
-                    || who
+                match &who.room_id {
+                    Some(id) => id == r,
+                    None => who
                         .room_name
                         .as_deref()
-                        .is_some_and(|n| n.trim_start_matches('#').eq_ignore_ascii_case(r))
+                        .is_some_and(|n| n.trim_start_matches('#').eq_ignore_ascii_case(r)),
+                }
             });
             if !room_ok {
                 return Err(Refusal::RoomNotAllowed {
@@ -127,12 +137,17 @@ impl Apps {
         }
         if let Some(users) = app.allowed_users.get(target.environment) {
             let user_ok = users.iter().any(|u| {
-                let u = u.trim_start_matches('@');
-                who.user_id.as_deref() == Some(u)
-                    || who
+                let u = u.trim().trim_start_matches('@');
+                if u.starts_with("github:") {
+                    return false;
+                }
+                match &who.user_id {
+                    Some(id) => id == u,
+                    None => who
                         .user_name
                         .trim_start_matches('@')
-                        .eq_ignore_ascii_case(u)
+                        .eq_ignore_ascii_case(u),
+                }
             });
             if !user_ok {
                 return Err(Refusal::UserNotAllowed {
@@ -144,6 +159,30 @@ impl Apps {
             }
         }
         Ok(())
+    }
+
+    /// Adds, next to each user and room *name* in `allowed_users` and `allowed_rooms`,
+    /// the id the chat service gives that name, from maps the caller read once
+    /// (`users.list`, `conversations.list`; lowercase names). Returns the names that
+    /// have no id there: they will match nobody who has an id. Resolving once, at start,
+    /// means a later rename grants nothing: the id stays the one the name had then.
+    pub fn resolve_chat_names(
+        &mut self,
+        users: &HashMap<String, String>,
+        rooms: &HashMap<String, String>,
+    ) -> Vec<String> {
+        let mut unresolved = Vec::new();
+        for app in self.apps.values_mut() {
+            if let Some(list) = &mut app.allowed_rooms {
+                add_ids(list, rooms, is_room_id, &mut unresolved);
+            }
+            for list in app.allowed_users.values_mut() {
+                add_ids(list, users, is_user_id, &mut unresolved);
+            }
+        }
+        unresolved.sort();
+        unresolved.dedup();
+        unresolved
     }
 
     /// Resolves a typed deploy into the deployment to create, or says why not.
@@ -178,4 +217,41 @@ impl Apps {
             config: app.public_config(),
         })
     }
+}
+
+fn add_ids(
+    list: &mut Vec<String>,
+    ids: &HashMap<String, String>,
+    is_id: fn(&str) -> bool,
+    unresolved: &mut Vec<String>,
+) {
+    let mut added = Vec::new();
+    for entry in list.iter() {
+        let name = entry.trim().trim_start_matches(['#', '@']);
+        if name.starts_with("github:") || is_id(name) {
+            continue;
+        }
+        match ids.get(&name.to_ascii_lowercase()) {
+            Some(id) => added.push(id.clone()),
+            None => unresolved.push(name.to_string()),
+        }
+    }
+    list.extend(added);
+}
+
+/// Slack user ids: `U...` or `W...` (Enterprise Grid), upper-case letters and digits.
+pub fn is_user_id(s: &str) -> bool {
+    is_slack_id(s, &['U', 'W', 'B'])
+}
+
+/// Slack conversation ids: `C...` (channels), `G...` (private, older), `D...` (DMs).
+pub fn is_room_id(s: &str) -> bool {
+    is_slack_id(s, &['C', 'G', 'D'])
+}
+
+fn is_slack_id(s: &str, first: &[char]) -> bool {
+    s.len() >= 8
+        && s.starts_with(first)
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }

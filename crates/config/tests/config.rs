@@ -236,18 +236,38 @@ fn deploy_of(line: &str) -> chima_command::Deploy {
     }
 }
 
+/// APPS with its names resolved as chima does at start on Slack.
+fn resolved(text: &str) -> chima_config::Apps {
+    let mut apps = load(text);
+    let users = std::collections::HashMap::from([
+        ("alice".to_string(), "U0ALICE01".to_string()),
+        ("bob".to_string(), "U0BOB0001".to_string()),
+    ]);
+    let rooms = std::collections::HashMap::from([("ops".to_string(), "C0OPS0001".to_string())]);
+    assert_eq!(
+        apps.resolve_chat_names(&users, &rooms),
+        Vec::<String>::new()
+    );
+    apps
+}
+
 fn in_ops(user: &str) -> Requester {
+    let id = match user {
+        "alice" => "U0ALICE01",
+        "bob" => "U0BOB0001",
+        _ => "U0OTHER01",
+    };
     Requester {
-        user_id: Some("U999".into()),
+        user_id: Some(id.into()),
         user_name: user.into(),
-        room_id: Some("C111".into()),
+        room_id: Some("C0OPS0001".into()),
         room_name: Some("ops".into()),
     }
 }
 
 #[test]
 fn aliases_defaults_and_the_body_fields() {
-    let apps = load(APPS);
+    let apps = resolved(APPS);
     let r = apps
         .resolve_deploy(
             &deploy_of("chima deploy project-x/feature to prod"),
@@ -284,7 +304,7 @@ fn aliases_defaults_and_the_body_fields() {
 
 #[test]
 fn force_skips_merge_and_contexts() {
-    let apps = load(APPS);
+    let apps = resolved(APPS);
     let r = apps
         .resolve_deploy(
             &deploy_of("chima deploy:migrate! project-x to edge"),
@@ -299,7 +319,7 @@ fn force_skips_merge_and_contexts() {
 
 #[test]
 fn secrets_never_reach_the_payload_config() {
-    let apps = load(APPS);
+    let apps = resolved(APPS);
     let r = apps
         .resolve_deploy(
             &deploy_of("chima deploy project-x to edge"),
@@ -317,7 +337,7 @@ fn secrets_never_reach_the_payload_config() {
 
 #[test]
 fn refusals_in_order_with_their_texts() {
-    let apps = load(APPS);
+    let apps = resolved(APPS);
     let who = in_ops("bob");
     let e = apps
         .resolve_deploy(
@@ -356,7 +376,7 @@ fn refusals_in_order_with_their_texts() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "`project-x` cannot be deployed from #random. Allowed rooms: `ops`, `C024BE91L`."
+        "`project-x` cannot be deployed from #random. Allowed rooms: `ops`, `C024BE91L`, `C0OPS0001`."
     );
     // The room is checked before the user.
     let e = apps
@@ -368,7 +388,7 @@ fn refusals_in_order_with_their_texts() {
         .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "bob is not allowed to deploy `project-x` to production. Ask one of: `alice`, `U023BECGF`."
+        "bob is not allowed to deploy `project-x` to production. Ask one of: `alice`, `U023BECGF`, `U0ALICE01`."
     );
     // Room by id, user by id.
     let by_id = Requester {
@@ -384,6 +404,84 @@ fn refusals_in_order_with_their_texts() {
             "production"
         )
         .is_ok()
+    );
+}
+
+#[test]
+fn chat_users_with_ids_are_matched_by_id_never_by_their_current_name() {
+    let apps = resolved(APPS);
+    // Mallory renamed herself `alice`: her id is not alice's.
+    let mallory = Requester {
+        user_id: Some("U0MALLORY".into()),
+        ..in_ops("alice")
+    };
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &mallory,
+            "production",
+        )
+        .unwrap_err();
+    assert!(matches!(e, Refusal::UserNotAllowed { .. }), "{e}");
+    // A channel renamed to `ops` is another channel.
+    let renamed_room = Requester {
+        room_id: Some("C0RENAMED".into()),
+        ..in_ops("alice")
+    };
+    let e = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &renamed_room,
+            "production",
+        )
+        .unwrap_err();
+    assert!(matches!(e, Refusal::RoomNotAllowed { .. }), "{e}");
+    // The real alice, by the id her name had when chima started.
+    assert!(
+        apps.resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &in_ops("alice"),
+            "production"
+        )
+        .is_ok()
+    );
+    // Names chima could not resolve match nobody with an id, and are reported.
+    let mut unresolved = load(APPS);
+    assert_eq!(
+        unresolved.resolve_chat_names(&Default::default(), &Default::default()),
+        vec!["alice".to_string(), "ops".to_string()]
+    );
+    let e = unresolved
+        .resolve_deploy(
+            &deploy_of("chima deploy project-x to prod"),
+            &in_ops("alice"),
+            "production",
+        )
+        .unwrap_err();
+    assert!(matches!(e, Refusal::RoomNotAllowed { .. }), "{e}");
+    // The terminal has no ids: names are what there is.
+    let shell = Requester {
+        user_id: None,
+        user_name: "alice".into(),
+        room_id: None,
+        room_name: Some("ops".into()),
+    };
+    assert!(
+        load(APPS)
+            .resolve_deploy(
+                &deploy_of("chima deploy project-x to prod"),
+                &shell,
+                "production"
+            )
+            .is_ok()
+    );
+    // `github:` entries are for faseng: no chat user matches them.
+    let gh = load(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "allowed_users": {"production": ["github:alice"]}}}"#,
+    );
+    assert!(
+        gh.resolve_deploy(&deploy_of("chima deploy x"), &shell, "production")
+            .is_err()
     );
 }
 

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod process;
 pub mod providers;
 mod redact;
+pub mod workdir;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use chima_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use checkout::{Checkout, Source, checkout};
+pub use checkout::{Checkout, Source, checkout, redact_url, token_allowed};
 pub use redact::Redactor;
 
 /// How the engine runs. Build one with [`EngineConfig::new`] and adjust.
@@ -30,8 +31,8 @@ pub struct EngineConfig {
     pub workers: usize,
     /// Where per-job checkouts go (`FASENG_WORKDIR`).
     pub workdir: PathBuf,
-    /// faseng's own app.json, for deployments whose payload carries no config.
-    pub apps: Option<Arc<Apps>>,
+    /// This process's own app.json: the only source of what a deployment runs.
+    pub apps: AppsHandle,
     /// Relative `clone_url`s are taken from here (the folder of app.json).
     pub apps_dir: PathBuf,
     /// For apps without `timeout` (30 minutes).
@@ -61,8 +62,8 @@ impl EngineConfig {
     pub fn new(apps: Option<Arc<Apps>>, apps_dir: &Path) -> Self {
         EngineConfig {
             workers: 4,
-            workdir: worker::default_workdir(),
-            apps,
+            workdir: workdir::default_workdir(),
+            apps: AppsHandle::new(apps),
             apps_dir: apps_dir.to_path_buf(),
             default_timeout: Duration::from_secs(30 * 60),
             lease: Duration::from_secs(30),
@@ -99,6 +100,35 @@ impl EngineConfig {
                 "{}/repos/{repository}/tarball/{sha}",
                 self.github_api_url.trim_end_matches('/')
             )),
+        }
+    }
+}
+
+/// The app.json the engine runs deployments by. A handle rather than a value, so that
+/// a new app.json can take effect without a restart: a deployment reads the apps once,
+/// when it starts.
+#[derive(Debug, Clone, Default)]
+pub struct AppsHandle(Arc<std::sync::RwLock<Option<Arc<Apps>>>>);
+
+impl AppsHandle {
+    /// A handle on `apps`.
+    pub fn new(apps: Option<Arc<Apps>>) -> AppsHandle {
+        AppsHandle(Arc::new(std::sync::RwLock::new(apps)))
+    }
+
+    /// The apps in force now.
+    pub fn current(&self) -> Option<Arc<Apps>> {
+        match self.0.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts `apps` in force for deployments that start from now on.
+    pub fn replace(&self, apps: Option<Arc<Apps>>) {
+        match self.0.write() {
+            Ok(mut guard) => *guard = apps,
+            Err(poisoned) => *poisoned.into_inner() = apps,
         }
     }
 }

@@ -2,12 +2,12 @@
 //! log, result. Every way a job can end writes a terminal state with a reason
 //! (and, through the store's outbox, its notifications): nothing ends silently.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chima_config::{App, Apps};
+use chima_config::App;
+use chima_payload::{DeploymentPayload, Identity, IdentitySource};
 use chima_store::{Deployment, Outcome, Store};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -87,7 +87,7 @@ async fn run_job(
         abort,
     ));
     let started = Instant::now();
-    let workdir = cfg.workdir.join(format!("job-{id}-{}", std::process::id()));
+    let workdir = crate::workdir::job_dir(&cfg.workdir, id);
     let outcome = execute(store, cfg, &d, worker_id, &log, cancel_rx, &workdir).await;
     keeper.abort();
     cfg.metrics
@@ -186,15 +186,43 @@ async fn execute(
     cancel: watch::Receiver<Option<String>>,
     workdir: &std::path::Path,
 ) -> Outcome {
+    // What faseng's intake (or chima in-process, or faseng's API) decided about the
+    // request: who asked, verified, and what was set aside from the payload.
+    let notes = DeploymentPayload::notes_of(&d.payload);
+    for n in notes.iter().flat_map(|n| n.notes.iter()) {
+        log.note(format!("==> note: {n}")).await;
+    }
+    let identity = notes.map(|n| n.identity);
+    // Everything that runs comes from this process's own app.json, found by the
+    // deployment's repository; the payload chose at most which of its apps.
+    let app = match app_for(cfg, d) {
+        Ok(app) => app,
+        Err(why) => return Outcome::errored(why),
+    };
+    if app.canonical_environment(&d.environment) != Some(d.environment.as_str()) {
+        return Outcome::errored(format!(
+            "environment `{}` is not one of {}'s environments in faseng's app.json ({}); nothing was run",
+            d.environment.chars().take(60).collect::<String>(),
+            app.name,
+            app.environment_names().join(", ")
+        ));
+    }
+    if let Err(why) = check_task(&d.task) {
+        return Outcome::errored(why);
+    }
+    if let Err(why) = permitted(&app, &d.environment, identity.as_ref()) {
+        return Outcome::errored(why);
+    }
     // heaven's lock tasks: a deployment whose task is `deploy:lock` or
-    // `deploy:unlock` changes the environment's lock and runs nothing.
-    if let Some(outcome) = lock_task(store.as_ref(), d).await {
+    // `deploy:unlock` changes the environment's lock and runs nothing. They need
+    // the same permission as deploying there (checked just above).
+    if let Some(outcome) = lock_task(store.as_ref(), d, identity.as_ref()).await {
         return outcome;
     }
-    // A lock held by someone else stops the deployment before anything runs;
-    // the lock holder's own deployments go through.
+    // A lock held by someone else stops the deployment before anything runs; the
+    // holder's own deployments go through, compared by verified identity.
     match store.get_lock(&d.app, &d.environment).await {
-        Ok(Some(lock)) if lock.holder != d.requester => {
+        Ok(Some(lock)) if !holds(&lock, identity.as_ref(), &d.requester) => {
             let why = lock.reason.as_deref().unwrap_or("no reason given");
             return Outcome::errored(format!(
                 "{} is locked by {}: {why}",
@@ -203,13 +231,6 @@ async fn execute(
         }
         Ok(_) => {}
         Err(e) => return Outcome::errored(format!("cannot check the lock: {e}")),
-    }
-    let app = match app_for(cfg, d) {
-        Ok(app) => app,
-        Err(why) => return Outcome::errored(why),
-    };
-    if let Err(why) = check_task(&d.task) {
-        return Outcome::errored(why);
     }
     if let Some(hosts) = &d.hosts
         && let Err(why) = chima_command::check_hosts(hosts)
@@ -227,7 +248,11 @@ async fn execute(
     let mut sha = d.sha.clone().unwrap_or_default();
     if providers::needs_checkout(&app) {
         let mut source = source_for(cfg, &app, d);
-        if let (Some(access), false) = (&cfg.access, is_local_path(&source.url)) {
+        // The token goes only to the GitHub it belongs to: never to another host or
+        // port named by a clone_url.
+        if let Some(access) = &cfg.access
+            && checkout::token_allowed(&source.url, &cfg.github_api_url)
+        {
             match access.clone_auth(&d.repository).await {
                 Ok(header) => source.auth_header = header,
                 Err(why) => {
@@ -244,8 +269,8 @@ async fn execute(
             d.sha.as_deref().unwrap_or("")
         ))
         .await;
-        if let Err(e) = tokio::fs::create_dir_all(&cfg.workdir).await {
-            return Outcome::errored(format!("cannot create the work folder: {e}"));
+        if let Err(e) = crate::workdir::prepare(&cfg.workdir) {
+            return Outcome::errored(format!("cannot use the work folder: {e}"));
         }
         match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
             Ok(c) => sha = c.sha,
@@ -339,27 +364,42 @@ async fn execute(
     }
 }
 
-async fn lock_task(store: &dyn Store, d: &Deployment) -> Option<Outcome> {
+async fn lock_task(
+    store: &dyn Store,
+    d: &Deployment,
+    identity: Option<&Identity>,
+) -> Option<Outcome> {
     let done = |reason: String| Outcome {
         state: chima_store::DeploymentState::Succeeded,
         exit_code: None,
         reason: Some(reason),
+    };
+    let (holder, holder_id) = match identity {
+        Some(i) => (i.display(), Some(i.key())),
+        None => (d.requester.clone(), None),
     };
     match d.task.as_str() {
         "deploy:lock" => {
             let reason = d
                 .payload
                 .get("reason")
-                .or_else(|| d.payload.get("description"))
                 .and_then(|v| v.as_str())
-                .unwrap_or("locked with deploy:lock");
+                .map(|r| r.chars().take(500).collect::<String>())
+                .unwrap_or_else(|| "locked with deploy:lock".to_string());
             Some(
                 match store
-                    .lock(&d.app, &d.environment, &d.requester, Some(reason), None)
+                    .lock_by(
+                        &d.app,
+                        &d.environment,
+                        &holder,
+                        holder_id.as_deref(),
+                        Some(&reason),
+                        None,
+                    )
                     .await
                 {
                     Ok(chima_store::LockResult::Acquired(_)) => {
-                        done(format!("{} locked by {}", d.environment, d.requester))
+                        done(format!("{} locked by {holder}", d.environment))
                     }
                     Ok(chima_store::LockResult::HeldBy(l)) => Outcome::errored(format!(
                         "{} is already locked by {}",
@@ -371,7 +411,7 @@ async fn lock_task(store: &dyn Store, d: &Deployment) -> Option<Outcome> {
         }
         "deploy:unlock" => Some(match store.unlock(&d.app, &d.environment).await {
             Ok(Some(l)) => done(format!(
-                "{} unlocked (it was locked by {})",
+                "{} unlocked by {holder} (it was locked by {})",
                 d.environment, l.holder
             )),
             Ok(None) => done(format!("{} was not locked", d.environment)),
@@ -381,69 +421,95 @@ async fn lock_task(store: &dyn Store, d: &Deployment) -> Option<Outcome> {
     }
 }
 
-/// The app's settings: from the deployment's `payload.config` (chima and
-/// hubot-deploy send the app entry there), else from faseng's own app.json
-/// by repository.
-fn app_for(cfg: &EngineConfig, d: &Deployment) -> Result<App, String> {
-    if !(d.payload.is_object() || d.payload.is_null()) {
-        return Err(format!(
-            "the deployment's payload is {} (hubot-deploy's encrypted payloads are not supported); send the app entry as an object in payload.config",
-            if d.payload.is_string() {
-                "a string"
-            } else {
-                "not an object"
-            }
-        ));
+/// Whether the verified identity (else, for deployments from before identities were
+/// recorded, the requester's name) holds `lock`.
+fn holds(lock: &chima_store::Lock, identity: Option<&Identity>, requester: &str) -> bool {
+    match identity {
+        Some(i) => lock.held_by(&i.key(), &i.display()),
+        None => lock.holder_id.is_none() && lock.holder.eq_ignore_ascii_case(requester),
     }
-    match d.payload.get("config") {
-        Some(serde_json::Value::Object(m)) if !m.is_empty() => {
-            Apps::app_from_payload(&d.app, &d.repository, &serde_json::Value::Object(m.clone()))
-                .map_err(|e| format!("the deployment's payload.config is not usable: {e}"))
+}
+
+/// Checks `allowed_users` of the environment (from this process's app.json) against
+/// the verified identity. faseng checks this for every deployment, whoever created it:
+/// chima checks too, but a GitHub Deployment can be created without chima.
+fn permitted(app: &App, env: &str, identity: Option<&Identity>) -> Result<(), String> {
+    let listed = app.allowed_users.get(env);
+    match identity {
+        Some(i) if i.source == IdentitySource::AutoDeploy => {
+            if app.auto_deploy.contains_key(env) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "auto-deploy is not configured for {} in {env} in faseng's app.json; nothing was run",
+                    app.name
+                ))
+            }
         }
-        Some(serde_json::Value::Object(_)) | Some(serde_json::Value::Null) | None => cfg
-            .apps
-            .as_ref()
-            .and_then(|apps| apps.by_repository(&d.repository).or_else(|| apps.get(&d.app)))
-            .cloned()
-            .ok_or_else(|| {
-                format!(
-                    "no app in faseng's app.json deploys {} and the deployment carries no payload.config",
-                    d.repository
-                )
-            }),
-        Some(other) => Err(format!(
-            "payload.config is {} (hubot-deploy's encrypted payloads are not supported); send the app entry as an object",
-            if other.is_string() { "a string" } else { "not an object" }
+        _ if listed.is_none() => Ok(()),
+        Some(i) if listed.is_some_and(|l| i.is_listed(l)) => Ok(()),
+        who => Err(format!(
+            "{} may not deploy {} to {env}: faseng's app.json allows only {}; nothing was run",
+            who.map(Identity::display)
+                .unwrap_or_else(|| "a requester nobody verified".to_string()),
+            app.name,
+            listed.map(|l| l.join(", ")).unwrap_or_default()
         )),
     }
 }
 
-/// The clone source: the app's `clone_url` (a relative path is taken from the
-/// folder of app.json), else the clone URL the webhook named (kept under
-/// `payload._faseng.clone_url` by the intake), else the repository under
-/// `clone_base`.
+/// The app: from this process's app.json, found by the deployment's repository. When
+/// several apps deploy that repository, the deployment's app name (its payload's
+/// `name`) chooses among those only.
+fn app_for(cfg: &EngineConfig, d: &Deployment) -> Result<App, String> {
+    let Some(apps) = cfg.apps.current() else {
+        return Err(format!(
+            "faseng has no app.json (APPS_JSON), so it has no app for {}; nothing was run",
+            d.repository
+        ));
+    };
+    let candidates = apps.for_repository(&d.repository);
+    if let Some(app) = candidates.iter().find(|a| a.name == d.app) {
+        return Ok((*app).clone());
+    }
+    let names: Vec<&str> = candidates.iter().map(|a| a.name.as_str()).collect();
+    Err(match names.as_slice() {
+        [] => format!(
+            "faseng has no app for {} in its app.json; nothing was run",
+            d.repository
+        ),
+        [one] => format!(
+            "payload.name `{}` is not an app of {} in faseng's app.json (its app is {one}); nothing was run",
+            d.app.chars().take(60).collect::<String>(),
+            d.repository
+        ),
+        many => format!(
+            "several apps deploy {} in faseng's app.json ({}); payload.name must name one of them; nothing was run",
+            d.repository,
+            many.join(", ")
+        ),
+    })
+}
+
+/// The clone source, from the app entry only: its `clone_url` (a relative path is
+/// taken from the folder of app.json), else the repository under `clone_base` (the
+/// GitHub web host that belongs to `GITHUB_API_URL`, or `FASENG_CLONE_BASE`).
 fn source_for(cfg: &EngineConfig, app: &App, d: &Deployment) -> Source {
-    let from_event = d
-        .payload
-        .pointer("/_faseng/clone_url")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
     let url = match &app.clone_url {
         Some(u) if is_local_path(u) && !std::path::Path::new(u).is_absolute() => {
             cfg.apps_dir.join(u).to_string_lossy().into_owned()
         }
         Some(u) => u.clone(),
-        None => from_event.unwrap_or_else(|| {
-            format!(
-                "{}/{}.git",
-                cfg.clone_base.trim_end_matches('/'),
-                d.repository
-            )
-        }),
+        None => format!(
+            "{}/{}.git",
+            cfg.clone_base.trim_end_matches('/'),
+            d.repository
+        ),
     };
     Source {
         url,
         auth_header: None,
+        token_scope: Some(cfg.github_api_url.clone()),
     }
 }
 
@@ -451,19 +517,23 @@ fn is_local_path(u: &str) -> bool {
     !u.contains("://") && !u.contains('@')
 }
 
-/// Tasks reach providers as arguments: only plain task names pass.
+/// Tasks reach providers as arguments: only `deploy` and `deploy:<word>` pass (a word
+/// of letters, digits and `_`), as hubot-deploy's grammar makes them.
 fn check_task(task: &str) -> Result<(), String> {
-    let ok = !task.is_empty()
-        && task.len() <= 100
-        && !task.starts_with('-')
-        && task
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-' | b'.'));
+    let ok = match task.strip_prefix("deploy") {
+        Some("") => true,
+        Some(rest) => rest.strip_prefix(':').is_some_and(|word| {
+            !word.is_empty()
+                && word.len() <= 64
+                && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        }),
+        None => false,
+    };
     if ok {
         Ok(())
     } else {
         Err(format!(
-            "task `{}` is not one I will run: tasks are names like `deploy` or `deploy:migrate`",
+            "task `{}` is not one I will run: tasks are `deploy` or `deploy:<word>`, like `deploy:migrate`; nothing was run",
             task.chars().take(60).collect::<String>()
         ))
     }
@@ -497,9 +567,4 @@ fn human(d: Duration) -> String {
         (0, m, s) => format!("{m}m{s}s"),
         (h, m, _) => format!("{h}h{m}m"),
     }
-}
-
-/// Folder of the per-job checkouts, made unique per process.
-pub(crate) fn default_workdir() -> PathBuf {
-    std::env::temp_dir().join(format!("faseng-{}", std::process::id()))
 }

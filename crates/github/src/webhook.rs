@@ -108,6 +108,9 @@ pub struct DeploymentEvent {
     pub task: String,
     pub environment: String,
     pub description: Option<String>,
+    /// `deployment.created_at` (RFC 3339), as GitHub wrote it; chima's signed request
+    /// must be from about the same moment.
+    pub created_at: Option<String>,
     /// As sent: an object (hubot-deploy), a string (hubot-deploy's encrypted mode) or
     /// `{}`. Missing or `null` reads as `{}`.
     pub payload: Value,
@@ -215,6 +218,7 @@ fn deployment(root: &Map<String, Value>) -> Result<DeploymentEvent, EventError> 
             .unwrap_or_else(|| "deploy".to_string()),
         environment: string(d, "environment", "deployment.environment")?,
         description: optional_str(d, "description", "deployment.description")?,
+        created_at: optional_str(d, "created_at", "deployment.created_at")?,
         payload: match d.get("payload") {
             None | Some(Value::Null) => Value::Object(Map::new()),
             Some(p) => p.clone(),

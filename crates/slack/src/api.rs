@@ -262,6 +262,92 @@ impl SlackApi {
         Ok(name)
     }
 
+    /// Every user's id by name (`users.list`, all pages), lowercase names. chima reads it
+    /// once, to turn the user names in app.json into ids: permissions then compare ids,
+    /// so a user who renames themselves to an allowed name gains nothing.
+    pub async fn user_ids_by_name(&self) -> Result<HashMap<String, String>, SlackError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            members: Vec<Member>,
+            response_metadata: Option<Meta>,
+        }
+        #[derive(Deserialize)]
+        struct Member {
+            id: String,
+            name: Option<String>,
+            #[serde(default)]
+            deleted: bool,
+        }
+        let mut out = HashMap::new();
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES {
+            let answer: Answer = self.list_page("users.list", &cursor).await?;
+            for m in answer.members.into_iter().filter(|m| !m.deleted) {
+                if let Some(name) = m.name.filter(|n| !n.is_empty()) {
+                    out.insert(name.to_ascii_lowercase(), m.id);
+                }
+            }
+            match answer.response_metadata.map(|m| m.next_cursor) {
+                Some(next) if !next.is_empty() => cursor = next,
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every channel's id by name (`conversations.list`, public and private channels the
+    /// bot can see, all pages), lowercase names without `#`.
+    pub async fn channel_ids_by_name(&self) -> Result<HashMap<String, String>, SlackError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            channels: Vec<Channel>,
+            response_metadata: Option<Meta>,
+        }
+        #[derive(Deserialize)]
+        struct Channel {
+            id: String,
+            name: Option<String>,
+        }
+        let mut out = HashMap::new();
+        let mut cursor = String::new();
+        for _ in 0..MAX_PAGES {
+            let answer: Answer = self.list_page("conversations.list", &cursor).await?;
+            for c in answer.channels {
+                if let Some(name) = c.name.filter(|n| !n.is_empty()) {
+                    out.insert(name.to_ascii_lowercase(), c.id);
+                }
+            }
+            match answer.response_metadata.map(|m| m.next_cursor) {
+                Some(next) if !next.is_empty() => cursor = next,
+                _ => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn list_page<T: serde::de::DeserializeOwned + Send>(
+        &self,
+        method: &'static str,
+        cursor: &str,
+    ) -> Result<T, SlackError> {
+        let session = self.inner.client.open_session(&self.inner.token);
+        let mut params = vec![("limit", Some("200"))];
+        if method == "conversations.list" {
+            params.push(("types", Some("public_channel,private_channel")));
+            params.push(("exclude_archived", Some("true")));
+        }
+        if !cursor.is_empty() {
+            params.push(("cursor", Some(cursor)));
+        }
+        call::<T>(
+            method,
+            session.http_session_api.http_get(method, &params, None),
+        )
+        .await
+    }
+
     /// Checks that the app-level token may open Socket Mode connections
     /// (`apps.connections.open`), so that a wrong token fails at start, not in a
     /// reconnect loop.
@@ -281,6 +367,16 @@ impl SlackApi {
 }
 
 const NO_PARAMS: [(&str, Option<&str>); 0] = [];
+
+/// A bound on pages of a list method: 200 per page, 100 pages is 20,000 users or
+/// channels, far past any workspace chima serves, and a loop that cannot run away.
+const MAX_PAGES: usize = 100;
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    next_cursor: String,
+}
 
 /// A slack-morphism token from a secret.
 pub(crate) fn token(value: &str) -> SlackApiToken {

@@ -46,10 +46,10 @@ const UNKNOWN_ERROR_ATTEMPTS: i32 = 6;
 
 /// Delivers outbox entries of target `chat` until `shutdown` turns true.
 ///
-/// Each deployment gets one `chat.postMessage` in `payload.notify.room` (in the thread
-/// `payload.notify.thread_ts`, if any). A deployment without a room (or whose
-/// `payload.notify.adapter` is not Slack) goes to `fallback_channel(app)`, or gets no
-/// message at all. The message's ids are saved with [`Store::set_chat_message`]; every
+/// Each deployment gets one `chat.postMessage` in the room faseng decided for it
+/// (`_faseng.chat` of its payload, in its thread if any). A deployment without one (or
+/// whose adapter is not Slack) goes to `fallback_channel(app)`, or gets no message at
+/// all. The message's ids are saved with [`Store::set_chat_message`]; every
 /// later state change is a `chat.update` of it, re-rendered from the deployment as it is
 /// then (with the last log lines when it failed), the link from `log_url(id)`.
 ///
@@ -201,20 +201,15 @@ impl Sender {
         }
     }
 
-    /// Where the first message goes: the room of the command (and its thread), else the
-    /// app's fallback channel.
+    /// Where the first message goes: where faseng decided (`_faseng.chat`: the room and
+    /// thread of a verified chima request, a room of the app, or its `notify_room`),
+    /// else the app's fallback channel. Never a room named only by the payload.
     fn target(&self, d: &Deployment) -> Option<(String, Option<String>)> {
-        let notify = d.payload.get("notify");
-        let text = |key: &str| {
-            notify
-                .and_then(|n| n.get(key))
-                .and_then(serde_json::Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-        };
-        let from_slack = text("adapter").is_none_or(|a| a.eq_ignore_ascii_case("slack"));
-        if from_slack && let Some(room) = text("room") {
-            return Some((room.to_owned(), text("thread_ts").map(str::to_owned)));
+        if let Some(t) = chima_payload::DeploymentPayload::chat_target_of(&d.payload)
+            && (t.adapter.is_empty() || t.adapter.eq_ignore_ascii_case("slack"))
+            && !t.room.trim().is_empty()
+        {
+            return Some((t.room.trim().to_owned(), t.thread_ts));
         }
         (self.fallback_channel)(&d.app)
             .map(|c| c.trim().to_owned())

@@ -30,7 +30,7 @@ pub(crate) use outbox_columns;
 
 macro_rules! lock_columns {
     () => {
-        "app, environment, holder, reason, created_at, expires_at"
+        "app, environment, holder, holder_id, reason, created_at, expires_at"
     };
 }
 pub(crate) use lock_columns;

@@ -203,9 +203,22 @@ pub trait Store: Send + Sync {
 
     // ---- locks ------------------------------------------------------------------------
 
-    /// Locks app+environment for `holder`. `HeldBy` when someone else holds an unexpired
-    /// lock; the same holder locking again updates reason and expiry. An expired lock is
-    /// overwritten.
+    /// Locks app+environment for `holder` (a name people read), identified by
+    /// `holder_id` (a verified identity key such as `chat:U024BE7LH` or `github:carol`;
+    /// `None` compares by name). `HeldBy` when someone else holds an unexpired lock; the
+    /// same holder (same id, else same name) locking again updates reason and expiry. An
+    /// expired lock is overwritten.
+    async fn lock_by(
+        &self,
+        app: &str,
+        environment: &str,
+        holder: &str,
+        holder_id: Option<&str>,
+        reason: Option<&str>,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<LockResult>;
+
+    /// [`Store::lock_by`] for a holder known by name only.
     async fn lock(
         &self,
         app: &str,
@@ -213,7 +226,10 @@ pub trait Store: Send + Sync {
         holder: &str,
         reason: Option<&str>,
         expires_at: Option<DateTime<Utc>>,
-    ) -> Result<LockResult>;
+    ) -> Result<LockResult> {
+        self.lock_by(app, environment, holder, None, reason, expires_at)
+            .await
+    }
 
     /// Removes the lock; returns it if it was in force.
     async fn unlock(&self, app: &str, environment: &str) -> Result<Option<Lock>>;

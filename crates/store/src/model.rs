@@ -284,11 +284,28 @@ pub struct LogLine {
 pub struct Lock {
     pub app: String,
     pub environment: String,
+    /// Who holds it, as people read it.
     pub holder: String,
+    /// The holder's verified identity key (`chat:<id>`, `github:<login>`); `None` for
+    /// locks taken by name only (before identities were verified).
+    #[serde(default)]
+    pub holder_id: Option<String>,
     pub reason: Option<String>,
     pub created_at: DateTime<Utc>,
     /// After this instant the lock counts as absent.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Lock {
+    /// Whether the identity with key `id` (and name `name`) holds this lock: by id when
+    /// the lock has one, else by name. A lock never yields to a matching *name* when it
+    /// was taken by a verified identity.
+    pub fn held_by(&self, id: &str, name: &str) -> bool {
+        match &self.holder_id {
+            Some(holder_id) => holder_id == id,
+            None => self.holder.eq_ignore_ascii_case(name),
+        }
+    }
 }
 
 /// What `lock` did.

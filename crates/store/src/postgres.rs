@@ -308,6 +308,7 @@ impl<'r> FromRow<'r, PgRow> for Lock {
             app: row.try_get("app")?,
             environment: row.try_get("environment")?,
             holder: row.try_get("holder")?,
+            holder_id: row.try_get("holder_id")?,
             reason: row.try_get("reason")?,
             created_at: row.try_get("created_at")?,
             expires_at: row.try_get("expires_at")?,
@@ -873,11 +874,12 @@ impl Store for PgStore {
         count.ok_or_else(|| StoreError::not_found(format!("deployment {id}")))
     }
 
-    async fn lock(
+    async fn lock_by(
         &self,
         app: &str,
         environment: &str,
         holder: &str,
+        holder_id: Option<&str>,
         reason: Option<&str>,
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<LockResult> {
@@ -885,15 +887,15 @@ impl Store for PgStore {
         common::validate_lock(&op(), app, environment, holder)?;
         for _ in 0..3 {
             let acquired = sqlx::query_as::<_, Lock>(concat!(
-                "INSERT INTO locks (app, environment, holder, reason, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, now(), $5) \
+                "INSERT INTO locks (app, environment, holder, holder_id, reason, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $6, $4, now(), $5) \
                  ON CONFLICT (app, environment) DO UPDATE \
-                 SET holder = excluded.holder, reason = excluded.reason, \
+                 SET holder = excluded.holder, holder_id = excluded.holder_id, reason = excluded.reason, \
                      expires_at = excluded.expires_at, \
-                     created_at = CASE WHEN locks.holder = excluded.holder \
+                     created_at = CASE WHEN COALESCE(locks.holder_id, locks.holder) = COALESCE(excluded.holder_id, excluded.holder) \
                                         AND (locks.expires_at IS NULL OR locks.expires_at > now()) \
                                        THEN locks.created_at ELSE excluded.created_at END \
-                 WHERE locks.holder = excluded.holder \
+                 WHERE COALESCE(locks.holder_id, locks.holder) = COALESCE(excluded.holder_id, excluded.holder) \
                     OR (locks.expires_at IS NOT NULL AND locks.expires_at <= now()) \
                  RETURNING ",
                 lock_columns!()
@@ -903,6 +905,7 @@ impl Store for PgStore {
             .bind(holder)
             .bind(reason)
             .bind(expires_at)
+            .bind(holder_id)
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| StoreError::db(op(), e))?;

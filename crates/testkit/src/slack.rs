@@ -531,8 +531,68 @@ async fn api(
                 None => ok_false("user_not_found"),
             }
         }
+        // https://api.slack.com/methods/users.list: cursor-paged (`limit`, at most 1000,
+        // `response_metadata.next_cursor` empty on the last page); the bot itself is a
+        // member too. chima reads it once to turn names in app.json into user ids.
+        "users.list" => {
+            let mut members: Vec<Value> = st
+                .users
+                .iter()
+                .map(|(id, name)| {
+                    json!({"id": id, "team_id": TEAM_ID, "name": name, "real_name": name,
+                           "deleted": false, "is_bot": false,
+                           "profile": {"display_name": name, "real_name": name}})
+                })
+                .collect();
+            members.push(
+                json!({"id": BOT_USER_ID, "team_id": TEAM_ID, "name": BOT_NAME,
+                                "deleted": false, "is_bot": true}),
+            );
+            members.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            let (page, next) = page_of(members, arg("cursor"), arg("limit"));
+            ok(json!({"members": page, "response_metadata": {"next_cursor": next}}))
+        }
+        // https://api.slack.com/methods/conversations.list: the same paging; `types`
+        // defaults to public channels.
+        "conversations.list" => {
+            let mut channels: Vec<Value> = st
+                .channels
+                .iter()
+                .map(|(id, name)| {
+                    json!({"id": id, "name": name, "is_channel": true, "is_private": false,
+                           "is_archived": false, "is_member": true})
+                })
+                .collect();
+            channels.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+            let (page, next) = page_of(channels, arg("cursor"), arg("limit"));
+            ok(json!({"channels": page, "response_metadata": {"next_cursor": next}}))
+        }
         _ => ok_false("unknown_method"),
     }
+}
+
+/// One page of a cursor-paged list: the cursor is the offset (opaque to clients), the
+/// limit defaults to 100 and is capped at 1000 as Slack's list methods do.
+fn page_of(all: Vec<Value>, cursor: Option<String>, limit: Option<String>) -> (Vec<Value>, String) {
+    let start: usize = cursor.and_then(|c| c.parse().ok()).unwrap_or(0);
+    let limit: usize = limit
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(100)
+        .min(1000);
+    let end = (start + limit).min(all.len());
+    let next = if end < all.len() {
+        end.to_string()
+    } else {
+        String::new()
+    };
+    (
+        all.into_iter()
+            .skip(start)
+            .take(end.saturating_sub(start))
+            .collect(),
+        next,
+    )
 }
 
 /// `#deploys` or `deploys` is channel `C0DEPLOYS`; ids are taken as they are.

@@ -152,6 +152,9 @@ pub struct CreateBody {
     #[serde(default)]
     hosts: Option<String>,
     requester: String,
+    /// The requester's identity key (`chat:<id>`), as the token holder vouches for it.
+    #[serde(default)]
+    requester_id: Option<String>,
     key: String,
     #[serde(default)]
     payload: Option<Value>,
@@ -191,12 +194,28 @@ pub async fn create(
             "`key` (1-200 characters) and `requester` are required",
         );
     }
-    let mut payload = body.payload.unwrap_or_else(|| json!({}));
-    if let Value::Object(m) = &mut payload {
-        m.entry("config")
-            .or_insert_with(|| target.app.public_config());
-        m.entry("name").or_insert_with(|| json!(target.app.name));
-    }
+    // The caller holds FASENG_API_TOKEN, so it may say who asked (as chima does); where
+    // messages go follows the same rule as for webhooks.
+    let sent = body.payload.unwrap_or_else(|| json!({}));
+    let (read, mut notes) = chima_payload::DeploymentPayload::read(&sent);
+    let chat = crate::intake::chat_target(Some(target.app), None, &read, &mut notes);
+    let identity = chima_payload::Identity::chat(
+        chima_payload::IdentitySource::Trusted,
+        body.requester_id
+            .as_deref()
+            .and_then(|k| k.strip_prefix("chat:"))
+            .map(str::to_string),
+        body.requester.clone(),
+    );
+    let payload = chima_payload::DeploymentPayload::with_notes(
+        &sent,
+        &chima_payload::FasengNotes {
+            delivery: None,
+            identity,
+            chat,
+            notes,
+        },
+    );
     let new = NewDeployment {
         source_key: format!("api:{}", body.key),
         requester: body.requester,
@@ -321,6 +340,10 @@ pub async fn locks(State(state): State<AppState>) -> Response {
 #[derive(Debug, Deserialize)]
 pub struct LockBody {
     holder: String,
+    /// The holder's identity key (`chat:<id>`, `github:<login>`): the lock yields to
+    /// that identity only.
+    #[serde(default)]
+    holder_id: Option<String>,
     reason: Option<String>,
     /// Seconds until the lock lapses by itself.
     expires_in: Option<i64>,
@@ -334,6 +357,16 @@ pub async fn lock(
     if body.holder.is_empty() || body.holder.len() > 200 {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "`holder` is required");
     }
+    if body
+        .holder_id
+        .as_ref()
+        .is_some_and(|h| h.is_empty() || h.len() > 200)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`holder_id` must be 1-200 characters",
+        );
+    }
     let expires = match body.expires_in {
         Some(s) if s <= 0 || s > 366 * 24 * 3600 => {
             return error(
@@ -346,7 +379,14 @@ pub async fn lock(
     };
     match state
         .store
-        .lock(&app, &env, &body.holder, body.reason.as_deref(), expires)
+        .lock_by(
+            &app,
+            &env,
+            &body.holder,
+            body.holder_id.as_deref(),
+            body.reason.as_deref(),
+            expires,
+        )
         .await
     {
         Ok(LockResult::Acquired(l)) => (

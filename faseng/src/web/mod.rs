@@ -29,6 +29,8 @@ pub struct AppState {
     pub webhook_secret: Option<Secret>,
     /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
     pub api_token: Option<Secret>,
+    /// The key chima's requests are signed with, if any (ARCHITECTURE.md, "Trust").
+    pub signing_key: Option<chima_payload::SigningKey>,
     pub metrics: Arc<Metrics>,
     /// Auto-deploy on green CI, when GitHub is configured.
     pub autodeploy: Option<crate::autodeploy::AutoDeployer>,

@@ -9,7 +9,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chima_github::webhook::{self, DeploymentEvent, Event};
-use chima_store::NewDeployment;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -97,7 +96,25 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
             }
         }
         Event::Deployment(ev) => {
-            let new = new_deployment(&state, &ev, delivery);
+            let replayed = match replayed(&state, &ev).await {
+                Ok(r) => r,
+                Err(e) => {
+                    state.metrics.webhook_rejected("store");
+                    tracing::error!(error = %e, "cannot check the request's nonce");
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "faseng cannot store the deployment right now; nothing was queued, redeliver it from GitHub\n",
+                    )
+                        .into_response();
+                }
+            };
+            let new = crate::intake::decide(
+                state.apps.as_deref(),
+                state.signing_key.as_ref(),
+                &ev,
+                delivery,
+                replayed,
+            );
             match state.store.create_deployment(new).await {
                 Ok(created) => {
                     // The delivery id is also in the job's payload (`_faseng`), and the
@@ -152,79 +169,24 @@ async fn remember(state: &AppState, delivery: &str, event: &str) {
     }
 }
 
-/// The job for a `deployment` event. Provider and settings come from
-/// `payload.config` (chima and hubot-deploy put the app entry there), else from
-/// faseng's app.json entry for the repository; the engine decides, so that a
-/// deployment it cannot run still gets an `error` status saying why.
-fn new_deployment(state: &AppState, ev: &DeploymentEvent, delivery: &str) -> NewDeployment {
-    let app_entry = state
-        .apps
-        .as_ref()
-        .and_then(|apps| apps.by_repository(&ev.repository));
-    let payload = &ev.payload;
-    let app = payload
-        .get("name")
-        .and_then(Value::as_str)
-        .filter(|n| chima_command::is_slug(n))
-        .map(str::to_ascii_lowercase)
-        .or_else(|| app_entry.map(|a| a.name.clone()))
-        .unwrap_or_else(|| {
-            ev.repository
-                .rsplit('/')
-                .next()
-                .unwrap_or(&ev.repository)
-                .to_ascii_lowercase()
-        });
-    let requester = payload
-        .pointer("/notify/user_name")
-        .or_else(|| payload.pointer("/notify/user"))
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .unwrap_or(&ev.creator)
-        .to_string();
-    let provider = payload
-        .pointer("/config/provider")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| app_entry.map(|a| a.provider.to_string()))
-        .unwrap_or_else(|| "unknown".to_string());
-    let hosts = payload
-        .get("hosts")
-        .and_then(Value::as_str)
-        .filter(|h| !h.is_empty())
-        .map(str::to_string);
-    let mut notify = vec!["github".to_string()];
-    if payload
-        .pointer("/notify/room")
-        .and_then(Value::as_str)
-        .is_some_and(|r| !r.is_empty())
+/// Whether the deployment carries a signed chima request whose nonce another
+/// deployment already used (a copied signature). A redelivery of the same deployment
+/// is not a replay: its deployment exists and `create_deployment` returns it unchanged.
+async fn replayed(state: &AppState, ev: &DeploymentEvent) -> Result<bool, chima_store::StoreError> {
+    let Some(nonce) = crate::intake::signed_nonce(state.signing_key.as_ref(), ev) else {
+        return Ok(false);
+    };
+    if state
+        .store
+        .find_by_github_id(ev.deployment_id)
+        .await?
+        .is_some()
     {
-        notify.push("chat".to_string());
+        return Ok(false);
     }
-    // faseng's own notes about the delivery go under `_faseng`, overwriting
-    // whatever the sender put there. A payload that is not an object (hubot-
-    // deploy's encrypted string) is kept as is: the engine refuses it clearly.
-    let mut stored = payload.clone();
-    if let Value::Object(map) = &mut stored {
-        map.insert(
-            "_faseng".to_string(),
-            json!({ "clone_url": ev.clone_url, "delivery": delivery }),
-        );
-    }
-    NewDeployment {
-        source_key: format!("github:{}", ev.deployment_id),
-        requester,
-        app,
-        environment: ev.environment.clone(),
-        repository: ev.repository.clone(),
-        git_ref: ev.git_ref.clone(),
-        sha: Some(ev.sha.clone()),
-        task: ev.task.clone(),
-        hosts,
-        provider,
-        payload: stored,
-        github_deployment_id: Some(ev.deployment_id),
-        notify,
-        timeout_secs: None,
-    }
+    let first = state
+        .store
+        .record_delivery(&format!("chima-request:{nonce}"), "chima-request")
+        .await?;
+    Ok(!first)
 }

@@ -95,17 +95,19 @@ async fn a_failing_script_reports_failure() {
 }
 
 #[tokio::test]
-async fn unknown_repositories_and_string_payloads_get_an_error_status_saying_why() {
+async fn string_payloads_run_as_github_and_unknown_repositories_get_an_error_status() {
     // A string payload: hubot-deploy's encrypted mode.
+    // A string payload (hubot-deploy's encrypted mode) asks for nothing: faseng's own
+    // app.json says what runs, and the deployment counts as its GitHub creator.
     let (gh, f, gid, id) = deploy_via_webhook("#!/bin/sh\necho ran\n", json!("c2VjcmV0")).await;
-    statuses_until(&gh, gid, "error").await;
-    let last = gh.statuses(gid).pop().unwrap();
-    assert!(
-        last.description.unwrap_or_default().contains("is a string"),
-        "{:?}",
-        gh.statuses(gid)
+    statuses_until(&gh, gid, "success").await;
+    let d = f.wait_done(id).await;
+    assert_eq!(d.state, DeploymentState::Succeeded);
+    assert_eq!(
+        d.requester,
+        format!("github:{}", chima_testkit::github::TOKEN_LOGIN)
     );
-    assert_eq!(f.wait_done(id).await.state, DeploymentState::Errored);
+    assert_eq!(d.payload["_sent"], json!("c2VjcmV0"), "kept for the record");
 
     // A repository faseng's app.json does not know, with no payload.config.
     let hook = format!("{}/webhooks/github", f.url);
@@ -135,7 +137,7 @@ async fn unknown_repositories_and_string_payloads_get_an_error_status_saying_why
     assert!(
         last.description
             .unwrap_or_default()
-            .contains("no app in faseng's app.json deploys someone/else")
+            .contains("faseng has no app for someone/else")
     );
 }
 
@@ -152,6 +154,16 @@ async fn a_deployment_made_by_hubot_deploy_runs_unchanged() {
     let (gh, f, gid, id) = deploy_via_webhook("#!/bin/sh\necho by hubot\n", payload).await;
     statuses_until(&gh, gid, "success").await;
     let d = f.wait_done(id).await;
-    assert_eq!(d.requester, "atmos");
+    // Unsigned: the name in payload.notify is display text; GitHub's creator asked.
+    assert_eq!(
+        d.requester,
+        format!("github:{}", chima_testkit::github::TOKEN_LOGIN)
+    );
     assert_eq!(d.app, "app");
+    let log = f.store.read_logs(id, 0, 100).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.line.contains("payload.config was ignored")),
+        "{log:?}"
+    );
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::harness::{Faseng, SECRET, kill9, repo, start_peer};
 
-const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging"]}}"#;
+const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging", "env-0", "env-1", "env-2"]}}"#;
 
 async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;
@@ -29,9 +29,9 @@ async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> O
 }
 
 /// A payload as chima sends it, asking for Slack messages in `thread`.
-fn from_slack(thread: &str) -> Value {
-    json!({"notify": {"adapter": "slack", "room": "C0DEPLOYS", "user": "U0ALICE",
-        "user_name": "alice", "thread_ts": thread}})
+/// What chima sends for a deploy of `app` to `env` typed by alice in #deploys.
+fn from_slack(env: &str, thread: &str) -> Value {
+    crate::harness::signed_payload("app", env, "main", "C0DEPLOYS", thread)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -100,13 +100,13 @@ async fn a_deploy_whose_faseng_is_killed_ends_worker_lost_and_the_queue_goes_on(
     let mut f = Faseng::start_with(APPS, Some((&gh.url, &gh.token())), &env).await;
     let pidfile = f.dir.path().join("long.pid");
     let (long, long_sha) = repo(
-        &f.dir.path().join("long"),
+        f.dir.path(),
         &format!(
             "#!/bin/sh\necho $$ > '{}'\necho started\nsleep 30\n",
             pidfile.display()
         ),
     );
-    let (short, short_sha) = repo(&f.dir.path().join("short"), "#!/bin/sh\necho next\n");
+    let (short, short_sha) = repo(f.dir.path(), "#!/bin/sh\necho next\n");
 
     let first = gh.seed_deployment("example/app", "main", "production", "alice");
     let (s, text) = deliver(
@@ -115,7 +115,7 @@ async fn a_deploy_whose_faseng_is_killed_ends_worker_lost_and_the_queue_goes_on(
         first,
         &long_sha,
         "production",
-        from_slack("500.001"),
+        from_slack("production", "500.001"),
         "k1",
     )
     .await;
@@ -127,7 +127,7 @@ async fn a_deploy_whose_faseng_is_killed_ends_worker_lost_and_the_queue_goes_on(
         second,
         &short_sha,
         "production",
-        from_slack("500.002"),
+        from_slack("production", "500.002"),
         "k2",
     )
     .await;
@@ -289,7 +289,7 @@ async fn a_github_and_slack_outage_loses_no_status_and_keeps_their_order() {
             gid,
             &sha,
             &format!("env-{}", i % 3),
-            from_slack(&format!("600.{i:03}")),
+            from_slack(&format!("env-{}", i % 3), &format!("600.{i:03}")),
             &format!("o-{i}"),
         )
         .await;

@@ -13,6 +13,72 @@ use sqlx::Connection;
 
 pub const SECRET: &str = "webhook-secret-for-tests";
 
+/// The key chima and faseng share in these tests (CHIMA_SIGNING_KEY).
+pub const SIGNING_KEY: &str = "chima-signing-key-for-tests-0001";
+
+/// The payload chima writes for a deploy typed in Slack by `user` (`U0ALICE` ->
+/// `alice`) in `room`, thread `thread`: hubot-deploy's fields plus chima's request,
+/// signed with [`SIGNING_KEY`] for `app` to `env` at `git_ref`, task `deploy`.
+pub fn signed_payload(
+    app: &str,
+    env: &str,
+    git_ref: &str,
+    room: &str,
+    thread: &str,
+) -> serde_json::Value {
+    signed_payload_by(
+        app,
+        env,
+        git_ref,
+        "deploy",
+        ("U0ALICE", "alice"),
+        room,
+        thread,
+    )
+}
+
+/// [`signed_payload`] for another user and task.
+pub fn signed_payload_by(
+    app: &str,
+    env: &str,
+    git_ref: &str,
+    task: &str,
+    (user_id, user_name): (&str, &str),
+    room: &str,
+    thread: &str,
+) -> serde_json::Value {
+    let key = chima_payload::SigningKey::new(SIGNING_KEY.as_bytes());
+    let request = chima_payload::ChimaRequest {
+        version: chima_payload::REQUEST_VERSION,
+        nonce: chima_payload::new_nonce(),
+        issued_at: chrono::Utc::now().timestamp(),
+        adapter: "slack".into(),
+        user_id: Some(user_id.into()),
+        user_name: user_name.into(),
+        room: Some(room.into()),
+        thread_ts: Some(thread.into()),
+        app: app.into(),
+        environment: env.into(),
+        git_ref: git_ref.into(),
+        task: task.into(),
+        hosts: None,
+    };
+    chima_payload::DeploymentPayload {
+        name: Some(app.into()),
+        robot_name: Some("chima".into()),
+        notify: Some(chima_payload::Notify {
+            adapter: Some("slack".into()),
+            room: Some(room.into()),
+            user: Some(user_id.into()),
+            user_name: Some(user_name.into()),
+            thread_ts: Some(thread.into()),
+        }),
+        chima: Some(key.sign(request)),
+        ..Default::default()
+    }
+    .to_value()
+}
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh database on the server in DATABASE_URL, dropped with the guard.
@@ -118,7 +184,9 @@ impl Faseng {
             .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
             .env("FASENG_WORKERS", "2")
             .env("FASENG_WORKDIR", dir.path().join("work"))
+            .env("FASENG_CLONE_BASE", dir.path().join("git"))
             .env("GITHUB_WEBHOOK_SECRET", SECRET)
+            .env("CHIMA_SIGNING_KEY", SIGNING_KEY)
             .env("RUST_LOG", "info")
             .env_remove("GITHUB_TOKEN")
             .stdout(Stdio::null())
@@ -233,15 +301,23 @@ pub async fn get(url: &str) -> (u16, String) {
     }
 }
 
-/// A git repository with `script/deploy`, committed; returns (path, sha).
+/// Commits `script` as `script/deploy` of `example/app`, the repository the test
+/// apps deploy, kept under `<dir>/git` (faseng's FASENG_CLONE_BASE in these tests, so
+/// faseng clones it as it would clone from GitHub); returns (path, sha of the commit).
+/// Each call is a new commit: deployments pick theirs by sha.
 pub fn repo(dir: &Path, script: &str) -> (PathBuf, String) {
-    let repo = dir.join("repo");
+    repo_of(dir, "example/app", script)
+}
+
+/// [`repo`] for another repository.
+pub fn repo_of(dir: &Path, repository: &str, script: &str) -> (PathBuf, String) {
+    let repo = dir.join("git").join(format!("{repository}.git"));
+    let fresh = !repo.exists();
     std::fs::create_dir_all(repo.join("script")).unwrap();
     let path = repo.join("script/deploy");
     std::fs::write(&path, script).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for args in [
-        vec!["init", "-q", "--initial-branch=main"],
+    let mut steps = vec![
         vec!["add", "-A"],
         vec![
             "-c",
@@ -251,8 +327,13 @@ pub fn repo(dir: &Path, script: &str) -> (PathBuf, String) {
             "commit",
             "-qm",
             "x",
+            "--allow-empty",
         ],
-    ] {
+    ];
+    if fresh {
+        steps.insert(0, vec!["init", "-q", "--initial-branch=main"]);
+    }
+    for args in steps {
         assert!(
             std::process::Command::new("git")
                 .arg("-C")
@@ -307,7 +388,9 @@ pub async fn start_peer(
         .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
         .env("FASENG_WORKERS", "2")
         .env("FASENG_WORKDIR", f.dir.path().join(format!("{name}-work")))
+        .env("FASENG_CLONE_BASE", f.dir.path().join("git"))
         .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("CHIMA_SIGNING_KEY", SIGNING_KEY)
         .env("RUST_LOG", "info")
         .env_remove("GITHUB_TOKEN")
         .env_remove("SLACK_BOT_TOKEN")

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::harness::{Faseng, SECRET, get, repo};
 
-const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging"]}}"#;
+const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging", "short", "long"]}}"#;
 
 /// Checks the Prometheus text exposition format line by line and returns the
 /// samples (`name{labels}` -> value).
@@ -143,7 +143,7 @@ async fn metrics_are_prometheus_text_and_move_with_webhooks_and_jobs() {
 }
 
 async fn queue(f: &Faseng, key: &str, script: &str) -> i64 {
-    let (path, _) = repo(&f.dir.path().join(key), script);
+    let (_, sha) = repo(f.dir.path(), script);
     f.store
         .create_deployment(NewDeployment {
             source_key: key.to_string(),
@@ -152,11 +152,11 @@ async fn queue(f: &Faseng, key: &str, script: &str) -> i64 {
             environment: key.to_string(),
             repository: "example/app".into(),
             git_ref: "main".into(),
-            sha: None,
+            sha: Some(sha),
             task: "deploy".into(),
             hosts: None,
             provider: "shell".into(),
-            payload: json!({"config": {"provider": "shell", "clone_url": path.to_string_lossy()}}),
+            payload: json!({}),
             github_deployment_id: None,
             notify: vec![],
             timeout_secs: None,

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::harness::{Faseng, SECRET, repo, start_peer};
 
-const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production"]}}"#;
+const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "env-0", "env-1", "env-2", "env-3", "env-4", "env-5", "env-6", "env-7", "env-8", "env-9"]}}"#;
 const DEPLOYS: i64 = 300;
 const ENVS: i64 = 10;
 

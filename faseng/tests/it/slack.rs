@@ -39,6 +39,7 @@ async fn start_chima(
         .env("SLACK_API_URL", &slack.url)
         .env("GITHUB_TOKEN", gh.token())
         .env("GITHUB_API_URL", &gh.url)
+        .env("CHIMA_SIGNING_KEY", crate::harness::SIGNING_KEY)
         .env("RUST_LOG", "info")
         .env_remove("SLACK_SIGNING_SECRET")
         .env_remove("DATABASE_URL")

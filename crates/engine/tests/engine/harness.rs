@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chima_engine::{Engine, EngineConfig};
+use chima_engine::{AppsHandle, Engine, EngineConfig};
 use chima_store::{Deployment, NewDeployment, Store};
 use serde_json::json;
 
@@ -17,6 +17,10 @@ pub struct Rig {
     pub bin: PathBuf,
     pub store: Arc<dyn Store>,
     pub engine: Option<Engine>,
+    /// The engine's app.json: each config a test queues becomes an app of
+    /// `example/app` here (the engine runs only what its own app.json says).
+    pub apps: AppsHandle,
+    registered: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 pub fn write_exec(path: &Path, body: &str) {
@@ -78,11 +82,14 @@ impl Rig {
             bin,
             store,
             engine: None,
+            apps: AppsHandle::default(),
+            registered: std::sync::Mutex::new(Vec::new()),
         }
     }
 
     pub fn config(&self) -> EngineConfig {
         let mut cfg = EngineConfig::new(None, self.dir.path());
+        cfg.apps = self.apps.clone();
         cfg.workers = 2;
         cfg.workdir = self.dir.path().join("work");
         cfg.lease = Duration::from_secs(2);
@@ -108,33 +115,70 @@ impl Rig {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Queues a deployment of `app_config` (the payload.config) at `git_ref`.
+    /// Queues a deployment at `git_ref` of an app whose app.json entry is `config`
+    /// (registered in the engine's app.json first, as `app`, `app-2`, ...).
     pub async fn queue(&self, key: &str, git_ref: &str, config: serde_json::Value) -> Deployment {
         self.queue_with(key, git_ref, config, |_| {}).await
+    }
+
+    /// Registers `config` as an app of `example/app` in the engine's app.json and
+    /// returns its name: the same config is the same app.
+    pub fn register(&self, mut config: serde_json::Value) -> String {
+        if config.get("clone_url").is_none() {
+            config["clone_url"] = json!(self.repo.to_string_lossy());
+        }
+        config["repository"] = json!("example/app");
+        if config.get("environments").is_none() {
+            config["environments"] = json!(["staging", "production"]);
+        }
+        let mut registered = self.registered.lock().unwrap();
+        let n = match registered.iter().position(|c| *c == config) {
+            Some(n) => n,
+            None => {
+                registered.push(config);
+                registered.len() - 1
+            }
+        };
+        let name = |i: usize| {
+            if i == 0 {
+                "app".to_string()
+            } else {
+                format!("app-{}", i + 1)
+            }
+        };
+        let all: serde_json::Map<String, serde_json::Value> = registered
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (name(i), c.clone()))
+            .collect();
+        let text = serde_json::Value::Object(all).to_string();
+        let apps = chima_config::Apps::parse(&text, &self.dir.path().join("app.json"))
+            .unwrap_or_else(|e| panic!("the test's app entry does not load: {e}"));
+        self.apps.replace(Some(Arc::new(apps)));
+        name(n)
     }
 
     pub async fn queue_with(
         &self,
         key: &str,
         git_ref: &str,
-        mut config: serde_json::Value,
+        config: serde_json::Value,
         edit: impl FnOnce(&mut NewDeployment),
     ) -> Deployment {
-        if config.get("clone_url").is_none() {
-            config["clone_url"] = json!(self.repo.to_string_lossy());
-        }
+        let provider = config["provider"].as_str().unwrap_or("shell").to_string();
+        let app = self.register(config);
         let mut new = NewDeployment {
             source_key: key.to_string(),
             requester: "alice".to_string(),
-            app: "app".to_string(),
+            app,
             environment: "staging".to_string(),
             repository: "example/app".to_string(),
             git_ref: git_ref.to_string(),
             sha: None,
             task: "deploy".to_string(),
             hosts: None,
-            provider: config["provider"].as_str().unwrap_or("shell").to_string(),
-            payload: json!({ "config": config }),
+            provider,
+            payload: json!({}),
             github_deployment_id: None,
             notify: vec!["chat".to_string()],
             timeout_secs: None,

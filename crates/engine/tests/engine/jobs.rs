@@ -258,26 +258,18 @@ async fn a_lock_held_by_someone_else_stops_the_deploy_but_not_the_holders() {
 }
 
 #[tokio::test]
-async fn unknown_provider_missing_script_and_no_config_error_clearly() {
-    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+async fn the_engines_app_json_decides_and_the_payload_configures_nothing() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran the app.json script\n", &[]).await;
+    let marker = rig.dir.path().join("pwned");
     rig.start(rig.config());
-    let d = rig
-        .queue(
-            "k1",
-            "main",
-            json!({"provider": "opsworks", "repository": "example/app"}),
-        )
-        .await;
-    let done = rig.wait_done(d.id).await;
-    assert_eq!(done.state, DeploymentState::Errored);
-    assert!(
-        done.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("unknown provider `opsworks`"),
-        "{:?}",
-        done.reason
-    );
+    // An unknown provider never gets as far as a deployment: app.json refuses it.
+    let bad = chima_config::Apps::parse(
+        r#"{"app": {"provider": "opsworks", "repository": "example/app"}}"#,
+        std::path::Path::new("app.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("unknown provider `opsworks`"), "{bad}");
 
     let d = rig
         .queue(
@@ -292,30 +284,41 @@ async fn unknown_provider_missing_script_and_no_config_error_clearly() {
         Some("deploy_script `script/missing` does not exist in the repository at this commit")
     );
 
+    // A repository the engine's app.json does not know: nothing runs, and it says so.
     let d = rig
-        .queue_with("k3", "main", json!({}), |n| n.payload = json!({}))
-        .await;
-    let done = rig.wait_done(d.id).await;
-    assert_eq!(done.state, DeploymentState::Errored);
-    assert!(
-        done.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("no app in faseng's app.json deploys example/app")
-    );
-
-    let d = rig
-        .queue_with("k4", "main", json!({}), |n| {
-            n.payload = json!({"config": "c2VjcmV0"})
+        .queue_with("k3", "main", shell_config(), |n| {
+            n.repository = "someone/else".into()
         })
         .await;
     let done = rig.wait_done(d.id).await;
-    assert!(
-        done.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("encrypted payloads are not supported")
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert_eq!(
+        done.reason.as_deref(),
+        Some("faseng has no app for someone/else in its app.json; nothing was run")
     );
+
+    // A payload that carries a command, a provider and a clone URL of its own: all of
+    // it ignored, the app.json entry runs.
+    let m = marker.display().to_string();
+    let d = rig
+        .queue_with("k4", "main", shell_config(), |n| {
+            n.payload = json!({"config": {
+                "provider": "shell",
+                "command": ["sh", "-c", format!("touch {m}")],
+                "clone_url": "/nowhere",
+                "deploy_script": "../../bin/sh",
+            }})
+        })
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert!(
+        rig.log(d.id)
+            .await
+            .iter()
+            .any(|l| l.contains("ran the app.json script"))
+    );
+    assert!(!marker.exists(), "the payload's command ran");
 }
 
 #[tokio::test]
@@ -364,23 +367,27 @@ async fn hostile_refs_tasks_and_scripts_never_reach_a_shell_or_git_options() {
                 .contains("is not one I will run")
         );
     }
-    let d = rig
-        .queue(
-            "script",
-            "main",
-            json!({"provider": "shell", "deploy_script": "../../bin/sh"}),
-        )
-        .await;
-    let done = rig.wait_done(d.id).await;
-    assert_eq!(done.state, DeploymentState::Errored);
-    assert!(
-        done.reason
-            .as_deref()
-            .unwrap_or("")
-            .contains("leaves the repository"),
-        "{:?}",
-        done.reason
-    );
+    // Tasks that are not `deploy` or `deploy:<word>` never reach a provider.
+    for (i, task) in ["deploy:lock;x", "deployx", "build", "deploy:", "deploy:a b"]
+        .iter()
+        .enumerate()
+    {
+        let d = rig
+            .queue_with(&format!("shape{i}"), "main", shell_config(), |n| {
+                n.task = task.to_string()
+            })
+            .await;
+        let done = rig.wait_done(d.id).await;
+        assert_eq!(done.state, DeploymentState::Errored, "{task}");
+    }
+    // A script path that leaves the checkout is refused when app.json loads.
+    let bad = chima_config::Apps::parse(
+        r#"{"app": {"provider": "shell", "repository": "example/app", "deploy_script": "../../bin/sh"}}"#,
+        std::path::Path::new("app.json"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("leaves the repository"), "{bad}");
     assert!(!marker.exists(), "a hostile value was executed");
 }
 

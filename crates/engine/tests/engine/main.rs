@@ -2,5 +2,6 @@
 //! (SQLite on a temp file; PostgreSQL through `DATABASE_URL` where marked).
 
 mod harness;
+mod isolation;
 mod jobs;
 mod providers;

@@ -61,8 +61,25 @@ impl Env {
         }
     }
 
-    /// Queues a deployment of `web` to `environment` that notifies chat in `room`.
+    /// Queues a deployment of `web` to `environment` whose chat target faseng decided
+    /// from `notify` (`{adapter, room, thread_ts}`), as its intake records it.
     async fn create(&self, key: &str, environment: &str, notify: serde_json::Value) -> i64 {
+        let text = |k: &str| notify.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let chat = text("room").map(|room| chima_payload::ChatTarget {
+            adapter: text("adapter").unwrap_or_else(|| "slack".to_owned()),
+            room,
+            thread_ts: text("thread_ts"),
+        });
+        let notes = chima_payload::FasengNotes {
+            delivery: None,
+            identity: chima_payload::Identity::github("alice"),
+            chat,
+            notes: Vec::new(),
+        };
+        let payload = chima_payload::DeploymentPayload::with_notes(
+            &json!({"name": "web", "notify": notify, "config": {}}),
+            &notes,
+        );
         let new = NewDeployment {
             source_key: key.to_owned(),
             requester: "alice".to_owned(),
@@ -74,7 +91,7 @@ impl Env {
             task: "deploy".to_owned(),
             hosts: None,
             provider: "script".to_owned(),
-            payload: json!({"name": "web", "notify": notify, "config": {}}),
+            payload,
             github_deployment_id: None,
             notify: vec!["chat".to_owned()],
             timeout_secs: None,

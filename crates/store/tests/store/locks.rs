@@ -153,3 +153,81 @@ pub async fn locks_hold_update_expire_and_unlock(h: &Harness) {
         panic!("edge is free again")
     };
 }
+
+/// A lock taken by a verified identity yields to that identity only: someone who
+/// renamed themselves to the holder's name is still someone else, and the holder keeps
+/// the lock under a new display name.
+pub async fn locks_compare_holders_by_identity_not_by_name(h: &Harness) {
+    let store = h.store();
+    let LockResult::Acquired(lock) = store
+        .lock_by(
+            "web",
+            "production",
+            "alice",
+            Some("chat:U1"),
+            Some("db"),
+            None,
+        )
+        .await
+        .expect("lock")
+    else {
+        panic!("free lock")
+    };
+    assert_eq!(lock.holder_id.as_deref(), Some("chat:U1"));
+    assert!(lock.held_by("chat:U1", "whoever"));
+    assert!(!lock.held_by("chat:U2", "alice"), "a name grants nothing");
+
+    // Another identity with the holder's name: refused, nothing changed.
+    let LockResult::HeldBy(held) = store
+        .lock_by(
+            "web",
+            "production",
+            "alice",
+            Some("chat:U2"),
+            Some("mine now"),
+            None,
+        )
+        .await
+        .expect("lock")
+    else {
+        panic!("U1 holds it")
+    };
+    assert_eq!(held, lock);
+    assert_eq!(
+        store
+            .get_lock("web", "production")
+            .await
+            .expect("get")
+            .and_then(|l| l.reason),
+        Some("db".to_string())
+    );
+
+    // The holder under a new name: still theirs, reason updated.
+    let LockResult::Acquired(again) = store
+        .lock_by(
+            "web",
+            "production",
+            "alice2",
+            Some("chat:U1"),
+            Some("db, still"),
+            None,
+        )
+        .await
+        .expect("relock")
+    else {
+        panic!("the holder can re-lock")
+    };
+    assert_eq!(again.holder, "alice2");
+    assert_eq!(again.created_at, lock.created_at);
+
+    // A lock taken by name only compares by name (locks from before identities).
+    let LockResult::Acquired(old) = store
+        .lock("web", "staging", "bob", None, None)
+        .await
+        .expect("lock")
+    else {
+        panic!("free lock")
+    };
+    assert_eq!(old.holder_id, None);
+    assert!(old.held_by("chat:anything", "Bob"));
+}

@@ -82,6 +82,7 @@ on_both_backends!(
     logs::log_lines_need_their_deployment_and_go_with_it,
     logs::concurrent_log_appenders_get_disjoint_sequences,
     locks::locks_hold_update_expire_and_unlock,
+    locks::locks_compare_holders_by_identity_not_by_name,
     wake::wait_for_work_wakes_on_insert_and_on_finish,
     chat::chat_message_is_recorded_and_replaced,
     chat::chat_message_needs_a_deployment_and_ids,

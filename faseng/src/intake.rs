@@ -1,0 +1,228 @@
+//! What a `deployment` webhook may ask for (ARCHITECTURE.md, "Trust").
+//!
+//! faseng's own app.json is the only source of what runs, where it comes from and who
+//! may run it. A deployment's payload is a request: it may choose among the apps that
+//! deploy the deployment's repository (`payload.name`), name hosts, and, when chima
+//! signed it, say which chat user asked and where to answer. Everything else in it is
+//! kept for the record and ignored. The engine checks the app, environment, task,
+//! permission and lock again when it runs the deployment, from what is decided here.
+
+use chima_config::{App, Apps};
+use chima_payload::{
+    ChatTarget, ChimaRequest, DeploymentPayload, FasengNotes, Identity, IdentitySource, SigningKey,
+    VerifyError,
+};
+use chima_store::NewDeployment;
+
+use chima_github::webhook::DeploymentEvent;
+
+/// The adapter name faseng's own auto-deploy signs its requests with.
+pub const AUTO_DEPLOY_ADAPTER: &str = "auto-deploy";
+
+/// The nonce of a request whose signature verifies, so that the caller can check it
+/// was never used before deciding (a copied signature on a new deployment is a replay).
+pub fn signed_nonce(key: Option<&SigningKey>, ev: &DeploymentEvent) -> Option<String> {
+    let (payload, _) = DeploymentPayload::read(&ev.payload);
+    let signed = payload.chima?;
+    key?.verify(&signed).ok()?;
+    Some(signed.request.nonce)
+}
+
+/// The deployment to queue for `ev`. `replayed`: the request's nonce was seen before.
+pub fn decide(
+    apps: Option<&Apps>,
+    key: Option<&SigningKey>,
+    ev: &DeploymentEvent,
+    delivery: &str,
+    replayed: bool,
+) -> NewDeployment {
+    let (payload, mut notes) = DeploymentPayload::read(&ev.payload);
+    let candidates = apps
+        .map(|a| a.for_repository(&ev.repository))
+        .unwrap_or_default();
+    let asked = payload
+        .name
+        .as_deref()
+        .filter(|n| chima_command::is_slug(n))
+        .map(str::to_ascii_lowercase);
+    let app: Option<&App> = match (candidates.as_slice(), &asked) {
+        ([], _) => None,
+        (many, Some(name)) => many.iter().copied().find(|a| &a.name == name),
+        ([one], None) => Some(one),
+        // Several apps share the repository and the payload names none: the engine
+        // says so; nothing is guessed.
+        (_, None) => None,
+    };
+    let app_name = app.map(|a| a.name.clone()).or(asked).unwrap_or_else(|| {
+        ev.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&ev.repository)
+            .to_ascii_lowercase()
+    });
+    // Aliases resolve here, so that `prod` and `production` are one environment for the
+    // one-at-a-time rule and for locks.
+    let environment = app
+        .and_then(|a| a.canonical_environment(&ev.environment))
+        .map(str::to_string)
+        .unwrap_or_else(|| ev.environment.clone());
+    if payload.config.is_some() {
+        notes.push(format!(
+            "payload.config was ignored: faseng runs what its own app.json says for {}",
+            ev.repository
+        ));
+    }
+
+    let created_at = ev
+        .created_at
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp());
+    let verified: Option<Result<ChimaRequest, VerifyError>> = payload.chima.as_ref().map(|s| {
+        let key = key.ok_or(VerifyError::NoKey)?;
+        key.verify(s)?;
+        s.check_matches(&app_name, &environment, &ev.git_ref, &ev.task, created_at)?;
+        if replayed {
+            return Err(VerifyError::Replayed);
+        }
+        Ok(s.request.clone())
+    });
+    let request = match verified {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            notes.push(format!(
+                "chima's request does not count ({e}); the deployment counts as GitHub user {}",
+                ev.creator
+            ));
+            None
+        }
+        None => None,
+    };
+
+    let identity = match &request {
+        Some(r) if r.adapter == AUTO_DEPLOY_ADAPTER => Identity::auto_deploy(),
+        Some(r) => Identity::chat(
+            IdentitySource::ChimaSigned,
+            r.user_id.clone(),
+            r.user_name.clone(),
+        )
+        .with_github_login(&ev.creator),
+        None => {
+            if let Some(named) = payload
+                .notify
+                .as_ref()
+                .and_then(|n| n.user_name.clone().or_else(|| n.user.clone()))
+                .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case(&ev.creator))
+            {
+                notes.push(format!(
+                    "payload.notify names `{}`, which nobody verified: it grants nothing, and the deployment counts as GitHub user {}",
+                    named.chars().take(60).collect::<String>(),
+                    ev.creator
+                ));
+            }
+            Identity::github(&ev.creator)
+        }
+    };
+
+    let hosts = match &request {
+        Some(r) => r.hosts.clone().filter(|h| !h.is_empty()),
+        None => payload.hosts().map(str::to_string),
+    };
+    let chat = chat_target(app, request.as_ref(), &payload, &mut notes);
+    let mut notify = vec!["github".to_string()];
+    if chat.is_some() {
+        notify.push("chat".to_string());
+    }
+    let faseng_notes = FasengNotes {
+        delivery: Some(delivery.to_string()),
+        identity: identity.clone(),
+        chat,
+        notes,
+    };
+    NewDeployment {
+        source_key: format!("github:{}", ev.deployment_id),
+        requester: identity.display(),
+        app: app_name,
+        environment,
+        repository: ev.repository.clone(),
+        git_ref: ev.git_ref.clone(),
+        sha: Some(ev.sha.clone()),
+        task: ev.task.clone(),
+        hosts,
+        provider: app
+            .map(|a| a.provider.to_string())
+            .unwrap_or_else(|| "unknown".to_string()),
+        payload: DeploymentPayload::with_notes(&ev.payload, &faseng_notes),
+        github_deployment_id: Some(ev.deployment_id),
+        notify,
+        timeout_secs: None,
+    }
+}
+
+/// Where the deployment's chat messages go: the room and thread of a verified chima
+/// request; else `payload.notify.room` when it is the app's `notify_room` or one of its
+/// `allowed_rooms`; else the app's `notify_room`. An unverified payload never picks an
+/// arbitrary channel.
+pub fn chat_target(
+    app: Option<&App>,
+    request: Option<&ChimaRequest>,
+    payload: &DeploymentPayload,
+    notes: &mut Vec<String>,
+) -> Option<ChatTarget> {
+    if let Some(r) = request
+        && let Some(room) = r.room.clone().filter(|r| !r.is_empty())
+    {
+        return Some(ChatTarget {
+            adapter: r.adapter.clone(),
+            room,
+            thread_ts: r.thread_ts.clone(),
+        });
+    }
+    let fallback = app
+        .and_then(|a| a.notify_room.clone())
+        .filter(|r| !r.is_empty())
+        .map(|room| ChatTarget {
+            adapter: "slack".to_string(),
+            room,
+            thread_ts: None,
+        });
+    let Some(notify) = &payload.notify else {
+        return fallback;
+    };
+    let Some(room) = notify
+        .room
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+    else {
+        return fallback;
+    };
+    let known = app.is_some_and(|a| {
+        let bare = room.trim_start_matches('#');
+        a.notify_room
+            .as_deref()
+            .is_some_and(|n| n.trim_start_matches('#') == bare)
+            || a.allowed_rooms
+                .as_ref()
+                .is_some_and(|rooms| rooms.iter().any(|r| r.trim_start_matches('#') == bare))
+    });
+    if known {
+        return Some(ChatTarget {
+            adapter: notify
+                .adapter
+                .clone()
+                .unwrap_or_else(|| "slack".to_string()),
+            room: room.to_string(),
+            thread_ts: notify.thread_ts.clone(),
+        });
+    }
+    notes.push(format!(
+        "payload.notify.room `{}` is not one of the app's rooms in faseng's app.json; messages go to {}",
+        room.chars().take(60).collect::<String>(),
+        fallback
+            .as_ref()
+            .map(|f| format!("its notify_room {}", f.room))
+            .unwrap_or_else(|| "no room (it has no notify_room)".to_string())
+    ));
+    fallback
+}
