@@ -180,7 +180,7 @@ async fn pg_outage_in(opts: &PgOutage, dir: &Path) -> anyhow::Result<()> {
     let admin = cluster.url("postgres");
     let db = Scratch::create(&admin, "faseng_drill").await?;
     let repo = fixture::repo(dir, 10)?;
-    let apps = fixture::apps_json(dir, &repo)?;
+    let apps = fixture::apps_json(dir, &repo, &fixture::environments(&["env-"], 20))?;
     let gh = FakeGitHub::start().await;
     gh.add_repo(fixture::REPO, "main");
     let http = Http::new();
@@ -522,7 +522,7 @@ pub async fn notify_outage(opts: NotifyOutage) -> anyhow::Result<()> {
 
 async fn notify_outage_in(opts: &NotifyOutage, dir: &Path, db_url: &str) -> anyhow::Result<()> {
     let repo = fixture::repo(dir, 10)?;
-    let apps = fixture::apps_json(dir, &repo)?;
+    let apps = fixture::apps_json(dir, &repo, &fixture::environments(&["env-"], 20))?;
     let gh = FakeGitHub::start().await;
     gh.add_repo(fixture::REPO, "main");
     let slack = FakeSlack::start().await;

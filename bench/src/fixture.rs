@@ -11,7 +11,7 @@ use crate::util::{Delivery, run};
 
 pub const REPO: &str = "bench/app";
 pub const APP: &str = "bench";
-pub const SECRET: &str = "bench-webhook-secret";
+pub const SECRET: &str = "bench-webhook-secret-0001";
 
 /// The bench repository: its path and commit.
 pub struct Repo {
@@ -33,6 +33,19 @@ pub enum Script {
 }
 
 impl Script {
+    /// Every script, each an app of the bench repository in app.json.
+    pub const ALL: [Script; 3] = [Script::Noop, Script::Mark, Script::Lines];
+
+    /// The app that runs this script: faseng runs only what its own app.json says,
+    /// so each script is an app of `REPO`, chosen by `payload.name`.
+    pub fn app(self) -> &'static str {
+        match self {
+            Script::Noop => APP,
+            Script::Mark => "bench-mark",
+            Script::Lines => "bench-lines",
+        }
+    }
+
     pub fn path(self) -> &'static str {
         match self {
             Script::Noop => "script/noop",
@@ -92,30 +105,50 @@ pub fn repo(dir: &Path, log_lines: u64) -> anyhow::Result<Repo> {
     Ok(Repo { path, sha, marks })
 }
 
-/// faseng's app.json: the bench app, for deployments that carry no config.
-pub fn apps_json(dir: &Path, repo: &Repo) -> anyhow::Result<PathBuf> {
+/// The environments the bench deploys to: faseng runs a deployment only to an
+/// environment its app.json lists, so every name the bench generates is listed
+/// (`<prefix><n>` for n below `count`).
+pub fn environments(prefixes: &[&str], count: usize) -> Vec<String> {
+    let mut envs: Vec<String> = ["production", "staging", "pickup", "pickup-tmpfs", "logs"]
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    for prefix in prefixes {
+        envs.extend((0..count).map(|n| format!("{prefix}{n}")));
+    }
+    envs
+}
+
+/// faseng's app.json: one app of the bench repository per script, each with
+/// `environments`.
+pub fn apps_json(dir: &Path, repo: &Repo, environments: &[String]) -> anyhow::Result<PathBuf> {
     let path = dir.join("app.json");
-    let apps = json!({
-        APP: {
-            "provider": "shell",
-            "repository": REPO,
-            "environments": ["production", "staging"],
-            "default_environment": "staging",
-            "default_ref": "main",
-            "clone_url": repo.path.to_string_lossy(),
-            "deploy_script": Script::Noop.path(),
-        }
-    });
+    let apps: serde_json::Map<String, Value> = Script::ALL
+        .iter()
+        .map(|script| {
+            let entry = json!({
+                "provider": "shell",
+                "repository": REPO,
+                "environments": environments,
+                "default_environment": "staging",
+                "default_ref": "main",
+                "clone_url": repo.path.to_string_lossy(),
+                "deploy_script": script.path(),
+            });
+            (script.app().to_string(), entry)
+        })
+        .collect();
     std::fs::write(&path, serde_json::to_vec_pretty(&apps)?)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }
 
 /// The payload chima puts in a GitHub deployment (hubot-deploy's shape), for
-/// the bench app running `script`.
+/// the bench app running `script` (its name chooses the app; `config` is kept for
+/// the record only).
 pub fn payload(clone_url: &str, script: Script) -> Value {
     json!({
-        "name": APP,
+        "name": script.app(),
         "robotName": "chima",
         "hosts": "",
         "notify": {"adapter": "shell", "room": "", "user": "bench", "user_name": "bench", "thread_ts": null},

@@ -417,7 +417,24 @@ async fn measure(opts: &Options, dir: &Path) -> anyhow::Result<(Figures, Details
     d.load_average.push(load_average());
     let http = Http::new();
     let repo = fixture::repo(dir, opts.log_lines)?;
-    let apps = fixture::apps_json(dir, &repo)?;
+    // Every environment name the runs below generate (the web-tier rounds run no
+    // workers, but their names are listed too, so that no deployment is refused).
+    let mut prefixes = vec![
+        "load-".to_string(),
+        "webpaced-".to_string(),
+        "webintakepaced-".to_string(),
+        "paced-".to_string(),
+    ];
+    for round in 0..opts.rounds.max(1) {
+        prefixes.push(format!("web{round}-"));
+        prefixes.push(format!("webintake{round}-"));
+    }
+    let prefixes: Vec<&str> = prefixes.iter().map(String::as_str).collect();
+    let apps = fixture::apps_json(
+        dir,
+        &repo,
+        &fixture::environments(&prefixes, opts.environments.max(1)),
+    )?;
     let gh = FakeGitHub::start().await;
     gh.add_repo(fixture::REPO, "main");
     let paced_total = (opts.paced_rate * opts.paced_secs).round() as usize;

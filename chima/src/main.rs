@@ -52,7 +52,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    // The offline subcommands need no secret; everything else checks them first.
+    if !matches!(
+        args.command,
+        Some(Command::Parse { .. }) | Some(Command::Check)
+    ) && let Err(e) = args.settings.load_secrets()
+    {
+        eprintln!("chima: {e:#}");
+        return ExitCode::from(2);
+    }
     let s = &args.settings;
     match &args.command {
         Some(Command::Parse {

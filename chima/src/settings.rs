@@ -125,9 +125,99 @@ pub struct Settings {
         global = true
     )]
     pub lease_secs: u64,
+
+    /// GITHUB_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "GITHUB_TOKEN_FILE", global = true)]
+    pub github_token_file: Option<PathBuf>,
+
+    /// GITHUB_APP_PRIVATE_KEY read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE", global = true)]
+    pub github_app_private_key_file: Option<PathBuf>,
+
+    /// SLACK_BOT_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_BOT_TOKEN_FILE", global = true)]
+    pub slack_bot_token_file: Option<PathBuf>,
+
+    /// SLACK_APP_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_APP_TOKEN_FILE", global = true)]
+    pub slack_app_token_file: Option<PathBuf>,
+
+    /// SLACK_SIGNING_SECRET read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_SIGNING_SECRET_FILE", global = true)]
+    pub slack_signing_secret_file: Option<PathBuf>,
+
+    /// FASENG_API_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "FASENG_API_TOKEN_FILE", global = true)]
+    pub faseng_api_token_file: Option<PathBuf>,
+
+    /// CHIMA_SIGNING_KEY read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "CHIMA_SIGNING_KEY_FILE", global = true)]
+    pub chima_signing_key_file: Option<PathBuf>,
 }
 
 impl Settings {
+    /// Every secret from its setting or its `*_FILE`, checked: FASENG_API_TOKEN,
+    /// CHIMA_SIGNING_KEY and SLACK_SIGNING_SECRET must be at least
+    /// [`chima_config::MIN_SECRET_BYTES`] long; an empty token of another service reads
+    /// as unset. The error names the setting, never its value.
+    pub fn load_secrets(&mut self) -> anyhow::Result<()> {
+        use chima_config::{MIN_SECRET_BYTES, read_secret};
+        fn read(
+            name: &str,
+            value: Option<String>,
+            file: &Option<PathBuf>,
+            min: usize,
+        ) -> anyhow::Result<Option<String>> {
+            read_secret(name, value, file.as_deref(), min)
+                .map(|s| s.map(|s| s.expose().to_string()))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        }
+        let unset_if_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
+        self.github_token = read(
+            "GITHUB_TOKEN",
+            unset_if_empty(self.github_token.take()),
+            &self.github_token_file,
+            1,
+        )?;
+        self.github_app_private_key = read(
+            "GITHUB_APP_PRIVATE_KEY",
+            unset_if_empty(self.github_app_private_key.take()),
+            &self.github_app_private_key_file,
+            1,
+        )?;
+        self.slack_bot_token = read(
+            "SLACK_BOT_TOKEN",
+            unset_if_empty(self.slack_bot_token.take()),
+            &self.slack_bot_token_file,
+            1,
+        )?;
+        self.slack_app_token = read(
+            "SLACK_APP_TOKEN",
+            unset_if_empty(self.slack_app_token.take()),
+            &self.slack_app_token_file,
+            1,
+        )?;
+        self.slack_signing_secret = read(
+            "SLACK_SIGNING_SECRET",
+            self.slack_signing_secret.take(),
+            &self.slack_signing_secret_file,
+            MIN_SECRET_BYTES,
+        )?;
+        self.faseng_api_token = read(
+            "FASENG_API_TOKEN",
+            self.faseng_api_token.take(),
+            &self.faseng_api_token_file,
+            MIN_SECRET_BYTES,
+        )?;
+        self.chima_signing_key = read(
+            "CHIMA_SIGNING_KEY",
+            self.chima_signing_key.take(),
+            &self.chima_signing_key_file,
+            MIN_SECRET_BYTES,
+        )?;
+        Ok(())
+    }
+
     /// faseng's API client, when FASENG_URL is set.
     pub fn faseng(&self) -> anyhow::Result<Option<crate::faseng_api::FasengApi>> {
         let Some(url) = self.faseng_url.as_ref().filter(|u| !u.is_empty()) else {

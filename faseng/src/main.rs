@@ -148,6 +148,54 @@ pub struct Args {
     )]
     pub shutdown_grace: u64,
 
+    /// A bearer token `/metrics` requires (Prometheus' `authorization` setting).
+    /// Without it `/metrics` is open, as it was.
+    #[arg(
+        long,
+        env = "FASENG_METRICS_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// Run providers as this user (a name in /etc/passwd, or `uid:gid`) when faseng
+    /// runs as root, so that a deploy script cannot read faseng's memory, files or
+    /// secrets. Required to be unset when faseng is not root.
+    #[arg(long, env = "FASENG_RUN_AS", global = true)]
+    pub run_as: Option<String>,
+
+    /// GITHUB_WEBHOOK_SECRET read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "GITHUB_WEBHOOK_SECRET_FILE", global = true)]
+    pub webhook_secret_file: Option<PathBuf>,
+
+    /// FASENG_API_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "FASENG_API_TOKEN_FILE", global = true)]
+    pub api_token_file: Option<PathBuf>,
+
+    /// CHIMA_SIGNING_KEY read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "CHIMA_SIGNING_KEY_FILE", global = true)]
+    pub chima_signing_key_file: Option<PathBuf>,
+
+    /// FASENG_METRICS_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "FASENG_METRICS_TOKEN_FILE", global = true)]
+    pub metrics_token_file: Option<PathBuf>,
+
+    /// GITHUB_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "GITHUB_TOKEN_FILE", global = true)]
+    pub github_token_file: Option<PathBuf>,
+
+    /// GITHUB_APP_PRIVATE_KEY read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE", global = true)]
+    pub github_app_private_key_file: Option<PathBuf>,
+
+    /// SLACK_BOT_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_BOT_TOKEN_FILE", global = true)]
+    pub slack_bot_token_file: Option<PathBuf>,
+
+    /// HEROKU_API_KEY read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "HEROKU_API_KEY_FILE", global = true)]
+    pub heroku_api_key_file: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -163,6 +211,9 @@ pub enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before anything else: no core dumps and no ptrace or /proc/<pid>/environ for
+    // other processes of the same user, such as the deploy scripts faseng runs.
+    non_dumpable();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -184,5 +235,20 @@ fn main() -> ExitCode {
             eprintln!("faseng: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `PR_SET_DUMPABLE` 0: a provider running as faseng's own (non-root) user cannot
+/// read faseng's memory or environment through `/proc` or ptrace. Children get the
+/// flag back at exec, so providers themselves are unaffected.
+#[allow(unsafe_code)]
+fn non_dumpable() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        eprintln!(
+            "faseng: warning: cannot make the process non-dumpable: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }

@@ -15,11 +15,14 @@ use crate::links::LinkSigner;
 use crate::web::{self, AppState};
 use crate::{Args, Command};
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(mut args: Args) -> anyhow::Result<()> {
+    let command = args.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Migrate) {
+        load_secrets(&mut args)?;
+    }
     let store = chima_store::open(&args.database_url)
         .await
         .context("cannot open the job store (DATABASE_URL)")?;
-    let command = args.command.unwrap_or(Command::Serve);
     if let Command::Migrate = command {
         tracing::info!("migrations applied");
         return Ok(());
@@ -38,7 +41,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
 
-    let mut engine_cfg = engine_config(&args, apps.clone());
+    let mut engine_cfg = engine_config(&args, apps.clone())?;
     let mut senders = Vec::new();
     if let Some(gh) = &github {
         engine_cfg.access = Some(Arc::new(crate::access::GitHubAccess { gh: gh.clone() }));
@@ -147,6 +150,70 @@ fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
     Ok(Some(gh))
 }
 
+/// Every secret from its setting or its `*_FILE`, checked: the shared secrets
+/// (webhook secret, API token, signing key, metrics token) must be at least
+/// [`chima_config::MIN_SECRET_BYTES`] long; an empty token of another service
+/// (`GITHUB_TOKEN=`) reads as unset, as it always did. A refused
+/// secret stops faseng at start, saying which and what to do, never its value.
+fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
+    use chima_config::{MIN_SECRET_BYTES, read_secret};
+    let read =
+        |name: &str, value: Option<String>, file: &Option<std::path::PathBuf>, min: usize| {
+            read_secret(name, value, file.as_deref(), min)
+                .map(|s| s.map(|s| s.expose().to_string()))
+                .map_err(|e| anyhow::anyhow!("{e}"))
+        };
+    args.webhook_secret = read(
+        "GITHUB_WEBHOOK_SECRET",
+        args.webhook_secret.take(),
+        &args.webhook_secret_file,
+        MIN_SECRET_BYTES,
+    )?;
+    args.api_token = read(
+        "FASENG_API_TOKEN",
+        args.api_token.take(),
+        &args.api_token_file,
+        MIN_SECRET_BYTES,
+    )?;
+    args.chima_signing_key = read(
+        "CHIMA_SIGNING_KEY",
+        args.chima_signing_key.take(),
+        &args.chima_signing_key_file,
+        MIN_SECRET_BYTES,
+    )?;
+    args.metrics_token = read(
+        "FASENG_METRICS_TOKEN",
+        args.metrics_token.take(),
+        &args.metrics_token_file,
+        MIN_SECRET_BYTES,
+    )?;
+    args.github_token = read(
+        "GITHUB_TOKEN",
+        args.github_token.take().filter(|v| !v.is_empty()),
+        &args.github_token_file,
+        1,
+    )?;
+    args.github_app_private_key = read(
+        "GITHUB_APP_PRIVATE_KEY",
+        args.github_app_private_key.take().filter(|v| !v.is_empty()),
+        &args.github_app_private_key_file,
+        1,
+    )?;
+    args.slack_bot_token = read(
+        "SLACK_BOT_TOKEN",
+        args.slack_bot_token.take().filter(|v| !v.is_empty()),
+        &args.slack_bot_token_file,
+        1,
+    )?;
+    args.heroku_api_key = read(
+        "HEROKU_API_KEY",
+        args.heroku_api_key.take().filter(|v| !v.is_empty()),
+        &args.heroku_api_key_file,
+        1,
+    )?;
+    Ok(())
+}
+
 /// The key chima's requests are checked with: CHIMA_SIGNING_KEY, else one derived
 /// from FASENG_API_TOKEN (chima derives the same).
 pub fn signing_key(args: &Args) -> Option<chima_payload::SigningKey> {
@@ -201,7 +268,7 @@ fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
     Ok(Some(Arc::new(apps)))
 }
 
-fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> EngineConfig {
+fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineConfig> {
     let apps_dir = args
         .apps
         .canonicalize()
@@ -214,6 +281,19 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> EngineConfig {
         cfg.workdir = dir.clone();
     }
     cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    if let Some(spec) = args.run_as.as_deref().filter(|s| !s.is_empty()) {
+        let who = chima_engine::runas::RunAs::lookup(spec)?;
+        tracing::info!(user = %who.name, uid = who.uid, "providers run as another user (FASENG_RUN_AS)");
+        cfg.run_as = Some(who);
+    }
+    if args.workers > 0 || matches!(args.command, Some(Command::Worker)) {
+        chima_engine::workdir::prepare(&cfg.workdir).with_context(|| {
+            format!(
+                "the work folder {} cannot be used (FASENG_WORKDIR)",
+                cfg.workdir.display()
+            )
+        })?;
+    }
     cfg.github_api_url = args.github_api_url.clone();
     cfg.clone_base = args
         .clone_base
@@ -229,7 +309,18 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> EngineConfig {
     }
     cfg.secrets.extend(args.webhook_secret.iter().cloned());
     cfg.secrets.extend(args.api_token.iter().cloned());
-    cfg
+    cfg.secrets.extend(args.chima_signing_key.iter().cloned());
+    cfg.secrets.extend(args.metrics_token.iter().cloned());
+    // A private key is many lines: each line of its body is hidden wherever it shows.
+    if let Some(pem) = &args.github_app_private_key {
+        cfg.secrets.extend(
+            pem.lines()
+                .map(str::trim)
+                .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                .map(str::to_string),
+        );
+    }
+    Ok(cfg)
 }
 
 async fn serve_http(
@@ -257,6 +348,7 @@ async fn serve_http(
             .filter(|t| !t.is_empty())
             .map(Secret::new),
         signing_key: signing_key(args),
+        metrics_token: args.metrics_token.clone().map(Secret::new),
         metrics: Default::default(),
         engine_metrics,
         autodeploy,

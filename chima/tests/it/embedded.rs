@@ -418,3 +418,61 @@ fn cancel_stops_a_running_deploy_from_another_chima() {
     assert_eq!(out.status.code(), Some(1), "{t}");
     assert!(t.contains("was cancelled: cancelled by bob."), "{t}");
 }
+
+/// Every command that changes state needs the permission to deploy there; the
+/// read-only ones stay open. A refused command changes nothing.
+#[test]
+fn every_state_changing_command_needs_the_permission_to_deploy_there() {
+    let dir = tempfile::tempdir().unwrap();
+    project(dir.path(), "#!/bin/sh\necho deployed\n");
+    let apps = dir.path().join("app.json");
+    std::fs::write(
+        &apps,
+        r#"{"app": {"provider": "shell", "repository": "example/app",
+            "environments": ["staging", "production"], "default_environment": "staging",
+            "clone_url": "repo", "default_ref": "main",
+            "allowed_users": {"production": ["alice"]},
+            "auto_deploy": {"production": {"ref": "main", "required_contexts": ["ci"]}}}}"#,
+    )
+    .unwrap();
+    let db = dir.path().join("s.db");
+    let refused = "mallory is not allowed to deploy `app` to production. Ask one of: `alice`.";
+
+    // alice deploys and locks production.
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy app to production");
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = run_as(&db, &apps, "alice", "chima lock app in production db work");
+    assert_eq!(code, 0, "{t}");
+
+    for line in [
+        "chima deploy app to production",
+        "chima lock app in production mine now",
+        "chima unlock app in production",
+        "chima cancel app in production",
+        "chima rollback app in production",
+        "chima autodeploy app in production off",
+        "chima autodeploy app in production on",
+    ] {
+        let (code, t) = run_as(&db, &apps, "mallory", line);
+        assert_eq!(code, 1, "{line}: {t}");
+        assert!(t.contains(refused), "{line}: {t}");
+    }
+    // Nothing changed: the lock is alice's, with her reason, and auto-deploy is on.
+    let (code, t) = run_as(&db, &apps, "mallory", "chima where can i deploy app");
+    assert_eq!(code, 0, "{t}");
+    assert!(t.contains("production (locked by alice: db work)"), "{t}");
+    assert!(t.contains("production: auto-deploy on"), "{t}");
+    let (code, t) = run_as(&db, &apps, "mallory", "chima deploys app");
+    assert_eq!(code, 0, "{t}");
+    assert!(
+        t.contains("succeeded app/main to production by alice"),
+        "{t}"
+    );
+    assert!(!t.contains("by mallory"), "{t}");
+    // The other environment is open to everyone.
+    let (code, t) = run_as(&db, &apps, "mallory", "chima lock app in staging testing");
+    assert_eq!(code, 0, "{t}");
+    // alice deploys through her own lock.
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy app to production");
+    assert_eq!(code, 0, "{t}");
+}

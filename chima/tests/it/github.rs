@@ -19,6 +19,15 @@ fn apps(dir: &Path) -> PathBuf {
 }
 
 async fn chima(gh: &FakeGitHub, apps: &Path, line: &str) -> (i32, String) {
+    chima_with(gh, apps, line, &[]).await
+}
+
+async fn chima_with(
+    gh: &FakeGitHub,
+    apps: &Path,
+    line: &str,
+    env: &[(&str, &str)],
+) -> (i32, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chima"))
         .arg("--apps")
         .arg(apps)
@@ -28,6 +37,9 @@ async fn chima(gh: &FakeGitHub, apps: &Path, line: &str) -> (i32, String) {
         .env("USER", "tester")
         .env_remove("CHIMA_NAME")
         .env_remove("DATABASE_URL")
+        .env_remove("CHIMA_SIGNING_KEY")
+        .env_remove("FASENG_API_TOKEN")
+        .envs(env.iter().copied())
         .output()
         .await
         .unwrap();
@@ -227,4 +239,93 @@ async fn deploys_and_status_read_github() {
     assert!(text.contains("project-x/main"), "{text}");
     assert!(text.contains("success ci/build"), "{text}");
     assert!(text.contains("failure lint"), "{text}");
+}
+
+/// With a signing key, chima signs who asked, for what, in the payload; faseng checks
+/// it with the same key. Without one, chima says that its deployments will count as
+/// its GitHub login only, and signs nothing.
+#[tokio::test]
+async fn chima_signs_who_asked_when_it_has_a_key_and_says_so_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = apps(dir.path());
+    let gh = fake().await;
+    let key = "chima-signing-key-for-these-tests";
+    let (code, text) = chima_with(
+        &gh,
+        &apps,
+        "chima deploy project-x/feature to prod/fe1",
+        &[("CHIMA_SIGNING_KEY", key)],
+    )
+    .await;
+    assert_eq!(code, 0, "{text}");
+    let d = gh.deployments("example/project-x").pop().unwrap();
+    let (payload, problems) = chima_payload::DeploymentPayload::read(&d.body["payload"]);
+    assert!(problems.is_empty(), "{problems:?}");
+    let signed = payload.chima.expect("a signed request");
+    chima_payload::SigningKey::new(key.as_bytes())
+        .verify(&signed)
+        .expect("the signature verifies with the shared key");
+    let r = &signed.request;
+    assert_eq!(
+        (
+            r.user_name.as_str(),
+            r.app.as_str(),
+            r.environment.as_str(),
+            r.git_ref.as_str(),
+            r.task.as_str()
+        ),
+        ("tester", "project-x", "production", "feature", "deploy")
+    );
+    assert_eq!(r.hosts.as_deref(), Some("fe1"));
+    assert!(
+        signed
+            .check_matches(
+                "project-x",
+                "production",
+                "feature",
+                "deploy",
+                Some(r.issued_at)
+            )
+            .is_ok()
+    );
+    assert!(
+        chima_payload::SigningKey::new(b"another-key-of-enough-length")
+            .verify(&signed)
+            .is_err()
+    );
+    // The same key derived from FASENG_API_TOKEN on both sides.
+    let token = "faseng-api-token-for-these-tests";
+    let (code, text) = chima_with(
+        &gh,
+        &apps,
+        "chima deploy project-x/feature to prod",
+        &[("FASENG_API_TOKEN", token)],
+    )
+    .await;
+    assert_eq!(code, 0, "{text}");
+    let d = gh.deployments("example/project-x").pop().unwrap();
+    let (payload, _) = chima_payload::DeploymentPayload::read(&d.body["payload"]);
+    chima_payload::SigningKey::derived_from_api_token(token.as_bytes())
+        .verify(&payload.chima.expect("signed"))
+        .expect("derived keys agree");
+
+    // No key: nothing signed, and chima says what that means.
+    let (code, text) = chima(&gh, &apps, "chima deploy project-x/feature to prod").await;
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("counts as chima's GitHub login only"),
+        "{text}"
+    );
+    let d = gh.deployments("example/project-x").pop().unwrap();
+    assert!(d.body["payload"].get("chima").is_none());
+    // A short key is refused at start, by name.
+    let (code, text) = chima_with(
+        &gh,
+        &apps,
+        "chima deploy project-x/feature to prod",
+        &[("CHIMA_SIGNING_KEY", "short")],
+    )
+    .await;
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("CHIMA_SIGNING_KEY is 5 bytes"), "{text}");
 }

@@ -9,6 +9,7 @@ pub mod ops;
 pub mod process;
 pub mod providers;
 mod redact;
+pub mod runas;
 pub mod workdir;
 mod worker;
 
@@ -54,6 +55,8 @@ pub struct EngineConfig {
     pub path: String,
     /// Names this process in worker ids.
     pub instance: String,
+    /// Run providers as this user (`FASENG_RUN_AS`, faseng being root).
+    pub run_as: Option<runas::RunAs>,
     /// Histograms this engine fills (read by `/metrics`).
     pub metrics: Arc<metrics::EngineMetrics>,
 }
@@ -75,14 +78,19 @@ impl EngineConfig {
             path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into()),
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "faseng".to_string()),
             metrics: Arc::default(),
+            run_as: None,
         }
     }
 
     /// The environment every provider starts from: nothing of faseng's own
     /// (no tokens, no database URL), only what programs need to run.
     fn base_env(&self, checkout: &Path) -> Vec<(String, String)> {
-        let home =
-            std::env::var("HOME").unwrap_or_else(|_| checkout.to_string_lossy().into_owned());
+        let home = match &self.run_as {
+            Some(who) => who.home.to_string_lossy().into_owned(),
+            None => {
+                std::env::var("HOME").unwrap_or_else(|_| checkout.to_string_lossy().into_owned())
+            }
+        };
         vec![
             ("PATH".to_string(), self.path.clone()),
             ("HOME".to_string(), home),

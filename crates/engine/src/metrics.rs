@@ -70,10 +70,33 @@ pub struct EngineMetrics {
     pub queue_wait: Histogram,
     /// From claimed to finished.
     pub run_time: Histogram,
+    /// Deployments this process ran to an end, by final state.
+    finished: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl EngineMetrics {
+    /// Counts a deployment this process ended in `state`.
+    pub fn finished(&self, state: chima_store::DeploymentState) {
+        if let Ok(mut m) = self.finished.lock() {
+            *m.entry(state.as_str()).or_default() += 1;
+        }
+    }
+
     pub fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP faseng_deployments_finished_total Deployments this process ran to an end, by state.\n",
+        );
+        out.push_str("# TYPE faseng_deployments_finished_total counter\n");
+        let finished = self.finished.lock().map(|m| m.clone()).unwrap_or_default();
+        for state in chima_store::DeploymentState::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+        {
+            let n = finished.get(state.as_str()).copied().unwrap_or(0);
+            out.push_str(&format!(
+                "faseng_deployments_finished_total{{state=\"{state}\"}} {n}\n"
+            ));
+        }
         self.queue_wait.render(
             "faseng_queue_wait_seconds",
             "Time deployments waited from queued to claimed.",

@@ -46,6 +46,8 @@ pub struct Spec<'a> {
     /// The whole environment of the process: nothing is inherited.
     pub env: &'a [(String, String)],
     pub deadline: Instant,
+    /// Another user to run as (faseng is root), or `None` for faseng's own user.
+    pub run_as: Option<&'a crate::runas::RunAs>,
 }
 
 /// Why a command could not be started.
@@ -78,6 +80,9 @@ pub async fn run(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(who) = spec.run_as {
+        drop_privileges(&mut cmd, who);
+    }
     let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
         program: program.clone(),
         source,
@@ -151,6 +156,13 @@ async fn terminate(child: &mut Child, pgid: Option<u32>) {
 }
 
 /// Signals every process of the group led by `pgid`.
+/// Starts the child as `who`: its uid and gid. The standard library drops every
+/// supplementary group when root switches users this way (`setgroups(0)` before
+/// `setuid`), so none of root's groups follows the provider.
+fn drop_privileges(cmd: &mut Command, who: &crate::runas::RunAs) {
+    cmd.uid(who.uid).gid(who.gid);
+}
+
 #[allow(unsafe_code)]
 fn kill_group(pgid: Option<u32>, signal: libc::c_int) {
     let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {

@@ -72,7 +72,34 @@ impl Redactor {
                 }
             }
         }
+        mask_url_passwords(&mut out);
         out
+    }
+}
+
+/// `scheme://user:password@host` -> `scheme://user:[REDACTED]@host`, wherever a
+/// credential URL appears in a line (a `DATABASE_URL`, a clone URL with a token).
+fn mask_url_passwords(out: &mut String) {
+    let mut from = 0;
+    while let Some(pos) = out[from..].find("://") {
+        let start = from + pos + 3;
+        let rest = &out[start..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '"' | '\'' | '<' | '>'))
+            .unwrap_or(rest.len());
+        let authority = &rest[..end];
+        from = start;
+        let Some(at) = authority.rfind('@') else {
+            continue;
+        };
+        let Some(colon) = authority[..at].find(':') else {
+            continue;
+        };
+        let (p_start, p_end) = (start + colon + 1, start + at);
+        if p_end > p_start && &out[p_start..p_end] != MASK {
+            out.replace_range(p_start..p_end, MASK);
+        }
+        from = p_start + MASK.len();
     }
 }
 
@@ -94,5 +121,22 @@ mod tests {
             "token [REDACTED] end"
         );
         assert_eq!(r.redact("ghp_ short"), "ghp_ short");
+    }
+
+    #[test]
+    fn passwords_in_urls_are_masked() {
+        let r = Redactor::default();
+        assert_eq!(
+            r.redact("connecting to postgres://faseng:pa55w0rd@db:5432/faseng now"),
+            "connecting to postgres://faseng:[REDACTED]@db:5432/faseng now"
+        );
+        assert_eq!(
+            r.redact("Cloning into 'x'... https://x-access-token:abc@git.example.com/o/r.git"),
+            "Cloning into 'x'... https://x-access-token:[REDACTED]@git.example.com/o/r.git"
+        );
+        assert_eq!(
+            r.redact("git@github.com:o/r.git and https://h/a@b"),
+            "git@github.com:o/r.git and https://h/a@b"
+        );
     }
 }

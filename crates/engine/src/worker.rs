@@ -120,6 +120,7 @@ async fn run_job(
     for attempt in 1..=5u64 {
         match store.finish(id, worker_id, outcome.clone()).await {
             Ok(done) => {
+                cfg.metrics.finished(done.state);
                 tracing::info!(deployment = id, state = %done.state, "deployment finished");
                 return;
             }
@@ -269,7 +270,7 @@ async fn execute(
             d.sha.as_deref().unwrap_or("")
         ))
         .await;
-        if let Err(e) = crate::workdir::prepare(&cfg.workdir) {
+        if let Err(e) = ensure_workdir(cfg) {
             return Outcome::errored(format!("cannot use the work folder: {e}"));
         }
         match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
@@ -316,11 +317,25 @@ async fn execute(
             full_env.extend(common_env(d, &sha));
             full_env.extend(env);
             log.note(format!("==> running {}", argv.join(" "))).await;
+            if let Some(who) = &cfg.run_as {
+                // The provider works in its checkout as its own user; the folders
+                // above it only let it pass (0711), never list.
+                let handed = ensure_workdir(cfg)
+                    .and_then(|()| crate::workdir::prepare(workdir).map_err(|e| e.to_string()))
+                    .and_then(|()| who.give(workdir).map_err(|e| e.to_string()));
+                if let Err(e) = handed {
+                    return Outcome::errored(format!(
+                        "cannot hand the checkout to {} (FASENG_RUN_AS): {e}",
+                        who.name
+                    ));
+                }
+            }
             let spec = Spec {
                 argv: &argv,
                 dir: workdir,
                 env: &full_env,
                 deadline,
+                run_as: cfg.run_as.as_ref(),
             };
             match process::run(spec, log.sender(), cancel).await {
                 Ok(exit) => exit,
@@ -567,4 +582,31 @@ fn human(d: Duration) -> String {
         (0, m, s) => format!("{m}m{s}s"),
         (h, m, _) => format!("{h}h{m}m"),
     }
+}
+
+/// The work folder, private (see `workdir::prepare`) and made once: when providers
+/// run as another user it is 0711, so that they can reach their own job folder
+/// (0700, theirs) without listing the others.
+fn ensure_workdir(cfg: &EngineConfig) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if cfg.run_as.is_some() { 0o711 } else { 0o700 };
+    let current = std::fs::symlink_metadata(&cfg.workdir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| m.permissions().mode() & 0o777);
+    if current == Some(mode) {
+        return Ok(());
+    }
+    crate::workdir::prepare(&cfg.workdir).map_err(|e| e.to_string())?;
+    if mode != 0o700 {
+        std::fs::set_permissions(&cfg.workdir, std::fs::Permissions::from_mode(mode)).map_err(
+            |e| {
+                format!(
+                    "cannot open {} to FASENG_RUN_AS: {e}",
+                    cfg.workdir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
 }

@@ -138,6 +138,11 @@ pub trait Store: Send + Sync {
     /// How many deployments are in each state (states with none are left out).
     async fn count_by_state(&self) -> Result<Vec<(DeploymentState, i64)>>;
 
+    /// `(queued, running)`: the deployments not yet ended. Read through the partial
+    /// indexes on those states, so its cost follows the queue, never the history: this
+    /// is what `/metrics` asks on every scrape.
+    async fn count_active(&self) -> Result<(i64, i64)>;
+
     // ---- life cycle -------------------------------------------------------------------
 
     /// Claims the oldest queued deployment whose app+environment has nothing running and

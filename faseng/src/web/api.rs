@@ -23,19 +23,23 @@ pub async fn require_token(State(state): State<AppState>, req: Request, next: Ne
             "FASENG_API_TOKEN is not set, so the API is off",
         );
     };
-    let given = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !same(token.expose(), given) {
+    if !bearer_matches(req.headers(), token) {
         return error(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send Authorization: Bearer <FASENG_API_TOKEN>",
         );
     }
     next.run(req).await
+}
+
+/// Whether the request's `Authorization: Bearer` is `token` (constant time).
+pub fn bearer_matches(headers: &axum::http::HeaderMap, token: &chima_config::Secret) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    same(token.expose(), given)
 }
 
 /// Constant-time comparison through HMAC, so that neither length nor content

@@ -29,6 +29,8 @@ pub struct AppState {
     pub webhook_secret: Option<Secret>,
     /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
     pub api_token: Option<Secret>,
+    /// `FASENG_METRICS_TOKEN`: when set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<Secret>,
     /// The key chima's requests are signed with, if any (ARCHITECTURE.md, "Trust").
     pub signing_key: Option<chima_payload::SigningKey>,
     pub metrics: Arc<Metrics>,
@@ -77,28 +79,40 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Prometheus text: webhook counters, jobs by state, outbox backlog.
-async fn metrics(State(state): State<AppState>) -> (StatusCode, String) {
+/// Prometheus text: webhook counters, deployments queued and running, what this
+/// process ran, outbox backlog. With `FASENG_METRICS_TOKEN`, only for its bearer.
+/// A scrape reads only the partial indexes of unfinished deployments and undelivered
+/// notifications: no table scan, however long the history.
+async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> (StatusCode, String) {
+    if let Some(token) = &state.metrics_token
+        && !api::bearer_matches(&headers, token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "/metrics needs `Authorization: Bearer <FASENG_METRICS_TOKEN>`\n".to_string(),
+        );
+    }
     let mut out = String::new();
     state.metrics.render_webhooks(&mut out);
     if let Some(m) = &state.engine_metrics {
         m.render(&mut out);
     }
     match (
-        state.store.count_by_state().await,
+        state.store.count_active().await,
         state.store.outbox_backlog().await,
     ) {
-        (Ok(counts), Ok(backlog)) => {
-            out.push_str("# HELP faseng_deployments Deployments in the store, by state.\n");
+        (Ok((queued, running)), Ok(backlog)) => {
+            out.push_str("# HELP faseng_deployments Deployments not yet ended, by state.\n");
             out.push_str("# TYPE faseng_deployments gauge\n");
-            for s in chima_store::DeploymentState::ALL {
-                let n = counts
-                    .iter()
-                    .find(|(c, _)| *c == s)
-                    .map(|(_, n)| *n)
-                    .unwrap_or(0);
-                out.push_str(&format!("faseng_deployments{{state=\"{s}\"}} {n}\n"));
-            }
+            out.push_str(&format!(
+                "faseng_deployments{{state=\"queued\"}} {queued}\n"
+            ));
+            out.push_str(&format!(
+                "faseng_deployments{{state=\"running\"}} {running}\n"
+            ));
             out.push_str("# HELP faseng_outbox_backlog Notifications not yet delivered.\n");
             out.push_str("# TYPE faseng_outbox_backlog gauge\n");
             out.push_str(&format!("faseng_outbox_backlog {backlog}\n"));

@@ -63,7 +63,7 @@ impl Rig {
             &[
                 ("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN),
                 ("SLACK_API_URL", &slack.url),
-                ("FASENG_API_TOKEN", "auto-token"),
+                ("FASENG_API_TOKEN", "auto-token-for-tests"),
             ],
         )
         .await;
@@ -110,7 +110,7 @@ impl Rig {
             .env("GITHUB_TOKEN", self.gh.token())
             .env("GITHUB_API_URL", &self.gh.url)
             .env("FASENG_URL", &self.f.url)
-            .env("FASENG_API_TOKEN", "auto-token")
+            .env("FASENG_API_TOKEN", "auto-token-for-tests")
             .env("USER", user)
             .env_remove("SLACK_BOT_TOKEN")
             .args(["run", line])
@@ -254,7 +254,7 @@ async fn autodeploy_is_paused_and_resumed_from_chat() {
         "{t}"
     );
     // The index page shows it too.
-    let index = crate::pages::links::LinkSigner::new(b"auto-token").index_url(&r.f.url);
+    let index = crate::pages::links::LinkSigner::new(b"auto-token-for-tests").index_url(&r.f.url);
     let (code, page) = get(&index).await;
     assert_eq!(code, 200);
     assert!(

@@ -171,6 +171,16 @@ impl Faseng {
         github_url: Option<(&str, &str)>,
         env: &[(&str, &str)],
     ) -> Faseng {
+        Faseng::start_without(apps_json, github_url, env, &[]).await
+    }
+
+    /// The same, without the variables in `remove` (of the harness's defaults).
+    pub async fn start_without(
+        apps_json: &str,
+        github_url: Option<(&str, &str)>,
+        env: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Faseng {
         let db = Database::create().await;
         let dir = tempfile::tempdir().unwrap();
         let apps = dir.path().join("app.json");
@@ -200,6 +210,9 @@ impl Faseng {
         cmd.env_remove("SLACK_BOT_TOKEN");
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        for k in remove {
+            cmd.env_remove(k);
         }
         let child = cmd.spawn().unwrap();
         let url = format!("http://127.0.0.1:{port}");

@@ -85,7 +85,11 @@ async fn metrics_are_prometheus_text_and_move_with_webhooks_and_jobs() {
     let f = Faseng::start(APPS, None).await;
     let before = parse_prometheus(&get(&format!("{}/metrics", f.url)).await.1);
     assert_eq!(
-        before.get("faseng_deployments{state=\"succeeded\"}"),
+        before.get("faseng_deployments_finished_total{state=\"succeeded\"}"),
+        Some(&0.0)
+    );
+    assert_eq!(
+        before.get("faseng_deployments{state=\"queued\"}"),
         Some(&0.0)
     );
 
@@ -133,8 +137,12 @@ async fn metrics_are_prometheus_text_and_move_with_webhooks_and_jobs() {
         Some(&1.0)
     );
     assert_eq!(
-        after.get("faseng_deployments{state=\"succeeded\"}"),
+        after.get("faseng_deployments_finished_total{state=\"succeeded\"}"),
         Some(&1.0)
+    );
+    assert_eq!(
+        after.get("faseng_deployments{state=\"running\"}"),
+        Some(&0.0)
     );
     assert_eq!(after.get("faseng_queue_wait_seconds_count"), Some(&1.0));
     assert_eq!(after.get("faseng_run_seconds_count"), Some(&1.0));
