@@ -19,24 +19,36 @@ use chima_github::webhook::DeploymentEvent;
 /// The adapter name faseng's own auto-deploy signs its requests with.
 pub const AUTO_DEPLOY_ADAPTER: &str = "auto-deploy";
 
-/// The nonce of a request whose signature verifies, so that the caller can check it
-/// was never used before deciding (a copied signature on a new deployment is a replay).
-pub fn signed_nonce(key: Option<&SigningKey>, ev: &DeploymentEvent) -> Option<String> {
-    let (payload, _) = DeploymentPayload::read(&ev.payload);
-    let signed = payload.chima?;
-    key?.verify(&signed).ok()?;
-    Some(signed.request.nonce)
-}
-
-/// The deployment to queue for `ev`. `replayed`: the request's nonce was seen before.
-pub fn decide(
+/// The nonce of a request that verifies fully (signature, and it names this
+/// deployment's app, environment, ref and task, in time), so that the caller can
+/// check it was never used by another deployment before deciding. A copy that does
+/// not match never spends the nonce of the real request.
+pub fn signed_nonce(
     apps: Option<&Apps>,
     key: Option<&SigningKey>,
     ev: &DeploymentEvent,
-    delivery: &str,
-    replayed: bool,
-) -> NewDeployment {
-    let (payload, mut notes) = DeploymentPayload::read(&ev.payload);
+) -> Option<String> {
+    let (payload, _) = DeploymentPayload::read(&ev.payload);
+    let t = target(apps, ev, &payload);
+    verify(key, ev, &payload, &t, false)?.ok().map(|r| r.nonce)
+}
+
+/// Which app and environment a deployment is for, by faseng's own app.json.
+struct Target<'a> {
+    /// The app entry, when the repository has one the payload may choose.
+    app: Option<&'a App>,
+    /// Its name (or what the payload named, or the repository's name, for the
+    /// engine's refusal to name).
+    name: String,
+    /// The canonical environment (aliases applied), else the environment as sent.
+    environment: String,
+}
+
+fn target<'a>(
+    apps: Option<&'a Apps>,
+    ev: &DeploymentEvent,
+    payload: &DeploymentPayload,
+) -> Target<'a> {
     let candidates = apps
         .map(|a| a.for_repository(&ev.repository))
         .unwrap_or_default();
@@ -53,7 +65,7 @@ pub fn decide(
         // says so; nothing is guessed.
         (_, None) => None,
     };
-    let app_name = app.map(|a| a.name.clone()).or(asked).unwrap_or_else(|| {
+    let name = app.map(|a| a.name.clone()).or(asked).unwrap_or_else(|| {
         ev.repository
             .rsplit('/')
             .next()
@@ -66,28 +78,56 @@ pub fn decide(
         .and_then(|a| a.canonical_environment(&ev.environment))
         .map(str::to_string)
         .unwrap_or_else(|| ev.environment.clone());
+    Target {
+        app,
+        name,
+        environment,
+    }
+}
+
+/// chima's request, when the payload carries one: verified (signature, names this
+/// deployment, in time, not replayed), or why not.
+fn verify(
+    key: Option<&SigningKey>,
+    ev: &DeploymentEvent,
+    payload: &DeploymentPayload,
+    t: &Target<'_>,
+    replayed: bool,
+) -> Option<Result<ChimaRequest, VerifyError>> {
+    let created_at = ev
+        .created_at
+        .as_deref()
+        .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+        .map(|c| c.timestamp());
+    payload.chima.as_ref().map(|s| {
+        let key = key.ok_or(VerifyError::NoKey)?;
+        key.verify(s)?;
+        s.check_matches(&t.name, &t.environment, &ev.git_ref, &ev.task, created_at)?;
+        if replayed {
+            return Err(VerifyError::Replayed);
+        }
+        Ok(s.request.clone())
+    })
+}
+
+/// The deployment to queue for `ev`. `replayed`: the request's nonce was seen before.
+pub fn decide(
+    apps: Option<&Apps>,
+    key: Option<&SigningKey>,
+    ev: &DeploymentEvent,
+    delivery: &str,
+    replayed: bool,
+) -> NewDeployment {
+    let (payload, mut notes) = DeploymentPayload::read(&ev.payload);
+    let t = target(apps, ev, &payload);
+    let (app, app_name, environment) = (t.app, t.name.clone(), t.environment.clone());
     if payload.config.is_some() {
         notes.push(format!(
             "payload.config was ignored: faseng runs what its own app.json says for {}",
             ev.repository
         ));
     }
-
-    let created_at = ev
-        .created_at
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp());
-    let verified: Option<Result<ChimaRequest, VerifyError>> = payload.chima.as_ref().map(|s| {
-        let key = key.ok_or(VerifyError::NoKey)?;
-        key.verify(s)?;
-        s.check_matches(&app_name, &environment, &ev.git_ref, &ev.task, created_at)?;
-        if replayed {
-            return Err(VerifyError::Replayed);
-        }
-        Ok(s.request.clone())
-    });
-    let request = match verified {
+    let request = match verify(key, ev, &payload, &t, replayed) {
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
             notes.push(format!(

@@ -170,23 +170,27 @@ async fn remember(state: &AppState, delivery: &str, event: &str) {
 }
 
 /// Whether the deployment carries a signed chima request whose nonce another
-/// deployment already used (a copied signature). A redelivery of the same deployment
-/// is not a replay: its deployment exists and `create_deployment` returns it unchanged.
+/// deployment already used (a copied signature). Two records make that exact: the
+/// nonce alone (first use anywhere) and the nonce with this deployment's id (first
+/// use by this deployment). A redelivery, even after a failed first attempt, finds
+/// both and is not a replay; another deployment with the same nonce finds only the
+/// first.
 async fn replayed(state: &AppState, ev: &DeploymentEvent) -> Result<bool, chima_store::StoreError> {
-    let Some(nonce) = crate::intake::signed_nonce(state.signing_key.as_ref(), ev) else {
+    let Some(nonce) =
+        crate::intake::signed_nonce(state.apps.as_deref(), state.signing_key.as_ref(), ev)
+    else {
         return Ok(false);
     };
-    if state
+    let mine = state
         .store
-        .find_by_github_id(ev.deployment_id)
-        .await?
-        .is_some()
-    {
-        return Ok(false);
-    }
-    let first = state
+        .record_delivery(
+            &format!("chima-request:{nonce}:github:{}", ev.deployment_id),
+            "chima-request",
+        )
+        .await?;
+    let anywhere = state
         .store
         .record_delivery(&format!("chima-request:{nonce}"), "chima-request")
         .await?;
-    Ok(!first)
+    Ok(mine && !anywhere)
 }

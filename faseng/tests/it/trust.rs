@@ -455,3 +455,27 @@ async fn an_unverified_notify_room_falls_back_to_the_apps_room() {
     assert_eq!(target.room, "C0ELSEWHERE");
     assert_eq!(target.thread_ts.as_deref(), Some("3.1"));
 }
+
+/// A copy of alice's signed request on a deployment it does not match (another
+/// environment) arriving first does not spend her nonce: her own deployment still
+/// counts as hers.
+#[tokio::test]
+async fn a_mismatched_copy_never_spends_the_real_requests_nonce() {
+    let (gh, f, sha) = start(GUARDED).await;
+    let real = signed_payload("app", "production", "main", "C0DEPLOYS", "1.1");
+    // The copy, on a staging deployment (open to anyone), delivered first.
+    let (_, copy) = deploy(&gh, &f, &sha, "staging", "deploy", "mallory", real.clone()).await;
+    succeeded(&f, &copy);
+    assert_eq!(copy.requester, "github:mallory");
+    assert!(
+        log_of(&f, copy.id)
+            .await
+            .contains("chima's request is for environment `production`"),
+        "{}",
+        log_of(&f, copy.id).await
+    );
+    // The real one: still alice's, and production lets her in.
+    let (_, d) = deploy(&gh, &f, &sha, "production", "deploy", TOKEN_LOGIN, real).await;
+    succeeded(&f, &d);
+    assert_eq!(d.requester, "alice");
+}
