@@ -37,7 +37,9 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "timeout",
     "clone_url",
     "fabric_task",
+    "fabric_version",
     "command",
+    "env_passthrough",
     "notify_room",
     "auto_deploy",
 ];
@@ -321,6 +323,8 @@ impl Checker<'_> {
             timeout: None,
             clone_url: None,
             fabric_task: None,
+            fabric_version: None,
+            env_passthrough: Vec::new(),
             command: None,
             notify_room: None,
             auto_deploy: BTreeMap::new(),
@@ -442,6 +446,21 @@ impl Checker<'_> {
                     }
                 }
                 "command" => app.command = self.command(&f, value),
+                "fabric_version" => match value.as_u64() {
+                    Some(v @ 1..=3) => app.fabric_version = Some(v as u8),
+                    _ => self.error(Some(name), &[name, key], format!(
+                        "`fabric_version` must be 1, 2 or 3 (the major version of the `fab` on faseng's PATH); got {value}")),
+                },
+                "env_passthrough" => {
+                    if let Some(names) = self.strings(&f, key, value) {
+                        for n in &names {
+                            if let Err(why) = check_passthrough(n) {
+                                self.error(Some(name), &[name, key], why);
+                            }
+                        }
+                        app.env_passthrough = names;
+                    }
+                }
                 "auto_deploy" => app.auto_deploy = self.auto_deploy(&f, value, &env_names),
                 "notify_room" => {
                     app.notify_room = self
@@ -846,9 +865,85 @@ impl Checker<'_> {
                 );
                 None
             }
-            Some(_) => Some(argv),
+            Some(_) => {
+                for arg in &argv {
+                    if let Err(why) = check_placeholders(arg) {
+                        self.error(Some(f.app), &[f.app, "command"], why);
+                        return None;
+                    }
+                }
+                Some(argv)
+            }
         }
     }
+}
+
+/// The placeholders a `command` argument may hold; each is replaced inside its one
+/// argument (never split, never through a shell).
+pub const PLACEHOLDERS: &[&str] = &["ref", "sha", "env", "hosts", "task", "app"];
+
+/// `{word}` in a command argument must be a known placeholder: a typo such as
+/// `{branch}` would otherwise reach the tool as is.
+fn check_placeholders(arg: &str) -> Result<(), String> {
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else { break };
+        let word = &after[..close];
+        if !word.is_empty()
+            && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !PLACEHOLDERS.contains(&word)
+        {
+            return Err(format!(
+                "`command` argument `{arg}` names the placeholder `{{{word}}}`, which does not exist; the placeholders are {}",
+                PLACEHOLDERS
+                    .iter()
+                    .map(|p| format!("{{{p}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        rest = &after[close + 1..];
+    }
+    Ok(())
+}
+
+/// Settings of faseng and chima themselves: never handed to a provider, whatever
+/// `env_passthrough` says.
+const OWN_SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "GITHUB_TOKEN",
+    "GITHUB_APP_ID",
+    "GITHUB_APP_PRIVATE_KEY",
+    "GITHUB_WEBHOOK_SECRET",
+    "FASENG_API_TOKEN",
+    "FASENG_METRICS_TOKEN",
+    "CHIMA_SIGNING_KEY",
+    "SLACK_BOT_TOKEN",
+    "SLACK_APP_TOKEN",
+    "SLACK_SIGNING_SECRET",
+    "HEROKU_API_KEY",
+];
+
+/// An `env_passthrough` name: an environment variable name that is not one of
+/// faseng's own secrets (nor their `*_FILE` forms).
+fn check_passthrough(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(format!(
+            "`env_passthrough` entry `{name}` is not an environment variable name (letters, digits and `_`)"
+        ));
+    }
+    let base = name.strip_suffix("_FILE").unwrap_or(name);
+    if OWN_SETTINGS.contains(&base) {
+        return Err(format!(
+            "`env_passthrough` entry `{name}` is one of faseng's own secrets: it is never given to a provider"
+        ));
+    }
+    Ok(())
 }
 
 struct Fields<'a> {

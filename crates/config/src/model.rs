@@ -10,6 +10,7 @@ use std::time::Duration;
 pub enum Provider {
     /// `./<deploy_script>` in the checkout (`shell`, or heaven's `script`).
     Shell,
+    /// Fabric 2+: `fab [-H <hosts>] <task> --branch-name=<ref>`; Fabric 1:
     /// `fab -R <env> <task>:branch_name=<ref>`.
     Fabric,
     /// `bundle exec cap <env> <task>` (heaven's `capistrano` and `bundler_capistrano`).
@@ -132,7 +133,14 @@ pub struct App {
     /// local path), as in the embedded mode.
     pub clone_url: Option<String>,
     pub fabric_task: Option<String>,
-    /// An argv that replaces the provider's command.
+    /// The major version of Fabric on faseng's PATH, when the app says so (else
+    /// faseng asks `fab --version`).
+    pub fabric_version: Option<u8>,
+    /// Names of faseng's environment variables the provider also gets (never one of
+    /// faseng's own secrets).
+    pub env_passthrough: Vec<String>,
+    /// An argv that replaces the provider's command; `{ref}`, `{sha}`, `{env}`,
+    /// `{hosts}`, `{task}` and `{app}` are replaced inside each argument.
     pub command: Option<Vec<String>>,
     /// The chat channel for deployments that did not come from chat (made on
     /// GitHub directly, by the API, by auto-deploy).

@@ -57,6 +57,11 @@ pub struct EngineConfig {
     pub instance: String,
     /// Run providers as this user (`FASENG_RUN_AS`, faseng being root).
     pub run_as: Option<runas::RunAs>,
+    /// Variables of faseng's environment every provider also gets: `SSH_AUTH_SOCK`
+    /// when faseng has one, so that keys held by an ssh-agent work.
+    pub passthrough_env: Vec<(String, String)>,
+    /// The major version of the `fab` on `path`, asked once (`fab --version`).
+    pub fabric_major: Arc<tokio::sync::OnceCell<Result<u8, String>>>,
     /// Histograms this engine fills (read by `/metrics`).
     pub metrics: Arc<metrics::EngineMetrics>,
 }
@@ -79,6 +84,12 @@ impl EngineConfig {
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "faseng".to_string()),
             metrics: Arc::default(),
             run_as: None,
+            passthrough_env: std::env::var("SSH_AUTH_SOCK")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(|s| vec![("SSH_AUTH_SOCK".to_string(), s)])
+                .unwrap_or_default(),
+            fabric_major: Arc::default(),
         }
     }
 

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chima_store::Stream;
@@ -38,6 +39,15 @@ pub enum Exit {
     Cancelled(String),
 }
 
+/// How a command ended, and the last thing it said on stderr (the line a failure
+/// reason quotes: tools print their error last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub exit: Exit,
+    /// The last non-empty stderr line, as printed (not yet redacted).
+    pub last_stderr: Option<String>,
+}
+
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct Spec<'a> {
@@ -68,7 +78,7 @@ pub async fn run(
     spec: Spec<'_>,
     lines: LineSender,
     mut cancel: watch::Receiver<Option<String>>,
-) -> Result<Exit, SpawnError> {
+) -> Result<Finished, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
     let mut cmd = Command::new(program);
     cmd.args(args)
@@ -88,15 +98,20 @@ pub async fn run(
         source,
     })?;
     let pgid = child.id();
+    let last_stderr = Arc::new(Mutex::new(None));
     let readers = [
         child
             .stdout
             .take()
-            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone()))),
-        child
-            .stderr
-            .take()
-            .map(|e| tokio::spawn(pump(e, Stream::Stderr, lines.clone()))),
+            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone(), None))),
+        child.stderr.take().map(|e| {
+            tokio::spawn(pump(
+                e,
+                Stream::Stderr,
+                lines.clone(),
+                Some(last_stderr.clone()),
+            ))
+        }),
     ];
     drop(lines);
 
@@ -120,7 +135,8 @@ pub async fn run(
             let _ = tokio::time::timeout(DRAIN_GRACE, join_all(readers)).await;
         }
     }
-    Ok(exit)
+    let last_stderr = last_stderr.lock().ok().and_then(|l| l.clone());
+    Ok(Finished { exit, last_stderr })
 }
 
 async fn join_all(readers: [Option<tokio::task::JoinHandle<()>>; 2]) {
@@ -178,8 +194,14 @@ fn kill_group(pgid: Option<u32>, signal: libc::c_int) {
     }
 }
 
-/// Reads lines from one pipe and forwards them, cutting over-long ones.
-async fn pump(pipe: impl AsyncRead + Unpin, stream: Stream, lines: LineSender) {
+/// Reads lines from one pipe and forwards them, cutting over-long ones; keeps the
+/// last non-empty one in `last`, when given.
+async fn pump(
+    pipe: impl AsyncRead + Unpin,
+    stream: Stream,
+    lines: LineSender,
+    last: Option<Arc<Mutex<Option<String>>>>,
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, pipe);
     let mut buf = Vec::with_capacity(256);
     loop {
@@ -216,6 +238,12 @@ async fn pump(pipe: impl AsyncRead + Unpin, stream: Stream, lines: LineSender) {
         let mut line = String::from_utf8_lossy(&buf).into_owned();
         if cut > 0 {
             line.push_str(&format!(" [line cut: {cut} more bytes]"));
+        }
+        if let Some(last) = &last
+            && !line.trim().is_empty()
+            && let Ok(mut l) = last.lock()
+        {
+            *l = Some(line.chars().take(300).collect());
         }
         if lines.send((stream, line)).await.is_err() {
             return;

@@ -283,11 +283,25 @@ async fn execute(
             tracing::warn!(deployment = d.id, error = %e, "cannot record the resolved sha");
         }
     }
+    // What every provider gets: nothing of faseng's own, the deploy variables, and the
+    // variables the app lets through (an ssh-agent's socket, its `env_passthrough`).
+    let mut full_env = cfg.base_env(workdir);
+    full_env.extend(common_env(d, &sha));
+    full_env.extend(passthrough(cfg, &app));
+    let fabric = if app.provider == chima_config::Provider::Fabric && app.command.is_none() {
+        match fabric_info(cfg, &app, d, workdir, &full_env).await {
+            Ok(info) => Some(info),
+            Err(why) => return Outcome::errored(why),
+        }
+    } else {
+        None
+    };
     let job = Job {
         deployment: d,
         app: &app,
         checkout: workdir,
         sha: &sha,
+        fabric: fabric.as_ref(),
     };
     let heroku_source = if app.provider == chima_config::Provider::Heroku && app.command.is_none() {
         if sha.is_empty() {
@@ -310,13 +324,10 @@ async fn execute(
         Ok(p) => p,
         Err(why) => return Outcome::errored(why),
     };
+    let redactor = Redactor::new(cfg.secrets.iter().cloned());
     let killed = matches!(plan, Plan::Command { .. });
-    let exit = match plan {
-        Plan::Command { argv, env } => {
-            let mut full_env = cfg.base_env(workdir);
-            full_env.extend(common_env(d, &sha));
-            full_env.extend(env);
-            log.note(format!("==> running {}", argv.join(" "))).await;
+    let (finished, ran) = match plan {
+        Plan::Command { argv, env, setup } => {
             if let Some(who) = &cfg.run_as {
                 // The provider works in its checkout as its own user; the folders
                 // above it only let it pass (0711), never list.
@@ -330,6 +341,18 @@ async fn execute(
                     ));
                 }
             }
+            full_env.extend(env.iter().cloned());
+            for step in &setup {
+                if let Err(outcome) = run_setup(
+                    step, workdir, &full_env, deadline, cfg, log, &cancel, &redactor,
+                )
+                .await
+                {
+                    return outcome;
+                }
+            }
+            log.note(format!("==> running {}", shown(&argv, &env)))
+                .await;
             let spec = Spec {
                 argv: &argv,
                 dir: workdir,
@@ -338,7 +361,7 @@ async fn execute(
                 run_as: cfg.run_as.as_ref(),
             };
             match process::run(spec, log.sender(), cancel).await {
-                Ok(exit) => exit,
+                Ok(finished) => (finished, shown(&argv, &[])),
                 Err(e) => return Outcome::errored(e.to_string()),
             }
         }
@@ -352,14 +375,36 @@ async fn execute(
             ))
             .await;
             match providers::heroku::run(&plan, api, log.sender(), cancel, deadline).await {
-                Ok(exit) => exit,
+                Ok(exit) => (
+                    process::Finished {
+                        exit,
+                        last_stderr: None,
+                    },
+                    String::new(),
+                ),
                 Err(why) => return Outcome::errored(why),
             }
         }
     };
-    match exit {
+    let said = finished
+        .last_stderr
+        .as_deref()
+        .map(|l| redactor.redact(l.trim()));
+    match finished.exit {
         Exit::Exited(Some(0)) => Outcome::succeeded(0),
-        Exit::Exited(Some(code)) => Outcome::failed(Some(code), format!("exited with code {code}")),
+        Exit::Exited(Some(code)) => {
+            let reason = match (&said, &fabric) {
+                // Fabric's "No idea what 'x' is!": say which Fabric and what was run,
+                // the usual cause being a fabfile for another Fabric.
+                (Some(line), Some(info)) if line.contains("No idea what") => format!(
+                    "exited with code {code}: {line} (Fabric {} ran `{ran}`; set `fabric_task`, or `fabric_version` if this fabfile is for another Fabric)",
+                    info.major
+                ),
+                (Some(line), _) => format!("exited with code {code}: {line}"),
+                (None, _) => format!("exited with code {code}"),
+            };
+            Outcome::failed(Some(code), reason)
+        }
         Exit::Exited(None) => Outcome::failed(None, "killed by a signal"),
         Exit::TimedOut if killed => Outcome::failed(
             None,
@@ -377,6 +422,160 @@ async fn execute(
         ),
         Exit::Cancelled(by) => Outcome::cancelled(None, format!("cancelled by {by}")),
     }
+}
+
+/// One setup step (`bundle install`): its attempts in order until one exits 0.
+#[allow(clippy::too_many_arguments)]
+async fn run_setup(
+    step: &providers::Setup,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    deadline: Instant,
+    cfg: &EngineConfig,
+    log: &LogSink,
+    cancel: &watch::Receiver<Option<String>>,
+    redactor: &Redactor,
+) -> Result<(), Outcome> {
+    let mut why = String::from("nothing was tried");
+    for argv in &step.attempts {
+        log.note(format!("==> running {}", shown(argv, &[]))).await;
+        let spec = Spec {
+            argv,
+            dir,
+            env,
+            deadline,
+            run_as: cfg.run_as.as_ref(),
+        };
+        match process::run(spec, log.sender(), cancel.clone()).await {
+            Ok(f) => match f.exit {
+                Exit::Exited(Some(0)) => return Ok(()),
+                Exit::Cancelled(by) => {
+                    return Err(Outcome::cancelled(None, format!("cancelled by {by}")));
+                }
+                Exit::TimedOut => {
+                    return Err(Outcome::failed(
+                        None,
+                        format!("timed out during {}", step.what),
+                    ));
+                }
+                Exit::Exited(code) => {
+                    why = format!(
+                        "`{}` exited with {}{}",
+                        shown(argv, &[]),
+                        code.map(|c| format!("code {c}"))
+                            .unwrap_or("a signal".into()),
+                        f.last_stderr
+                            .map(|l| format!(": {}", redactor.redact(l.trim())))
+                            .unwrap_or_default()
+                    );
+                }
+            },
+            Err(e) => why = e.to_string(),
+        }
+    }
+    Err(Outcome::failed(
+        None,
+        format!("{} failed: {why}", step.what),
+    ))
+}
+
+/// `K=V ... argv` as a person would type it, for the log: the variables the
+/// provider sets (`BRANCH=`, `HOSTS=`), so that a host filter that matched nothing is
+/// visible, and arguments with spaces quoted.
+fn shown(argv: &[String], env: &[(String, String)]) -> String {
+    let quote = |s: &str| {
+        if !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@+%".contains(&b))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    env.iter()
+        .map(|(k, v)| format!("{k}={}", quote(v)))
+        .chain(argv.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The variables the provider gets from faseng's own environment: the engine's
+/// `passthrough_env` (an ssh-agent's `SSH_AUTH_SOCK`) and the app's `env_passthrough`
+/// names (never one of faseng's secrets: app.json refuses those).
+fn passthrough(cfg: &EngineConfig, app: &App) -> Vec<(String, String)> {
+    let mut out = cfg.passthrough_env.clone();
+    for name in &app.env_passthrough {
+        if let Ok(value) = std::env::var(name) {
+            out.retain(|(k, _)| k != name);
+            out.push((name.clone(), value));
+        }
+    }
+    out
+}
+
+/// The Fabric the provider will run: its major version (app.json's
+/// `fabric_version`, else `fab --version` once per engine), and, when the task is
+/// namespaced (`deploy:migrate`), the fabfile's tasks (`fab --list` in the checkout,
+/// as the provider's user: it runs the fabfile).
+async fn fabric_info(
+    cfg: &EngineConfig,
+    app: &App,
+    d: &Deployment,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> Result<providers::fabric::FabricInfo, String> {
+    let major = match app.fabric_version {
+        Some(v) => v,
+        None => cfg
+            .fabric_major
+            .get_or_init(|| async {
+                let (ok, out) = capture(&["fab", "--version"], std::path::Path::new("/"), env, None).await?;
+                providers::fabric::parse_version(&out)
+                    .filter(|_| ok)
+                    .ok_or_else(|| format!("`fab --version` did not name a Fabric version: {}", out.lines().next().unwrap_or("").chars().take(200).collect::<String>()))
+            })
+            .await
+            .clone()
+            .map_err(|why| format!("cannot tell which Fabric is installed ({why}); install Fabric, or set `fabric_version` in app.json"))?,
+    };
+    let tasks = if major >= 2 && app.fabric_task.is_none() && d.task.contains(':') {
+        match capture(&["fab", "--list"], dir, env, cfg.run_as.as_ref()).await {
+            Ok((true, out)) => providers::fabric::parse_list(&out),
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(providers::fabric::FabricInfo { major, tasks })
+}
+
+/// Runs a short command (at most 60 s) and returns whether it exited 0, and its
+/// stdout and stderr together.
+async fn capture(
+    argv: &[&str],
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    run_as: Option<&crate::runas::RunAs>,
+) -> Result<(bool, String), String> {
+    let (program, args) = argv.split_first().ok_or("no command")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(who) = run_as {
+        cmd.uid(who.uid).gid(who.gid);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .map_err(|_| format!("`{}` did not finish in 60 s", argv.join(" ")))?
+        .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
 }
 
 async fn lock_task(

@@ -15,13 +15,34 @@ use chima_store::Deployment;
 /// What the engine will do for one job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
-    /// Run this argv in the checkout, with the common variables plus `env`.
+    /// Run this argv in the checkout, with the common variables plus `env`, after the
+    /// `setup` steps (each must succeed).
     Command {
         argv: Vec<String>,
         env: Vec<(String, String)>,
+        setup: Vec<Setup>,
     },
     /// Build on Heroku.
     Heroku(heroku::HerokuPlan),
+}
+
+impl Plan {
+    /// A command with no setup.
+    pub fn command(argv: Vec<String>, env: Vec<(String, String)>) -> Plan {
+        Plan::Command {
+            argv,
+            env,
+            setup: Vec::new(),
+        }
+    }
+}
+
+/// A step before the command (`bundle install`): its argvs are tried in order until
+/// one exits 0; when none does, the deployment fails with the last one's error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    pub what: &'static str,
+    pub attempts: Vec<Vec<String>>,
 }
 
 /// What a provider needs to plan a job.
@@ -33,6 +54,8 @@ pub struct Job<'a> {
     pub checkout: &'a Path,
     /// The commit being deployed.
     pub sha: &'a str,
+    /// The Fabric found, for `fabric` apps.
+    pub fabric: Option<&'a fabric::FabricInfo>,
 }
 
 impl Job<'_> {
@@ -50,17 +73,58 @@ impl Job<'_> {
 /// ends `errored` without running anything.
 pub fn plan(job: Job<'_>, heroku_source: impl FnOnce() -> String) -> Result<Plan, String> {
     if let Some(argv) = &job.app.command {
-        return Ok(Plan::Command {
-            argv: argv.clone(),
-            env: Vec::new(),
-        });
+        return Ok(Plan::command(
+            argv.iter().map(|a| fill(a, &job)).collect(),
+            Vec::new(),
+        ));
     }
     match job.app.provider {
         Provider::Shell => shell::plan(job),
-        Provider::Fabric => fabric::plan(job),
+        Provider::Fabric => match job.fabric {
+            Some(info) => fabric::plan(job, info),
+            None => Err("the Fabric version is unknown; set `fabric_version` in app.json".into()),
+        },
         Provider::Capistrano => capistrano::plan(job),
         Provider::Heroku => heroku::plan(job, heroku_source()),
     }
+}
+
+/// `arg` with each placeholder (`{ref}`, `{sha}`, `{env}`, `{hosts}`, `{task}`,
+/// `{app}`) replaced by its value, in one pass: a value is never read again for
+/// placeholders, and the argument stays one argument, whatever the value holds.
+pub fn fill(arg: &str, job: &Job<'_>) -> String {
+    let value = |word: &str| -> Option<String> {
+        Some(match word {
+            "ref" => job.git_ref().to_string(),
+            "sha" => job.sha.to_string(),
+            "env" => job.deployment.environment.clone(),
+            "hosts" => job.deployment.hosts.clone().unwrap_or_default(),
+            "task" => job.task().to_string(),
+            "app" => job.deployment.app.clone(),
+            _ => return None,
+        })
+    };
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match after
+            .find('}')
+            .and_then(|close| Some((close, value(&after[..close])?)))
+        {
+            Some((close, v)) => {
+                out.push_str(&v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether a provider works from a checkout (Heroku fetches the source itself).

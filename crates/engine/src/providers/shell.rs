@@ -29,8 +29,5 @@ pub fn plan(job: Job<'_>) -> Result<Plan, String> {
     if !real.is_file() {
         return Err(format!("deploy_script `{script}` is not a file"));
     }
-    Ok(Plan::Command {
-        argv: vec![format!("./{script}")],
-        env: Vec::new(),
-    })
+    Ok(Plan::command(vec![format!("./{script}")], Vec::new()))
 }

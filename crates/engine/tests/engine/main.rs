@@ -5,3 +5,5 @@ mod harness;
 mod isolation;
 mod jobs;
 mod providers;
+mod real_tools;
+mod sshd;
