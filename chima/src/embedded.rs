@@ -301,23 +301,29 @@ impl Embedded {
     async fn follow(&self, id: i64, to: &Say) -> anyhow::Result<Deployment> {
         let mut seq = 0;
         loop {
+            // The log is read before the state: a deployment seen ended has all its
+            // lines stored, so the lines read next are the last ones.
+            let d = self
+                .store
+                .get_deployment(id)
+                .await?
+                .with_context(|| format!("deployment #{id} disappeared"))?;
+            for line in self.store.read_logs(id, seq, 1000).await? {
+                seq = line.seq;
+                say(to, format!("  | {}", line.line));
+            }
+            let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
+            // How it ended is said after its last log line; other news as it comes.
             for entry in self.store.take_due_outbox("chat", 100).await? {
+                if entry.event.is_terminal() && entry.deployment_id == id && !drained {
+                    continue;
+                }
                 let d = self.store.get_deployment(entry.deployment_id).await?;
                 if let Some(text) = d.and_then(|d| notification(&d, entry.event)) {
                     say(to, text);
                 }
                 self.store.mark_delivered(entry.id).await?;
             }
-            for line in self.store.read_logs(id, seq, 1000).await? {
-                seq = line.seq;
-                say(to, format!("  | {}", line.line));
-            }
-            let d = self
-                .store
-                .get_deployment(id)
-                .await?
-                .with_context(|| format!("deployment #{id} disappeared"))?;
-            let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
             let notified = self
                 .store
                 .outbox_for_deployment(id)

@@ -34,11 +34,26 @@ fn text(o: &Output) -> String {
 fn the_demo_deploy_runs_on_the_shipped_config() {
     let dir = tempfile::tempdir().unwrap();
     let o = chima(&dir.path().join("faseng.db"))
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
         .args(["run", "chima deploy demo to staging"])
         .output()
         .unwrap();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
+    // The summary comes after the last log line, and nothing is left in the work
+    // folder (a private one under the cache folder, made 0700).
+    let last_line = t
+        .find("| ==> succeeded after")
+        .expect("the summary log line");
+    let success = t.find("was successful.").expect("the success notification");
+    assert!(last_line < success, "{t}");
+    let work = dir.path().join("cache/faseng/work");
+    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(
+        std::fs::metadata(&work).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
     assert!(
         t.contains("Deployment #1 of demo/HEAD to staging is queued."),
         "{t}"

@@ -194,6 +194,13 @@ fn kill_group(pgid: Option<u32>, signal: libc::c_int) {
     }
 }
 
+/// Lines tools print after their error, which say nothing about it: Rake (under
+/// Capistrano) ends every failure with `Tasks: TOP => ...` and a hint about `--trace`.
+fn is_trailer(line: &str) -> bool {
+    let line = line.trim();
+    line.starts_with("Tasks: TOP =>") || line == "(See full trace by running task with --trace)"
+}
+
 /// Reads lines from one pipe and forwards them, cutting over-long ones; keeps the
 /// last non-empty one in `last`, when given.
 async fn pump(
@@ -241,6 +248,7 @@ async fn pump(
         }
         if let Some(last) = &last
             && !line.trim().is_empty()
+            && !is_trailer(&line)
             && let Ok(mut l) = last.lock()
         {
             *l = Some(line.chars().take(300).collect());

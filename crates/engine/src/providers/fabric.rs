@@ -58,7 +58,7 @@ pub fn task_name(task: &str, tasks: &[String]) -> String {
         None => task.to_string(),
         Some((namespace, word)) => {
             let dotted = format!("{namespace}.{word}");
-            if tasks.iter().any(|t| *t == dotted) {
+            if tasks.contains(&dotted) {
                 dotted
             } else {
                 word.to_string()

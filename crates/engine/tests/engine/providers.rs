@@ -341,3 +341,32 @@ async fn command_placeholders_fill_whole_arguments() {
     .to_string();
     assert!(bad.contains("placeholder `{branch}`"), "{bad}");
 }
+
+/// A fabfile for another Fabric (or a task it lacks): Fabric says `No idea what`,
+/// and the reason says which Fabric ran what, and what to set.
+#[tokio::test]
+async fn fabric_no_idea_what_says_which_fabric_ran_what() {
+    let mut rig = Rig::new("#!/bin/sh\n", &[]).await;
+    stand_ins(&rig);
+    write_exec(
+        &rig.bin.join("fab"),
+        "#!/bin/sh\nif [ \"$1\" = --version ]; then echo 'Fabric 2.6.0'; exit 0; fi\necho \"No idea what 'deploy' is!\" >&2\nexit 1\n",
+    );
+    rig.start(rig.config());
+    let d = rig.queue("k1", "main", json!({"provider": "fabric"})).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Failed);
+    assert_eq!(
+        done.reason.as_deref(),
+        Some(
+            "exited with code 1: No idea what 'deploy' is! (Fabric 2 ran `fab deploy --branch-name=main`; set `fabric_task`, or `fabric_version` if this fabfile is for another Fabric)"
+        )
+    );
+    // The summary is the log's last line, after the tool's own.
+    let log = rig.log(d.id).await;
+    assert_eq!(log[log.len() - 2], "No idea what 'deploy' is!", "{log:?}");
+    assert!(
+        log[log.len() - 1].starts_with("==> failed after"),
+        "{log:?}"
+    );
+}
