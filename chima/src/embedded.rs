@@ -300,8 +300,18 @@ impl Embedded {
     /// as they come, until it ends.
     async fn follow(&self, id: i64, to: &Say) -> anyhow::Result<Deployment> {
         let mut seq = 0;
+        // Taken from the outbox but held: how it ended is said after its last log line.
+        let mut ending = Vec::new();
         loop {
-            // The log is read before the state: a deployment seen ended has all its
+            // News of the deployment as it comes, except how it ended.
+            for entry in self.store.take_due_outbox("chat", 100).await? {
+                if entry.event.is_terminal() && entry.deployment_id == id {
+                    ending.push(entry);
+                    continue;
+                }
+                self.notify(&entry, to).await?;
+            }
+            // The state is read before the log: a deployment seen ended has all its
             // lines stored, so the lines read next are the last ones.
             let d = self
                 .store
@@ -313,16 +323,10 @@ impl Embedded {
                 say(to, format!("  | {}", line.line));
             }
             let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
-            // How it ended is said after its last log line; other news as it comes.
-            for entry in self.store.take_due_outbox("chat", 100).await? {
-                if entry.event.is_terminal() && entry.deployment_id == id && !drained {
-                    continue;
+            if drained && d.state.is_terminal() {
+                for entry in ending.drain(..) {
+                    self.notify(&entry, to).await?;
                 }
-                let d = self.store.get_deployment(entry.deployment_id).await?;
-                if let Some(text) = d.and_then(|d| notification(&d, entry.event)) {
-                    say(to, text);
-                }
-                self.store.mark_delivered(entry.id).await?;
             }
             let notified = self
                 .store
@@ -335,6 +339,18 @@ impl Embedded {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+impl Embedded {
+    /// Says one outbox entry in chat and marks it delivered.
+    async fn notify(&self, entry: &chima_store::OutboxEntry, to: &Say) -> anyhow::Result<()> {
+        let d = self.store.get_deployment(entry.deployment_id).await?;
+        if let Some(text) = d.and_then(|d| notification(&d, entry.event)) {
+            say(to, text);
+        }
+        self.store.mark_delivered(entry.id).await?;
+        Ok(())
     }
 }
 

@@ -139,7 +139,16 @@ fn a_failing_deploy_exits_1_and_a_bad_line_exits_2() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("| broken"), "{t}");
-    assert!(t.contains("tester's deployment #1 of app/main to staging failed (exit code 4): exited with code 4."), "{t}");
+    // The reason quotes what the script said last on stderr; the ending comes after
+    // the log, the start before it.
+    let ended = "tester's deployment #1 of app/main to staging failed (exit code 4): exited with code 4: broken.";
+    assert!(t.contains(ended), "{t}");
+    let running = t.find("is running.").unwrap_or(usize::MAX);
+    assert!(running < t.find("| broken").unwrap_or(0), "{t}");
+    assert!(
+        t.find("| broken").unwrap_or(usize::MAX) < t.find(ended).unwrap_or(0),
+        "{t}"
+    );
 
     for line in [
         "chima deploy app to nowhere",

@@ -35,6 +35,10 @@ macro_rules! lock_columns {
 }
 pub(crate) use lock_columns;
 
+/// `(queued, running)`, each counted through its partial index (both backends).
+pub(crate) const COUNT_ACTIVE: &str = "SELECT (SELECT count(*) FROM deployments WHERE state = 'queued'), \
+     (SELECT count(*) FROM deployments WHERE state = 'running')";
+
 /// Lines per INSERT statement when appending logs: well under both backends' bind
 /// parameter limits (SQLite 32766, PostgreSQL 65535) with 5 columns per line, and large
 /// enough that a busy deploy writes a handful of statements per second.

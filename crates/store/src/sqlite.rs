@@ -502,13 +502,10 @@ impl Store for SqliteStore {
     }
 
     async fn count_active(&self) -> Result<(i64, i64)> {
-        sqlx::query_as(
-            "SELECT (SELECT count(*) FROM deployments WHERE state = 'queued'), \
-                    (SELECT count(*) FROM deployments WHERE state = 'running')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| StoreError::db("count queued and running deployments", e))
+        sqlx::query_as(common::COUNT_ACTIVE)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| StoreError::db("count queued and running deployments", e))
     }
 
     async fn count_by_state(&self) -> Result<Vec<(DeploymentState, i64)>> {
