@@ -90,7 +90,8 @@ async fn a_failing_script_reports_failure() {
     let states = statuses_until(&gh, gid, "failure").await;
     assert!(states.contains(&"in_progress".to_string()), "{states:?}");
     let last = gh.statuses(gid).pop().unwrap();
-    assert_eq!(last.description.as_deref(), Some("exited with code 9"));
+    // The reason quotes the script's last stderr line.
+    assert_eq!(last.description.as_deref(), Some("exited with code 9: no"));
     assert_eq!(f.wait_done(id).await.exit_code, Some(9));
 }
 
