@@ -109,17 +109,41 @@ impl EngineConfig {
         ]
     }
 
-    /// Where Heroku downloads the commit from: the code host's short-lived
-    /// link when there is one (it works for private repositories), else the
-    /// public tarball URL.
+    /// Where Heroku downloads the commit from (the build's `source_blob.url`,
+    /// <https://devcenter.heroku.com/articles/platform-api-reference#build-create>).
+    ///
+    /// With GitHub credentials, the code host's short-lived link: it works for
+    /// private repositories. Without, the web host's source archive,
+    /// `{clone_base}/{repository}/archive/{sha}.tar.gz`
+    /// (<https://docs.github.com/en/repositories/working-with-files/using-files/downloading-source-code-archives>):
+    /// Heroku fetches it anonymously from its shared build hosts, and the
+    /// API's tarball endpoint
+    /// (<https://docs.github.com/en/rest/repos/contents#download-a-repository-archive-tar>)
+    /// would count against the 60 requests an hour GitHub allows
+    /// unauthenticated callers, so builds would fail with 403 at random.
+    /// `clone_base` is that web host (`https://github.com`, or the GitHub
+    /// Enterprise host) unless FASENG_CLONE_BASE says otherwise; when it is not
+    /// an https URL (a local path, a mirror over ssh), only the API link is
+    /// known to exist, as before.
     async fn heroku_source_url(&self, repository: &str, sha: &str) -> Result<String, String> {
-        match &self.access {
-            Some(access) => access.tarball_url(repository, sha).await,
-            None => Ok(format!(
+        if let Some(access) = &self.access {
+            return access.tarball_url(repository, sha).await;
+        }
+        let web = self.clone_base.trim().trim_end_matches('/');
+        let https = web
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"))
+            && web.len() > 8;
+        let url = if https {
+            format!("{web}/{repository}/archive/{sha}.tar.gz")
+        } else {
+            format!(
                 "{}/repos/{repository}/tarball/{sha}",
                 self.github_api_url.trim_end_matches('/')
-            )),
-        }
+            )
+        };
+        tracing::debug!(%url, "Heroku fetches the source without GitHub credentials");
+        Ok(url)
     }
 }
 

@@ -5,13 +5,15 @@
 //! Timing assertions are lower bounds only (a sleep never ends early) or very
 //! generous upper bounds, so that a loaded 2-core machine does not fail them.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chima_config::Secret;
 use chima_engine::process::{Exit, MAX_LINE_BYTES};
 use chima_engine::providers::heroku::{self, HerokuApi, HerokuPlan, Timing};
-use chima_store::Stream;
-use chima_testkit::heroku::{ACCEPT, Behaviour, Create, FakeHeroku};
+use chima_engine::{Engine, EngineConfig, SourceAccess};
+use chima_store::{Deployment, DeploymentState, NewDeployment, Stream};
+use chima_testkit::heroku::{ACCEPT, Behaviour, Create, FakeHeroku, Outcome, StreamFault};
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -41,6 +43,7 @@ fn api(fake: &FakeHeroku) -> HerokuApi {
 fn fast() -> Timing {
     Timing {
         poll: Duration::from_millis(100),
+        poll_cap: Duration::from_secs(1),
         poll_while_streaming: Duration::from_millis(500),
         retry_base: Duration::from_millis(50),
         max_retry_wait: Duration::from_secs(5),
@@ -464,4 +467,271 @@ async fn an_app_name_that_would_change_the_url_is_refused_before_any_request() {
         .expect_err("bad name");
     assert!(why.contains("not valid"), "{why}");
     assert!(fake.requests().is_empty());
+}
+
+// The source Heroku downloads, through the whole engine (app.json, store,
+// worker) as faseng runs it. GitHub's source archives:
+// https://docs.github.com/en/repositories/working-with-files/using-files/downloading-source-code-archives
+
+const REPOSITORY: &str = "octo/example";
+
+/// Queues a Heroku deployment of [`SHA`] on an engine configured by `edit`,
+/// and returns it once it is over.
+async fn deploy_through_the_engine(
+    fake: &FakeHeroku,
+    edit: impl FnOnce(&mut EngineConfig),
+) -> Deployment {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = chima_store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("store.db").display()
+    ))
+    .await
+    .expect("SQLite store");
+    let app_json = json!({"app": {
+        "provider": "heroku",
+        "repository": REPOSITORY,
+        "heroku_name": APP,
+        "environments": ["staging"],
+    }});
+    let apps = chima_config::Apps::parse(&app_json.to_string(), &dir.path().join("app.json"))
+        .unwrap_or_else(|e| panic!("app.json: {e}"));
+    let mut cfg = EngineConfig::new(Some(Arc::new(apps)), dir.path());
+    cfg.workers = 1;
+    cfg.workdir = dir.path().join("work");
+    cfg.heroku = Some(api(fake));
+    edit(&mut cfg);
+    let engine = Engine::start(store.clone(), cfg);
+    let queued = store
+        .create_deployment(NewDeployment {
+            source_key: "heroku-source-test".to_string(),
+            requester: "alice".to_string(),
+            app: "app".to_string(),
+            environment: "staging".to_string(),
+            repository: REPOSITORY.to_string(),
+            git_ref: "main".to_string(),
+            sha: Some(SHA.to_string()),
+            task: "deploy".to_string(),
+            hosts: None,
+            provider: "heroku".to_string(),
+            payload: json!({}),
+            github_deployment_id: None,
+            notify: vec![],
+            timeout_secs: None,
+        })
+        .await
+        .expect("queue the deployment")
+        .deployment;
+    let waited = Instant::now();
+    let done = loop {
+        let d = store
+            .get_deployment(queued.id)
+            .await
+            .expect("read the deployment")
+            .expect("the deployment exists");
+        if d.state.is_terminal() {
+            break d;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "still {}",
+            d.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    engine.shutdown().await;
+    done
+}
+
+#[tokio::test]
+async fn without_github_credentials_heroku_fetches_the_public_archive() {
+    let fake = FakeHeroku::start(Behaviour::succeeds()).await;
+    let done = deploy_through_the_engine(&fake, |_| {}).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(
+        fake.source_urls(),
+        [format!(
+            "https://github.com/{REPOSITORY}/archive/{SHA}.tar.gz"
+        )],
+        "the archive on github.com, not the rate-limited API tarball"
+    );
+}
+
+#[tokio::test]
+async fn with_github_enterprise_the_archive_is_on_its_web_host() {
+    let fake = FakeHeroku::start(Behaviour::succeeds()).await;
+    let done = deploy_through_the_engine(&fake, |cfg| {
+        cfg.github_api_url = "https://ghe.example.com/api/v3".to_string();
+        cfg.clone_base = "https://ghe.example.com/".to_string();
+    })
+    .await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(
+        fake.source_urls(),
+        [format!(
+            "https://ghe.example.com/{REPOSITORY}/archive/{SHA}.tar.gz"
+        )]
+    );
+}
+
+#[tokio::test]
+async fn a_clone_base_that_is_no_web_host_keeps_the_api_tarball() {
+    let fake = FakeHeroku::start(Behaviour::succeeds()).await;
+    let done = deploy_through_the_engine(&fake, |cfg| {
+        cfg.github_api_url = "https://ghe.example.com/api/v3/".to_string();
+        cfg.clone_base = "ssh://git@ghe.example.com".to_string();
+    })
+    .await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(
+        fake.source_urls(),
+        [format!(
+            "https://ghe.example.com/api/v3/repos/{REPOSITORY}/tarball/{SHA}"
+        )]
+    );
+}
+
+/// GitHub credentials: a short-lived link, as faseng's GitHub client gives.
+#[derive(Debug)]
+struct Credentials;
+
+#[async_trait::async_trait]
+impl SourceAccess for Credentials {
+    async fn clone_auth(&self, _repository: &str) -> Result<Option<String>, String> {
+        Ok(None)
+    }
+
+    async fn tarball_url(&self, repository: &str, sha: &str) -> Result<String, String> {
+        Ok(format!(
+            "https://codeload.github.com/{repository}/legacy.tar.gz/{sha}?token=SHORT"
+        ))
+    }
+}
+
+#[tokio::test]
+async fn with_github_credentials_heroku_gets_the_short_lived_link() {
+    let fake = FakeHeroku::start(Behaviour::succeeds()).await;
+    let done =
+        deploy_through_the_engine(&fake, |cfg| cfg.access = Some(Arc::new(Credentials))).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    assert_eq!(
+        fake.source_urls(),
+        [format!(
+            "https://codeload.github.com/{REPOSITORY}/legacy.tar.gz/{SHA}?token=SHORT"
+        )]
+    );
+}
+
+// The status polls when the output stream fails. The Build resource
+// (https://devcenter.heroku.com/articles/platform-api-reference#build) asks
+// clients to be prepared for disconnects of `output_stream_url`.
+
+#[tokio::test]
+async fn a_dead_output_stream_slows_the_polls_down_and_the_build_result_stands() {
+    // One second of build, polls from 25 ms doubling to 500 ms: the scale of
+    // a 20 s build with faseng's 500 ms and 10 s. Polling every 25 ms, as a
+    // runner without backoff would, makes 40 polls.
+    let fake = FakeHeroku::start(Behaviour {
+        outcome: Outcome::Failed,
+        ..Behaviour::dead_stream(503, Duration::from_secs(1))
+    })
+    .await;
+    let timing = Timing {
+        poll: Duration::from_millis(25),
+        poll_cap: Duration::from_millis(500),
+        poll_while_streaming: Duration::from_secs(15),
+        ..fast()
+    };
+    let started = Instant::now();
+    let ran = run(&api(&fake), &timing, Instant::now() + FAR).await;
+    assert_eq!(ran.result, Ok(Exit::Exited(Some(1))), "{}", ran.notes());
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    let polls = fake.status_polls();
+    // 25 + 50 + 100 + 200 + 400 ms, then every 500 ms: about 6. A slow
+    // machine only makes fewer.
+    assert!((2..=10).contains(&polls), "{polls} status polls");
+    assert!(ran.stdout().is_empty());
+    let notes = ran.notes();
+    assert!(notes.contains("not available (answered 503)"), "{notes}");
+    assert!(notes.contains("may be incomplete"), "{notes}");
+    assert!(notes.contains("failed"), "{notes}");
+    // The stream is tried again meanwhile, with the same backoff.
+    let streams = fake.stream_requests().len();
+    assert!((2..=12).contains(&streams), "{streams} stream requests");
+}
+
+#[tokio::test]
+async fn a_stream_that_drops_is_resumed_where_it_broke() {
+    let fake = FakeHeroku::start(Behaviour {
+        stream_fault: StreamFault::Drops {
+            after_bytes: 100,
+            times: 2,
+        },
+        chunk_delay: Duration::from_millis(20),
+        pending_polls: 0,
+        build_duration: Some(Duration::from_secs(3)),
+        ..Behaviour::succeeds()
+    })
+    .await;
+    let ran = run(&api(&fake), &fast(), Instant::now() + FAR).await;
+    assert_eq!(ran.result, Ok(Exit::Exited(Some(0))), "{}", ran.notes());
+    assert_eq!(
+        ran.stdout(),
+        Behaviour::default_output(),
+        "every line once, in order"
+    );
+    let ranges: Vec<Option<String>> = fake
+        .stream_requests()
+        .iter()
+        .map(|r| r.header("range").map(str::to_string))
+        .collect();
+    assert_eq!(
+        ranges,
+        [
+            None,
+            Some("bytes=100-".to_string()),
+            Some("bytes=200-".to_string())
+        ]
+    );
+    let notes = ran.notes();
+    assert!(notes.contains("broke off"), "{notes}");
+    assert!(notes.contains("output is back"), "{notes}");
+}
+
+#[tokio::test]
+async fn rate_limited_polls_wait_for_retry_after_and_keep_watching() {
+    // Three 429s in a row: more than one request's retries, which used to
+    // end the deployment while the build went on.
+    let fake = FakeHeroku::start(Behaviour {
+        poll_rate_limited: 3,
+        poll_retry_after: Some(1),
+        ..Behaviour::succeeds()
+    })
+    .await;
+    let started = Instant::now();
+    let ran = run(&api(&fake), &fast(), Instant::now() + FAR).await;
+    assert_eq!(ran.result, Ok(Exit::Exited(Some(0))), "{}", ran.notes());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After: 1 was honoured three times"
+    );
+    assert_eq!(ran.stdout(), Behaviour::default_output());
+    assert!(ran.notes().contains("429"), "{}", ran.notes());
+}
+
+#[tokio::test]
+async fn a_poll_retry_after_longer_than_faseng_waits_says_the_build_goes_on() {
+    let fake = FakeHeroku::start(Behaviour {
+        poll_rate_limited: 1,
+        poll_retry_after: Some(3600),
+        ..Behaviour::succeeds()
+    })
+    .await;
+    let why = run(&api(&fake), &fast(), Instant::now() + FAR)
+        .await
+        .result
+        .expect_err("too long a wait");
+    assert!(why.contains("429") && why.contains("3600"), "{why}");
+    assert!(why.contains("heroku builds:info"), "{why}");
+    assert_eq!(fake.status_polls(), 1);
 }

@@ -6,7 +6,16 @@
 //! a fair chance against Heroku, and it records every request so that tests can
 //! assert what was sent. Shapes follow Heroku's Platform API reference for the
 //! Build resource (`id`, `status`, `output_stream_url`, `source_blob`, `app`...)
-//! and its error objects (`{"id": "unauthorized", "message": "..."}`).
+//! and its error objects (`{"id": "unauthorized", "message": "..."}`):
+//! <https://devcenter.heroku.com/articles/platform-api-reference#build-create>,
+//! used as in <https://devcenter.heroku.com/articles/build-and-release-using-the-api>.
+//!
+//! The output stream can fail while the build goes on (refused with a 5xx, or
+//! dropped mid-way), as the reference warns ("clients should be prepared to
+//! handle disconnects"); it resumes from a `Range: bytes=N-` header as the
+//! reference says text/plain streams do. Builds can last a given time rather
+//! than a number of polls, and [`FakeHeroku::status_polls`] counts the polls,
+//! so that a test can tell how hard a client polls.
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -18,9 +27,8 @@
 //! ```
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -71,6 +79,25 @@ pub enum Outcome {
     Pending,
 }
 
+/// How the build's output stream misbehaves. The build goes on regardless:
+/// its status (and so the deployment's result) does not depend on the stream.
+///
+/// The Build resource's `output_stream_url` says: "Clients should be prepared
+/// to handle disconnects and can resume the stream by sending a Range header"
+/// (<https://devcenter.heroku.com/articles/platform-api-reference#build>).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFault {
+    /// The stream works.
+    None,
+    /// Every request for the stream answers this status (503...): a dead
+    /// stream, for as long as the build runs.
+    Refused(u16),
+    /// The first `times` connections are dropped after `after_bytes` bytes of
+    /// output (the chunked body never ends: the client sees the connection
+    /// break); later connections work. `u32::MAX`: every connection.
+    Drops { after_bytes: usize, times: u32 },
+}
+
 /// Everything a test can switch. Start from a constructor and change fields.
 #[derive(Debug, Clone)]
 pub struct Behaviour {
@@ -85,10 +112,24 @@ pub struct Behaviour {
     pub chunk_delay: Duration,
     /// After the last piece, keep the stream open forever (a stalled stream).
     pub stream_stays_open: bool,
+    /// How the output stream fails, if it does.
+    pub stream_fault: StreamFault,
     /// How many status polls answer `pending` before the outcome.
     pub pending_polls: u32,
+    /// The build also stays `pending` until this long after its creation,
+    /// whatever the number of polls: a build of known length, to count how
+    /// often a client polls during it.
+    pub build_duration: Option<Duration>,
     /// Answer this many status polls with 503 first (after creation).
     pub poll_errors: u32,
+    /// Then answer this many status polls with 429 `rate_limit`, as Heroku
+    /// does once the account's request budget is spent
+    /// (<https://devcenter.heroku.com/articles/platform-api-reference#rate-limits>).
+    pub poll_rate_limited: u32,
+    /// The `Retry-After` (seconds) of those 429s, if any. Heroku documents
+    /// `RateLimit-Remaining` rather than `Retry-After`; HTTP allows both
+    /// (RFC 9110 section 10.2.3), so a client must cope with either.
+    pub poll_retry_after: Option<u64>,
     /// The only key accepted as `Authorization: Bearer <key>`.
     pub api_key: String,
 }
@@ -103,8 +144,12 @@ impl Behaviour {
             chunks: 4,
             chunk_delay: Duration::from_millis(50),
             stream_stays_open: false,
+            stream_fault: StreamFault::None,
             pending_polls: 2,
+            build_duration: None,
             poll_errors: 0,
+            poll_rate_limited: 0,
+            poll_retry_after: None,
             api_key: API_KEY.to_string(),
         }
     }
@@ -171,6 +216,17 @@ impl Behaviour {
         }
     }
 
+    /// A build of `duration` that succeeds while its output stream answers
+    /// `status` (503...) to every request.
+    pub fn dead_stream(status: u16, duration: Duration) -> Self {
+        Behaviour {
+            stream_fault: StreamFault::Refused(status),
+            pending_polls: 0,
+            build_duration: Some(duration),
+            ..Self::succeeds()
+        }
+    }
+
     /// What a small Node.js build prints.
     pub fn default_output() -> Vec<String> {
         [
@@ -219,6 +275,7 @@ struct Build {
     app: String,
     source_blob: Value,
     polls: u32,
+    created: Instant,
 }
 
 struct State {
@@ -227,6 +284,8 @@ struct State {
     requests: Vec<Recorded>,
     create_errors_sent: u32,
     poll_errors_sent: u32,
+    poll_429s_sent: u32,
+    streams_dropped: u32,
     builds: HashMap<String, Build>,
 }
 
@@ -263,6 +322,8 @@ impl FakeHeroku {
             requests: Vec::new(),
             create_errors_sent: 0,
             poll_errors_sent: 0,
+            poll_429s_sent: 0,
+            streams_dropped: 0,
             builds: HashMap::new(),
         }));
         let app = Router::new().fallback(handle).with_state(state.clone());
@@ -293,6 +354,40 @@ impl FakeHeroku {
     /// How many builds were created.
     pub fn builds_created(&self) -> usize {
         lock(&self.state).builds.len()
+    }
+
+    /// The `source_blob.url` of each build created, in order: what Heroku
+    /// would have downloaded.
+    pub fn source_urls(&self) -> Vec<String> {
+        let st = lock(&self.state);
+        let mut builds: Vec<(&String, &Build)> = st.builds.iter().collect();
+        // Ids end in the creation number, zero-padded: they sort in order.
+        builds.sort_by(|a, b| a.0.cmp(b.0));
+        builds
+            .into_iter()
+            .filter_map(|(_, b)| b.source_blob.get("url").and_then(Value::as_str))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// How many status polls (`GET /apps/{app}/builds/{id}`) arrived, whatever
+    /// they were answered.
+    pub fn status_polls(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                r.method == "GET"
+                    && matches!(
+                        r.path.trim_matches('/').split('/').collect::<Vec<_>>()[..],
+                        ["apps", _, "builds", _]
+                    )
+            })
+            .count()
+    }
+
+    /// The requests for output streams, in order (with their `Range` headers).
+    pub fn stream_requests(&self) -> Vec<Recorded> {
+        self.requests_to("GET", "/streams/")
     }
 
     /// Changes the behaviour from now on (e.g. make a pending build finish).
@@ -335,7 +430,7 @@ async fn handle(
 
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (method.as_str(), segments.as_slice()) {
-        ("GET", ["streams", id]) => stream(&state, id),
+        ("GET", ["streams", id]) => stream(&state, id, &headers),
         (m, ["apps", ..]) => {
             if let Some(refused) = check_api_headers(&state, &headers) {
                 return refused;
@@ -457,6 +552,7 @@ fn create(state: &Shared, app: &str, body: &[u8]) -> Response {
             app: app.to_string(),
             source_blob,
             polls: 0,
+            created: Instant::now(),
         },
     );
     let created = build_json(&st, &id, "pending");
@@ -486,7 +582,23 @@ fn info(state: &Shared, app: &str, id: &str) -> Response {
             "The service is temporarily unavailable.",
         );
     }
+    if st.poll_429s_sent < st.behaviour.poll_rate_limited {
+        st.poll_429s_sent += 1;
+        let mut resp = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit",
+            "Your account reached the API rate limit. Please wait a few minutes before making new requests.",
+        );
+        resp.headers_mut()
+            .insert("ratelimit-remaining", HeaderValue::from(0));
+        if let Some(secs) = st.behaviour.poll_retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        return resp;
+    }
     let pending_polls = st.behaviour.pending_polls;
+    let duration = st.behaviour.build_duration.unwrap_or_default();
     let outcome = st.behaviour.outcome;
     let Some(build) = st.builds.get_mut(id).filter(|b| b.app == app) else {
         return error(
@@ -498,6 +610,7 @@ fn info(state: &Shared, app: &str, id: &str) -> Response {
     build.polls += 1;
     let status = match outcome {
         _ if build.polls <= pending_polls => "pending",
+        _ if build.created.elapsed() < duration => "pending",
         Outcome::Pending => "pending",
         Outcome::Succeeded => "succeeded",
         Outcome::Failed => "failed",
@@ -505,25 +618,61 @@ fn info(state: &Shared, app: &str, id: &str) -> Response {
     json_response(StatusCode::OK, &build_json(&st, id, status))
 }
 
-/// The build output: plain text, chunked, slow.
-fn stream(state: &Shared, id: &str) -> Response {
-    let st = lock(state);
+/// The build output: plain text, chunked, slow, from the byte a
+/// `Range: bytes=N-` header asks for (206), failing as
+/// [`Behaviour::stream_fault`] says.
+fn stream(state: &Shared, id: &str, headers: &HeaderMap) -> Response {
+    let mut st = lock(state);
     if !st.builds.contains_key(id) {
         return (StatusCode::NOT_FOUND, "stream not found\n").into_response();
     }
+    let fault = st.behaviour.stream_fault;
+    if let StreamFault::Refused(status) = fault {
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return (status, "stream unavailable\n").into_response();
+    }
+    let drop_after = match fault {
+        StreamFault::Drops { after_bytes, times } if st.streams_dropped < times => {
+            st.streams_dropped += 1;
+            Some(after_bytes)
+        }
+        _ => None,
+    };
     let b = &st.behaviour;
     let mut text = b.output.join("\n");
     if !text.is_empty() {
         text.push('\n');
     }
-    let pieces = split_pieces(&text, b.chunks.max(1));
+    let total = text.len();
+    let from = match headers.get(header::RANGE).map(range_start) {
+        None => None,
+        Some(Some(from)) if from < total => Some(from),
+        // Nothing past the end, or a Range this fake does not serve: 416,
+        // as RFC 9110 section 15.5.17 says.
+        Some(_) => {
+            return (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                [(header::CONTENT_RANGE, format!("bytes */{total}"))],
+            )
+                .into_response();
+        }
+    };
+    let rest = &text.as_bytes()[from.unwrap_or(0)..];
+    let sent = drop_after.map_or(rest, |n| &rest[..n.min(rest.len())]);
+    let pieces = split_pieces(sent, b.chunks.max(1));
     let delay = b.chunk_delay;
     let stays_open = b.stream_stays_open;
     let chunks = futures::stream::unfold(pieces.into_iter(), move |mut rest| async move {
         match rest.next() {
             Some(piece) => {
                 tokio::time::sleep(delay).await;
-                Some((Ok::<_, Infallible>(Bytes::from(piece)), rest))
+                Some((Ok::<_, std::io::Error>(piece), rest))
+            }
+            None if drop_after.is_some() => {
+                // An error in the body makes the server cut the connection
+                // without ending the chunked body.
+                tokio::time::sleep(delay).await;
+                Some((Err(std::io::Error::other("dropped by the fake")), rest))
             }
             None => {
                 if stays_open {
@@ -533,28 +682,38 @@ fn stream(state: &Shared, id: &str) -> Response {
             }
         }
     });
-    (
+    let mut response = (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         Body::from_stream(chunks),
     )
-        .into_response()
+        .into_response();
+    if let Some(from) = from {
+        *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+        if let Ok(range) = HeaderValue::from_str(&format!("bytes {from}-{}/{total}", total - 1)) {
+            response.headers_mut().insert(header::CONTENT_RANGE, range);
+        }
+    }
+    response
 }
 
-/// Cuts `text` into `n` pieces of about equal size, on char boundaries.
-fn split_pieces(text: &str, n: usize) -> Vec<String> {
-    let size = text.len().div_ceil(n).max(1);
-    let mut pieces = Vec::with_capacity(n);
-    let mut start = 0;
-    while start < text.len() {
-        let mut end = (start + size).min(text.len());
-        while !text.is_char_boundary(end) {
-            end += 1;
-        }
-        pieces.push(text[start..end].to_string());
-        start = end;
-    }
-    pieces
+/// `N` of `Range: bytes=N-`; `None` for any other range.
+fn range_start(value: &HeaderValue) -> Option<usize> {
+    value
+        .to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+/// Cuts `bytes` into `n` pieces of about equal size, anywhere (also inside a
+/// UTF-8 character), as a network may.
+fn split_pieces(bytes: &[u8], n: usize) -> Vec<Bytes> {
+    let size = bytes.len().div_ceil(n.max(1)).max(1);
+    bytes.chunks(size).map(Bytes::copy_from_slice).collect()
 }
 
 /// A Build object as the Platform API returns it.
@@ -605,16 +764,25 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::split_pieces;
+    use super::{HeaderValue, range_start, split_pieces};
 
     #[test]
-    fn pieces_cover_the_text_on_char_boundaries() {
-        let text = "héllo\nwörld\n";
+    fn pieces_cover_the_bytes() {
+        let text = "héllo\nwörld\n".as_bytes();
         for n in 1..8 {
             let pieces = split_pieces(text, n);
             assert_eq!(pieces.concat(), text);
-            assert!(pieces.len() <= n.max(1) + 1);
+            assert!(pieces.len() <= n);
         }
-        assert!(split_pieces("", 3).is_empty());
+        assert!(split_pieces(b"", 3).is_empty());
+    }
+
+    #[test]
+    fn only_open_ended_byte_ranges_are_served() {
+        let start = |v: &'static str| range_start(&HeaderValue::from_static(v));
+        assert_eq!(start("bytes=42-"), Some(42));
+        assert_eq!(start("bytes=0-"), Some(0));
+        assert_eq!(start("bytes=1-5"), None);
+        assert_eq!(start("items=1-"), None);
     }
 }

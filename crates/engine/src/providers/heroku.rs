@@ -5,6 +5,18 @@
 //! output into the log as it comes, and polls the build until it is over.
 //! Unlike heaven, the output is live, a flaky API is retried, and errors say
 //! what to fix without ever showing the API key.
+//!
+//! The calls follow Heroku's "Build and release using the API"
+//! (<https://devcenter.heroku.com/articles/build-and-release-using-the-api>)
+//! and the Build resource of the Platform API reference
+//! (<https://devcenter.heroku.com/articles/platform-api-reference#build-create>):
+//! `POST /apps/{app}/builds` with a `source_blob.url`, then the build's
+//! `output_stream_url` for the output and `GET /apps/{app}/builds/{id}` for
+//! the status. The reference asks clients of the output stream to "be prepared
+//! to handle disconnects" and to resume with a `Range` header: a stream that
+//! breaks off is resumed from the byte where it broke, and while it is down
+//! the status is polled with a backoff, so that a dead stream does not spend
+//! the account's API rate limit (4500 requests an hour) on a long build.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -12,7 +24,9 @@ use std::time::Duration;
 use chima_store::Stream;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Bytes, Incoming};
-use hyper::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use hyper::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RANGE, RETRY_AFTER, USER_AGENT,
+};
 use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -85,8 +99,17 @@ pub struct HerokuApi {
 /// faseng uses; tests shorten it.
 #[derive(Debug, Clone)]
 pub struct Timing {
-    /// Between status polls once the output stream has ended.
+    /// The first wait between status polls once the output stream has ended
+    /// or failed. It doubles after each poll that finds the build still
+    /// pending, up to [`Timing::poll_cap`], and starts again from here when
+    /// the stream delivers output again. The same backoff spaces the attempts
+    /// to resume a broken stream.
     pub poll: Duration,
+    /// The longest wait between status polls (and stream resumptions) while
+    /// the stream is down: without a cap a long build would be noticed late,
+    /// without the backoff a dead stream would poll twice a second for the
+    /// whole build.
+    pub poll_cap: Duration,
     /// Between status polls while the output is still streaming: only a
     /// safety net for a stream that stalls, so slow, to spare the account's
     /// API rate limit (4500 requests an hour) during long builds.
@@ -108,6 +131,7 @@ impl Default for Timing {
     fn default() -> Self {
         Timing {
             poll: Duration::from_millis(500),
+            poll_cap: Duration::from_secs(10),
             poll_while_streaming: Duration::from_secs(15),
             retry_base: Duration::from_secs(1),
             max_retry_wait: Duration::from_secs(60),
@@ -200,6 +224,55 @@ enum Status {
     Failed,
 }
 
+/// What the output stream is doing, as the status polls see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Connecting, or delivering output: the status is polled only as a slow
+    /// safety net ([`Timing::poll_while_streaming`]).
+    Streaming,
+    /// The stream ended: the build is over, or about to be. The status is
+    /// polled at once, then with the backoff.
+    Ended,
+    /// The stream broke off or cannot be opened: the status is polled with
+    /// the backoff until the stream delivers output again.
+    Down,
+}
+
+/// Sets the stream's state, waking the polls only on a real change: a stream
+/// that fails again and again must not restart the polls' wait each time.
+fn set_output(tx: &watch::Sender<Output>, now: Output) {
+    tx.send_if_modified(|was| {
+        let changed = *was != now;
+        *was = now;
+        changed
+    });
+}
+
+/// The current wait of a backoff, which then doubles up to `cap`.
+fn step(backoff: &mut Duration, cap: Duration) -> Duration {
+    let wait = *backoff;
+    *backoff = backoff.saturating_mul(2).min(cap);
+    wait
+}
+
+/// How a request for the output stream went.
+enum Opened {
+    /// 2xx: the output, whose first `skip` bytes were already read (a server
+    /// that ignored the `Range` header sends it all again).
+    Body {
+        response: Response<Incoming>,
+        skip: u64,
+    },
+    /// 416 to a `Range` past what was read: there is no more output.
+    Complete,
+    /// No stream this time.
+    Failed {
+        why: String,
+        retry_after: Option<Duration>,
+        retryable: bool,
+    },
+}
+
 /// The fields of Heroku's Build object that the runner uses.
 struct Build {
     id: String,
@@ -227,12 +300,9 @@ async fn build(
     // The output is read while the status is polled (slowly): a stream that
     // stalls must not hold the deployment until its deadline once Heroku
     // says the build is over.
-    let (ended_tx, ended_rx) = watch::channel(false);
-    let streaming = async {
-        platform.stream(created.output_stream_url.as_deref()).await;
-        let _ = ended_tx.send(true);
-    };
-    let polling = platform.poll(&plan.app_name, &created.id, ended_rx);
+    let (output_tx, output_rx) = watch::channel(Output::Streaming);
+    let streaming = platform.stream(created.output_stream_url.as_deref(), &output_tx);
+    let polling = platform.poll(&plan.app_name, &created.id, output_rx.clone());
     tokio::pin!(streaming, polling);
     let mut streamed = false;
     let status = loop {
@@ -241,16 +311,30 @@ async fn build(
             status = &mut polling => break status?,
         }
     };
-    if !streamed
-        && tokio::time::timeout(timing.stream_drain, &mut streaming)
+    if !streamed {
+        let output = *output_rx.borrow();
+        if output == Output::Down {
+            // Waiting for a stream that is down would only delay the result.
+            note(
+                lines,
+                format!(
+                    "the Heroku build is over but its output stream is down: the output above \
+                     may be incomplete; the whole log is on the Activity tab of app `{}` in the \
+                     Heroku Dashboard",
+                    plan.app_name
+                ),
+            )
+            .await;
+        } else if tokio::time::timeout(timing.stream_drain, &mut streaming)
             .await
             .is_err()
-    {
-        note(
-            lines,
-            "the Heroku build is over but its output stream is still open: stopped reading it",
-        )
-        .await;
+        {
+            note(
+                lines,
+                "the Heroku build is over but its output stream is still open: stopped reading it",
+            )
+            .await;
+        }
     }
     Ok(match status {
         Status::Succeeded => {
@@ -345,7 +429,7 @@ impl<'a> Platform<'a> {
             "source_blob": {"url": plan.source_url, "version": plan.version}
         });
         let answer = self
-            .call(Method::POST, &uri, Some(body.to_string()))
+            .call(Method::POST, &uri, Some(body.to_string()), false)
             .await?;
         let not_found = || {
             format!(
@@ -370,31 +454,93 @@ impl<'a> Platform<'a> {
         })
     }
 
-    /// `GET /apps/{app}/builds/{id}` until the build is over. The first poll
-    /// waits for the stream to end (or the slow safety-net interval).
+    /// `GET /apps/{app}/builds/{id}` until the build is over.
+    ///
+    /// While the output streams, the first poll waits for the stream to end
+    /// (or the slow safety-net interval). While the stream is down, or after
+    /// it ended without the build being over, the polls back off from
+    /// [`Timing::poll`] to [`Timing::poll_cap`]; output flowing again starts
+    /// the backoff over. A 429 (the account's rate limit) is not an error
+    /// here: the next poll waits for its `Retry-After`, else for the backoff.
     async fn poll(
         &self,
         app: &str,
         id: &str,
-        mut stream_ended: watch::Receiver<bool>,
+        mut output: watch::Receiver<Output>,
     ) -> Result<Status, String> {
         let uri = self.uri(&format!("/apps/{app}/builds/{id}"))?;
-        let mut ended = false;
-        loop {
-            let wait = if ended {
-                self.timing.poll
-            } else {
-                self.timing.poll_while_streaming
+        let base = self.timing.poll;
+        let cap = self.timing.poll_cap.max(base);
+        let mut backoff = base;
+        let mut seen = *output.borrow_and_update();
+        let mut listening = true;
+        let mut next = Instant::now()
+            + match seen {
+                Output::Streaming => self.timing.poll_while_streaming,
+                Output::Ended => Duration::ZERO,
+                Output::Down => step(&mut backoff, cap),
             };
+        loop {
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                _ = stream_ended.changed(), if !ended => ended = true,
+                () = tokio::time::sleep_until(next) => {}
+                changed = output.changed(), if listening => {
+                    listening = changed.is_ok();
+                    let now = *output.borrow_and_update();
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    match now {
+                        Output::Streaming => {
+                            backoff = base;
+                            next = Instant::now() + self.timing.poll_while_streaming;
+                            continue;
+                        }
+                        Output::Down => {
+                            tracing::debug!(build = id, "Heroku output stream down: polls back off");
+                            next = next.min(Instant::now() + step(&mut backoff, cap));
+                            continue;
+                        }
+                        Output::Ended => backoff = base,
+                    }
+                }
             }
-            let answer = self.call(Method::GET, &uri, None).await?;
+            let answer = self.call(Method::GET, &uri, None, true).await?;
+            if answer.status == StatusCode::TOO_MANY_REQUESTS {
+                let backed_off = step(&mut backoff, cap);
+                let wait = answer.retry_after.unwrap_or(backed_off);
+                if wait > self.timing.max_retry_wait {
+                    return Err(format!(
+                        "Heroku API answered 429 (rate limit) to the status of build {id}, and \
+                         asks to wait {} s, longer than faseng waits ({} s); the build goes on: \
+                         see `heroku builds:info {id} --app {app}`",
+                        wait.as_secs(),
+                        self.timing.max_retry_wait.as_secs()
+                    ));
+                }
+                tracing::warn!(
+                    build = id,
+                    wait_ms = wait.as_millis(),
+                    "Heroku rate limit on a status poll"
+                );
+                self.note(format!(
+                    "Heroku API answered 429 (rate limit) to the build status: asking again in {} ms",
+                    wait.as_millis()
+                ))
+                .await;
+                next = Instant::now() + wait;
+                continue;
+            }
             let not_found = || format!("Heroku build `{id}` of app `{app}` not found (404)");
             let build = self.json(answer, app, not_found, "the build status")?;
             match build.get("status").and_then(Value::as_str) {
-                Some("pending") => continue,
+                Some("pending") => {
+                    next = Instant::now()
+                        + match seen {
+                            Output::Streaming => self.timing.poll_while_streaming,
+                            Output::Ended | Output::Down => step(&mut backoff, cap),
+                        };
+                }
                 Some("succeeded") => return Ok(Status::Succeeded),
                 Some("failed") => return Ok(Status::Failed),
                 Some(other) => {
@@ -449,7 +595,8 @@ impl<'a> Platform<'a> {
     }
 
     /// One API request, retried on network errors, 429 and 5xx with backoff
-    /// (honouring `Retry-After`).
+    /// (honouring `Retry-After`). With `hand_back_429`, a 429 is the caller's
+    /// to wait for instead (the status polls, which have their own pace).
     ///
     /// Retrying `POST /builds` may in rare cases start a second build of the
     /// same version (the first request reached Heroku but its answer was
@@ -460,6 +607,7 @@ impl<'a> Platform<'a> {
         method: Method,
         uri: &Uri,
         body: Option<String>,
+        hand_back_429: bool,
     ) -> Result<Answer, String> {
         let mut attempt = 1;
         loop {
@@ -468,8 +616,8 @@ impl<'a> Platform<'a> {
                 tokio::time::timeout(self.timing.request_timeout, self.exchange(request)).await;
             let (failure, retry_after) = match outcome {
                 Ok(Ok(answer))
-                    if answer.status != StatusCode::TOO_MANY_REQUESTS
-                        && !answer.status.is_server_error() =>
+                    if !answer.status.is_server_error()
+                        && (hand_back_429 || answer.status != StatusCode::TOO_MANY_REQUESTS) =>
                 {
                     return Ok(answer);
                 }
@@ -562,47 +710,126 @@ impl<'a> Platform<'a> {
         })
     }
 
-    /// Streams the build output to the log as stdout lines. Never an error:
-    /// the output is for people, the build status decides the result.
-    async fn stream(&self, url: Option<&str>) {
+    /// Streams the build output to the log as stdout lines, and tells the
+    /// polls through `state` whether it flows. Never an error: the output is
+    /// for people, the build status decides the result.
+    ///
+    /// A stream that breaks off or cannot be opened is tried again with the
+    /// polls' backoff, from the byte where it broke (`Range: bytes=N-`, as the
+    /// Build resource's `output_stream_url` documents), for as long as the
+    /// build is watched; only an answer that retrying cannot change (401, 403,
+    /// 410...) ends it for good.
+    async fn stream(&self, url: Option<&str>, state: &watch::Sender<Output>) {
         let Some(uri) = url
             .and_then(|u| u.parse::<Uri>().ok())
             .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
         else {
+            set_output(state, Output::Down);
             self.note(
                 "Heroku gave no usable output_stream_url: the build output will not be shown",
             )
             .await;
             return;
         };
-        let Some(response) = self.open_stream(&uri).await else {
-            return;
-        };
-        let mut body = response.into_body();
+        let cap = self.timing.poll_cap.max(self.timing.poll);
+        let mut backoff = self.timing.poll;
+        // Bytes of output read so far: where a resumed stream starts.
+        let mut read: u64 = 0;
+        let mut failures: u32 = 0;
+        let mut said_down = false;
         let mut splitter = LineSplitter::default();
         let mut ready = Vec::new();
         loop {
-            match body.frame().await {
-                None => break,
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
+            let retry_after = match self.open_stream(&uri, read).await {
+                Opened::Body { response, mut skip } => {
+                    let mut body = response.into_body();
+                    let broke = loop {
+                        let data = match body.frame().await {
+                            None => break None,
+                            Some(Err(e)) => break Some(chain(&e)),
+                            Some(Ok(frame)) => match frame.into_data() {
+                                Ok(data) => data,
+                                Err(_) => continue,
+                            },
+                        };
+                        let repeated = usize::try_from(skip).unwrap_or(usize::MAX).min(data.len());
+                        skip -= repeated as u64;
+                        let data = data.slice(repeated..);
+                        if data.is_empty() {
+                            continue;
+                        }
+                        read += data.len() as u64;
+                        if *state.borrow() != Output::Streaming {
+                            // Output flows (again): the polls slow down and
+                            // the backoff starts over.
+                            set_output(state, Output::Streaming);
+                            backoff = self.timing.poll;
+                            failures = 0;
+                            if said_down {
+                                said_down = false;
+                                tracing::info!("Heroku output stream resumed");
+                                self.note("the Heroku build output is back").await;
+                            }
+                        }
                         splitter.push(&data, &mut ready);
                         for line in ready.drain(..) {
                             if self.lines.send((Stream::Stdout, line)).await.is_err() {
                                 return;
                             }
                         }
+                    };
+                    let Some(why) = broke else {
+                        break;
+                    };
+                    set_output(state, Output::Down);
+                    tracing::warn!(error = %why, "Heroku output stream broke off; resuming it");
+                    if !said_down {
+                        said_down = true;
+                        self.note(format!(
+                            "the Heroku build output broke off ({why}): resuming it, and watching \
+                             the build status meanwhile"
+                        ))
+                        .await;
                     }
+                    None
                 }
-                Some(Err(e)) => {
-                    self.note(format!(
-                        "the Heroku build output broke off ({}): watching the build status",
-                        chain(&e)
-                    ))
-                    .await;
-                    break;
+                Opened::Complete => break,
+                Opened::Failed {
+                    why,
+                    retry_after,
+                    retryable,
+                } => {
+                    set_output(state, Output::Down);
+                    failures += 1;
+                    if !retryable {
+                        tracing::warn!(error = %why, "Heroku output stream refused; giving up on it");
+                        self.note(format!(
+                            "the Heroku build output is not available ({why}): watching the build status"
+                        ))
+                        .await;
+                        break;
+                    }
+                    // Heroku may answer 404 for a moment before the stream
+                    // exists: only repeated failures are worth a line.
+                    if failures >= ATTEMPTS && !said_down {
+                        said_down = true;
+                        tracing::warn!(error = %why, "Heroku output stream unavailable; retrying");
+                        self.note(format!(
+                            "the Heroku build output is not available ({why}): trying again, and \
+                             watching the build status meanwhile"
+                        ))
+                        .await;
+                    }
+                    retry_after
                 }
-            }
+            };
+            let wait = retry_after
+                .unwrap_or_else(|| step(&mut backoff, cap))
+                .min(self.timing.max_retry_wait);
+            tokio::time::sleep(wait).await;
+        }
+        if *state.borrow() != Output::Down {
+            set_output(state, Output::Ended);
         }
         if let Some(line) = splitter.finish() {
             let _ = self.lines.send((Stream::Stdout, line)).await;
@@ -610,51 +837,66 @@ impl<'a> Platform<'a> {
     }
 
     /// `GET output_stream_url`, without the API key (it is a capability URL on
-    /// another host). Heroku may answer 404 for a moment before the stream
-    /// exists: that is retried like 429, 5xx and network errors.
-    async fn open_stream(&self, uri: &Uri) -> Option<Response<Incoming>> {
-        let mut attempt = 1;
-        loop {
-            let request = Request::builder()
-                .method(Method::GET)
-                .uri(uri.clone())
-                .header(USER_AGENT, USER_AGENT_VALUE)
-                .body(Full::new(Bytes::new()))
-                .ok()?;
-            let sent = tokio::time::timeout(self.timing.request_timeout, self.http.send(request));
-            let (why, retry_after, retryable) = match sent.await {
-                Ok(Ok(r)) if r.status().is_success() => return Some(r),
-                Ok(Ok(r)) => {
-                    let status = r.status();
-                    let retryable = status == StatusCode::NOT_FOUND
-                        || status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error();
-                    let retry_after = r.headers().get(RETRY_AFTER).and_then(parse_retry_after);
-                    (
-                        format!("answered {}", status.as_u16()),
-                        retry_after,
-                        retryable,
-                    )
-                }
-                Ok(Err(Exchange::Fatal(why))) => (why, None, false),
-                Ok(Err(Exchange::Network(why))) => (why, None, true),
-                Err(_) => {
-                    let secs = self.timing.request_timeout.as_secs();
-                    (format!("no answer within {secs} s"), None, true)
-                }
-            };
-            if !retryable || attempt >= ATTEMPTS {
-                self.note(format!(
-                    "the Heroku build output is not available ({why}): watching the build status"
-                ))
-                .await;
-                return None;
+    /// another host), from byte `from` on.
+    async fn open_stream(&self, uri: &Uri, from: u64) -> Opened {
+        let mut request = Request::builder()
+            .method(Method::GET)
+            .uri(uri.clone())
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        if from > 0 {
+            request = request.header(RANGE, format!("bytes={from}-"));
+        }
+        let request = match request.body(Full::new(Bytes::new())) {
+            Ok(r) => r,
+            Err(e) => {
+                return Opened::Failed {
+                    why: format!("cannot build the request: {e}"),
+                    retry_after: None,
+                    retryable: false,
+                };
             }
-            let wait = retry_after
-                .unwrap_or(self.timing.retry_base * 2u32.saturating_pow(attempt - 1))
-                .min(self.timing.max_retry_wait);
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+        };
+        let sent = tokio::time::timeout(self.timing.request_timeout, self.http.send(request));
+        match sent.await {
+            Ok(Ok(r)) if r.status() == StatusCode::PARTIAL_CONTENT => Opened::Body {
+                response: r,
+                skip: 0,
+            },
+            Ok(Ok(r)) if r.status().is_success() => Opened::Body {
+                response: r,
+                skip: from,
+            },
+            Ok(Ok(r)) if r.status() == StatusCode::RANGE_NOT_SATISFIABLE && from > 0 => {
+                Opened::Complete
+            }
+            Ok(Ok(r)) => {
+                let status = r.status();
+                Opened::Failed {
+                    why: format!("answered {}", status.as_u16()),
+                    retry_after: r.headers().get(RETRY_AFTER).and_then(parse_retry_after),
+                    retryable: status == StatusCode::NOT_FOUND
+                        || status == StatusCode::TOO_MANY_REQUESTS
+                        || status.is_server_error(),
+                }
+            }
+            Ok(Err(Exchange::Fatal(why))) => Opened::Failed {
+                why,
+                retry_after: None,
+                retryable: false,
+            },
+            Ok(Err(Exchange::Network(why))) => Opened::Failed {
+                why,
+                retry_after: None,
+                retryable: true,
+            },
+            Err(_) => Opened::Failed {
+                why: format!(
+                    "no answer within {} s",
+                    self.timing.request_timeout.as_secs()
+                ),
+                retry_after: None,
+                retryable: true,
+            },
         }
     }
 }
@@ -919,6 +1161,25 @@ mod tests {
         assert!(lines[0].ends_with(" [line cut: 10 more bytes]"));
         assert!(lines[0].starts_with(&"x".repeat(MAX_LINE_BYTES)));
         assert_eq!(lines[1], "next");
+    }
+
+    #[test]
+    fn the_default_poll_backoff_goes_from_half_a_second_to_ten() {
+        let timing = Timing::default();
+        let mut backoff = timing.poll;
+        let waits: Vec<u128> = (0..8)
+            .map(|_| step(&mut backoff, timing.poll_cap).as_millis())
+            .collect();
+        assert_eq!(waits, [500, 1000, 2000, 4000, 8000, 10_000, 10_000, 10_000]);
+        // A 20 s build with a dead stream: 6 polls instead of 40.
+        let mut backoff = timing.poll;
+        let mut at = Duration::ZERO;
+        let mut polls = 0;
+        while at < Duration::from_secs(20) {
+            at += step(&mut backoff, timing.poll_cap);
+            polls += 1;
+        }
+        assert_eq!(polls, 6);
     }
 
     #[test]
