@@ -5,7 +5,7 @@
 use anyhow::Context;
 use chima_command::Command;
 use chima_config::{Apps, DeploymentRequest};
-use chima_github::{CreateOutcome, DeploymentBody, GitHub, GitHubError};
+use chima_github::{CreateOutcome, DeploymentBody, GitHub, GitHubError, RequestId};
 use chima_payload::{ChimaRequest, DeploymentPayload, SigningKey};
 
 use crate::bot::{Chat, Ending, Say, refuse, say};
@@ -77,11 +77,21 @@ impl GitHubBackend {
             },
         };
         // Signed now that the ref is known: faseng checks that the request names this
-        // deployment's app, environment, ref and task.
+        // deployment's app, environment, ref and task. Its nonce is also the request's
+        // id on GitHub: when the answer to the create is lost, the deployment carrying
+        // it is this request's, and is adopted instead of creating a second one.
+        let nonce = chima_payload::new_nonce();
+        let request_id = match &self.signing_key {
+            Some(_) => RequestId::nonce(&nonce),
+            // Nothing unique to carry without a key (the payload has no field for
+            // it): a deployment with this exact payload, made within a minute, is
+            // taken for this request's.
+            None => RequestId::SamePayload,
+        };
         payload.chima = self.signing_key.as_ref().map(|key| {
             key.sign(ChimaRequest {
                 version: chima_payload::REQUEST_VERSION,
-                nonce: chima_payload::new_nonce(),
+                nonce: nonce.clone(),
                 issued_at: chrono::Utc::now().timestamp(),
                 adapter: chat.adapter.to_string(),
                 user_id: chat.requester.user_id.clone(),
@@ -113,7 +123,11 @@ impl GitHubBackend {
             payload,
         };
         let what = format!("{}/{} to {}", request.app, git_ref, request.environment);
-        match self.gh.create_deployment(repo, &body).await {
+        match self
+            .gh
+            .create_deployment_with(repo, &body, &request_id)
+            .await
+        {
             Ok(CreateOutcome::Created { id, sha, .. }) => {
                 say(
                     to,
@@ -156,6 +170,25 @@ impl GitHubBackend {
                     to,
                     format!(
                         "GitHub could not merge the default branch into {git_ref}: {message}. Resolve the conflict, or say `deploy!` to deploy without merging. Nothing was deployed."
+                    ),
+                );
+                Ok(Ending::Failed)
+            }
+            Ok(CreateOutcome::NotCreated { message }) => {
+                say(
+                    to,
+                    format!(
+                        "GitHub is failing: it did not create the deployment of {what}, on two tries ({message}). Nothing was deployed; try again in a few minutes."
+                    ),
+                );
+                Ok(Ending::Failed)
+            }
+            Ok(CreateOutcome::Unconfirmed { message }) => {
+                say(
+                    to,
+                    format!(
+                        "GitHub failed while creating the deployment of {what}, and I could not check whether it was created ({message}). It may still run: look at `deploys {}` (or the repository's deployments on GitHub) before deploying again.",
+                        request.app
                     ),
                 );
                 Ok(Ending::Failed)

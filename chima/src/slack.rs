@@ -2,13 +2,20 @@
 //! `SLACK_SIGNING_SECRET` is set, the Events API and `/deploy` slash command
 //! on `CHIMA_LISTEN`. Every line addressed to the bot is answered in the thread
 //! of the command.
+//!
+//! Slack's text format is handled here and in chima-slack, never in the bot core: lines
+//! arrive decoded (chima-slack's `Incoming`), and every reply is escaped here before it
+//! is posted (the terminal adapter shows the same replies unescaped).
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chima_config::{Apps, Requester, Secret};
-use chima_slack::{Handler, Incoming, IncomingKind, Message, SlackApi, SlackConfig};
+use chima_slack::{
+    Handler, Incoming, IncomingKind, MAX_TEXT_CHARS, Message, SlackApi, SlackConfig, SlackError,
+};
 
 use crate::bot::{Backend, Bot, Chat};
 use crate::embedded::Embedded;
@@ -201,19 +208,61 @@ impl Handler for SlackHandler {
         let work =
             tokio::spawn(async move { bot.handle_as(&line, &chat, &tx, false, direct).await });
         while let Some(text) = rx.recv().await {
-            if let Err(e) = self
-                .api
-                .post_message(
-                    &incoming.channel_id,
-                    incoming.thread_ts.as_deref(),
-                    &Message::text(text),
-                )
-                .await
-            {
-                tracing::warn!(error = %e, channel = %incoming.channel_id, "cannot reply on Slack");
-            }
+            reply(
+                &self.api,
+                &incoming.channel_id,
+                incoming.thread_ts.as_deref(),
+                &text,
+            )
+            .await;
         }
         let _ = work.await;
+    }
+}
+
+/// Rate-limited replies are tried again this many times before they are given up.
+const REPLY_RETRIES: u32 = 3;
+
+/// The longest `Retry-After` a reply waits for; a longer one is waited this long.
+const MAX_REPLY_WAIT: Duration = Duration::from_secs(120);
+
+/// Without a `Retry-After`, a rate-limited reply waits this long. `chat.postMessage`
+/// allows about one message a second per channel
+/// (https://api.slack.com/methods/chat.postMessage#rate_limiting).
+const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(1);
+
+/// The message of a reply: the bot's text shown as written. Its `<app>`, `<env>` and
+/// users' `&` would otherwise be Slack markup, and dropped
+/// (https://api.slack.com/reference/surfaces/formatting#escaping); cut to Slack's
+/// 40,000 characters (`msg_too_long` beyond).
+fn reply_message(text: &str) -> Message {
+    Message::text(chima_slack::cap(&chima_slack::escape(text), MAX_TEXT_CHARS))
+}
+
+/// Posts one reply in the thread. A 429 is waited out (its `Retry-After`,
+/// https://api.slack.com/apis/rate-limits) and the reply tried again, up to
+/// [`REPLY_RETRIES`] times, so that a burst of replies is slowed down rather than lost;
+/// replies to one line go out one after the other, in order. Other failures are logged:
+/// the reply cannot be given anywhere else.
+async fn reply(api: &SlackApi, channel: &str, thread_ts: Option<&str>, text: &str) {
+    let msg = reply_message(text);
+    let mut retries = 0;
+    loop {
+        match api.post_message(channel, thread_ts, &msg).await {
+            Ok(_) => return,
+            Err(SlackError::RateLimited { retry_after, .. }) if retries < REPLY_RETRIES => {
+                retries += 1;
+                let wait = retry_after
+                    .unwrap_or(DEFAULT_REPLY_WAIT)
+                    .min(MAX_REPLY_WAIT);
+                tracing::info!(%channel, retry = retries, "Slack rate-limited a reply; posting it again in {wait:?}");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %channel, retries, "cannot reply on Slack; the reply is lost");
+                return;
+            }
+        }
     }
 }
 
@@ -270,5 +319,23 @@ impl Settings {
                 .filter(|t| !t.is_empty())
                 .map(|t| Secret::new(t.clone())),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_escaped_once_and_capped() {
+        let msg = reply_message("chima deploy <app>[/<ref>] - locked: db & cache");
+        assert_eq!(
+            msg.text,
+            "chima deploy &lt;app&gt;[/&lt;ref&gt;] - locked: db &amp; cache"
+        );
+        assert_eq!(msg.blocks, None);
+        let long = reply_message(&"<".repeat(50_000));
+        assert!(long.text.chars().count() <= MAX_TEXT_CHARS);
+        assert!(long.text.contains("… (cut"), "visibly cut");
     }
 }

@@ -33,6 +33,12 @@ pub struct AutoDeployer {
 /// The events that can make a commit green or move a branch head.
 pub const EVENTS: &[&str] = &["status", "check_run", "check_suite", "push"];
 
+/// The most branches a `status` event lists: "An array of branch objects containing
+/// the status' SHA. Each branch contains the given SHA, but the SHA may or may not be
+/// the head of the branch. The array includes a maximum of 10 branches."
+/// (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#status>).
+pub const STATUS_EVENT_MAX_BRANCHES: usize = 10;
+
 /// What one event says: the repository, the commit, and the branches it is on
 /// (empty when the event does not say).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,10 +200,19 @@ impl AutoDeployer {
             Some(r) => r.clone(),
             None => self.github.default_branch(repo).await?,
         };
-        if !t.branches.is_empty() && !t.branches.contains(&git_ref) {
+        // The event's branches are a hint: a `status` event lists at most
+        // STATUS_EVENT_MAX_BRANCHES of the branches holding the commit, so a full list
+        // without the ref proves nothing; GitHub is asked below whether the sha is the
+        // ref's head.
+        if !t.branches.is_empty()
+            && t.branches.len() < STATUS_EVENT_MAX_BRANCHES
+            && !t.branches.contains(&git_ref)
+        {
             return Ok(Err(Skip::OtherBranch));
         }
-        // The state of the ref's head: its sha must be the event's.
+        // The state of the ref's head: its sha must be the event's. Every page of its
+        // statuses and check runs is read (chima-github follows GitHub's `Link`
+        // pages), so a failing check run on page 2 blocks as one on page 1 does.
         let ci = self.github.ci_state(repo, &git_ref).await?;
         if ci.sha != t.sha {
             return Ok(Err(Skip::NotHead));
@@ -300,7 +315,12 @@ impl AutoDeployer {
             return;
         };
         if let Err(e) = slack
-            .post_message(room, None, &chima_slack::Message::text(text))
+            // A lock reason is chat text: `&`, `<`, `>` escaped, as Slack expects.
+            .post_message(
+                room,
+                None,
+                &chima_slack::Message::text(chima_slack::escape(text)),
+            )
             .await
         {
             tracing::warn!(error = %e, "cannot tell the channel about a skipped auto-deploy");

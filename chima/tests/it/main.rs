@@ -3,3 +3,5 @@
 mod cli;
 mod embedded;
 mod github;
+mod github_fidelity;
+mod slack;

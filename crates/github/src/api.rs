@@ -9,36 +9,148 @@ use crate::client::{self, As, Call, Needs, query_value, segment};
 use crate::error::{CallError, GitHubError};
 use crate::types::{
     CheckRun, CiState, CommitStatus, ContextState, CreateOutcome, DeploymentBody,
-    DeploymentSummary, StatusBody, truncate_description,
+    DeploymentSummary, RequestId, StatusBody, truncate_description,
 };
 use crate::{GitHub, base64};
 
-/// How many latest-status look-ups `list_deployments` runs at once.
-const STATUS_LOOKUPS_AT_ONCE: usize = 8;
+/// The most pages read of one list (commit statuses, check runs): 1,000 entries at
+/// 100 a page. A bound, so that a runaway `Link` chain cannot hold a deploy forever.
+pub const MAX_PAGES: usize = 10;
+
+/// How far before our request a deployment recognised by [`RequestId::SamePayload`]
+/// may have been created (GitHub's clock and ours differ a little).
+const SAME_PAYLOAD_WINDOW_SECS: i64 = 60;
+
+/// The fields of a listed deployment that tell whose it is.
+#[derive(Deserialize)]
+struct ListedDeployment {
+    id: i64,
+    sha: String,
+    url: String,
+    description: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    created_at: DateTime<Utc>,
+}
 
 impl GitHub {
-    /// `POST /repos/{repo}/deployments` with `body`.
-    ///
-    /// A raw request, branching on the status: GitHub's 202 (it auto-merged the default
-    /// branch into the ref) carries no deployment, and its 409s carry either the failing
-    /// contexts or a merge conflict; each is a different reply in chat.
+    /// `POST /repos/{repo}/deployments` with `body`, recognised after a lost answer by
+    /// [`RequestId::of`] `body` (its signed request's nonce, else its whole payload).
+    /// See [`GitHub::create_deployment_with`].
     pub async fn create_deployment(
         &self,
         repo: &str,
         body: &DeploymentBody,
     ) -> Result<CreateOutcome, GitHubError> {
+        self.create_deployment_with(repo, body, &RequestId::of(body))
+            .await
+    }
+
+    /// `POST /repos/{repo}/deployments` with `body`, never sent twice blindly.
+    ///
+    /// Creating a deployment is not idempotent: when GitHub answers 5xx, or the answer
+    /// is lost (a timeout, a connection reset after sending), GitHub may have created
+    /// it, and a second create would run the deploy twice. So after such a failure the
+    /// ref's deployments in that environment are listed and the one carrying `id` is
+    /// adopted (reported as [`CreateOutcome::Created`]); only when none does is the
+    /// create sent once more. Two failures with nothing created are
+    /// [`CreateOutcome::NotCreated`]; a failure whose outcome cannot be checked
+    /// because the list fails too is [`CreateOutcome::Unconfirmed`]. Failures before
+    /// sending (connection refused) and rate limits (GitHub refused the request) are
+    /// retried as usual.
+    ///
+    /// Our per-attempt timeout (30 s by default) is longer than the 10 s after which
+    /// GitHub ends a request itself
+    /// (<https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api#timeouts>),
+    /// so by the time an answer is given up for lost, GitHub has finished with it and
+    /// the list shows what it did.
+    ///
+    /// The answers GitHub gives a create that it carried out or refused: 201 with the
+    /// deployment; 202 when it auto-merged the default branch into the ref (no
+    /// deployment); 409 with the failing contexts or a merge conflict; each is a
+    /// different reply in chat.
+    pub async fn create_deployment_with(
+        &self,
+        repo: &str,
+        body: &DeploymentBody,
+        id: &RequestId,
+    ) -> Result<CreateOutcome, GitHubError> {
         let repo = check_repo(repo)?;
-        let body = serde_json::to_value(body).map_err(|e| {
+        let json_body = serde_json::to_value(body).map_err(|e| {
             GitHubError::invalid(format!("the deployment body cannot be serialised: {e}"))
         })?;
-        let call = Call::post(
+        let mut call = Call::post(
             format!("/repos/{repo}/deployments"),
-            body,
+            json_body,
             As::Repo(repo.to_string()),
             format!("repository {repo}"),
             Needs::DEPLOYMENTS_WRITE,
         );
-        let reply = self.send(&call).await?;
+        call.idempotent = false;
+        let first_sent = Utc::now();
+        let mut failures: Vec<String> = Vec::new();
+        for attempt in 1..=2 {
+            let lost = match self.send(&call).await {
+                Ok(reply) => return self.create_answer(&call, &reply),
+                Err(e) if e.ambiguous => e.error,
+                Err(e) => return Err(e.error),
+            };
+            let lost = match lost {
+                GitHubError::Unavailable { message } => message,
+                other => other.to_string(),
+            };
+            tracing::warn!(
+                %repo,
+                git_ref = %body.git_ref,
+                environment = %body.environment,
+                attempt,
+                error = %lost,
+                "the answer to a deployment create was lost: looking for the deployment"
+            );
+            failures.push(lost);
+            // A moment for GitHub to finish what it may have started.
+            tokio::time::sleep(self.policy().base_delay).await;
+            match self.find_created(repo, body, id, first_sent).await {
+                Ok(Some(found)) => {
+                    tracing::warn!(
+                        %repo,
+                        deployment = found.id,
+                        attempt,
+                        "GitHub created the deployment before failing: adopting it"
+                    );
+                    return Ok(CreateOutcome::Created {
+                        id: found.id,
+                        sha: found.sha,
+                        url: found.url,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    return Ok(CreateOutcome::Unconfirmed {
+                        message: format!(
+                            "{}; listing the deployments of {} in {} to check failed too: {e}",
+                            describe_failures(&failures),
+                            body.git_ref,
+                            body.environment
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(CreateOutcome::NotCreated {
+            message: format!(
+                "{}; GitHub lists no deployment from this request",
+                describe_failures(&failures)
+            ),
+        })
+    }
+
+    /// What a create's answer (not a 5xx) means.
+    fn create_answer(
+        &self,
+        call: &Call,
+        reply: &client::Reply,
+    ) -> Result<CreateOutcome, GitHubError> {
         match reply.status.as_u16() {
             202 => Ok(CreateOutcome::AutoMerged {
                 message: reply.github_message(),
@@ -50,7 +162,7 @@ impl GitHub {
                     sha: String,
                     url: String,
                 }
-                let created: Created = reply.json(&call)?;
+                let created: Created = reply.json(call)?;
                 Ok(CreateOutcome::Created {
                     id: created.id,
                     sha: created.sha,
@@ -61,8 +173,43 @@ impl GitHub {
                 status: 409,
                 message: format!("{} ({})", reply.github_message(), call.describe()),
             })?),
-            _ => Err(client::refusal(&self.inner.creds, &call, &reply).into()),
+            _ => Err(client::refusal(&self.inner.creds, call, reply).into()),
         }
+    }
+
+    /// The deployment `id` identifies among the newest 100 of the body's ref,
+    /// environment and task (`GET /repos/{repo}/deployments?ref=&environment=&task=`,
+    /// newest first: one page reaches back far enough for a request just made).
+    async fn find_created(
+        &self,
+        repo: &str,
+        body: &DeploymentBody,
+        id: &RequestId,
+        sent: DateTime<Utc>,
+    ) -> Result<Option<ListedDeployment>, GitHubError> {
+        let call = Call::get(
+            format!(
+                "/repos/{repo}/deployments?ref={}&environment={}&task={}&per_page=100",
+                query_value(&body.git_ref),
+                query_value(&body.environment),
+                query_value(&body.task)
+            ),
+            As::Repo(repo.to_string()),
+            format!("repository {repo}"),
+            Needs::DEPLOYMENTS_READ,
+        );
+        let listed: Vec<ListedDeployment> = self.send_ok(&call).await?.json(&call)?;
+        let since = sent - chrono::Duration::seconds(SAME_PAYLOAD_WINDOW_SECS);
+        Ok(listed.into_iter().find(|d| match id {
+            RequestId::InPayload { pointer, value } => {
+                d.payload.pointer(pointer).and_then(Value::as_str) == Some(value.as_str())
+            }
+            RequestId::SamePayload => {
+                d.payload == body.payload
+                    && d.description.as_deref().unwrap_or_default() == body.description
+                    && d.created_at >= since
+            }
+        }))
     }
 
     /// The latest deployments of `repo` (newest first), optionally of one environment,
@@ -107,26 +254,12 @@ impl GitHub {
         }
         let listed: Vec<Listed> = self.send_ok(&call).await?.json(&call)?;
 
-        // One look-up per deployment for its latest status, a few at a time, in order.
-        let mut states: Vec<Option<String>> = vec![None; listed.len()];
-        let ids: Vec<i64> = listed.iter().map(|d| d.id).collect();
-        for (chunk_index, chunk) in ids.chunks(STATUS_LOOKUPS_AT_ONCE).enumerate() {
-            let mut set = tokio::task::JoinSet::new();
-            for (i, id) in chunk.iter().enumerate() {
-                let gh = self.clone();
-                let repo = repo.to_string();
-                let id = *id;
-                let index = chunk_index * STATUS_LOOKUPS_AT_ONCE + i;
-                set.spawn(async move { (index, gh.latest_status(&repo, id).await) });
-            }
-            while let Some(joined) = set.join_next().await {
-                let (index, state) = joined.map_err(|e| {
-                    GitHubError::unavailable(format!("a status look-up stopped: {e}"))
-                })?;
-                if let Some(slot) = states.get_mut(index) {
-                    *slot = state?;
-                }
-            }
+        // One look-up per deployment for its latest status, one after the other:
+        // GitHub asks for serial requests rather than concurrent ones (secondary rate
+        // limits, https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api).
+        let mut states: Vec<Option<String>> = Vec::with_capacity(listed.len());
+        for d in &listed {
+            states.push(self.latest_status(repo, d.id).await?);
         }
 
         Ok(listed
@@ -271,6 +404,11 @@ impl GitHub {
     /// run did not succeed (`failure`, `timed_out`, `cancelled`, `action_required`,
     /// `startup_failure`, `stale`); else `pending` if any is still running; else
     /// `success` when there is at least one; else GitHub's combined state as is.
+    ///
+    /// Both lists are paged by GitHub (30 a page unless asked, at most 100): every
+    /// page is read, following `Link: rel="next"` (or `total_count` when a proxy
+    /// dropped the header), up to [`MAX_PAGES`] each, one request after the other. A
+    /// failing check run on page 2 counts as much as one on page 1.
     pub async fn ci_state(&self, repo: &str, git_ref: &str) -> Result<CiState, GitHubError> {
         let repo = check_repo(repo)?;
         if git_ref.trim().is_empty() {
@@ -295,8 +433,6 @@ impl GitHub {
             target,
             Needs::CHECKS_READ,
         );
-        let (status_reply, checks_reply) =
-            tokio::join!(self.send_ok(&status_call), self.send_ok(&checks_call));
 
         #[derive(Deserialize)]
         struct RawStatus {
@@ -324,36 +460,117 @@ impl GitHub {
             #[serde(default)]
             check_runs: Vec<RawCheck>,
         }
-        let combined: Combined = status_reply?.json(&status_call)?;
-        let checks: Checks = checks_reply?.json(&checks_call)?;
 
-        let statuses: Vec<CommitStatus> = combined
-            .statuses
-            .into_iter()
-            .map(|s| CommitStatus {
+        let status_pages = self.read_pages(&status_call, "statuses").await?;
+        let checks_pages = self.read_pages(&checks_call, "check_runs").await?;
+        let (status_truncated, checks_truncated) = (status_pages.truncated, checks_pages.truncated);
+
+        let mut state = None;
+        let mut sha = None;
+        let mut statuses: Vec<CommitStatus> = Vec::new();
+        for (page, call) in status_pages.bodies.into_iter().zip(&status_pages.calls) {
+            let combined: Combined = from_page(page, call)?;
+            state.get_or_insert(combined.state);
+            sha.get_or_insert(combined.sha);
+            statuses.extend(combined.statuses.into_iter().map(|s| CommitStatus {
                 context: s.context,
                 state: s.state,
                 target_url: s.target_url.filter(|u| !u.is_empty()),
                 description: s.description.filter(|d| !d.is_empty()),
-            })
-            .collect();
-        let check_runs: Vec<CheckRun> = checks
-            .check_runs
-            .into_iter()
-            .map(|c| CheckRun {
+            }));
+        }
+        let mut check_runs: Vec<CheckRun> = Vec::new();
+        for (page, call) in checks_pages.bodies.into_iter().zip(&checks_pages.calls) {
+            let checks: Checks = from_page(page, call)?;
+            check_runs.extend(checks.check_runs.into_iter().map(|c| CheckRun {
                 name: c.name,
                 status: c.status,
                 conclusion: c.conclusion,
                 html_url: c.html_url,
-            })
-            .collect();
-        let state = overall_state(&combined.state, &statuses, &check_runs);
+            }));
+        }
+        let (Some(combined_state), Some(sha)) = (state, sha) else {
+            return Err(GitHubError::unavailable(format!(
+                "GitHub's answer to {} had no page",
+                status_call.describe()
+            )));
+        };
+        let mut state = overall_state(&combined_state, &statuses, &check_runs);
+        if (status_truncated || checks_truncated) && state == "success" {
+            // Unread pages may hold a failure: not green, whatever the pages read say.
+            state = "pending".to_string();
+        }
         Ok(CiState {
-            sha: combined.sha,
+            sha,
             state,
             statuses,
             check_runs,
         })
+    }
+
+    /// Every page of a list, up to [`MAX_PAGES`], one request after the other. `items`
+    /// names the array each page's object holds (for `total_count`).
+    ///
+    /// The next page is where `Link: rel="next"` says (GitHub's pagination guide:
+    /// follow the header rather than build the URL,
+    /// <https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>);
+    /// a link outside `GITHUB_API_URL` is not followed with our credentials. Without
+    /// a header, `total_count` above what was read asks for `page=N+1`.
+    async fn read_pages(&self, first: &Call, items: &str) -> Result<Pages, CallError> {
+        let mut pages = Pages {
+            bodies: Vec::new(),
+            calls: Vec::new(),
+            truncated: false,
+        };
+        let mut call = first.clone();
+        let mut seen = 0usize;
+        for page in 1..=MAX_PAGES {
+            let reply = self.send_ok(&call).await?;
+            let body: Value = reply.json(&call)?;
+            let count = body
+                .get(items)
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            seen += count;
+            let total = body
+                .get("total_count")
+                .and_then(Value::as_u64)
+                .and_then(|t| usize::try_from(t).ok());
+            let next = match reply.next_link() {
+                Some(link) => Some(self.api_path(&link, &call)?),
+                None if count > 0 && total.is_some_and(|t| seen < t) => {
+                    Some(with_page(&first.path, page + 1))
+                }
+                None => None,
+            };
+            pages.bodies.push(body);
+            pages.calls.push(call.clone());
+            match next {
+                Some(path) => call.path = path,
+                None => return Ok(pages),
+            }
+        }
+        tracing::warn!(
+            call = %first.describe(),
+            pages = MAX_PAGES,
+            "GitHub has more pages than are read; the rest is not counted"
+        );
+        pages.truncated = true;
+        Ok(pages)
+    }
+
+    /// A `Link` target as a path under `api_url`.
+    fn api_path(&self, link: &str, call: &Call) -> Result<String, CallError> {
+        match link.strip_prefix(self.api_url()) {
+            Some(rest) if rest.starts_with('/') => Ok(rest.to_string()),
+            _ => Err(GitHubError::unavailable(format!(
+                "GitHub's next page of {} is at {link}, outside GITHUB_API_URL ({}): not \
+                 following it with our credentials",
+                call.describe(),
+                self.api_url()
+            ))
+            .into()),
+        }
     }
 
     /// Where Heroku can download the commit's tarball: the `Location` of
@@ -412,6 +629,44 @@ impl GitHub {
             base64::encode(pair.as_bytes())
         )))
     }
+}
+
+/// The answers of a paged list, with the call each answered (for error messages).
+struct Pages {
+    bodies: Vec<Value>,
+    calls: Vec<Call>,
+    /// More pages than [`MAX_PAGES`]: some were not read.
+    truncated: bool,
+}
+
+/// The failures of a create's attempts, each said once: "X, both times", or "X; then Y".
+fn describe_failures(failures: &[String]) -> String {
+    match failures {
+        [a, b] if a == b => format!("{a}, both times"),
+        _ => failures.join("; then "),
+    }
+}
+
+/// One page's JSON as `T`, or an error that says which call answered what.
+fn from_page<T: serde::de::DeserializeOwned>(page: Value, call: &Call) -> Result<T, GitHubError> {
+    serde_json::from_value(page).map_err(|e| {
+        GitHubError::unavailable(format!(
+            "GitHub's answer to {} could not be read: {e}",
+            call.describe()
+        ))
+    })
+}
+
+/// `path` with its `page` query parameter set to `page`.
+fn with_page(path: &str, page: usize) -> String {
+    let (base, query) = path.split_once('?').unwrap_or((path, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("page="))
+        .collect();
+    let page = format!("page={page}");
+    params.push(&page);
+    format!("{base}?{}", params.join("&"))
 }
 
 /// Checks `owner/name` (GitHub's characters: letters, digits, `-`, `_`, `.`).

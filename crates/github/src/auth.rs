@@ -47,14 +47,21 @@ pub(crate) struct AppCredentials {
 /// A cached installation token.
 #[derive(Clone)]
 pub(crate) struct InstallationToken {
+    /// The installation it belongs to: writes are spaced per installation.
+    pub installation: i64,
     pub token: Secret,
     pub authorization: HeaderValue,
     pub expires_at: DateTime<Utc>,
 }
 
 impl InstallationToken {
-    pub fn new(token: &str, expires_at: DateTime<Utc>) -> Result<Self, GitHubError> {
+    pub fn new(
+        installation: i64,
+        token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Self, GitHubError> {
         Ok(InstallationToken {
+            installation,
             token: Secret::new(token),
             authorization: bearer(token, "the installation token GitHub returned")?,
             expires_at,

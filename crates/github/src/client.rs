@@ -9,6 +9,8 @@
 //! its personal-token mode cannot hand the token to `git clone`. So octocrab runs
 //! unauthenticated, with retries off, and the `Authorization` header is set here.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Limited};
@@ -49,6 +51,55 @@ impl Default for RetryPolicy {
             max_inline_wait: Duration::from_secs(20),
             request_timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// The pause between two writes on one credential unless the client is told otherwise
+/// ([`crate::GitHub::with_write_spacing`]).
+///
+/// GitHub's best practices, on secondary rate limits: "If you are making a large
+/// number of POST, PATCH, PUT, or DELETE requests for a single user or client ID, wait
+/// at least one second between each request", and "make requests serially instead of
+/// concurrently"
+/// (<https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api>).
+pub const DEFAULT_WRITE_SPACING: Duration = Duration::from_secs(1);
+
+/// Whose budget a write counts against. GitHub counts secondary limits per user or
+/// App installation, so writes are serialised per token, per installation, and for
+/// the App's own JWT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Gate {
+    /// `GITHUB_TOKEN`.
+    Token,
+    /// The App's JWT (token exchanges).
+    App,
+    /// One installation token (whichever token of it is current).
+    Installation(i64),
+}
+
+/// The time the last write of a lane ended; `None` before the first.
+type Lane = Arc<tokio::sync::Mutex<Option<tokio::time::Instant>>>;
+
+/// One lane per [`Gate`]: a write holds its lane from its first attempt to its last,
+/// so writes on one credential go one at a time, and each attempt starts at least
+/// `spacing` after the previous attempt on the lane ended.
+pub(crate) struct WriteGates {
+    pub spacing: Duration,
+    lanes: std::sync::Mutex<HashMap<Gate, Lane>>,
+}
+
+impl WriteGates {
+    pub fn new(spacing: Duration) -> WriteGates {
+        WriteGates {
+            spacing,
+            lanes: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lane(&self, gate: Gate) -> Lane {
+        // The map holds plain data: a panic elsewhere cannot leave it half-written.
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.entry(gate).or_default().clone()
     }
 }
 
@@ -110,6 +161,11 @@ pub(crate) struct Call {
     pub needs: Needs,
     /// `false`: a 3xx is returned as it is instead of being followed.
     pub follow_redirects: bool,
+    /// `true`: sending it twice does no harm, so a 5xx or a lost answer is retried.
+    /// `false` (a deployment create: GitHub may have created it before failing): such
+    /// a failure ends the call at once with [`CallError::ambiguous`] set, for the
+    /// caller to find out what happened; only failures before sending are retried.
+    pub idempotent: bool,
 }
 
 impl Call {
@@ -122,6 +178,7 @@ impl Call {
             target,
             needs,
             follow_redirects: true,
+            idempotent: true,
         }
     }
 
@@ -131,6 +188,15 @@ impl Call {
             body: Some(body),
             ..Call::get(path, auth, target, needs)
         }
+    }
+
+    /// POST, PATCH, PUT and DELETE: the requests GitHub's secondary limits count
+    /// most, which go through a [`WriteGates`] lane.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self.method,
+            Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+        )
     }
 
     /// `POST /repos/o/r/deployments`, without the query: for messages.
@@ -192,8 +258,22 @@ impl Reply {
         message
     }
 
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `rel="next"` address of GitHub's `Link` header, if there is one.
+    ///
+    /// GitHub pages lists and says where the next page is in `Link`, e.g.
+    /// `<https://api.github.com/repositories/1300192/issues?page=2>; rel="next",
+    /// <...?page=5>; rel="last"`; clients are to follow it rather than build the
+    /// address (<https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>).
+    pub fn next_link(&self) -> Option<String> {
+        self.headers
+            .get_all(header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(next_in_link)
     }
 
     /// The wait GitHub asks for when this answer is a rate limit, else `None`.
@@ -256,31 +336,59 @@ fn describe_error_item(item: &Value) -> String {
     }
 }
 
-/// The two octocrab clients and the retry policy.
+/// The two octocrab clients, the retry policy and the write lanes.
 pub(crate) struct Transport {
     /// Follows redirects (GitHub redirects renamed repositories).
     pub api: Octocrab,
     /// Does not: `tarball_url` wants the `Location`, not the tarball.
     pub raw: Octocrab,
     pub policy: RetryPolicy,
+    /// Shared by the clones of a client, so that all its writes count together.
+    pub writes: Arc<WriteGates>,
+}
+
+/// Why an attempt got no answer, and whether the request may have reached GitHub.
+struct Failure {
+    detail: String,
+    /// `false` only when the connection could not be made: GitHub saw nothing.
+    sent: bool,
 }
 
 impl Transport {
     /// Sends `call` with `authorization`, retrying 5xx, network errors and short rate
     /// limits. Any other answer (2xx, 3xx, 4xx) is returned for the caller to judge.
+    ///
+    /// Writes go through the lane of `gate` (one at a time, spaced); a call that is
+    /// not [`Call::idempotent`] is not retried after a 5xx or a lost answer.
     pub async fn request(
         &self,
         creds: &Credentials,
         call: &Call,
         authorization: &HeaderValue,
+        gate: Gate,
     ) -> Result<Reply, CallError> {
+        let mut lane = match call.is_write() {
+            true => Some(self.writes.lane(gate).lock_owned().await),
+            false => None,
+        };
         let attempts = self.policy.attempts.max(1);
         let mut delay = self.policy.base_delay;
         let mut attempt = 0;
         loop {
             attempt += 1;
             let last = attempt >= attempts;
-            match self.attempt(call, authorization).await {
+            if let Some(Some(ended)) = lane.as_deref() {
+                let ready = *ended + self.writes.spacing;
+                if ready > tokio::time::Instant::now() {
+                    tracing::debug!(call = %call.describe(), ?gate, "spacing writes to GitHub");
+                    tokio::time::sleep_until(ready).await;
+                }
+            }
+            let result = self.attempt(call, authorization).await;
+            if let Some(ended) = lane.as_deref_mut() {
+                *ended = Some(tokio::time::Instant::now());
+            }
+            match result {
                 Ok(reply) if reply.status.is_server_error() => {
                     let message = reply.github_message();
                     tracing::warn!(
@@ -290,6 +398,22 @@ impl Transport {
                         %message,
                         "GitHub answered with a server error"
                     );
+                    let retry_after = reply
+                        .header("retry-after")
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    if !call.idempotent {
+                        return Err(CallError {
+                            error: GitHubError::unavailable(format!(
+                                "GitHub answered {} ({message}) to {}",
+                                reply.status.as_u16(),
+                                call.describe()
+                            )),
+                            retry_after,
+                            rate_limited: false,
+                            ambiguous: true,
+                        });
+                    }
                     if last {
                         return Err(CallError {
                             error: GitHubError::unavailable(format!(
@@ -297,11 +421,9 @@ impl Transport {
                                 reply.status.as_u16(),
                                 call.describe()
                             )),
-                            retry_after: reply
-                                .header("retry-after")
-                                .and_then(|v| v.trim().parse::<u64>().ok())
-                                .map(Duration::from_secs),
+                            retry_after,
                             rate_limited: false,
+                            ambiguous: false,
                         });
                     }
                 }
@@ -328,14 +450,35 @@ impl Transport {
                                 )),
                                 retry_after: Some(wait),
                                 rate_limited: true,
+                                ambiguous: false,
                             });
                         }
+                        // A rate-limited request was refused, not carried out: sending
+                        // it again after the wait is safe, even for a create.
                         tokio::time::sleep(wait).await;
                         continue;
                     }
                 },
-                Err(detail) => {
-                    tracing::warn!(call = %call.describe(), attempt, %detail, "GitHub request failed");
+                Err(failure) => {
+                    let detail = &failure.detail;
+                    tracing::warn!(
+                        call = %call.describe(),
+                        attempt,
+                        sent = failure.sent,
+                        %detail,
+                        "GitHub request failed"
+                    );
+                    if failure.sent && !call.idempotent {
+                        return Err(CallError {
+                            error: GitHubError::unavailable(format!(
+                                "{} got no answer: {detail}",
+                                call.describe()
+                            )),
+                            retry_after: None,
+                            rate_limited: false,
+                            ambiguous: true,
+                        });
+                    }
                     if last {
                         return Err(CallError::new(GitHubError::unavailable(format!(
                             "{} failed {attempt} times: {detail}",
@@ -351,7 +494,7 @@ impl Transport {
 
     /// One attempt: send, read the whole answer. `Err` is a transport failure, as text
     /// (octocrab's errors name the URL and the cause, never the headers).
-    async fn attempt(&self, call: &Call, authorization: &HeaderValue) -> Result<Reply, String> {
+    async fn attempt(&self, call: &Call, authorization: &HeaderValue) -> Result<Reply, Failure> {
         let client = if call.follow_redirects {
             &self.api
         } else {
@@ -364,14 +507,23 @@ impl Transport {
             .header(header::AUTHORIZATION, authorization.clone());
         let request = client
             .build_request(builder, call.body.as_ref())
-            .map_err(|e| chain(&e))?;
+            .map_err(|e| Failure {
+                detail: chain(&e),
+                sent: false,
+            })?;
         let exchange = async {
-            let response = client.execute(request).await.map_err(|e| chain(&e))?;
+            let response = client.execute(request).await.map_err(|e| Failure {
+                detail: chain(&e),
+                sent: !is_connect_error(&e),
+            })?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_BODY_BYTES)
                 .collect()
                 .await
-                .map_err(|e| format!("reading the answer: {}", chain(&*e)))?
+                .map_err(|e| Failure {
+                    detail: format!("reading the answer: {}", chain(&*e)),
+                    sent: true,
+                })?
                 .to_bytes();
             Ok(Reply {
                 status: parts.status,
@@ -381,12 +533,58 @@ impl Transport {
         };
         match tokio::time::timeout(self.policy.request_timeout, exchange).await {
             Ok(result) => result,
-            Err(_) => Err(format!(
-                "no complete answer within {}s",
-                self.policy.request_timeout.as_secs()
-            )),
+            Err(_) => Err(Failure {
+                detail: format!(
+                    "no complete answer within {}s",
+                    self.policy.request_timeout.as_secs_f32()
+                ),
+                sent: true,
+            }),
         }
     }
+}
+
+/// Whether the connection itself failed (refused, unreachable, TLS handshake): then
+/// the request never reached GitHub and sending it again cannot make a second one.
+fn is_connect_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(hyper_error) = err.downcast_ref::<hyper_util::client::legacy::Error>() {
+            return hyper_error.is_connect();
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// The `rel="next"` target of one `Link` header value: `<url>; rel="next", ...`.
+/// Written out rather than split on commas, which a URL may hold.
+fn next_in_link(value: &str) -> Option<String> {
+    let mut rest = value;
+    while let Some(open) = rest.find('<') {
+        let after = &rest[open + 1..];
+        let close = after.find('>')?;
+        let url = &after[..close];
+        let params_end = after[close..].find('<').map_or(after.len(), |i| close + i);
+        // `; rel="next", ` up to the next entry: the separating comma is not the rel's.
+        let params = after[close + 1..params_end].trim().trim_end_matches(',');
+        let is_next = params.split(';').any(|p| {
+            let Some((name, value)) = p.split_once('=') else {
+                return false;
+            };
+            name.trim().eq_ignore_ascii_case("rel")
+                && value
+                    .trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|rel| rel.eq_ignore_ascii_case("next"))
+        });
+        if is_next {
+            return Some(url.trim().to_string());
+        }
+        rest = &after[params_end..];
+    }
+    None
 }
 
 /// An error and its causes on one line.
@@ -560,6 +758,24 @@ mod tests {
             reply(502, &[], "<html>bad gateway</html>").github_message(),
             "<html>bad gateway</html>"
         );
+    }
+
+    #[test]
+    fn the_next_link_is_found_among_the_others() {
+        // GitHub's example (using-pagination-in-the-rest-api).
+        let header = r#"<https://api.github.com/repositories/1300192/issues?page=2>; rel="prev", <https://api.github.com/repositories/1300192/issues?page=4>; rel="next", <https://api.github.com/repositories/1300192/issues?page=515>; rel="last", <https://api.github.com/repositories/1300192/issues?page=1>; rel="first""#;
+        assert_eq!(
+            next_in_link(header).as_deref(),
+            Some("https://api.github.com/repositories/1300192/issues?page=4")
+        );
+        assert_eq!(
+            next_in_link(r#"<https://x/a?labels=a,b&page=2>; rel=next"#).as_deref(),
+            Some("https://x/a?labels=a,b&page=2"),
+            "a comma inside the URL, rel without quotes"
+        );
+        assert_eq!(next_in_link(r#"<https://x/a?page=1>; rel="first""#), None);
+        assert_eq!(next_in_link("garbage"), None);
+        assert_eq!(next_in_link("<unclosed; rel=\"next\""), None);
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub(crate) struct CallError {
     pub retry_after: Option<Duration>,
     /// The failure was a rate limit (403 or 429), not a refusal.
     pub rate_limited: bool,
+    /// The request was sent and may have been carried out: a 5xx, a timeout, or a
+    /// connection lost after sending. Only calls that are not retried blindly (a
+    /// deployment create) end with this set; the caller finds out what happened.
+    pub ambiguous: bool,
 }
 
 impl CallError {
@@ -66,6 +70,7 @@ impl CallError {
             error,
             retry_after: None,
             rate_limited: false,
+            ambiguous: false,
         }
     }
 }

@@ -13,6 +13,15 @@
 //!
 //! Errors ([`GitHubError`]) are sorted by what the operator must do and say which
 //! setting, scope or permission is involved; none ever contains a token.
+//!
+//! Following GitHub's best practices
+//! (<https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api>):
+//! writes (POST, PATCH, PUT, DELETE) go one at a time per token or App installation,
+//! [`DEFAULT_WRITE_SPACING`] apart; reads that one caller needs are made one after the
+//! other rather than at once; `Retry-After` and `x-ratelimit-reset` are waited out;
+//! lists are read page by page through the `Link` header; and a deployment create,
+//! which is not idempotent, is never sent twice blindly (see
+//! [`GitHub::create_deployment`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -30,16 +39,18 @@ mod sender;
 mod types;
 pub mod webhook;
 
-pub use client::RetryPolicy;
+pub use api::MAX_PAGES;
+pub use client::{DEFAULT_WRITE_SPACING, RetryPolicy};
 pub use error::GitHubError;
 pub use sender::{SenderOptions, run_status_sender, run_status_sender_with};
 pub use types::{
     CheckRun, CiState, CommitStatus, ContextState, CreateOutcome, DeploymentBody,
-    DeploymentSummary, MAX_DESCRIPTION_CHARS, StatusBody, StatusState, truncate_description,
+    DeploymentSummary, MAX_DESCRIPTION_CHARS, RequestId, StatusBody, StatusState,
+    truncate_description,
 };
 
 use auth::{AppCredentials, Credentials, InstallationToken};
-use client::{As, Call, Needs, Reply, Transport};
+use client::{As, Call, Gate, Needs, Reply, Transport, WriteGates};
 use error::CallError;
 
 /// Where GitHub is and who we are there.
@@ -136,7 +147,8 @@ impl GitHub {
             } => Credentials::app(*app_id, private_key)?,
         };
         let policy = RetryPolicy::default();
-        let transport = build_transport(&api_url, policy)?;
+        let writes = Arc::new(WriteGates::new(DEFAULT_WRITE_SPACING));
+        let transport = build_transport(&api_url, policy, writes)?;
         Ok(GitHub {
             inner: Arc::new(Inner {
                 api_url,
@@ -155,10 +167,34 @@ impl GitHub {
                     api: self.inner.transport.api.clone(),
                     raw: self.inner.transport.raw.clone(),
                     policy,
+                    writes: self.inner.transport.writes.clone(),
                 },
                 creds: self.inner.creds.clone(),
             }),
         }
+    }
+
+    /// The same client with another pause between two writes on one credential
+    /// ([`DEFAULT_WRITE_SPACING`], GitHub's advice, unless told otherwise; tests use
+    /// a few milliseconds). The returned client has lanes of its own.
+    pub fn with_write_spacing(self, spacing: std::time::Duration) -> GitHub {
+        GitHub {
+            inner: Arc::new(Inner {
+                api_url: self.inner.api_url.clone(),
+                transport: Transport {
+                    api: self.inner.transport.api.clone(),
+                    raw: self.inner.transport.raw.clone(),
+                    policy: self.inner.transport.policy.clone(),
+                    writes: Arc::new(WriteGates::new(spacing)),
+                },
+                creds: self.inner.creds.clone(),
+            }),
+        }
+    }
+
+    /// The retry settings in use.
+    pub(crate) fn policy(&self) -> &RetryPolicy {
+        &self.inner.transport.policy
     }
 
     /// The API base URL in use, without a trailing `/`.
@@ -174,22 +210,30 @@ impl GitHub {
         let transport = &self.inner.transport;
         match (creds, &call.auth) {
             (Credentials::Token { authorization, .. }, _) => {
-                transport.request(creds, call, authorization).await
+                transport
+                    .request(creds, call, authorization, Gate::Token)
+                    .await
             }
             (Credentials::App(app), As::App) => {
                 let jwt = app.jwt_authorization()?;
-                transport.request(creds, call, &jwt).await
+                transport.request(creds, call, &jwt, Gate::App).await
             }
             (Credentials::App(app), As::Repo(repo)) => {
                 let token = self.installation_token(app, repo, false).await?;
-                let reply = transport.request(creds, call, &token.authorization).await?;
+                let gate = Gate::Installation(token.installation);
+                let reply = transport
+                    .request(creds, call, &token.authorization, gate)
+                    .await?;
                 if reply.status != StatusCode::UNAUTHORIZED {
                     return Ok(reply);
                 }
                 tracing::info!(%repo, "installation token refused: fetching a new one");
                 app.forget_installation(repo);
                 let token = self.installation_token(app, repo, true).await?;
-                transport.request(creds, call, &token.authorization).await
+                let gate = Gate::Installation(token.installation);
+                transport
+                    .request(creds, call, &token.authorization, gate)
+                    .await
             }
         }
     }
@@ -212,7 +256,11 @@ impl GitHub {
             return Err(GitHubError::invalid("App calls need GitHub App credentials").into());
         };
         let jwt = app.jwt_authorization()?;
-        let reply = self.inner.transport.request(creds, call, &jwt).await?;
+        let reply = self
+            .inner
+            .transport
+            .request(creds, call, &jwt, Gate::App)
+            .await?;
         if reply.status.is_success() {
             Ok(reply)
         } else {
@@ -282,7 +330,11 @@ impl GitHub {
         let expires_at = token
             .expires_at
             .unwrap_or_else(|| chrono::Utc::now() + chrono::Duration::hours(1));
-        Ok(InstallationToken::new(&token.token, expires_at)?)
+        Ok(InstallationToken::new(
+            installation,
+            &token.token,
+            expires_at,
+        )?)
     }
 
     /// The bare token for `repo` (for `git` and such), never logged.
@@ -315,8 +367,13 @@ fn normalise_api_url(url: &str) -> Result<String, GitHubError> {
 }
 
 /// The two octocrab clients: both unauthenticated (the header is ours), retries off
-/// (ours), one following redirects and one not.
-fn build_transport(api_url: &str, policy: RetryPolicy) -> Result<Transport, GitHubError> {
+/// (ours: octocrab's `retry` feature is compiled in, so `RetryConfig::None` is what
+/// keeps it from resending a create blindly), one following redirects and one not.
+fn build_transport(
+    api_url: &str,
+    policy: RetryPolicy,
+    writes: Arc<WriteGates>,
+) -> Result<Transport, GitHubError> {
     use octocrab::service::middleware::base_uri::BaseUriLayer;
     use octocrab::service::middleware::extra_headers::ExtraHeadersLayer;
     use octocrab::service::middleware::retry::RetryConfig;
@@ -360,7 +417,12 @@ fn build_transport(api_url: &str, policy: RetryPolicy) -> Result<Transport, GitH
         )])))
         .with_auth(octocrab::AuthState::None)
         .build();
-    Ok(Transport { api, raw, policy })
+    Ok(Transport {
+        api,
+        raw,
+        policy,
+        writes,
+    })
 }
 
 #[cfg(test)]

@@ -406,6 +406,7 @@ mod tests {
             },
             retry_after: Some(Duration::from_secs(600)),
             rate_limited: true,
+            ambiguous: false,
         };
         match judge(limited, &entry, &o) {
             Delivery::Retry { at, .. } => {

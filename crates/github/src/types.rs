@@ -44,6 +44,56 @@ pub enum CreateOutcome {
     },
     /// 409: merging the default branch into the ref conflicted.
     MergeConflict { message: String },
+    /// GitHub failed (a 5xx, or no answer) on the create and on its one retry, and
+    /// its list of the ref's deployments shows none from this request: nothing was
+    /// created, nothing will run.
+    NotCreated { message: String },
+    /// GitHub failed on the create and its deployments could not be listed to see
+    /// whether it had created one anyway: the deployment may exist and run. Nothing
+    /// was sent a second time.
+    Unconfirmed { message: String },
+}
+
+/// How a deployment made by one create request is recognised among the ref's
+/// deployments when GitHub's answer to the create was lost (a 5xx, a timeout, a
+/// connection reset after sending: GitHub may have created it all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestId {
+    /// The payload holds this value, unique to the request, at this JSON pointer:
+    /// chima's signed request carries a random nonce at `/chima/request/nonce`.
+    InPayload { pointer: String, value: String },
+    /// Nothing unique in the payload (no signing key): a deployment of the same ref,
+    /// environment and task, with the same description and an identical payload,
+    /// created at most a minute before the request was sent. A request made twice
+    /// within that minute by the same person for the same thing is taken for one.
+    SamePayload,
+}
+
+impl RequestId {
+    /// Where chima's signed request keeps its nonce.
+    pub const NONCE_POINTER: &'static str = "/chima/request/nonce";
+
+    /// The nonce of chima's signed request (`payload.chima.request.nonce`).
+    pub fn nonce(nonce: &str) -> RequestId {
+        RequestId::InPayload {
+            pointer: Self::NONCE_POINTER.to_string(),
+            value: nonce.to_string(),
+        }
+    }
+
+    /// The id a body carries: its signed request's nonce when it has one, else
+    /// [`RequestId::SamePayload`].
+    pub fn of(body: &DeploymentBody) -> RequestId {
+        match body
+            .payload
+            .pointer(Self::NONCE_POINTER)
+            .and_then(serde_json::Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            Some(nonce) => RequestId::nonce(nonce),
+            None => RequestId::SamePayload,
+        }
+    }
 }
 
 /// One commit status context and its state (`failure`, `pending`, `error`...).
@@ -116,7 +166,9 @@ impl std::fmt::Display for StatusState {
     }
 }
 
-/// The CI state of a ref: commit statuses and check runs together.
+/// The CI state of a ref: commit statuses and check runs together, every page of
+/// both (at most [`crate::MAX_PAGES`] pages each; when there are more, `state` is
+/// `failure` or `pending`, never `success`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CiState {
     /// The commit the ref resolved to.

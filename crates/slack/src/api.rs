@@ -114,11 +114,6 @@ impl SlackApi {
         &self.inner.api_url
     }
 
-    /// The slack-morphism client (for the Socket Mode listener).
-    pub(crate) fn client(&self) -> Arc<SlackHyperClient> {
-        Arc::clone(&self.inner.client)
-    }
-
     /// Who the bot token belongs to; fails with `invalid_auth` for a bad token.
     pub async fn auth_test(&self) -> Result<BotIdentity, SlackError> {
         const METHOD: &str = "auth.test";
@@ -348,13 +343,14 @@ impl SlackApi {
         .await
     }
 
-    /// Checks that the app-level token may open Socket Mode connections
-    /// (`apps.connections.open`), so that a wrong token fails at start, not in a
-    /// reconnect loop.
-    pub(crate) async fn check_app_token(
+    /// Opens one Socket Mode connection URL with the app-level token
+    /// (`apps.connections.open`, https://api.slack.com/methods/apps.connections.open).
+    /// Tier 1 (https://api.slack.com/apis/rate-limits): one call per connection attempt,
+    /// never one to check the token and another to connect.
+    pub(crate) async fn open_connection(
         &self,
         app_token: &SlackApiToken,
-    ) -> Result<(), SlackError> {
+    ) -> Result<String, SlackError> {
         const METHOD: &str = "apps.connections.open";
         let session = self.inner.client.open_session(app_token);
         call(
@@ -362,7 +358,7 @@ impl SlackApi {
             session.apps_connections_open(&SlackApiAppsConnectionOpenRequest::new()),
         )
         .await
-        .map(|_| ())
+        .map(|answer| answer.url.0.to_string())
     }
 }
 
@@ -398,7 +394,7 @@ fn normalise_api_url(url: &str) -> Result<String, SlackError> {
 
 /// Plain `http://` is allowed so that tests can use a local fake; `https://` uses the
 /// system's root certificates.
-fn connector(api_url: &str) -> Result<SlackClientHyperHttpsConnector, SlackError> {
+pub(crate) fn connector(api_url: &str) -> Result<SlackClientHyperHttpsConnector, SlackError> {
     let tls = hyper_rustls::HttpsConnectorBuilder::new()
         .with_native_roots()
         .map_err(|e| {

@@ -99,6 +99,7 @@ const PERMANENT_CODES: &[&str] = &[
     "too_many_attachments",
     "invalid_blocks",
     "invalid_blocks_format",
+    "msg_blocks_too_long",
     "invalid_arguments",
     "invalid_arg_name",
     "channel_is_archived",

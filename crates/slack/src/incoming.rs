@@ -15,9 +15,13 @@ use serde_json::Value;
 /// A chat line that reached the bot, from any transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
-    /// The text as typed (Slack's markup included, e.g. `<@U0CHIMA> deploy web`). For a
-    /// slash command, the text after the command: `/deploy web to prod` gives
-    /// `web to prod` (the command is in [`IncomingKind::SlashCommand`]).
+    /// The text as typed, decoded from Slack's format by [`crate::decode`]: entities,
+    /// links and mentions read as what the person typed (`prod/web1.example.com`, not
+    /// `prod/<http://web1.example.com|web1.example.com>`), except a user mention starting
+    /// the line, kept as Slack sent it because it addresses the bot
+    /// (`<@U0CHIMA> deploy web`). For a slash command, the text after the command:
+    /// `/deploy web to prod` gives `web to prod` (the command is in
+    /// [`IncomingKind::SlashCommand`]).
     pub text: String,
     pub channel_id: String,
     pub user_id: String,
@@ -199,7 +203,7 @@ fn event_callback(body: &Value, bot_user_id: Option<&str>) -> Result<Payload, Pa
         .or_else(|| ts.clone());
     Ok(Payload::Line {
         incoming: Incoming {
-            text: text.to_owned(),
+            text: crate::mrkdwn::decode(text),
             channel_id: channel.to_owned(),
             user_id: user.to_owned(),
             user_name: None,
@@ -222,7 +226,10 @@ fn slash_command_json(payload: &Value) -> Result<Incoming, PayloadError> {
     let user = field("user_id")
         .ok_or_else(|| PayloadError("slash command without a user_id".to_owned()))?;
     Ok(Incoming {
-        text: str_field(payload, "text").unwrap_or("").to_owned(),
+        // Slack encodes a slash command's text as it does messages (entities always;
+        // links and mentions when the command escapes them):
+        // https://api.slack.com/interactivity/slash-commands#app_command_handling
+        text: crate::mrkdwn::decode(str_field(payload, "text").unwrap_or("")),
         channel_id: channel.to_owned(),
         user_id: user.to_owned(),
         user_name: field("user_name").map(str::to_owned),
@@ -472,6 +479,40 @@ mod tests {
                 ("a".to_owned(), "é".to_owned()),
             ]
         );
+    }
+
+    #[test]
+    fn text_arrives_decoded_from_events_and_slash_commands() {
+        // What Slack sends for `chima deploy app to prod/web1.example.com` and a lock
+        // reason with `&` (https://api.slack.com/reference/surfaces/formatting).
+        let body = message(json!({
+            "type": "message", "channel": "C1", "user": "U1", "ts": "1.2",
+            "text": "chima deploy app to prod/<http://web1.example.com|web1.example.com>"
+        }));
+        let got = line(parse_value(&body, None).expect("parse"));
+        assert_eq!(got.text, "chima deploy app to prod/web1.example.com");
+        let body = message(json!({
+            "type": "app_mention", "channel": "C1", "user": "U1", "ts": "1.3",
+            "text": "<@U0BOT> lock app in prod db &amp; cache"
+        }));
+        let got = line(parse_value(&body, None).expect("parse"));
+        assert_eq!(got.text, "<@U0BOT> lock app in prod db & cache");
+        let got = parse_slash_command_form(
+            b"channel_id=C1&user_id=U1&command=%2Fdeploy\
+              &text=app+to+staging%2F%3Chttp%3A%2F%2Fweb1.example.com%7Cweb1.example.com%3E+%26amp%3B",
+        )
+        .expect("parse");
+        assert_eq!(got.text, "app to staging/web1.example.com &");
+        let got = line(
+            parse_value(
+                &json!({"type": "slash_commands", "payload": {
+                    "command": "/deploy", "channel_id": "C1", "user_id": "U1",
+                    "text": "lock app in prod a &lt;b&gt;"}}),
+                None,
+            )
+            .expect("parse"),
+        );
+        assert_eq!(got.text, "lock app in prod a <b>");
     }
 
     #[test]

@@ -8,7 +8,10 @@
 //!   a [`Handler`]: [`run_socket_mode`] (the default: no public URL needed) and
 //!   [`events_router`] (the Events API, slash commands and interactivity over HTTP, with
 //!   Slack's request signature checked by [`verify_signature`]).
-//! * [`render`]: the deployment messages of section 8, as plain text and Block Kit.
+//! * [`render`]: the deployment messages of section 8, as plain text and Block Kit, within
+//!   Slack's limits.
+//! * [`decode`] and [`escape`]: Slack's text format, read from what Slack sends (every
+//!   [`Incoming`] is already decoded) and written into what is posted.
 //! * [`run_chat_sender`]: faseng's delivery of the `chat` outbox: one message per
 //!   deployment, posted in the thread of the command and edited in place afterwards.
 //!
@@ -19,6 +22,7 @@ mod api;
 mod error;
 mod events;
 mod incoming;
+mod mrkdwn;
 mod render;
 mod sender;
 mod signature;
@@ -31,6 +35,7 @@ pub use incoming::{
     Handler, Incoming, IncomingKind, Payload, PayloadError, parse_form, parse_payload,
     parse_slash_command_form,
 };
+pub use mrkdwn::{MAX_BLOCKS, MAX_SECTION_CHARS, MAX_TEXT_CHARS, cap, decode, escape};
 pub use render::{DeploymentView, MAX_LOG_LINE_CHARS, MAX_LOG_LINES, render};
 pub use sender::{CHAT_TARGET, FallbackChannel, LogUrl, run_chat_sender};
 pub use signature::{MAX_CLOCK_SKEW_SECS, sign, verify_signature};

@@ -5,6 +5,7 @@ use chima_store::{Deployment, DeploymentState};
 use serde_json::{Value, json};
 
 use crate::api::Message;
+use crate::mrkdwn::{MAX_BLOCKS, MAX_SECTION_CHARS, MAX_TEXT_CHARS, cap, escape};
 
 /// Log lines shown under a failed deployment, at most.
 pub const MAX_LOG_LINES: usize = 10;
@@ -31,6 +32,11 @@ pub struct DeploymentView<'a> {
 ///
 /// Block Kit: the sentence (user text escaped), the failure details, a context line
 /// (state, sha, task, hosts, duration) and a "View log" button.
+///
+/// Within Slack's limits, so that Slack never refuses the message for its size: each
+/// section's text at most [`MAX_SECTION_CHARS`] once escaped (older log lines dropped
+/// first, then cut with a visible `…` note), at most [`MAX_BLOCKS`] blocks, the plain text
+/// at most [`MAX_TEXT_CHARS`].
 pub fn render(view: &DeploymentView<'_>) -> Message {
     let d = view.deployment;
     let log_url = view.log_url.map(clean_url).filter(|u| !u.is_empty());
@@ -53,25 +59,19 @@ pub fn render(view: &DeploymentView<'_>) -> Message {
         text.push_str("\n```");
     }
 
-    let mut blocks = vec![json!({
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": format!("{} {}", emoji(d.state), linked_sentence(d, log_url.as_deref()))},
-    })];
+    // Every text is escaped once, where it is built, and capped once it is whole.
+    let mut blocks = vec![section(format!(
+        "{} {}",
+        emoji(d.state),
+        linked_sentence(d, log_url.as_deref())
+    ))];
     if detail.is_some() || !lines.is_empty() {
-        let mut body = detail.as_deref().map(escape).unwrap_or_default();
-        if !lines.is_empty() {
-            if !body.is_empty() {
-                body.push('\n');
-            }
-            body.push_str("```\n");
-            body.push_str(&code_block(&lines));
-            body.push_str("\n```");
-        }
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": body}}));
+        let detail = detail.as_deref().map(escape).unwrap_or_default();
+        blocks.push(section(failure_body(&detail, &lines)));
     }
     blocks.push(json!({
         "type": "context",
-        "elements": context(d).into_iter().map(|t| json!({"type": "mrkdwn", "text": t})).collect::<Vec<_>>(),
+        "elements": context(d).into_iter().map(|t| json!({"type": "mrkdwn", "text": cap(&t, MAX_SECTION_CHARS)})).collect::<Vec<_>>(),
     }));
     if let Some(url) = &log_url {
         blocks.push(json!({
@@ -85,10 +85,43 @@ pub fn render(view: &DeploymentView<'_>) -> Message {
             }],
         }));
     }
+    blocks.truncate(MAX_BLOCKS);
     Message {
-        text,
+        text: cap(&text, MAX_TEXT_CHARS),
         blocks: Some(Value::Array(blocks)),
     }
+}
+
+/// A section block of mrkdwn (already escaped), within Slack's 3,000 characters.
+fn section(text: String) -> Value {
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": cap(&text, MAX_SECTION_CHARS)}})
+}
+
+/// The failure details (escaped) and the last log lines in a code block. Escaping can
+/// make ten lines of 200 characters five times longer than Slack shows in a section: the
+/// oldest lines go first (the last ones say why it failed), replaced by a `…` line.
+fn failure_body(detail: &str, lines: &[String]) -> String {
+    let body = |from: usize| {
+        let mut body = detail.to_owned();
+        if lines.is_empty() {
+            return body;
+        }
+        if !body.is_empty() {
+            body.push('\n');
+        }
+        body.push_str("```\n");
+        if from > 0 {
+            body.push_str("… (earlier lines in the log)\n");
+        }
+        body.push_str(&code_block(&lines[from..]));
+        body.push_str("\n```");
+        body
+    };
+    (0..lines.len())
+        .map(body)
+        .find(|b| b.chars().count() <= MAX_SECTION_CHARS)
+        // Even the last line alone does not fit (a long reason): `section` cuts it.
+        .unwrap_or_else(|| body(lines.len().saturating_sub(1)))
 }
 
 fn head(d: &Deployment) -> String {
@@ -233,20 +266,6 @@ fn emoji(state: DeploymentState) -> &'static str {
         DeploymentState::Errored => ":warning:",
         DeploymentState::Cancelled => ":no_entry_sign:",
     }
-}
-
-/// Slack's escaping of user text in mrkdwn: `&`, `<`, `>`.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// A URL that cannot break out of Slack's `<url|label>` markup.
@@ -454,6 +473,78 @@ mod tests {
                 );
             }
         }
+    }
+
+    fn section_texts(msg: &Message) -> Vec<String> {
+        msg.blocks
+            .as_ref()
+            .and_then(Value::as_array)
+            .expect("blocks")
+            .iter()
+            .filter(|b| b["type"] == "section")
+            .map(|b| b["text"]["text"].as_str().expect("section text").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn huge_log_lines_fit_a_section_keeping_the_last_ones() {
+        let mut d = deployment(DeploymentState::Failed);
+        d.exit_code = Some(1);
+        // 200 `&` are 1,000 characters once escaped: ten such lines are 10,000.
+        let lines: Vec<String> = (0..10).map(|i| format!("{i}{}", "&".repeat(300))).collect();
+        let msg = render(&DeploymentView {
+            deployment: &d,
+            log_url: Some("http://faseng.test/deployments/42"),
+            last_lines: &lines,
+        });
+        let sections = section_texts(&msg);
+        assert_eq!(sections.len(), 2);
+        for text in &sections {
+            assert!(
+                text.chars().count() <= MAX_SECTION_CHARS,
+                "{}",
+                text.chars().count()
+            );
+        }
+        let body = &sections[1];
+        assert!(
+            body.starts_with("Exit code 1.\n```\n… (earlier lines in the log)\n"),
+            "{body}"
+        );
+        assert!(
+            body.contains("\n9&amp;&amp;"),
+            "the last line is kept: {body}"
+        );
+        assert!(!body.contains("\n0&amp;"), "the oldest ones go: {body}");
+        assert!(body.ends_with("\n```"), "{body}");
+        assert!(!body.contains("&amp;amp;"), "escaped once: {body}");
+        assert!(msg.text.chars().count() <= MAX_TEXT_CHARS);
+    }
+
+    #[test]
+    fn a_huge_reason_is_cut_visibly_and_escaped_once() {
+        let mut d = deployment(DeploymentState::Errored);
+        d.requester = "a&b".to_owned();
+        d.reason = Some("<x> & ".repeat(2000));
+        let msg = view(&d);
+        let sections = section_texts(&msg);
+        let first = &sections[0];
+        assert!(
+            first.chars().count() <= MAX_SECTION_CHARS,
+            "{}",
+            first.chars().count()
+        );
+        assert!(first.contains("a&amp;b's deployment"), "{first}");
+        assert!(first.contains("&lt;x&gt; &amp; "), "{first}");
+        assert!(
+            !first.contains("&amp;amp;") && !first.contains("&amp;lt;"),
+            "{first}"
+        );
+        assert!(first.ends_with("characters here)"), "{first}");
+        assert!(msg.text.starts_with("a&amp;b's deployment"), "{}", msg.text);
+        // Slack's own model still reads the blocks.
+        let blocks = msg.blocks.expect("blocks");
+        let _: Vec<SlackBlock> = serde_json::from_value(blocks).expect("valid Block Kit");
     }
 
     #[test]

@@ -355,10 +355,14 @@ impl Sender {
     }
 }
 
+/// Slack refused the message for its blocks, not for where it goes: the same message as
+/// plain text can still get through. `invalid_blocks` (a block Slack cannot read, or
+/// over its limits: 3,000 characters of section text, 50 blocks) and
+/// `msg_blocks_too_long` (https://api.slack.com/methods/chat.postMessage#errors).
 fn is_blocks_error(e: &SlackError) -> bool {
     matches!(
         e.api_code(),
-        Some("invalid_blocks" | "invalid_blocks_format")
+        Some("invalid_blocks" | "invalid_blocks_format" | "msg_blocks_too_long")
     )
 }
 

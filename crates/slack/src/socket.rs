@@ -8,8 +8,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use slack_morphism::SlackClient;
 use slack_morphism::errors::SlackClientError;
 use slack_morphism::events::{
     SlackCommandEvent, SlackCommandEventResponse, SlackInteractionEvent, SlackPushEventCallback,
@@ -19,11 +25,14 @@ use slack_morphism::listener::{SlackClientEventsListenerEnvironment, SlackClient
 use slack_morphism::socket_mode::{
     SlackClientSocketModeConfig, SlackClientSocketModeListener, SlackSocketModeListenerCallbacks,
 };
-use slack_morphism::{SlackMessageContent, SlackMessageResponseType, UserCallbackResult};
-use tokio::sync::watch;
+use slack_morphism::{
+    SlackApiToken, SlackMessageContent, SlackMessageResponseType, UserCallbackResult,
+};
+use tokio::sync::{Mutex, watch};
+use tokio::task::JoinHandle;
 
 use crate::SlackConfig;
-use crate::api::{SlackApi, token};
+use crate::api::{SlackApi, connector, token};
 use crate::error::SlackError;
 use crate::incoming::{Handler, Payload, SEEN_CAPACITY, Seen, dispatch, parse_value};
 
@@ -69,7 +78,8 @@ impl Context {
 /// Runs Socket Mode until `shutdown` turns true.
 ///
 /// Checks both tokens first (`auth.test` with the bot token, `apps.connections.open`
-/// with the app token) and fails at once when one is wrong. Then: one connection,
+/// with the app token, whose URL the first connection then uses) and fails at once when
+/// one is wrong. Then: one connection,
 /// re-opened on `disconnect` frames and on network loss; every envelope acknowledged
 /// at once; the bot's own messages, other bots' messages, edits and events the bot does
 /// not use ignored; a redelivered event (same `event_id`, `retry_attempt` > 0) handled
@@ -94,10 +104,20 @@ pub async fn run_socket_mode(
     };
     let app_token = token(app_token.expose());
     let bot = api.auth_test().await?;
-    api.check_app_token(&app_token).await?;
+    let first_url = api.open_connection(&app_token).await?;
     if *shutdown.borrow() {
         return Ok(());
     }
+    let opener = Arc::new(Opener {
+        api: api.clone(),
+        app_token: app_token.clone(),
+        state: Mutex::new(OpenerState {
+            first: Some((first_url, Instant::now())),
+            not_before: None,
+        }),
+    });
+    let relay = Relay::start(opener, app_token.token_value.0.as_bytes()).await?;
+    let listener_client = Arc::new(SlackClient::new(connector(&relay.url)?));
 
     let context = Arc::new(Context {
         handler,
@@ -107,7 +127,7 @@ pub async fn run_socket_mode(
         hellos: AtomicU64::new(0),
     });
     let environment = Arc::new(
-        SlackClientEventsListenerEnvironment::new(api.client())
+        SlackClientEventsListenerEnvironment::new(listener_client)
             .with_error_handler(on_error)
             .with_user_state(Arc::clone(&context)),
     );
@@ -122,7 +142,7 @@ pub async fn run_socket_mode(
         .with_reconnect_timeout_in_seconds(RECONNECT_SECS);
     let listener = SlackClientSocketModeListener::new(&config, environment, callbacks);
     listener
-        .listen_for(&app_token)
+        .listen_for(&relay.token())
         .await
         .map_err(|e| crate::api::map_error("apps.connections.open", e))?;
     listener.start().await;
@@ -135,11 +155,186 @@ pub async fn run_socket_mode(
     }
     context.stopped.store(true, Ordering::Relaxed);
     listener.shutdown().await;
+    drop(relay);
     tracing::info!(
         connections = context.hellos.load(Ordering::Relaxed),
         "Slack Socket Mode stopped"
     );
     Ok(())
+}
+
+/// The start's URL is used for the first connection only this soon after Slack gave it:
+/// a URL from `apps.connections.open` is for one connection made right away
+/// (https://api.slack.com/apis/socket-mode), so an older one is not trusted and a fresh
+/// call is made instead.
+const FIRST_URL_TTL: Duration = Duration::from_secs(20);
+
+/// How long to wait after a 429 on `apps.connections.open` without a `Retry-After`:
+/// Tier 1 allows about one call a minute (https://api.slack.com/apis/rate-limits#tiers).
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Makes the `apps.connections.open` calls of Socket Mode: one per connection attempt.
+struct Opener {
+    api: SlackApi,
+    app_token: SlackApiToken,
+    /// Held while a call is made (or waited for): attempts are one after the other.
+    state: Mutex<OpenerState>,
+}
+
+struct OpenerState {
+    /// The URL of the call made at start, for the first connection.
+    first: Option<(String, Instant)>,
+    /// Slack's `Retry-After`: no call before this.
+    not_before: Option<tokio::time::Instant>,
+}
+
+impl Opener {
+    /// A URL for one connection attempt: the start's while it is fresh, else one call.
+    async fn open(&self) -> Result<String, SlackError> {
+        let mut state = self.state.lock().await;
+        if let Some((url, at)) = state.first.take()
+            && at.elapsed() < FIRST_URL_TTL
+        {
+            return Ok(url);
+        }
+        if let Some(at) = state.not_before.take() {
+            tokio::time::sleep_until(at).await;
+        }
+        let result = self.api.open_connection(&self.app_token).await;
+        match &result {
+            Ok(_) => tracing::debug!("Socket Mode connection URL opened"),
+            Err(SlackError::RateLimited { retry_after, .. }) => {
+                let wait = retry_after
+                    .unwrap_or(DEFAULT_RETRY_AFTER)
+                    .max(Duration::from_secs(1));
+                state.not_before = Some(tokio::time::Instant::now() + wait);
+                tracing::warn!(
+                    "Slack rate-limited apps.connections.open: the next Socket Mode connection attempt waits {wait:?}"
+                );
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot open a Socket Mode connection; trying again in {RECONNECT_SECS}s")
+            }
+        }
+        result
+    }
+}
+
+/// slack-morphism's `SLACK_API_URL` for the listener: `apps.connections.open` answered by
+/// the [`Opener`], in Slack's shapes (https://api.slack.com/methods/apps.connections.open:
+/// `{"ok": true, "url": ...}`; `{"ok": false, "error": ...}`; 429 with `Retry-After`).
+/// Loopback only; the listener authenticates with a token derived for this run, never
+/// with the app token, which does not leave the [`Opener`]. Stops when dropped.
+struct Relay {
+    url: String,
+    token: String,
+    task: JoinHandle<()>,
+}
+
+#[derive(Clone)]
+struct RelayState {
+    opener: Arc<Opener>,
+    token: Arc<str>,
+}
+
+impl Relay {
+    async fn start(opener: Arc<Opener>, key: &[u8]) -> Result<Relay, SlackError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| {
+                SlackError::Config(format!(
+                    "cannot listen on 127.0.0.1 for Socket Mode's connection URLs: {e}"
+                ))
+            })?;
+        let address = listener.local_addr().map_err(|e| {
+            SlackError::Config(format!(
+                "no local address for Socket Mode's connection URLs: {e}"
+            ))
+        })?;
+        // Unguessable without the app token; new for each run.
+        let nonce = format!(
+            "{}:{}:{address}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let token = crate::signature::sign(key, &nonce, b"socket-mode-relay");
+        let state = RelayState {
+            opener,
+            token: Arc::from(token.as_str()),
+        };
+        let router = Router::new()
+            .route("/apps.connections.open", post(relay_open))
+            .with_state(state);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::warn!(error = %e, "Socket Mode's connection URL relay stopped");
+            }
+        });
+        Ok(Relay {
+            url: format!("http://{address}"),
+            token,
+            task,
+        })
+    }
+
+    /// The token slack-morphism's listener presents to the relay.
+    fn token(&self) -> SlackApiToken {
+        token(&self.token)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn relay_open(State(relay): State<RelayState>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(presented.as_bytes(), relay.token.as_bytes()) {
+        return slack_answer(
+            StatusCode::OK,
+            serde_json::json!({"ok": false, "error": "invalid_auth"}),
+        );
+    }
+    match relay.opener.open().await {
+        Ok(url) => slack_answer(StatusCode::OK, serde_json::json!({"ok": true, "url": url})),
+        Err(SlackError::RateLimited { retry_after, .. }) => {
+            let mut answer = slack_answer(
+                StatusCode::TOO_MANY_REQUESTS,
+                serde_json::json!({"ok": false, "error": "ratelimited"}),
+            );
+            let secs = retry_after.unwrap_or(DEFAULT_RETRY_AFTER).as_secs().max(1);
+            answer
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            answer
+        }
+        Err(SlackError::Api { error, .. }) => slack_answer(
+            StatusCode::OK,
+            serde_json::json!({"ok": false, "error": error}),
+        ),
+        Err(_) => slack_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ok": false, "error": "service_unavailable"}),
+        ),
+    }
+}
+
+fn slack_answer(status: StatusCode, body: serde_json::Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn context_of(states: &SlackClientEventsUserState) -> Option<Arc<Context>> {
@@ -195,7 +390,11 @@ async fn on_command(
             Err(e) => tracing::warn!(error = %e, "cannot read a Socket Mode slash command"),
         }
     }
-    Ok(working_on_it(&command, event.text.as_deref().unwrap_or("")))
+    // Echoed as typed: decoded, then escaped once by `working_on_it`.
+    Ok(working_on_it(
+        &command,
+        &crate::mrkdwn::decode(event.text.as_deref().unwrap_or("")),
+    ))
 }
 
 /// The immediate, ephemeral answer to a slash command.

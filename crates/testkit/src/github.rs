@@ -9,8 +9,22 @@
 //! a fair chance against GitHub. It records every request so that tests can assert
 //! what was sent, and it can be told to answer the next calls of an endpoint
 //! differently: auto-merge (202), failing contexts or merge conflict (409), 401, 403,
-//! 404, 5xx, or a rate limit (403 with `x-ratelimit-remaining: 0`, 403 with
-//! `Retry-After`, 429).
+//! 404, 5xx, a rate limit (403 with `x-ratelimit-remaining: 0`, 403 with
+//! `Retry-After`, 429), or a create that succeeds and then fails (502) or hangs.
+//!
+//! Behaviours that follow GitHub's published REST description, each cited where it
+//! is implemented:
+//! - lists are paged (`per_page` 30 by default, at most 100, `page`) with a `Link`
+//!   header, and check runs carry `total_count`
+//!   (<https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api>);
+//! - a deployment create checks every required context, commit statuses and check
+//!   runs alike, and answers 409 when one is not green
+//!   (<https://docs.github.com/en/rest/deployments/deployments#create-a-deployment>);
+//! - secondary rate limits: 403 with `Retry-After` and GitHub's message, scripted or,
+//!   with [`FakeGitHub::limit_write_rate`], whenever writes on one credential come
+//!   closer together than allowed
+//!   (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api>,
+//!   <https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api>).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -27,7 +41,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -108,6 +122,19 @@ pub enum Reply {
     SecondaryRateLimit { retry_after_secs: u64 },
     /// 429 with `Retry-After`.
     TooManyRequests { retry_after_secs: u64 },
+    /// Deployment create only: the deployment is created and stored (its webhook
+    /// would go out), then the answer is this status (502, 500...) instead of the
+    /// 201. GitHub's 5xx say nothing of what was done: "If GitHub takes more than 10
+    /// seconds to process an API request, GitHub will terminate the request and you
+    /// will receive a timeout response and a 'Server Error' message"
+    /// (<https://docs.github.com/en/rest/using-the-rest-api/troubleshooting-the-rest-api#timeouts>),
+    /// and a create does not promise to be undone; a client that retries blindly
+    /// makes a second deployment
+    /// (<https://docs.github.com/en/rest/deployments/deployments#create-a-deployment>).
+    CreateThenFail(u16),
+    /// Deployment create only: the deployment is created and stored, then the answer
+    /// is held this long (past the client's timeout) before the 201 goes out.
+    CreateThenHang(Duration),
 }
 
 /// A commit status to serve for a ref.
@@ -202,6 +229,8 @@ pub struct Recorded {
     pub body: String,
     /// The body parsed as JSON, when it is JSON.
     pub json: Option<Value>,
+    /// When the fake received it (for spacing between requests).
+    pub received_at: Instant,
 }
 
 impl Recorded {
@@ -268,6 +297,11 @@ struct State {
     next_repo: i64,
     /// `repo|base|head` -> the compare status (`ahead`, `behind`, `identical`, `diverged`).
     compares: HashMap<String, String>,
+    /// With [`FakeGitHub::limit_write_rate`]: the least time between two writes on
+    /// one credential.
+    write_gap: Option<Duration>,
+    /// `Authorization` value -> when its last write arrived.
+    last_write: HashMap<String, Instant>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -313,6 +347,8 @@ impl FakeGitHub {
             next_deployment: FIRST_DEPLOYMENT_ID,
             next_status: 5000,
             next_repo: 100,
+            write_gap: None,
+            last_write: HashMap::new(),
         }));
         let app = Router::new()
             .fallback(handle)
@@ -434,6 +470,27 @@ impl FakeGitHub {
             reply,
             remaining: times,
         });
+    }
+
+    /// The next deployment create is carried out (stored, as GitHub would) and then
+    /// answered with `status` (502, 500...) instead of its 201.
+    pub fn create_then_fail(&self, status: u16) {
+        self.script(Endpoint::CreateDeployment, Reply::CreateThenFail(status), 1);
+    }
+
+    /// The next deployment create is carried out, then its answer is held for `hold`.
+    pub fn create_then_hang(&self, hold: Duration) {
+        self.script(Endpoint::CreateDeployment, Reply::CreateThenHang(hold), 1);
+    }
+
+    /// From now on, a write (POST, PATCH, PUT, DELETE) arriving less than `gap` after
+    /// the previous write with the same credentials gets GitHub's secondary rate limit
+    /// answer (403, `Retry-After`). GitHub's best practices: "If you are making a
+    /// large number of POST, PATCH, PUT, or DELETE requests for a single user or
+    /// client ID, wait at least one second between each request"
+    /// (<https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api>).
+    pub fn limit_write_rate(&self, gap: Duration) {
+        lock(&self.state).write_gap = Some(gap);
     }
 
     /// Answers the next deployment create with `reply`.
@@ -674,13 +731,21 @@ async fn handle(
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         json: serde_json::from_slice(&body).ok(),
+        received_at: Instant::now(),
     };
     lock(&state).requests.push(recorded.clone());
     let api = format!("{base}{prefix}");
     let mut response = route_request(&state, &api, &base, &method, &route, &recorded, &headers);
     add_rate_limit_headers(response.headers_mut());
+    if let Some(Hold(hold)) = response.extensions().get::<Hold>().copied() {
+        tokio::time::sleep(hold).await;
+    }
     response
 }
+
+/// Set on a response to hold it back this long ([`Reply::CreateThenHang`]).
+#[derive(Debug, Clone, Copy)]
+struct Hold(Duration);
 
 fn route_request(
     state: &Shared,
@@ -691,11 +756,31 @@ fn route_request(
     req: &Recorded,
     headers: &HeaderMap,
 ) -> Response {
-    let segments: Vec<String> = route
+    let mut segments: Vec<String> = route
         .trim_matches('/')
         .split('/')
         .map(percent_decode)
         .collect();
+    // `/repositories/{id}/...` is the same resource as `/repos/{owner}/{name}/...`:
+    // GitHub's `Link` headers point there (the pagination guide's example is
+    // `https://api.github.com/repositories/1300192/issues?page=2`,
+    // https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api).
+    if segments.first().map(String::as_str) == Some("repositories")
+        && let Some(id) = segments.get(1).and_then(|id| id.parse::<i64>().ok())
+    {
+        let full_name = lock(state)
+            .repos
+            .values()
+            .find(|r| r.id == id)
+            .map(|r| r.full_name.clone());
+        let Some(full_name) = full_name else {
+            return github_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        let (owner, name) = full_name.split_once('/').unwrap_or((&full_name, ""));
+        let mut rewritten = vec!["repos".to_string(), owner.to_string(), name.to_string()];
+        rewritten.extend(segments.drain(2..));
+        segments = rewritten;
+    }
     let seg: Vec<&str> = segments.iter().map(String::as_str).collect();
 
     // The tarball host: no API rules.
@@ -738,24 +823,57 @@ fn route_request(
         Err(message) => return github_error(StatusCode::UNAUTHORIZED, &message),
     };
 
+    if let Some(limited) = check_write_rate(state, method, headers) {
+        return limited;
+    }
+
     let deployment_in_path = match seg.as_slice() {
         ["repos", _, _, "deployments", id, ..] => id.parse::<i64>().ok(),
         _ => None,
     };
-    if let Some(reply) = take_script(state, endpoint, deployment_in_path) {
-        return scripted(reply);
+    let after = match take_script(state, endpoint, deployment_in_path) {
+        Some(reply @ (Reply::CreateThenFail(_) | Reply::CreateThenHang(_)))
+            if endpoint == Endpoint::CreateDeployment =>
+        {
+            Some(reply)
+        }
+        Some(reply) => return scripted(reply),
+        None => None,
+    };
+    let response = dispatch(state, api, base, endpoint, &caller, &seg, req);
+    match after {
+        // The deployment exists now; the client hears a server error. GitHub's 5xx
+        // do not say whether the work was done: clients must check before retrying.
+        Some(Reply::CreateThenFail(code)) if response.status() == StatusCode::CREATED => {
+            scripted(Reply::Status(code))
+        }
+        Some(Reply::CreateThenHang(hold)) => {
+            let mut response = response;
+            response.extensions_mut().insert(Hold(hold));
+            response
+        }
+        _ => response,
     }
+}
 
-    match (endpoint, seg.as_slice()) {
+/// The answer for an authenticated request to `endpoint`.
+fn dispatch(
+    state: &Shared,
+    api: &str,
+    base: &str,
+    endpoint: Endpoint,
+    caller: &Caller,
+    seg: &[&str],
+    req: &Recorded,
+) -> Response {
+    match (endpoint, seg) {
         (Endpoint::Installation, ["repos", owner, name, _]) => {
-            installation_for_repo(state, api, &caller, &format!("{owner}/{name}"))
+            installation_for_repo(state, api, caller, &format!("{owner}/{name}"))
         }
-        (Endpoint::AccessToken, ["app", "installations", id, _]) => {
-            access_token(state, &caller, id)
-        }
+        (Endpoint::AccessToken, ["app", "installations", id, _]) => access_token(state, caller, id),
         (_, ["repos", owner, name, rest @ ..]) => {
             let repo = format!("{owner}/{name}").to_ascii_lowercase();
-            if let Some(refused) = check_repo_access(state, &caller, &repo) {
+            if let Some(refused) = check_repo_access(state, caller, &repo) {
                 return refused;
             }
             match (endpoint, rest) {
@@ -769,10 +887,10 @@ fn route_request(
                     list_statuses(state, api, &repo, id, req)
                 }
                 (Endpoint::CombinedStatus, ["commits", git_ref @ .., _]) => {
-                    combined_status(state, api, &repo, &git_ref.join("/"))
+                    combined_status(state, api, &repo, &git_ref.join("/"), req)
                 }
                 (Endpoint::CheckRuns, ["commits", git_ref @ .., _]) => {
-                    check_runs(state, &repo, &git_ref.join("/"))
+                    check_runs(state, api, &repo, &git_ref.join("/"), req)
                 }
                 (Endpoint::Tarball, ["tarball", sha @ ..]) => {
                     tarball(state, base, &repo, &sha.join("/"))
@@ -804,6 +922,39 @@ fn route_request(
         }
         _ => github_error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// With [`FakeGitHub::limit_write_rate`]: GitHub's secondary rate limit for a write
+/// that follows the previous one on the same credentials too closely. GitHub answers
+/// "403 or 429 ... and an error message that indicates that you exceeded a secondary
+/// rate limit", with `Retry-After` when it says how long to wait
+/// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-secondary-rate-limit>).
+fn check_write_rate(state: &Shared, method: &Method, headers: &HeaderMap) -> Option<Response> {
+    let write = matches!(
+        *method,
+        Method::POST | Method::PATCH | Method::PUT | Method::DELETE
+    );
+    if !write {
+        return None;
+    }
+    let credential = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_default();
+    let mut st = lock(state);
+    let gap = st.write_gap?;
+    let now = Instant::now();
+    // Every write counts, refused or not: GitHub keeps counting while a client is
+    // limited.
+    let previous = st.last_write.insert(credential, now)?;
+    let since = now.duration_since(previous);
+    if since >= gap {
+        return None;
+    }
+    let wait = (gap - since).as_secs_f64().ceil().max(1.0) as u64;
+    Some(scripted(Reply::SecondaryRateLimit {
+        retry_after_secs: wait,
+    }))
 }
 
 fn take_script(state: &Shared, endpoint: Endpoint, deployment: Option<i64>) -> Option<Reply> {
@@ -884,6 +1035,9 @@ fn scripted(reply: Reply) -> Response {
                 .insert("x-ratelimit-reset", HeaderValue::from(reset));
             r
         }
+        // GitHub documents both answers to a secondary rate limit, 403 and 429, with
+        // `Retry-After` when it says how long to wait, and this message
+        // (https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-secondary-rate-limit).
         Reply::SecondaryRateLimit { retry_after_secs } => {
             let mut r = github_error(
                 StatusCode::FORBIDDEN,
@@ -899,6 +1053,9 @@ fn scripted(reply: Reply) -> Response {
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             r
         }
+        // Scripted on another endpoint than a create: the failure alone.
+        Reply::CreateThenFail(code) => scripted(Reply::Status(code)),
+        Reply::CreateThenHang(_) => github_error(StatusCode::GATEWAY_TIMEOUT, "Timeout"),
     }
 }
 
@@ -1144,9 +1301,12 @@ fn create_deployment(state: &Shared, api: &str, repo: &str, req: &Recorded) -> R
     let sha = resolve(Some(r), &git_ref);
     let full_name = r.full_name.clone();
 
-    // Required contexts, as GitHub checks them: all contexts of the ref unless the
-    // body lists some (an empty list skips the check).
-    let statuses = r.statuses.get(&git_ref).cloned().unwrap_or_default();
+    // Required contexts, as GitHub checks them: "If you omit this parameter, GitHub
+    // verifies all unique contexts before creating a deployment"; an empty list skips
+    // the check (https://docs.github.com/en/rest/deployments/deployments#create-a-deployment).
+    // A context is a commit status context or a check run name: GitHub counts check
+    // runs too, so a failing GitHub Actions job refuses the deployment (409).
+    let contexts = contexts_of(r, &git_ref);
     let required: Option<Vec<String>> = body.get("required_contexts").and_then(|v| {
         v.as_array().map(|a| {
             a.iter()
@@ -1158,18 +1318,16 @@ fn create_deployment(state: &Shared, api: &str, repo: &str, req: &Recorded) -> R
         Some(names) => names
             .iter()
             .map(|n| {
-                let state = statuses
+                let state = contexts
                     .iter()
-                    .find(|s| &s.context == n)
-                    .map(|s| s.state.clone())
+                    .filter(|(c, _)| c == n)
+                    .map(|(_, s)| s.clone())
+                    .reduce(|worst, s| if s == "success" { worst } else { s })
                     .unwrap_or_else(|| "missing".to_string());
                 (n.clone(), state)
             })
             .collect(),
-        None => statuses
-            .iter()
-            .map(|s| (s.context.clone(), s.state.clone()))
-            .collect(),
+        None => contexts,
     };
     if considered.iter().any(|(_, s)| s != "success") {
         return json_response(
@@ -1232,6 +1390,9 @@ fn create_deployment(state: &Shared, api: &str, repo: &str, req: &Recorded) -> R
 
 fn list_deployments(state: &Shared, api: &str, repo: &str, req: &Recorded) -> Response {
     let st = lock(state);
+    let Some(r) = st.repos.get(repo) else {
+        return github_error(StatusCode::NOT_FOUND, "Not Found");
+    };
     let filter = |name: &str| req.query_param(name).map(|v| percent_decode(&v));
     let (sha, git_ref, task, env) = (
         filter("sha"),
@@ -1240,7 +1401,7 @@ fn list_deployments(state: &Shared, api: &str, repo: &str, req: &Recorded) -> Re
         filter("environment"),
     );
     let (per_page, page) = paging(req);
-    let list: Vec<Value> = st
+    let matching: Vec<&FakeDeployment> = st
         .deployments
         .iter()
         .rev()
@@ -1249,13 +1410,113 @@ fn list_deployments(state: &Shared, api: &str, repo: &str, req: &Recorded) -> Re
         .filter(|d| git_ref.as_ref().is_none_or(|r| &d.git_ref == r))
         .filter(|d| task.as_ref().is_none_or(|t| &d.task == t))
         .filter(|d| env.as_ref().is_none_or(|e| &d.environment == e))
+        .collect();
+    let list: Vec<Value> = matching
+        .iter()
         .skip((page - 1) * per_page)
         .take(per_page)
         .map(|d| deployment_json(d, api))
         .collect();
-    json_response(StatusCode::OK, &Value::Array(list))
+    let url = format!("{api}/repositories/{}/deployments", r.id);
+    paged_response(&Value::Array(list), &url, req, matching.len())
 }
 
+/// A page of a list as GitHub answers it: 200, the JSON, and the `Link` header to the
+/// other pages when there are more than one.
+fn paged_response(body: &Value, url: &str, req: &Recorded, total: usize) -> Response {
+    let mut response = json_response(StatusCode::OK, body);
+    if let Some(link) = link_header(url, req, total) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+/// GitHub's `Link` header for the page `req` asked of a list of `total` entries at
+/// `url`: `<url?per_page=N&page=2>; rel="next", <...>; rel="last"`, and `first` and
+/// `prev` after page 1, keeping the request's other query parameters; no header when
+/// everything fits on one page. Clients are to follow `rel="next"` rather than build
+/// page URLs (https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api).
+fn link_header(url: &str, req: &Recorded, total: usize) -> Option<HeaderValue> {
+    let (per_page, page) = paging(req);
+    let pages = total.div_ceil(per_page).max(1);
+    if pages == 1 && page == 1 {
+        return None;
+    }
+    let kept: Vec<&str> = req
+        .query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("page=") && !p.starts_with("per_page="))
+        .collect();
+    let at = |n: usize| {
+        let mut params = kept.clone();
+        let per_page = format!("per_page={per_page}");
+        let page = format!("page={n}");
+        params.push(&per_page);
+        params.push(&page);
+        format!("<{url}?{}>", params.join("&"))
+    };
+    let mut parts = Vec::new();
+    if page < pages {
+        parts.push(format!("{}; rel=\"next\"", at(page + 1)));
+        parts.push(format!("{}; rel=\"last\"", at(pages)));
+    }
+    if page > 1 {
+        parts.push(format!("{}; rel=\"first\"", at(1)));
+        parts.push(format!("{}; rel=\"prev\"", at((page - 1).min(pages))));
+    }
+    HeaderValue::from_str(&parts.join(", ")).ok()
+}
+
+/// Percent-encodes one path segment, as GitHub writes a ref into its links.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// What a ref's commit carries in `map` (statuses or check runs): those set for the
+/// ref, else those set for another ref on the same commit (GitHub keeps both per
+/// commit, not per ref).
+fn of_commit<T: Clone>(r: &Repo, map: &HashMap<String, Vec<T>>, git_ref: &str) -> Vec<T> {
+    if let Some(v) = map.get(git_ref) {
+        return v.clone();
+    }
+    let sha = resolve(Some(r), git_ref);
+    map.iter()
+        .find(|(k, _)| resolve(Some(r), k) == sha)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// Every context of a ref's commit and its state: commit statuses as they are, check
+/// runs as `success` (completed: success, neutral, skipped), `failure` (completed
+/// otherwise) or `pending` (not completed).
+fn contexts_of(r: &Repo, git_ref: &str) -> Vec<(String, String)> {
+    let statuses = of_commit(r, &r.statuses, git_ref)
+        .into_iter()
+        .map(|s| (s.context, s.state));
+    let checks = of_commit(r, &r.checks, git_ref).into_iter().map(|c| {
+        let state = match (c.status.as_str(), c.conclusion.as_deref()) {
+            ("completed", Some("success" | "neutral" | "skipped")) => "success",
+            ("completed", _) => "failure",
+            _ => "pending",
+        };
+        (c.name, state.to_string())
+    });
+    statuses.chain(checks).collect()
+}
+
+/// `per_page` (30 unless asked, at most 100) and `page` (from 1) of a list request, as
+/// GitHub reads them (https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api).
 fn paging(req: &Recorded) -> (usize, usize) {
     let per_page = req
         .query_param("per_page")
@@ -1345,25 +1606,44 @@ fn list_statuses(state: &Shared, api: &str, repo: &str, id: &str, req: &Recorded
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
     let (per_page, page) = paging(req);
-    let list: Vec<Value> = st
+    let all: Vec<&FakeDeploymentStatus> = st
         .statuses
         .iter()
         .rev()
         .filter(|s| s.deployment_id == deployment.id)
+        .collect();
+    let list: Vec<Value> = all
+        .iter()
         .skip((page - 1) * per_page)
         .take(per_page)
         .map(|s| status_json(s, deployment, api))
         .collect();
-    json_response(StatusCode::OK, &Value::Array(list))
+    let repo_id = st.repos.get(repo).map_or(0, |r| r.id);
+    let url = format!(
+        "{api}/repositories/{repo_id}/deployments/{}/statuses",
+        deployment.id
+    );
+    paged_response(&Value::Array(list), &url, req, all.len())
 }
 
-fn combined_status(state: &Shared, api: &str, repo: &str, git_ref: &str) -> Response {
+/// `GET /repos/{o}/{r}/commits/{ref}/status`: the combined state over every context,
+/// and the statuses paged ("This field paginates if there are over 100 contexts",
+/// `per_page` 30 by default, at most 100), with `total_count` and a `Link` header
+/// (https://docs.github.com/en/rest/commits/statuses#get-the-combined-status-for-a-specific-reference).
+fn combined_status(
+    state: &Shared,
+    api: &str,
+    repo: &str,
+    git_ref: &str,
+    req: &Recorded,
+) -> Response {
     let st = lock(state);
     let Some(r) = st.repos.get(repo) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
     let sha = resolve(Some(r), git_ref);
-    let statuses = r.statuses.get(git_ref).cloned().unwrap_or_default();
+    let statuses = of_commit(r, &r.statuses, git_ref);
+    let (per_page, page) = paging(req);
     let combined = if statuses
         .iter()
         .any(|s| s.state == "failure" || s.state == "error")
@@ -1377,6 +1657,8 @@ fn combined_status(state: &Shared, api: &str, repo: &str, git_ref: &str) -> Resp
     let items: Vec<Value> = statuses
         .iter()
         .enumerate()
+        .skip((page - 1) * per_page)
+        .take(per_page)
         .map(|(i, s)| {
             json!({
                 "url": format!("{api}/repos/{}/statuses/{sha}", r.full_name),
@@ -1392,8 +1674,12 @@ fn combined_status(state: &Shared, api: &str, repo: &str, git_ref: &str) -> Resp
             })
         })
         .collect();
-    json_response(
-        StatusCode::OK,
+    let url = format!(
+        "{api}/repositories/{}/commits/{}/status",
+        r.id,
+        encode_segment(git_ref)
+    );
+    paged_response(
         &json!({
             "state": combined,
             "statuses": items,
@@ -1403,19 +1689,28 @@ fn combined_status(state: &Shared, api: &str, repo: &str, git_ref: &str) -> Resp
             "commit_url": format!("{api}/repos/{}/commits/{sha}", r.full_name),
             "url": format!("{api}/repos/{}/commits/{sha}/status", r.full_name),
         }),
+        &url,
+        req,
+        statuses.len(),
     )
 }
 
-fn check_runs(state: &Shared, repo: &str, git_ref: &str) -> Response {
+/// `GET /repos/{o}/{r}/commits/{ref}/check-runs`: paged (`per_page` 30 by default, at
+/// most 100) with `total_count` over all pages and a `Link` header
+/// (https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference).
+fn check_runs(state: &Shared, api: &str, repo: &str, git_ref: &str, req: &Recorded) -> Response {
     let st = lock(state);
     let Some(r) = st.repos.get(repo) else {
         return github_error(StatusCode::NOT_FOUND, "Not Found");
     };
     let sha = resolve(Some(r), git_ref);
-    let runs = r.checks.get(git_ref).cloned().unwrap_or_default();
+    let runs = of_commit(r, &r.checks, git_ref);
+    let (per_page, page) = paging(req);
     let items: Vec<Value> = runs
         .iter()
         .enumerate()
+        .skip((page - 1) * per_page)
+        .take(per_page)
         .map(|(i, c)| {
             json!({
                 "id": 900 + i,
@@ -1437,9 +1732,16 @@ fn check_runs(state: &Shared, repo: &str, git_ref: &str) -> Response {
             })
         })
         .collect();
-    json_response(
-        StatusCode::OK,
+    let url = format!(
+        "{api}/repositories/{}/commits/{}/check-runs",
+        r.id,
+        encode_segment(git_ref)
+    );
+    paged_response(
         &json!({"total_count": runs.len(), "check_runs": items}),
+        &url,
+        req,
+        runs.len(),
     )
 }
 

@@ -8,6 +8,15 @@
 //! every acknowledgement, so tests can assert what the real client sent, and it can be
 //! told to fail the next calls to a method (429, 5xx, or an error code).
 //!
+//! It is as strict as Slack where chima and faseng could get Slack wrong:
+//!
+//! * text reaches the app as Slack encodes it ([`encode`]: entities, links, mentions),
+//!   in events and slash commands alike;
+//! * `chat.postMessage` refuses channels the bot is not in (`not_in_channel`) and ids it
+//!   does not know (`channel_not_found`);
+//! * posts and edits over Slack's size limits are refused with Slack's codes
+//!   (`msg_too_long`, `invalid_blocks`).
+//!
 //! ```no_run
 //! # async fn demo() {
 //! use chima_testkit::slack::{self, FakeSlack};
@@ -17,10 +26,10 @@
 //! # }
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -74,6 +83,8 @@ pub struct ApiCall {
     /// The arguments as one JSON object: the JSON body, or the form body, plus the
     /// query string.
     pub args: Value,
+    /// When the fake received it.
+    pub at: Instant,
 }
 
 impl ApiCall {
@@ -123,6 +134,8 @@ struct State_ {
     failures: HashMap<String, VecDeque<Failure>>,
     channel_failures: HashMap<String, Failure>,
     channels: HashMap<String, String>,
+    /// The channels (ids) the bot is a member of.
+    members: HashSet<String>,
     users: HashMap<String, String>,
     connections: Vec<Connection>,
     accepted: usize,
@@ -149,7 +162,7 @@ pub struct FakeSlack {
 
 impl FakeSlack {
     /// Starts the fake on a random port of 127.0.0.1, with channel `C0DEPLOYS` named
-    /// `deploys` and user `U0ALICE` named `alice`.
+    /// `deploys` (the bot is a member) and user `U0ALICE` named `alice`.
     ///
     /// # Panics
     /// When no port can be bound: the test cannot run anyway.
@@ -167,6 +180,7 @@ impl FakeSlack {
             failures: HashMap::new(),
             channel_failures: HashMap::new(),
             channels: HashMap::from([("C0DEPLOYS".to_owned(), "deploys".to_owned())]),
+            members: HashSet::from(["C0DEPLOYS".to_owned()]),
             users: HashMap::from([("U0ALICE".to_owned(), "alice".to_owned())]),
             connections: Vec::new(),
             accepted: 0,
@@ -216,11 +230,45 @@ impl FakeSlack {
         st.channel_failures.clear();
     }
 
-    /// Names a channel (`conversations.info`).
+    /// Names a channel (`conversations.info`) and adds the bot to it: the bot may post
+    /// there.
     pub fn set_channel(&self, id: &str, name: &str) {
-        lock(&self.state)
-            .channels
-            .insert(id.to_owned(), name.to_owned());
+        let mut st = lock(&self.state);
+        st.channels.insert(id.to_owned(), name.to_owned());
+        st.members.insert(id.to_owned());
+    }
+
+    /// Names a channel the bot is not a member of (a private channel it was not invited
+    /// to, a DM between people): `chat.postMessage` there answers `not_in_channel`
+    /// (https://api.slack.com/methods/chat.postMessage#errors), although slash commands
+    /// can be typed there.
+    pub fn set_channel_without_bot(&self, id: &str, name: &str) {
+        let mut st = lock(&self.state);
+        st.channels.insert(id.to_owned(), name.to_owned());
+        st.members.remove(id);
+    }
+
+    /// `line` as Slack's clients send it when typed here, with this fake's users and
+    /// channels: see [`encode`].
+    pub fn encode(&self, line: &str) -> String {
+        let st = lock(&self.state);
+        encode_with(line, &directory(&st.users, &st.channels))
+    }
+
+    /// A Socket Mode `events_api` envelope of a channel message typed as `line`, encoded
+    /// with this fake's users and channels (see [`FakeSlack::encode`]).
+    pub fn typed_message(
+        &self,
+        line: &str,
+        channel: &str,
+        user: &str,
+        ts: &str,
+        event_id: &str,
+    ) -> Value {
+        events_api_envelope(
+            event_callback_raw(&self.encode(line), channel, user, ts, event_id),
+            0,
+        )
     }
 
     /// Names a user (`users.info`).
@@ -397,6 +445,7 @@ async fn api(
         authorization: authorization.clone(),
         content_type,
         args: Value::Object(args.clone()),
+        at: Instant::now(),
     };
     let mut st = lock(&state);
     st.calls.push(call);
@@ -461,6 +510,12 @@ async fn api(
                 return ok_false("no_text");
             }
             let channel = resolve_channel(&st, &channel);
+            if let Some(refusal) = refuse_channel(&st, &channel) {
+                return ok_false(refusal);
+            }
+            if let Some(refusal) = refuse_size(text.as_deref(), blocks.as_ref()) {
+                return refusal;
+            }
             st.next_ts += 1;
             let ts = format!("{}.{:06}", 1_700_000_000 + st.next_ts, st.next_ts * 100);
             let thread_ts = arg("thread_ts");
@@ -494,6 +549,9 @@ async fn api(
             }
             let text = arg("text");
             let blocks = blocks_arg(args.get("blocks"));
+            if let Some(refusal) = refuse_size(text.as_deref(), blocks.as_ref()) {
+                return refusal;
+            }
             st.updated.push(UpdatedMessage {
                 channel: channel.clone(),
                 ts: ts.clone(),
@@ -512,7 +570,8 @@ async fn api(
             match st.channels.get(&id) {
                 Some(name) => ok(json!({"channel": {
                     "id": id, "name": name, "is_channel": true, "is_private": false,
-                    "is_archived": false, "is_member": true, "created": 1_700_000_000,
+                    "is_archived": false, "is_member": st.members.contains(&id),
+                    "created": 1_700_000_000,
                 }})),
                 None if id.starts_with('D') => ok(
                     json!({"channel": {"id": id, "is_im": true, "user": "U0ALICE", "created": 1_700_000_000}}),
@@ -560,7 +619,7 @@ async fn api(
                 .iter()
                 .map(|(id, name)| {
                     json!({"id": id, "name": name, "is_channel": true, "is_private": false,
-                           "is_archived": false, "is_member": true})
+                           "is_archived": false, "is_member": st.members.contains(id)})
                 })
                 .collect();
             channels.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
@@ -604,6 +663,87 @@ fn resolve_channel(st: &State_, channel: &str) -> String {
         .map(|(id, _)| id.clone())
         .unwrap_or_else(|| channel.to_owned())
 }
+
+/// Why Slack would refuse a post in `channel` (an id), if it would
+/// (https://api.slack.com/methods/chat.postMessage#errors): `not_in_channel` in a
+/// channel the bot is not a member of, `channel_not_found` for an id Slack does not
+/// know. A `D...` id not set up otherwise is a direct message with the bot, where it may
+/// always post (https://api.slack.com/methods/chat.postMessage#channels).
+fn refuse_channel(st: &State_, channel: &str) -> Option<&'static str> {
+    if st.channels.contains_key(channel) {
+        return (!st.members.contains(channel)).then_some("not_in_channel");
+    }
+    if channel.starts_with('D') {
+        return None;
+    }
+    Some("channel_not_found")
+}
+
+/// Slack's size limits on `chat.postMessage` and `chat.update`:
+/// * `text` over 40,000 characters: `msg_too_long`
+///   (https://api.slack.com/methods/chat.postMessage#errors and #truncating);
+/// * more than 50 blocks (https://api.slack.com/reference/block-kit/blocks: "up to 50
+///   blocks in each message"), a section's text over 3,000 characters
+///   (https://api.slack.com/reference/block-kit/blocks#section) or a context element's
+///   (https://api.slack.com/reference/block-kit/composition-objects#text): `invalid_blocks`
+///   with the reason in `response_metadata.messages`, as Slack answers. Slack also
+///   documents `msg_blocks_too_long` for blocks too long as a whole, without a number:
+///   tests that need it queue it with [`FakeSlack::fail_next`].
+fn refuse_size(text: Option<&str>, blocks: Option<&Value>) -> Option<Response> {
+    if text.is_some_and(|t| t.chars().count() > MAX_TEXT_CHARS) {
+        return Some(ok_false("msg_too_long"));
+    }
+    let invalid = |reason: String| {
+        Some(json_response(
+            StatusCode::OK,
+            &json!({"ok": false, "error": "invalid_blocks",
+                    "errors": [reason.clone()],
+                    "response_metadata": {"messages": [format!("[ERROR] {reason}")]}}),
+        ))
+    };
+    let blocks = match blocks {
+        None => return None,
+        Some(Value::Array(blocks)) => blocks,
+        Some(_) => return Some(ok_false("invalid_blocks_format")),
+    };
+    if blocks.len() > MAX_BLOCKS {
+        return invalid(format!(
+            "no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"
+        ));
+    }
+    let too_long = |v: &Value| {
+        v.as_str()
+            .is_some_and(|t| t.chars().count() > MAX_SECTION_CHARS)
+    };
+    for (i, block) in blocks.iter().enumerate() {
+        match block["type"].as_str() {
+            Some("section") if too_long(&block["text"]["text"]) => {
+                return invalid(format!(
+                    "must be less than {} characters [json-pointer:/blocks/{i}/text/text]",
+                    MAX_SECTION_CHARS + 1
+                ));
+            }
+            Some("context") => {
+                let elements = block["elements"].as_array().map(Vec::as_slice);
+                for (j, element) in elements.unwrap_or_default().iter().enumerate() {
+                    if too_long(&element["text"]) {
+                        return invalid(format!(
+                            "must be less than {} characters [json-pointer:/blocks/{i}/elements/{j}/text]",
+                            MAX_SECTION_CHARS + 1
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Slack's limits (see [`refuse_size`]).
+pub const MAX_TEXT_CHARS: usize = 40_000;
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION_CHARS: usize = 3000;
 
 /// Blocks arrive as a JSON array (JSON bodies) or as JSON text (form bodies).
 fn blocks_arg(value: Option<&Value>) -> Option<Value> {
@@ -798,9 +938,21 @@ pub fn envelope_id() -> String {
 }
 
 /// An Events API `event_callback` body (what HTTP posts, and the `payload` of a Socket
-/// Mode `events_api` envelope) for a channel `message`. A channel id starting with `D`
-/// is a direct message (`channel_type` `im`).
+/// Mode `events_api` envelope) for a channel `message` typed as `text`: the event carries
+/// it as Slack encodes it ([`encode`]). A channel id starting with `D` is a direct message
+/// (`channel_type` `im`).
 pub fn event_callback_message(
+    text: &str,
+    channel: &str,
+    user: &str,
+    ts: &str,
+    event_id: &str,
+) -> Value {
+    event_callback_raw(&encode(text), channel, user, ts, event_id)
+}
+
+/// [`event_callback_message`] with `text` sent as given, already in Slack's format.
+pub fn event_callback_raw(
     text: &str,
     channel: &str,
     user: &str,
@@ -880,13 +1032,17 @@ pub fn bot_message(text: &str, channel: &str, ts: &str, event_id: &str) -> Value
 }
 
 /// The fields of a slash command, as Slack sends them (form over HTTP, `payload` of a
-/// Socket Mode envelope).
+/// Socket Mode envelope), `text` typed as given and sent encoded ([`encode`]: a command
+/// set to escape channels, users and links,
+/// https://api.slack.com/interactivity/slash-commands#app_command_handling).
 pub fn slash_command_fields(
     command: &str,
     text: &str,
     channel: &str,
     user: &str,
 ) -> Vec<(String, String)> {
+    let text = encode(text);
+    let text = text.as_str();
     [
         ("token", "testkit-verification-token"),
         ("team_id", TEAM_ID),
@@ -939,6 +1095,159 @@ pub fn slash_command_form(command: &str, text: &str, channel: &str, user: &str) 
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
     form_encode(&pairs)
+}
+
+// ---- Slack's text format ---------------------------------------------------------------
+
+/// People and channels [`encode`] knows by name: the fake's defaults.
+fn default_directory() -> Directory {
+    Directory {
+        users: vec![
+            (BOT_NAME.to_owned(), BOT_USER_ID.to_owned()),
+            ("alice".to_owned(), "U0ALICE".to_owned()),
+        ],
+        channels: vec![("deploys".to_owned(), "C0DEPLOYS".to_owned())],
+    }
+}
+
+/// Names to ids, for mentions.
+struct Directory {
+    users: Vec<(String, String)>,
+    channels: Vec<(String, String)>,
+}
+
+fn directory(users: &HashMap<String, String>, channels: &HashMap<String, String>) -> Directory {
+    let mut d = default_directory();
+    d.users
+        .extend(users.iter().map(|(id, name)| (name.clone(), id.clone())));
+    d.channels
+        .extend(channels.iter().map(|(id, name)| (name.clone(), id.clone())));
+    d
+}
+
+/// A line as Slack's clients and servers turn it into a message's `text`
+/// (https://api.slack.com/reference/surfaces/formatting), for the fake's default users
+/// (the bot `chima`, `alice`) and channel (`deploys`):
+///
+/// * `&` `<` `>` become `&amp;` `&lt;` `&gt;` (#escaping);
+/// * a host name becomes `<http://web1.example.com|web1.example.com>`, a typed URL
+///   `<https://x.example/a>`, an e-mail address `<mailto:a@b.example|a@b.example>`
+///   (#linking-urls: Slack detects them server-side);
+/// * `@chima`, `@alice` become `<@U0CHIMA>`, `<@U0ALICE>` (#mentioning-users),
+///   `@here` `<!here>` (#special-mentions), `#deploys` `<#C0DEPLOYS|deploys>`
+///   (#linking-channels).
+///
+/// Use [`FakeSlack::encode`] for the users and channels set up on a fake.
+pub fn encode(line: &str) -> String {
+    encode_with(line, &default_directory())
+}
+
+fn encode_with(line: &str, dir: &Directory) -> String {
+    let mut out = String::with_capacity(line.len() + 16);
+    let mut word = String::new();
+    for c in line.chars() {
+        if c.is_whitespace() {
+            out.push_str(&encode_word(&word, dir));
+            word.clear();
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    out.push_str(&encode_word(&word, dir));
+    out
+}
+
+/// Characters a name can end with before punctuation (`@chima:`, `#deploys,`).
+fn name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+fn encode_word(word: &str, dir: &Directory) -> String {
+    if word.is_empty() {
+        return String::new();
+    }
+    for (sigil, known) in [('@', &dir.users), ('#', &dir.channels)] {
+        if let Some(rest) = word.strip_prefix(sigil) {
+            let end = rest.find(|c| !name_char(c)).unwrap_or(rest.len());
+            // A name does not end with a dot: `@chima.` is `@chima` then `.`.
+            let name = rest[..end].trim_end_matches('.');
+            let tail = &rest[name.len()..];
+            if sigil == '@' && matches!(name, "here" | "channel" | "everyone") {
+                return format!("<!{name}>{}", escape(tail));
+            }
+            if let Some((_, id)) = known.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                return if sigil == '@' {
+                    format!("<@{id}>{}", escape(tail))
+                } else {
+                    format!("<#{id}|{name}>{}", escape(tail))
+                };
+            }
+        }
+    }
+    if let Some(scheme) = word.find("://") {
+        let start = word[..scheme]
+            .rfind(|c: char| !c.is_ascii_alphabetic())
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        let (before, url) = word.split_at(start);
+        let end = url.trim_end_matches(['.', ',', ')', '!', '?', ':']).len();
+        let (url, after) = url.split_at(end);
+        return format!("{}<{}>{}", escape(before), escape(url), escape(after));
+    }
+    // Host names and addresses between `/` and `,` (`prod/web1.example.com,web2.example.com`).
+    let mut out = String::new();
+    let mut piece = String::new();
+    for c in word.chars() {
+        if c == '/' || c == ',' {
+            out.push_str(&linkify(&piece));
+            piece.clear();
+            out.push(c);
+        } else {
+            piece.push(c);
+        }
+    }
+    out.push_str(&linkify(&piece));
+    out
+}
+
+/// Top-level domains the fake's link detection knows (Slack's knows them all).
+const TLDS: &[&str] = &[
+    "com", "net", "org", "io", "dev", "app", "co", "example", "internal", "local",
+];
+
+fn is_host(text: &str) -> bool {
+    let labels: Vec<&str> = text.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && !l.starts_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| TLDS.contains(&tld.to_ascii_lowercase().as_str()))
+}
+
+fn linkify(piece: &str) -> String {
+    let end = piece.trim_end_matches(['.', ')', '!', '?', ':', ';']).len();
+    let (core, after) = piece.split_at(end);
+    if let Some((local, host)) = core.split_once('@')
+        && !local.is_empty()
+        && is_host(host)
+    {
+        return format!("<mailto:{core}|{core}>{}", escape(after));
+    }
+    if is_host(core) {
+        return format!("<http://{core}|{core}>{}", escape(after));
+    }
+    escape(piece)
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The `X-Slack-Signature` Slack sends: `v0=` + hex HMAC-SHA256 of
@@ -1007,6 +1316,27 @@ mod tests {
             ("x-slack-request-timestamp", "1700000000")
         );
         assert_eq!((sig_name, sig), ("x-slack-signature", a));
+    }
+
+    #[test]
+    fn typed_lines_are_sent_as_slack_encodes_them() {
+        assert_eq!(encode("chima deploy web"), "chima deploy web");
+        assert_eq!(
+            encode("chima deploy app to staging/web1.example.com,web2.example.com"),
+            "chima deploy app to staging/<http://web1.example.com|web1.example.com>,<http://web2.example.com|web2.example.com>"
+        );
+        assert_eq!(
+            encode("@chima: lock app in prod db & cache <b> see https://ci.example.com/b?a=1&b=2."),
+            "<@U0CHIMA>: lock app in prod db &amp; cache &lt;b&gt; see <https://ci.example.com/b?a=1&amp;b=2>."
+        );
+        assert_eq!(
+            encode("ask @alice or @bob in #deploys, @here ops@acme.example"),
+            "ask <@U0ALICE> or @bob in <#C0DEPLOYS|deploys>, <!here> <mailto:ops@acme.example|ops@acme.example>"
+        );
+        assert_eq!(
+            encode("web/v1.2.3 deploy:version a.b"),
+            "web/v1.2.3 deploy:version a.b"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 mod api;
 mod autodeploy;
+mod ci_paging;
 mod e2e;
 mod faults;
 mod harness;

@@ -229,54 +229,54 @@ async fn refusals_map_to_errors_that_say_what_to_fix() {
     );
 }
 
+/// A create is not idempotent: after a 5xx nothing is resent until GitHub's list of
+/// the ref's deployments shows that none came of it; then it is sent once more.
 #[tokio::test]
-async fn server_errors_are_retried_with_backoff() {
+async fn a_server_error_before_creation_is_checked_then_tried_once_more() {
     let fake = fake().await;
-    fake.script(Endpoint::CreateDeployment, Reply::Status(502), 2);
+    fake.script(Endpoint::CreateDeployment, Reply::Status(502), 1);
     let gh = client(&fake);
-    let start = Instant::now();
     let outcome = gh
         .create_deployment(REPO, &body("topic"))
         .await
-        .expect("third try");
-    assert!(
-        matches!(outcome, CreateOutcome::Created { .. }),
-        "{outcome:?}"
-    );
-    assert_eq!(
-        fake.requests_to("POST", "/repos/acme/web/deployments")
-            .len(),
-        3
-    );
-    // 500 ms then 1 s between the attempts.
-    assert!(
-        start.elapsed() >= Duration::from_millis(1400),
-        "{:?}",
-        start.elapsed()
-    );
-    assert_eq!(fake.deployments(REPO).len(), 1, "exactly one deployment");
+        .expect("second try");
+    let CreateOutcome::Created { id, .. } = outcome else {
+        panic!("expected Created, got {outcome:?}");
+    };
+    let requests: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.route.starts_with("/repos/acme/web/deployments"))
+        .map(|r| r.method.clone())
+        .collect();
+    assert_eq!(requests, ["POST", "GET", "POST"], "create, check, create");
+    let deployments = fake.deployments(REPO);
+    assert_eq!(deployments.len(), 1, "exactly one deployment");
+    assert_eq!(deployments[0].id, id);
 }
 
 #[tokio::test]
-async fn server_errors_give_up_after_three_attempts() {
+async fn server_errors_twice_with_nothing_created_say_so_and_stop() {
     let fake = fake().await;
     fake.script(Endpoint::CreateDeployment, Reply::Status(500), u32::MAX);
-    let err = quick_client(&fake)
+    let outcome = quick_client(&fake)
         .create_deployment(REPO, &body("topic"))
         .await
-        .expect_err("always 500");
-    let GitHubError::Unavailable { message } = &err else {
-        panic!("expected Unavailable, got {err:?}");
+        .expect("an outcome: GitHub said what it did");
+    let CreateOutcome::NotCreated { message } = &outcome else {
+        panic!("expected NotCreated, got {outcome:?}");
     };
     assert!(
-        message.contains("500") && message.contains("3 times"),
+        message.contains("500") && message.contains("lists no deployment"),
         "{message}"
     );
     assert_eq!(
         fake.requests_to("POST", "/repos/acme/web/deployments")
             .len(),
-        3
+        2,
+        "at most once more"
     );
+    assert!(fake.deployments(REPO).is_empty());
 }
 
 #[tokio::test]
@@ -407,19 +407,30 @@ async fn no_error_text_contains_the_token() {
         Reply::Forbidden,
         Reply::NotFound,
         Reply::Status(422),
-        Reply::Status(503),
         Reply::RateLimited {
             reset_in_secs: 3600,
         },
     ] {
-        let times = if reply == Reply::Status(503) { 3 } else { 1 };
-        fake.script(Endpoint::CreateDeployment, reply, times);
+        fake.script(Endpoint::CreateDeployment, reply, 1);
         errors.push(
             gh.create_deployment(REPO, &body("t"))
                 .await
                 .expect_err("scripted refusal"),
         );
     }
+    // Two 503s: an outcome whose message must not hold the token either.
+    fake.script(Endpoint::CreateDeployment, Reply::Status(503), 2);
+    let outcome = gh
+        .create_deployment(REPO, &body("t"))
+        .await
+        .expect("not created");
+    assert!(
+        matches!(&outcome, CreateOutcome::NotCreated { message } if !message.contains("ghp_")),
+        "{outcome:?}"
+    );
+    errors.push(GitHubError::Unavailable {
+        message: format!("{outcome:?}"),
+    });
     // A real 401: the fake no longer accepts this token.
     fake.set_token("ghp_another");
     errors.push(gh.default_branch(REPO).await.expect_err("bad credentials"));

@@ -4,6 +4,7 @@
 mod app;
 mod calls;
 mod deployments;
+mod fidelity;
 mod harness;
 mod real_fixtures;
 mod sender;

@@ -39,6 +39,15 @@ impl Env {
         .await
         .expect("an SQLite store");
         let slack = FakeSlack::start().await;
+        // The channels the cases post in, with the bot in them (the fake refuses others,
+        // as Slack does).
+        for (id, name) in [
+            ("C1", "ops"),
+            ("C0DOWN", "down"),
+            ("C0FALLBACK", "fallback"),
+        ] {
+            slack.set_channel(id, name);
+        }
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(run_chat_sender(
             Arc::clone(&store),
@@ -432,20 +441,23 @@ async fn without_a_room_nothing_is_sent_unless_the_app_has_a_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn permanent_errors_are_given_up_and_deleted_messages_posted_anew() {
     let env = Env::start(None).await;
-    env.slack
-        .fail_channel("C0GONE", Failure::Error("channel_not_found".to_owned()));
-    let gone = env
-        .create("gone-1", "production", json!({"room": "C0GONE"}))
-        .await;
-    env.run(gone).await;
-    env.finish(gone, Outcome::succeeded(0)).await;
-    env.delivered(gone).await;
-    let entries = env.store.outbox_for_deployment(gone).await.expect("outbox");
-    assert!(
-        entries.iter().all(|e| e.attempts == 0),
-        "given up at once: {entries:?}"
-    );
+    // A channel Slack does not know (channel_not_found), and one the bot is not in
+    // (not_in_channel): both refused by the fake as by Slack.
+    env.slack.set_channel_without_bot("C0PRIVATE", "private");
+    for (key, room) in [("gone-1", "C0GONE"), ("private-1", "C0PRIVATE")] {
+        let gone = env.create(key, "production", json!({ "room": room })).await;
+        env.run(gone).await;
+        env.finish(gone, Outcome::succeeded(0)).await;
+        env.delivered(gone).await;
+        let entries = env.store.outbox_for_deployment(gone).await.expect("outbox");
+        assert!(
+            entries.iter().all(|e| e.attempts == 0),
+            "given up at once: {entries:?}"
+        );
+    }
     assert!(env.slack.posted().is_empty());
+    let refusals: Vec<_> = env.slack.calls("chat.postMessage");
+    assert!(!refusals.is_empty());
 
     // Someone deleted the message: the next state change is posted anew.
     let id = env
@@ -481,5 +493,113 @@ async fn permanent_errors_are_given_up_and_deleted_messages_posted_anew() {
     assert_eq!(
         saved.ts, posted[1].ts,
         "the new message is the one edited from now on"
+    );
+}
+
+/// The final message of deployment `id`'s thread: the last edit, else the post.
+fn final_message(slack: &FakeSlack) -> UpdatedMessage {
+    slack
+        .updated()
+        .last()
+        .cloned()
+        .or_else(|| {
+            slack.posted().last().map(|p| UpdatedMessage {
+                channel: p.channel.clone(),
+                ts: p.ts.clone(),
+                text: p.text.clone(),
+                blocks: p.blocks.clone(),
+            })
+        })
+        .expect("a final message")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_log_lines_stay_within_slacks_limits_and_are_accepted() {
+    let env = Env::start(None).await;
+    let id = env
+        .create("huge-1", "staging", json!({"room": "C0DEPLOYS"}))
+        .await;
+    env.run(id).await;
+    // Lines of `&` and `<`: five times longer once escaped, 10 of them far over the
+    // 3,000 characters Slack takes in a section.
+    let lines: Vec<NewLogLine> = (1..=15)
+        .map(|i| NewLogLine {
+            stream: Stream::Stdout,
+            line: format!("line {i} {}", "&<".repeat(400)),
+            at: chrono::Utc::now(),
+        })
+        .collect();
+    env.store.append_logs(id, &lines).await.expect("append");
+    env.finish(id, Outcome::failed(Some(3), "exited with code 3"))
+        .await;
+    env.delivered(id).await;
+    let (slack, store) = env.stop().await;
+
+    // Every post and edit was accepted as sent (no refusal, no text-only fallback).
+    let calls = slack.calls("chat.postMessage").len() + slack.calls("chat.update").len();
+    assert_eq!(calls, slack.posted().len() + slack.updated().len());
+    let entries = store.outbox_for_deployment(id).await.expect("outbox");
+    assert!(entries.iter().all(|e| e.attempts == 0), "{entries:?}");
+    let last = final_message(&slack);
+    let blocks = last.blocks.expect("the blocks were kept");
+    let sections: Vec<&str> = blocks
+        .as_array()
+        .expect("blocks")
+        .iter()
+        .filter(|b| b["type"] == "section")
+        .filter_map(|b| b["text"]["text"].as_str())
+        .collect();
+    assert_eq!(sections.len(), 2, "{blocks}");
+    for text in &sections {
+        assert!(
+            text.chars().count() <= chima_slack::MAX_SECTION_CHARS,
+            "{} characters",
+            text.chars().count()
+        );
+    }
+    let failure = sections[1];
+    assert!(
+        failure.starts_with("Exit code 3.\n```\n… (earlier lines in the log)"),
+        "{failure}"
+    );
+    assert!(
+        failure.contains("line 15 &amp;&lt;"),
+        "the last line is shown: {failure}"
+    );
+    assert!(failure.ends_with("\n```"), "{failure}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocks_refused_as_too_long_fall_back_to_text() {
+    let env = Env::start(None).await;
+    // https://api.slack.com/methods/chat.postMessage#errors: `msg_blocks_too_long`.
+    env.slack.fail_next(
+        "chat.postMessage",
+        1,
+        Failure::Error("msg_blocks_too_long".to_owned()),
+    );
+    let id = env
+        .create(
+            "long-1",
+            "staging",
+            json!({"room": "C1", "thread_ts": "1.2"}),
+        )
+        .await;
+    env.posted_where("the text-only message", |p| p.blocks.is_none())
+        .await;
+    env.delivered(id).await;
+    let (slack, _store) = env.stop().await;
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    assert!(
+        text(posted[0].text.as_ref()).contains(&format!(
+            "deployment #{id} of web/main to staging is queued."
+        )),
+        "{posted:?}"
+    );
+    assert_eq!(
+        slack.calls("chat.postMessage").len(),
+        2,
+        "blocks, then text"
     );
 }

@@ -104,8 +104,10 @@ async fn a_message_reaches_the_handler_with_its_channel_and_thread() {
         auth[0].authorization.as_deref(),
         Some(format!("Bearer {}", fake::BOT_TOKEN).as_str())
     );
+    // One apps.connections.open (Tier 1) for the one connection: the start's check
+    // gave the URL the connection used.
     let open = run.slack.calls("apps.connections.open");
-    assert!(open.len() >= 2, "checked, then opened: {open:?}");
+    assert_eq!(open.len(), 1, "one call per connection attempt: {open:?}");
     assert!(open.iter().all(
         |c| c.authorization.as_deref() == Some(format!("Bearer {}", fake::APP_TOKEN).as_str())
     ));
@@ -174,7 +176,7 @@ async fn redeliveries_and_bot_messages_are_acked_but_handled_once_or_never() {
     ));
     // The same message as an app_mention (another event id, same channel and ts).
     let mut mention = fake::events_api_message(
-        "<@U0CHIMA> deploy x",
+        "@chima deploy x",
         "C0DEPLOYS",
         "U0ALICE",
         "1700000000.000100",
@@ -253,6 +255,88 @@ async fn a_disconnect_frame_reconnects_and_the_next_event_is_handled() {
     run.slack.disconnect("warning");
     run.marker("after-warning", "1700000000.000300").await;
     assert_eq!(run.slack.connections(), 3);
+    // Exactly one apps.connections.open per connection, the first included.
+    assert_eq!(run.slack.calls("apps.connections.open").len(), 3);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_reconnection_waits_for_retry_after() {
+    let mut run = Running::start().await;
+    run.marker("before", "1700000000.000100").await;
+    // Slack answers the next apps.connections.open with 429, Retry-After: 3
+    // (https://api.slack.com/apis/rate-limits).
+    run.slack.fail_next(
+        "apps.connections.open",
+        1,
+        fake::Failure::RateLimited {
+            retry_after_secs: 3,
+        },
+    );
+    run.slack.drop_connection();
+    run.marker("after-the-wait", "1700000000.000200").await;
+    let open = run.slack.calls("apps.connections.open");
+    assert_eq!(
+        open.len(),
+        3,
+        "start, the refused call, the call after the wait"
+    );
+    let waited = open[2].at.duration_since(open[1].at);
+    assert!(
+        waited >= std::time::Duration::from_secs(3),
+        "the next call came {waited:?} after the 429"
+    );
+    assert_eq!(run.slack.connections(), 2);
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_arrive_as_typed_not_as_slack_encodes_them() {
+    let mut run = Running::start().await;
+    // Typed in Slack's client; the fake sends them the way Slack does.
+    run.push(fake::events_api_message(
+        "@chima deploy app to staging/web1.example.com",
+        "C0DEPLOYS",
+        "U0ALICE",
+        "1700000000.000100",
+        "Ev0400",
+        0,
+    ));
+    let sent = run.slack.sent_frames();
+    let sent = sent.last().expect("the envelope")["payload"]["event"]["text"].clone();
+    assert_eq!(
+        sent,
+        "<@U0CHIMA> deploy app to staging/<http://web1.example.com|web1.example.com>"
+    );
+    let line = run.lines.next("the mention").await;
+    assert_eq!(
+        line.text,
+        "<@U0CHIMA> deploy app to staging/web1.example.com"
+    );
+
+    let id = run.push(fake::slash_command(
+        "/deploy",
+        "lock app in production db & cache, ask @alice in #deploys",
+        "C0DEPLOYS",
+        "U0ALICE",
+    ));
+    let line = run.lines.next("the slash command").await;
+    assert_eq!(
+        line.text,
+        "lock app in production db & cache, ask @U0ALICE in #deploys"
+    );
+    run.acked(&id).await;
+    let ack = run
+        .slack
+        .ack_frames()
+        .into_iter()
+        .find(|a| a["envelope_id"] == id.as_str())
+        .expect("the slash command's ack");
+    assert_eq!(
+        ack["payload"]["text"],
+        "Working on `/deploy lock app in production db &amp; cache, ask @U0ALICE in #deploys`…",
+        "echoed as typed, escaped once"
+    );
     run.stop().await;
 }
 

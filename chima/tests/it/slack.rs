@@ -1,0 +1,234 @@
+//! The real `chima` binary on Slack (Socket Mode, the fake Slack), with lines sent the
+//! way Slack encodes what people type, and replies read the way Slack reads them.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use chima_testkit::github::FakeGitHub;
+use chima_testkit::slack::{self as fake_slack, Failure, FakeSlack, PostedMessage};
+
+const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app",
+    "environments": ["production", "staging"]}}"#;
+
+/// A running chima, killed when dropped.
+struct Chima {
+    child: tokio::process::Child,
+    log: PathBuf,
+}
+
+impl Chima {
+    /// Starts chima on the fake Slack: with GitHub credentials when `gh` is given (it
+    /// creates GitHub deployments), else with the embedded engine on an SQLite file in
+    /// `dir`. Returns once its Socket Mode connection is up.
+    async fn start(dir: &Path, slack: &FakeSlack, gh: Option<&FakeGitHub>) -> Chima {
+        let apps = dir.join("app.json");
+        std::fs::write(&apps, APPS).expect("write app.json");
+        let log = dir.join("chima.log");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chima"));
+        command
+            .env("APPS_JSON", &apps)
+            .env("SLACK_BOT_TOKEN", fake_slack::BOT_TOKEN)
+            .env("SLACK_APP_TOKEN", fake_slack::APP_TOKEN)
+            .env("SLACK_API_URL", &slack.url)
+            .env("DATABASE_URL", database_url(dir))
+            .env("CHIMA_SIGNING_KEY", "chima-slack-test-signing-key")
+            .env("RUST_LOG", "info")
+            .env_remove("SLACK_SIGNING_SECRET")
+            .env_remove("CHIMA_NAME")
+            .env_remove("CHIMA_ALIASES")
+            .env_remove("FASENG_URL")
+            .env_remove("FASENG_API_TOKEN")
+            .env_remove("GITHUB_TOKEN")
+            .env_remove("GITHUB_APP_ID")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(&log).expect("create the log"),
+            ))
+            .kill_on_drop(true);
+        if let Some(gh) = gh {
+            command
+                .env("GITHUB_TOKEN", gh.token())
+                .env("GITHUB_API_URL", &gh.url);
+        }
+        let child = command.spawn().expect("start chima");
+        let chima = Chima { child, log };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while slack.live_connections() == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chima did not connect to Socket Mode: {}",
+                chima.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        chima
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+fn database_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("chima.db").display())
+}
+
+/// Generous: a loaded 2-core machine only makes the tests slower.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// A line typed by alice in #deploys, as Slack sends it; its ts is the thread of the reply.
+fn type_line(slack: &FakeSlack, line: &str, ts: &str) {
+    slack.push_event(slack.typed_message(line, "C0DEPLOYS", "U0ALICE", ts, &format!("Ev{ts}")));
+}
+
+/// chima's reply in the thread of `ts` whose text contains `needle`.
+async fn reply(slack: &FakeSlack, chima: &Chima, ts: &str, needle: &str) -> PostedMessage {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(p) = slack.posted().into_iter().find(|p| {
+            p.thread_ts.as_deref() == Some(ts) && p.text.as_deref().unwrap_or("").contains(needle)
+        }) {
+            return p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reply containing {needle:?} in thread {ts}: {:#?}\n{}",
+            slack.posted(),
+            chima.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_host_typed_in_slack_reaches_the_github_deployment_as_the_bare_host() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let gh = FakeGitHub::start().await;
+    gh.add_repo("example/app", "main");
+    let slack = FakeSlack::start().await;
+    let chima = Chima::start(dir.path(), &slack, Some(&gh)).await;
+
+    // Addressed with a mention, which Slack sends as `<@U0CHIMA>`: it still addresses
+    // chima once the rest of the line is decoded.
+    type_line(
+        &slack,
+        "@chima deploy app to staging/web1.example.com",
+        "111.222",
+    );
+    // Slack turned the mention and the host name into markup, as it does.
+    let sent = slack.sent_frames();
+    assert_eq!(
+        sent.last().expect("the envelope")["payload"]["event"]["text"],
+        "<@U0CHIMA> deploy app to staging/<http://web1.example.com|web1.example.com>"
+    );
+    reply(&slack, &chima, "111.222", "Created GitHub deployment").await;
+    let created = gh
+        .deployments("example/app")
+        .pop()
+        .expect("the GitHub deployment");
+    assert_eq!(created.body["environment"], "staging");
+    assert_eq!(
+        created.body["payload"]["hosts"], "web1.example.com",
+        "{:#}",
+        created.body
+    );
+    chima.stop().await;
+}
+
+#[tokio::test]
+async fn help_on_slack_shows_its_placeholders_instead_of_markup() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    let chima = Chima::start(dir.path(), &slack, None).await;
+
+    type_line(&slack, "chima help", "200.001");
+    let help = reply(&slack, &chima, "200.001", "deploy").await;
+    let text = help.text.unwrap_or_default();
+    // Slack would read `<app>` as markup and show nothing: it must arrive escaped.
+    assert!(
+        text.contains("deploy[:task][!] &lt;app&gt;[/&lt;ref&gt;]"),
+        "{text}"
+    );
+    assert!(
+        !text.contains('<') && !text.contains('>'),
+        "raw markup in the help: {text}"
+    );
+    assert!(!text.contains("&amp;lt;"), "escaped twice: {text}");
+    chima.stop().await;
+}
+
+#[tokio::test]
+async fn a_lock_reason_with_an_ampersand_is_kept_as_typed() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    let chima = Chima::start(dir.path(), &slack, None).await;
+
+    type_line(
+        &slack,
+        "chima lock app in staging db & cache <migration>",
+        "300.001",
+    );
+    let locked = reply(&slack, &chima, "300.001", "Locked app in staging").await;
+    // Shown on Slack as typed: escaped once, so that Slack shows `&` and `<migration>`.
+    assert_eq!(
+        locked.text.as_deref(),
+        Some(
+            "Locked app in staging: db &amp; cache &lt;migration&gt;. Others cannot deploy there until `unlock app in staging`."
+        )
+    );
+    chima.stop().await;
+
+    // Stored as typed: the terminal (which shows text as it is) reads it back.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chima"))
+        .args(["run", "chima where can i deploy app"])
+        .env("APPS_JSON", dir.path().join("app.json"))
+        .env("DATABASE_URL", database_url(dir.path()))
+        .env("USER", "tester")
+        .env_remove("SLACK_BOT_TOKEN")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("CHIMA_NAME")
+        .output()
+        .await
+        .expect("run chima on the terminal");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("staging (locked by alice: db & cache <migration>)"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_reply_is_posted_after_retry_after() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    let chima = Chima::start(dir.path(), &slack, None).await;
+    // https://api.slack.com/apis/rate-limits: 429 with Retry-After (seconds).
+    slack.fail_next(
+        "chat.postMessage",
+        1,
+        Failure::RateLimited {
+            retry_after_secs: 2,
+        },
+    );
+
+    type_line(&slack, "chima deploy:version", "400.001");
+    reply(&slack, &chima, "400.001", "chima ").await;
+    let calls = slack.calls("chat.postMessage");
+    assert_eq!(calls.len(), 2, "refused once, then posted: {calls:#?}");
+    let waited = calls[1].at.duration_since(calls[0].at);
+    assert!(
+        waited >= Duration::from_secs(2),
+        "posted again {waited:?} after the 429"
+    );
+    assert_eq!(slack.posted().len(), 1);
+    chima.stop().await;
+}
