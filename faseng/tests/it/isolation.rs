@@ -219,3 +219,128 @@ async fn providers_run_as_faseng_run_as_and_cannot_read_fasengs_environment() {
     assert!(!text.contains(SECRET), "{text}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
+
+/// faseng makes itself non-dumpable: a provider running as faseng's own (non-root) user
+/// can read the environment of any other process of that user, but not faseng's, where
+/// the secrets are. faseng is started here as `nobody` (setpriv), as a non-root
+/// install runs it.
+#[tokio::test]
+async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(1)
+        != 0
+    {
+        panic!(
+            "this test starts faseng as `nobody` with setpriv, which needs root; run the suite as root (CI does)"
+        );
+    }
+    let db = crate::harness::Database::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Writable for nobody, sticky as /tmp is (faseng refuses a work folder under a
+    // folder anyone may replace things in).
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let apps = dir.path().join("app.json");
+    std::fs::write(
+        &apps,
+        r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["staging"]}}"#,
+    )
+    .unwrap();
+    let (_, sha) = repo(
+        dir.path(),
+        "#!/bin/sh\necho \"uid=$(id -u)\"\nsleep 30 &\nsib=$!\ncat /proc/$sib/environ >/dev/null 2>&1 && echo can-read-a-sibling\ncat /proc/$PPID/environ >/dev/null 2>&1 && echo READ-FASENG-ENV || echo cannot-read-faseng-env\nkill $sib\n",
+    );
+    // git refuses a repository owned by another user: the test's repository is nobody's.
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(dir.path().join("git"))
+        .status()
+        .unwrap();
+    assert!(chown.success());
+    let port = crate::harness::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let mut child = tokio::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_faseng"))
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("APPS_JSON", &apps)
+        .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FASENG_WORKDIR", dir.path().join("work"))
+        .env("FASENG_CLONE_BASE", dir.path().join("git"))
+        .env("GITHUB_WEBHOOK_SECRET", SECRET)
+        .env("FASENG_SHUTDOWN_GRACE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::from(
+            std::fs::File::create(dir.path().join("faseng.log")).unwrap(),
+        ))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while crate::harness::get(&format!("{url}/healthz")).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "faseng (as nobody) did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = deployment_event(
+        "example/app",
+        "",
+        95,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        json!({}),
+    );
+    let (status, text) = send_webhook(
+        &format!("{url}/webhooks/github"),
+        "deployment",
+        "dumpable-1",
+        SECRET.as_bytes(),
+        body.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 201, "{text}");
+    let store = chima_store::open(&db.url).await.unwrap();
+    let id = store.find_by_github_id(95).await.unwrap().unwrap().id;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let d = loop {
+        let d = store.get_deployment(id).await.unwrap().unwrap();
+        if d.state.is_terminal() {
+            break d;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "#{id} still {}",
+            d.state
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let text: Vec<String> = store
+        .read_logs(id, 0, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    let text = text.join("\n");
+    assert_eq!(
+        d.state,
+        DeploymentState::Succeeded,
+        "{:?}\n{text}",
+        d.reason
+    );
+    assert!(text.contains("uid=65534"), "{text}");
+    // The control: the same user reads a process of its own that is dumpable.
+    assert!(text.contains("can-read-a-sibling"), "{text}");
+    assert!(text.contains("cannot-read-faseng-env"), "{text}");
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
