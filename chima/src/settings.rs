@@ -161,60 +161,54 @@ impl Settings {
     /// [`chima_config::MIN_SECRET_BYTES`] long; an empty token of another service reads
     /// as unset. The error names the setting, never its value.
     pub fn load_secrets(&mut self) -> anyhow::Result<()> {
-        use chima_config::{MIN_SECRET_BYTES, read_secret};
-        fn read(
-            name: &str,
-            value: Option<String>,
-            file: &Option<PathBuf>,
-            min: usize,
-        ) -> anyhow::Result<Option<String>> {
-            read_secret(name, value, file.as_deref(), min)
-                .map(|s| s.map(|s| s.expose().to_string()))
-                .map_err(|e| anyhow::anyhow!("{e}"))
+        use chima_config::SecretKind::{Issued, Shared};
+        for (name, value, file, kind) in [
+            (
+                "GITHUB_TOKEN",
+                &mut self.github_token,
+                &self.github_token_file,
+                Issued,
+            ),
+            (
+                "GITHUB_APP_PRIVATE_KEY",
+                &mut self.github_app_private_key,
+                &self.github_app_private_key_file,
+                Issued,
+            ),
+            (
+                "SLACK_BOT_TOKEN",
+                &mut self.slack_bot_token,
+                &self.slack_bot_token_file,
+                Issued,
+            ),
+            (
+                "SLACK_APP_TOKEN",
+                &mut self.slack_app_token,
+                &self.slack_app_token_file,
+                Issued,
+            ),
+            (
+                "SLACK_SIGNING_SECRET",
+                &mut self.slack_signing_secret,
+                &self.slack_signing_secret_file,
+                Shared,
+            ),
+            (
+                "FASENG_API_TOKEN",
+                &mut self.faseng_api_token,
+                &self.faseng_api_token_file,
+                Shared,
+            ),
+            (
+                "CHIMA_SIGNING_KEY",
+                &mut self.chima_signing_key,
+                &self.chima_signing_key_file,
+                Shared,
+            ),
+        ] {
+            chima_config::load_secret(name, value, file.as_deref(), kind)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
-        let unset_if_empty = |v: Option<String>| v.filter(|v| !v.is_empty());
-        self.github_token = read(
-            "GITHUB_TOKEN",
-            unset_if_empty(self.github_token.take()),
-            &self.github_token_file,
-            1,
-        )?;
-        self.github_app_private_key = read(
-            "GITHUB_APP_PRIVATE_KEY",
-            unset_if_empty(self.github_app_private_key.take()),
-            &self.github_app_private_key_file,
-            1,
-        )?;
-        self.slack_bot_token = read(
-            "SLACK_BOT_TOKEN",
-            unset_if_empty(self.slack_bot_token.take()),
-            &self.slack_bot_token_file,
-            1,
-        )?;
-        self.slack_app_token = read(
-            "SLACK_APP_TOKEN",
-            unset_if_empty(self.slack_app_token.take()),
-            &self.slack_app_token_file,
-            1,
-        )?;
-        self.slack_signing_secret = read(
-            "SLACK_SIGNING_SECRET",
-            self.slack_signing_secret.take(),
-            &self.slack_signing_secret_file,
-            MIN_SECRET_BYTES,
-        )?;
-        self.faseng_api_token = read(
-            "FASENG_API_TOKEN",
-            self.faseng_api_token.take(),
-            &self.faseng_api_token_file,
-            MIN_SECRET_BYTES,
-        )?;
-        self.chima_signing_key = read(
-            "CHIMA_SIGNING_KEY",
-            self.chima_signing_key.take(),
-            &self.chima_signing_key_file,
-            MIN_SECRET_BYTES,
-        )?;
         Ok(())
     }
 

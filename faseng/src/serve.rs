@@ -156,61 +156,60 @@ fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
 /// (`GITHUB_TOKEN=`) reads as unset, as it always did. A refused
 /// secret stops faseng at start, saying which and what to do, never its value.
 fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
-    use chima_config::{MIN_SECRET_BYTES, read_secret};
-    let read =
-        |name: &str, value: Option<String>, file: &Option<std::path::PathBuf>, min: usize| {
-            read_secret(name, value, file.as_deref(), min)
-                .map(|s| s.map(|s| s.expose().to_string()))
-                .map_err(|e| anyhow::anyhow!("{e}"))
-        };
-    args.webhook_secret = read(
-        "GITHUB_WEBHOOK_SECRET",
-        args.webhook_secret.take(),
-        &args.webhook_secret_file,
-        MIN_SECRET_BYTES,
-    )?;
-    args.api_token = read(
-        "FASENG_API_TOKEN",
-        args.api_token.take(),
-        &args.api_token_file,
-        MIN_SECRET_BYTES,
-    )?;
-    args.chima_signing_key = read(
-        "CHIMA_SIGNING_KEY",
-        args.chima_signing_key.take(),
-        &args.chima_signing_key_file,
-        MIN_SECRET_BYTES,
-    )?;
-    args.metrics_token = read(
-        "FASENG_METRICS_TOKEN",
-        args.metrics_token.take(),
-        &args.metrics_token_file,
-        MIN_SECRET_BYTES,
-    )?;
-    args.github_token = read(
-        "GITHUB_TOKEN",
-        args.github_token.take().filter(|v| !v.is_empty()),
-        &args.github_token_file,
-        1,
-    )?;
-    args.github_app_private_key = read(
-        "GITHUB_APP_PRIVATE_KEY",
-        args.github_app_private_key.take().filter(|v| !v.is_empty()),
-        &args.github_app_private_key_file,
-        1,
-    )?;
-    args.slack_bot_token = read(
-        "SLACK_BOT_TOKEN",
-        args.slack_bot_token.take().filter(|v| !v.is_empty()),
-        &args.slack_bot_token_file,
-        1,
-    )?;
-    args.heroku_api_key = read(
-        "HEROKU_API_KEY",
-        args.heroku_api_key.take().filter(|v| !v.is_empty()),
-        &args.heroku_api_key_file,
-        1,
-    )?;
+    use chima_config::SecretKind::{Issued, Shared};
+    for (name, value, file, kind) in [
+        (
+            "GITHUB_WEBHOOK_SECRET",
+            &mut args.webhook_secret,
+            &args.webhook_secret_file,
+            Shared,
+        ),
+        (
+            "FASENG_API_TOKEN",
+            &mut args.api_token,
+            &args.api_token_file,
+            Shared,
+        ),
+        (
+            "CHIMA_SIGNING_KEY",
+            &mut args.chima_signing_key,
+            &args.chima_signing_key_file,
+            Shared,
+        ),
+        (
+            "FASENG_METRICS_TOKEN",
+            &mut args.metrics_token,
+            &args.metrics_token_file,
+            Shared,
+        ),
+        (
+            "GITHUB_TOKEN",
+            &mut args.github_token,
+            &args.github_token_file,
+            Issued,
+        ),
+        (
+            "GITHUB_APP_PRIVATE_KEY",
+            &mut args.github_app_private_key,
+            &args.github_app_private_key_file,
+            Issued,
+        ),
+        (
+            "SLACK_BOT_TOKEN",
+            &mut args.slack_bot_token,
+            &args.slack_bot_token_file,
+            Issued,
+        ),
+        (
+            "HEROKU_API_KEY",
+            &mut args.heroku_api_key,
+            &args.heroku_api_key_file,
+            Issued,
+        ),
+    ] {
+        chima_config::load_secret(name, value, file.as_deref(), kind)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     Ok(())
 }
 
@@ -352,6 +351,7 @@ async fn serve_http(
         metrics: Default::default(),
         engine_metrics,
         autodeploy,
+        slack_api_url: args.slack_api_url.clone(),
     };
     tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
     axum::serve(listener, web::router(state))

@@ -18,4 +18,4 @@ pub use error::{ConfigError, ConfigErrors, Refusal};
 pub use load::{Apps, KNOWN_FIELDS, MAX_CONFIG_BYTES, PLACEHOLDERS, redact_userinfo};
 pub use model::{App, AutoDeployRule, Environment, Provider, Secret, is_secret_field};
 pub use resolve::{DeploymentRequest, Requester, Target, is_room_id, is_user_id};
-pub use secret::{MIN_SECRET_BYTES, SecretError, read_secret};
+pub use secret::{MIN_SECRET_BYTES, SecretError, SecretKind, load_secret, read_secret};

@@ -88,6 +88,33 @@ pub fn read_secret(
     Ok(Some(Secret::new(secret)))
 }
 
+/// How a setting is checked by [`load_secret`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretKind {
+    /// A secret both sides share (webhook secret, API token, signing key): at least
+    /// [`MIN_SECRET_BYTES`], and an empty one is an error.
+    Shared,
+    /// A token another service issued (GitHub, Slack, Heroku): an empty value reads as
+    /// unset, as it always did, and any length is taken.
+    Issued,
+}
+
+/// Reads the setting `name` in place: `value` (the flag or variable) or the file
+/// `file` (`NAME_FILE`), checked by `kind`. What the binaries call for each secret.
+pub fn load_secret(
+    name: &str,
+    value: &mut Option<String>,
+    file: Option<&Path>,
+    kind: SecretKind,
+) -> Result<(), SecretError> {
+    let (given, min) = match kind {
+        SecretKind::Shared => (value.take(), MIN_SECRET_BYTES),
+        SecretKind::Issued => (value.take().filter(|v| !v.is_empty()), 1),
+    };
+    *value = read_secret(name, given, file, min)?.map(|s| s.expose().to_string());
+    Ok(())
+}
+
 fn read_file(name: &str, path: &Path) -> Result<String, SecretError> {
     let read_error = |source| SecretError::Read {
         name: name.to_string(),
