@@ -4,6 +4,7 @@
 //! bot gets a reply that says what was done, or why nothing was.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use chima_command::{Addressee, Command, ParseError, parse};
 use chima_config::{Apps, DeploymentRequest, Refusal, Requester};
@@ -43,6 +44,29 @@ pub struct Chat {
     pub room: String,
     /// The thread to post in.
     pub thread_ts: Option<String>,
+    /// A slash command's `response_url`: where its replies go (the bot may not be in
+    /// the channel), and where its deployment's messages go while it lasts (see
+    /// [`Chat::route_uses_left`]). `None` elsewhere.
+    pub response_url: Option<String>,
+    /// How many replies have been sent through `response_url` so far (each takes one
+    /// of Slack's 5 uses).
+    pub response_uses: Arc<AtomicU32>,
+}
+
+/// Slack takes this many posts to one `response_url`
+/// (https://api.slack.com/interactivity/handling#message_responses).
+pub const RESPONSE_URL_USES: u32 = 5;
+
+/// A `response_url` works this long after the command.
+pub const RESPONSE_URL_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+impl Chat {
+    /// The uses of `response_url` left for a deployment's messages once it is created:
+    /// Slack's 5, less the replies already sent and the one confirming the deployment.
+    pub fn route_uses_left(&self) -> i32 {
+        let used = self.response_uses.load(Ordering::SeqCst).saturating_add(1);
+        i32::try_from(RESPONSE_URL_USES.saturating_sub(used)).unwrap_or(0)
+    }
 }
 
 /// Where deployments go.

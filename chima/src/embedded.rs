@@ -87,13 +87,29 @@ impl Embedded {
             .git_ref
             .clone()
             .unwrap_or_else(|| "HEAD".to_string());
+        let source_key = format!(
+            "chima-{}-{}-{}",
+            chat.adapter,
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+        );
+        // A slash command's deployment reports through its response_url while it
+        // lasts: the route is in the store before the deployment, so that its first
+        // message already finds it.
+        if let Some(url) = &chat.response_url {
+            let expires_at = chrono::Utc::now()
+                + chrono::Duration::from_std(crate::bot::RESPONSE_URL_LIFETIME)
+                    .unwrap_or(chrono::Duration::minutes(30));
+            if let Err(e) = self
+                .store
+                .set_chat_route(&source_key, url, expires_at, chat.route_uses_left())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the slash command's response_url: the deployment's messages go to the app's notify_room");
+            }
+        }
         let new = NewDeployment {
-            source_key: format!(
-                "chima-{}-{}-{}",
-                chat.adapter,
-                std::process::id(),
-                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-            ),
+            source_key,
             requester: user.clone(),
             app: request.app.clone(),
             environment: request.environment.clone(),

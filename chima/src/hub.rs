@@ -129,6 +129,7 @@ impl GitHubBackend {
             .await
         {
             Ok(CreateOutcome::Created { id, sha, .. }) => {
+                self.route_to_response_url(id, chat).await;
                 say(
                     to,
                     format!(
@@ -194,6 +195,37 @@ impl GitHubBackend {
                 Ok(Ending::Failed)
             }
             Err(e) => Ok(github_error(to, &e, repo)),
+        }
+    }
+
+    /// Tells faseng where deployment `id`'s messages go while the slash command's
+    /// `response_url` lasts. Never in the deployment's payload: whoever can read the
+    /// repository can read payloads, and the URL posts into private channels and DMs.
+    async fn route_to_response_url(&self, id: i64, chat: &Chat) {
+        let Some(url) = &chat.response_url else {
+            return;
+        };
+        let Some(api) = &self.faseng else {
+            tracing::warn!(
+                deployment = id,
+                "FASENG_URL is not set: faseng cannot be given the slash command's response_url, so the deployment's messages go to the app's notify_room"
+            );
+            return;
+        };
+        let body = json!({
+            "response_url": url,
+            "expires_in_secs": crate::bot::RESPONSE_URL_LIFETIME.as_secs(),
+            "uses_left": chat.route_uses_left(),
+        });
+        let path = format!("/chat-routes/{}", enc(&format!("github:{id}")));
+        match api.call(Method::PUT, &path, Some(&body)).await {
+            Ok(answer) if (200..300).contains(&answer.status) => {}
+            Ok(answer) => {
+                tracing::warn!(deployment = id, status = answer.status, error = %answer.body.get("error").and_then(serde_json::Value::as_str).unwrap_or(""), "faseng refused the slash command's response_url: the deployment's messages go to the app's notify_room");
+            }
+            Err(e) => {
+                tracing::warn!(deployment = id, error = %format!("{e:#}"), "cannot give faseng the slash command's response_url: the deployment's messages go to the app's notify_room");
+            }
         }
     }
 

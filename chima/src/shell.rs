@@ -43,6 +43,8 @@ async fn run(settings: &Settings, line: Option<&str>) -> ExitCode {
         adapter: "shell",
         room: "shell".to_string(),
         thread_ts: None,
+        response_url: None,
+        response_uses: Default::default(),
     };
     let code = match line {
         Some(line) => match one(&bot, line, &chat).await {

@@ -1,7 +1,9 @@
 //! chima on Slack: Socket Mode (default: no public URL needed) and, when
 //! `SLACK_SIGNING_SECRET` is set, the Events API and `/deploy` slash command
 //! on `CHIMA_LISTEN`. Every line addressed to the bot is answered in the thread
-//! of the command.
+//! of the command; a slash command through its `response_url` (`in_channel`, up to
+//! Slack's 5 posts), which works where the bot is not a member (DMs, private
+//! channels), and the deployment it starts reports there too while the URL lasts.
 //!
 //! Slack's text format is handled here and in chima-slack, never in the bot core: lines
 //! arrive decoded (chima-slack's `Incoming`), and every reply is escaped here before it
@@ -9,6 +11,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,7 +20,7 @@ use chima_slack::{
     Handler, Incoming, IncomingKind, MAX_TEXT_CHARS, Message, SlackApi, SlackConfig, SlackError,
 };
 
-use crate::bot::{Backend, Bot, Chat};
+use crate::bot::{Backend, Bot, Chat, RESPONSE_URL_USES};
 use crate::embedded::Embedded;
 use crate::hub::GitHubBackend;
 use crate::settings::Settings;
@@ -197,7 +200,16 @@ impl Handler for SlackHandler {
             adapter: "slack",
             room: incoming.channel_id.clone(),
             thread_ts: incoming.thread_ts.clone(),
+            response_url: match &incoming.kind {
+                // Only Slack's (or the configured API host's): never posted elsewhere.
+                IncomingKind::SlashCommand { response_url, .. } => Some(response_url.clone())
+                    .filter(|u| chima_slack::response_url_allowed(u, self.api.api_url())),
+                _ => None,
+            },
+            response_uses: Default::default(),
         };
+        let response_url = chat.response_url.clone();
+        let response_uses = chat.response_uses.clone();
         // A slash command's text is the command's arguments: `/deploy app to prod`.
         let (line, direct) = match &incoming.kind {
             IncomingKind::SlashCommand { .. } => (slash_line(&incoming.text), true),
@@ -207,7 +219,25 @@ impl Handler for SlackHandler {
         let bot = self.bot.clone();
         let work =
             tokio::spawn(async move { bot.handle_as(&line, &chat, &tx, false, direct).await });
+        // A slash command is answered through its response_url while it has uses
+        // left (the bot may not be in the channel: a DM, a private channel), else
+        // with chat.postMessage.
+        let mut response_url = response_url;
         while let Some(text) = rx.recv().await {
+            if let Some(url) = response_url.clone() {
+                if response_uses.load(Ordering::SeqCst) < RESPONSE_URL_USES {
+                    response_uses.fetch_add(1, Ordering::SeqCst);
+                    match self.api.respond(&url, &reply_message(&text), false).await {
+                        Ok(()) => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, channel = %incoming.channel_id, "cannot answer the slash command through its response_url; posting the reply instead");
+                            response_url = None;
+                        }
+                    }
+                } else {
+                    response_url = None;
+                }
+            }
             reply(
                 &self.api,
                 &incoming.channel_id,

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use chima_testkit::github::FakeGitHub;
-use chima_testkit::slack::{self as fake_slack, Failure, FakeSlack, PostedMessage};
+use chima_testkit::slack::{self as fake_slack, Failure, FakeSlack, PostedMessage, Responded};
 
 const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app",
     "environments": ["production", "staging"]}}"#;
@@ -22,8 +22,18 @@ impl Chima {
     /// creates GitHub deployments), else with the embedded engine on an SQLite file in
     /// `dir`. Returns once its Socket Mode connection is up.
     async fn start(dir: &Path, slack: &FakeSlack, gh: Option<&FakeGitHub>) -> Chima {
+        Chima::start_with(dir, slack, gh, APPS).await
+    }
+
+    /// [`Chima::start`] with this app.json.
+    async fn start_with(
+        dir: &Path,
+        slack: &FakeSlack,
+        gh: Option<&FakeGitHub>,
+        apps_json: &str,
+    ) -> Chima {
         let apps = dir.join("app.json");
-        std::fs::write(&apps, APPS).expect("write app.json");
+        std::fs::write(&apps, apps_json).expect("write app.json");
         let log = dir.join("chima.log");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_chima"));
         command
@@ -230,5 +240,185 @@ async fn a_rate_limited_reply_is_posted_after_retry_after() {
         "posted again {waited:?} after the 429"
     );
     assert_eq!(slack.posted().len(), 1);
+    chima.stop().await;
+}
+
+/// A DM between alice and someone else: the bot is not in it, so `chat.postMessage`
+/// there answers `not_in_channel`, but `/deploy` can be typed there.
+const DM: &str = "D0ALICEDM";
+
+/// An app.json (notify_room `#deploys`) next to a git repository whose deploy script
+/// waits for the file `go` in `dir`, so that a test can act while it runs.
+fn gated_project(dir: &Path) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = dir.join("repo");
+    let script = repo.join("script/deploy");
+    std::fs::create_dir_all(script.parent().expect("parent")).expect("mkdir");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho deploying\nwhile [ ! -f '{}' ]; do sleep 0.1; done\necho done\n",
+            dir.join("go").display()
+        ),
+    )
+    .expect("write the deploy script");
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    for args in [
+        vec!["init", "-q", "--initial-branch=main"],
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "x",
+        ],
+    ] {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(&args)
+            .status()
+            .expect("git")
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+    r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["staging"],
+        "default_environment": "staging", "clone_url": "repo", "default_ref": "main",
+        "notify_room": "C0DEPLOYS"}}"#
+        .to_owned()
+}
+
+/// Waits until the messages posted to response URLs satisfy `check`.
+async fn responded_until(
+    slack: &FakeSlack,
+    chima: &Chima,
+    what: &str,
+    check: impl Fn(&[Responded]) -> bool,
+) -> Vec<Responded> {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let got = slack.responded();
+        if check(&got) {
+            return got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: responded {got:#?}\nposted {:#?}\n{}",
+            slack.posted(),
+            chima.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn text_of(r: &Responded) -> &str {
+    r.text.as_deref().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_slash_command_in_a_dm_without_the_bot_is_answered_and_reported_at_its_response_url() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    slack.set_channel_without_bot(DM, "alice-and-bob");
+    let apps = gated_project(dir.path());
+    let chima = Chima::start_with(dir.path(), &slack, None, &apps).await;
+
+    slack.push_event(slack.slash_command("/deploy", "app to staging", DM, "U0ALICE"));
+    responded_until(
+        &slack,
+        &chima,
+        "the running message at the response_url",
+        |r| r.iter().any(|r| text_of(r).contains("is running")),
+    )
+    .await;
+    std::fs::write(dir.path().join("go"), "").expect("open the gate");
+    let got = responded_until(
+        &slack,
+        &chima,
+        "the success edit at the response_url",
+        |r| r.iter().any(|r| text_of(r).contains("was successful")),
+    )
+    .await;
+
+    // chima's answer, then the deployment's message, edited in place.
+    assert!(
+        text_of(&got[0]).contains("Deployment #1 of app/main to staging is queued"),
+        "{got:#?}"
+    );
+    assert!(!got[0].replace_original, "{got:#?}");
+    assert!(
+        !got[1].replace_original,
+        "the deployment's first message is new: {got:#?}"
+    );
+    let last = got.last().expect("the success edit");
+    assert!(text_of(last).contains("was successful"), "{got:#?}");
+    assert!(
+        last.replace_original,
+        "the success replaces the message: {got:#?}"
+    );
+    assert!(got.len() <= 5, "Slack takes 5 posts: {got:#?}");
+    for r in &got {
+        assert_eq!(r.channel, DM, "{got:#?}");
+        assert_eq!(r.url, 1, "{got:#?}");
+        assert_eq!(r.response_type.as_deref(), Some("in_channel"), "{got:#?}");
+    }
+    // Nothing was tried where the bot cannot post, nor went to the notify_room.
+    let tried: Vec<_> = slack
+        .calls("chat.postMessage")
+        .into_iter()
+        .filter_map(|c| c.arg("channel").map(str::to_owned))
+        .collect();
+    assert!(tried.is_empty(), "posted in {tried:?}: {}", chima.log());
+    chima.stop().await;
+}
+
+#[tokio::test]
+async fn a_spent_response_url_sends_the_next_message_to_the_notify_room() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    slack.set_channel_without_bot(DM, "alice-and-bob");
+    let apps = gated_project(dir.path());
+    let chima = Chima::start_with(dir.path(), &slack, None, &apps).await;
+
+    slack.push_event(slack.slash_command("/deploy", "app to staging", DM, "U0ALICE"));
+    responded_until(
+        &slack,
+        &chima,
+        "the running message at the response_url",
+        |r| r.iter().any(|r| text_of(r).contains("is running")),
+    )
+    .await;
+    // Its 5 posts are used up (Slack answers `used_url` from now on).
+    slack.spend_response_url(1);
+    std::fs::write(dir.path().join("go"), "").expect("open the gate");
+
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let success = loop {
+        if let Some(p) = slack.posted().into_iter().find(|p| {
+            p.channel == "C0DEPLOYS" && p.text.as_deref().unwrap_or("").contains("was successful")
+        }) {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no success message in the notify_room: {:#?}\n{:#?}\n{}",
+            slack.posted(),
+            slack.responded(),
+            chima.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(success.thread_ts, None);
+    assert!(
+        !slack
+            .responded()
+            .iter()
+            .any(|r| text_of(r).contains("was successful")),
+        "{:#?}",
+        slack.responded()
+    );
     chima.stop().await;
 }

@@ -177,6 +177,72 @@ impl SlackApi {
         })
     }
 
+    /// Posts `msg` to a slash command's `response_url`, seen by the whole channel
+    /// (`response_type: in_channel`), replacing the message posted there before when
+    /// `replace_original` (https://api.slack.com/interactivity/handling#message_responses).
+    /// Works in DMs and private channels the bot is not in; Slack takes up to 5 posts
+    /// within 30 minutes and answers `used_url` / `expired_url` (HTTP 404) after that,
+    /// returned as [`SlackError::Api`] codes. The URL is a credential: it never appears
+    /// in errors or logs.
+    pub async fn respond(
+        &self,
+        response_url: &str,
+        msg: &Message,
+        replace_original: bool,
+    ) -> Result<(), SlackError> {
+        use slack_morphism::{SlackClientApiCallContext, SlackClientHttpConnector};
+        const METHOD: &str = "response_url";
+        let url: slack_morphism::SlackResponseUrl =
+            serde_json::from_value(serde_json::Value::String(response_url.to_owned()))
+                .map_err(|_| SlackError::Config("the response_url is not a URL".to_owned()))?;
+        let mut body = serde_json::json!({
+            "text": msg.text,
+            "response_type": "in_channel",
+            "replace_original": replace_original,
+        });
+        if let Some(blocks) = &msg.blocks {
+            body["blocks"] = blocks.clone();
+        }
+        let span = tracing::debug_span!("Slack response_url");
+        let context = SlackClientApiCallContext {
+            rate_control_params: None,
+            token: None,
+            tracing_span: &span,
+            is_sensitive_url: true,
+        };
+        let connector = self.inner.client.http_api.connector.clone();
+        let request =
+            connector.http_post_uri::<_, serde::de::IgnoredAny>(url.0.clone(), &body, context);
+        match tokio::time::timeout(CALL_TIMEOUT, request).await {
+            Ok(Ok(_)) => Ok(()),
+            // Slack answers a spent or stale URL with 404 and the reason as text.
+            Ok(Err(SlackClientError::HttpError(e)))
+                if e.status_code.is_client_error() && e.status_code.as_u16() != 429 =>
+            {
+                let code = e
+                    .http_response_body
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|b| {
+                        !b.is_empty()
+                            && b.len() <= 64
+                            && b.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    })
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("http_{}", e.status_code.as_u16()));
+                Err(SlackError::Api {
+                    method: METHOD.to_owned(),
+                    error: code,
+                })
+            }
+            Ok(Err(e)) => Err(map_error(METHOD, e)),
+            Err(_) => Err(SlackError::Unavailable {
+                method: METHOD.to_owned(),
+                message: format!("no answer within {}s", CALL_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
     /// Replaces the text and blocks of the message `ts` in `channel` (a channel id).
     pub async fn update_message(
         &self,

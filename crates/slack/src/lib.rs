@@ -46,6 +46,41 @@ use chima_config::Secret;
 /// Slack's Web API, the default of `SLACK_API_URL`.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 
+/// Where Slack's response URLs live (https://api.slack.com/interactivity/handling#message_responses).
+pub const RESPONSE_URL_ORIGIN: &str = "https://hooks.slack.com";
+
+/// Whether `response_url` may be posted to: Slack's own (`https://hooks.slack.com/...`)
+/// or one on the scheme, host and port of `api_url` (`SLACK_API_URL`: a fake Slack in
+/// tests). Anything else is refused, so that a stored route cannot make faseng post
+/// (its messages, from its network) to an address of someone's choosing.
+pub fn response_url_allowed(response_url: &str, api_url: &str) -> bool {
+    let parse = |u: &str| {
+        serde_json::from_value::<slack_morphism::SlackResponseUrl>(serde_json::Value::String(
+            u.to_owned(),
+        ))
+        .ok()
+        .map(|u| u.0)
+    };
+    let origin = |u: &slack_morphism::SlackResponseUrl| {
+        (
+            u.0.scheme().to_owned(),
+            u.0.host_str().map(str::to_ascii_lowercase),
+            u.0.port_or_known_default(),
+        )
+    };
+    let Some(url) = parse(response_url) else {
+        return false;
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let url = slack_morphism::SlackResponseUrl(url);
+    [RESPONSE_URL_ORIGIN, api_url]
+        .into_iter()
+        .filter_map(parse)
+        .any(|allowed| origin(&url) == origin(&slack_morphism::SlackResponseUrl(allowed)))
+}
+
 /// How chima and faseng reach Slack (DESIGN.md section 6).
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
@@ -68,6 +103,36 @@ impl SlackConfig {
             bot_token,
             app_token: None,
             signing_secret: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod response_url_tests {
+    use super::response_url_allowed;
+
+    #[test]
+    fn only_slack_and_the_configured_api_host_are_allowed() {
+        let api = "http://127.0.0.1:4000/api";
+        assert!(response_url_allowed(
+            "https://hooks.slack.com/commands/T1/2/abc",
+            "https://slack.com/api"
+        ));
+        assert!(response_url_allowed(
+            "http://127.0.0.1:4000/response/1",
+            api
+        ));
+        for bad in [
+            "http://hooks.slack.com/commands/T1/2/abc",
+            "https://hooks.slack.com.evil.example/x",
+            "https://evil.example/hooks.slack.com",
+            "https://user@hooks.slack.com/x",
+            "http://127.0.0.1:4001/response/1",
+            "http://169.254.169.254/latest/meta-data",
+            "not a url",
+            "",
+        ] {
+            assert!(!response_url_allowed(bad, api), "{bad}");
         }
     }
 }

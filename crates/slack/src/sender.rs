@@ -26,6 +26,10 @@ pub type LogUrl = Arc<dyn Fn(i64) -> String + Send + Sync>;
 /// The channel for deployments of an app that name no room, if any.
 pub type FallbackChannel = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// The channel recorded (with ts `-`) for a deployment whose message lives at its
+/// command's `response_url`: later changes replace it there while the route lasts.
+pub const AT_RESPONSE_URL: &str = "response_url";
+
 /// The outbox target this sender delivers.
 pub const CHAT_TARGET: &str = "chat";
 
@@ -180,6 +184,22 @@ impl Sender {
             None => self.unsaved(d.id),
         };
         match existing {
+            Some(message) if message.channel == AT_RESPONSE_URL => {
+                if entry.event != d.state {
+                    return Ok(());
+                }
+                let msg = self.render(&d).await;
+                if self.respond(entry, &d, &msg, true).await? {
+                    return Ok(());
+                }
+                // The command's response_url is spent or expired: a new message where
+                // the bot can post, edited from then on.
+                let Some(channel) = self.fallback(&d) else {
+                    tracing::warn!(deployment = d.id, app = %d.app, state = %d.state, "the command's response_url is spent or expired and the app has no notify_room: this chat message cannot be delivered anywhere");
+                    return Ok(());
+                };
+                self.post(entry, &d, &channel, None, &msg).await
+            }
             Some(message) => {
                 if entry.event != d.state {
                     // A later entry carries the current state and edits the message then:
@@ -190,13 +210,97 @@ impl Sender {
                 self.update(entry, &d, &message, &msg).await
             }
             None => {
+                let msg = self.render(&d).await;
+                if self.respond(entry, &d, &msg, false).await? {
+                    return self.save(d.id, AT_RESPONSE_URL, "-").await;
+                }
                 let Some((channel, thread)) = self.target(&d) else {
                     tracing::debug!(deployment = d.id, app = %d.app, "no chat room for this deployment; nothing sent");
                     return Ok(());
                 };
-                let msg = self.render(&d).await;
-                self.post(entry, &d, &channel, thread.as_deref(), &msg)
+                match self
+                    .post(entry, &d, &channel, thread.as_deref(), &msg)
                     .await
+                {
+                    // The bot is not in the command's channel (a DM, a private channel)
+                    // and its response_url is spent: the app's notify_room instead.
+                    Err(Failure::GiveUp(error))
+                        if error.contains("not_in_channel")
+                            || error.contains("channel_not_found") =>
+                    {
+                        match self.fallback(&d).filter(|f| *f != channel) {
+                            Some(fallback) => {
+                                tracing::info!(deployment = d.id, %error, %fallback, "cannot post in the command's channel; posting in the app's notify_room");
+                                self.post(entry, &d, &fallback, None, &msg).await
+                            }
+                            None => {
+                                tracing::warn!(deployment = d.id, app = %d.app, %error, "the bot cannot post in the command's channel and the app has no other notify_room: this chat message cannot be delivered anywhere");
+                                Err(Failure::GiveUp(error))
+                            }
+                        }
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// The app's notify_room, if any.
+    fn fallback(&self, d: &Deployment) -> Option<String> {
+        (self.fallback_channel)(&d.app)
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+    }
+
+    /// Posts through the route of the deployment's command (its slash command's
+    /// `response_url`), if it has one with uses left: `Ok(true)` when delivered there,
+    /// `Ok(false)` when there is no usable route (none, expired, spent: Slack's
+    /// `used_url` / `expired_url`), so that the caller posts elsewhere.
+    async fn respond(
+        &self,
+        entry: &OutboxEntry,
+        d: &Deployment,
+        msg: &Message,
+        replace_original: bool,
+    ) -> Result<bool, Failure> {
+        let url = match self.store.use_chat_route(&d.source_key).await {
+            Ok(Some(url)) => url,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                return Err(Failure::Retry {
+                    error: format!("store: {e}"),
+                    after: backoff(entry.attempts),
+                });
+            }
+        };
+        if !crate::response_url_allowed(&url, self.api.api_url()) {
+            tracing::warn!(
+                deployment = d.id,
+                "the deployment's chat route is not a Slack response_url; dropped"
+            );
+            let _ = self.store.drop_chat_route(&d.source_key).await;
+            return Ok(false);
+        }
+        let result = match self.api.respond(&url, msg, replace_original).await {
+            Err(e) if is_blocks_error(&e) && msg.blocks.is_some() => {
+                self.api
+                    .respond(&url, &Message::text(msg.text.clone()), replace_original)
+                    .await
+            }
+            other => other,
+        };
+        match result {
+            Ok(()) => {
+                tracing::debug!(deployment = d.id, state = %d.state, replace_original, "chat message sent to the command's response_url");
+                Ok(true)
+            }
+            Err(e) if e.is_transient() => Err(failure(entry, e)),
+            Err(e) => {
+                tracing::info!(deployment = d.id, error = %e, "the command's response_url refused the message; posting elsewhere");
+                if let Err(e) = self.store.drop_chat_route(&d.source_key).await {
+                    tracing::warn!(deployment = d.id, error = %e, "cannot drop a spent chat route");
+                }
+                Ok(false)
             }
         }
     }

@@ -100,6 +100,30 @@ pub(crate) fn validate_chat_message(op: &str, channel: &str, ts: &str) -> Result
     Ok(())
 }
 
+/// Validates a chat route before it is stored.
+pub(crate) fn validate_chat_route(
+    op: &str,
+    source_key: &str,
+    response_url: &str,
+    uses_left: i32,
+) -> Result<(), StoreError> {
+    if source_key.trim().is_empty() || response_url.trim().is_empty() || uses_left < 0 {
+        return Err(StoreError::InvalidInput {
+            op: op.to_owned(),
+            detail: format!(
+                "a chat route needs a source key, a url and uses_left >= 0, got {source_key:?}, \
+                 {} url and {uses_left}",
+                if response_url.trim().is_empty() {
+                    "an empty"
+                } else {
+                    "a"
+                }
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Validates the target state of `fail_queued`.
 pub(crate) fn check_fail_queued_state(id: i64, state: DeploymentState) -> Result<(), StoreError> {
     if !state.is_terminal() || state == DeploymentState::Succeeded {

@@ -338,6 +338,28 @@ pub trait Store: Send + Sync {
     /// first (the message was posted anew). [`StoreError::NotFound`] when there is no
     /// such deployment; [`StoreError::InvalidInput`] for an empty channel or ts.
     async fn set_chat_message(&self, deployment_id: i64, channel: &str, ts: &str) -> Result<()>;
+
+    // ---- chat routes ------------------------------------------------------------------
+
+    /// Records where the deployment with this `source_key` may post its messages: a
+    /// slash command's `response_url`, usable `uses_left` more times until `expires_at`.
+    /// Replaces any route the key had. [`StoreError::InvalidInput`] for an empty key or
+    /// url, or a negative `uses_left`.
+    async fn set_chat_route(
+        &self,
+        source_key: &str,
+        response_url: &str,
+        expires_at: DateTime<Utc>,
+        uses_left: i32,
+    ) -> Result<()>;
+
+    /// Takes one use of the route of `source_key`, atomically: when it has not expired
+    /// and has uses left, one use fewer remains and its url is returned; otherwise (no
+    /// route, expired, used up) `None`.
+    async fn use_chat_route(&self, source_key: &str) -> Result<Option<String>>;
+
+    /// Forgets the route of `source_key` (no error when there is none).
+    async fn drop_chat_route(&self, source_key: &str) -> Result<()>;
 }
 
 /// How long an outbox event taken by a sender stays hidden from other senders before it

@@ -1275,4 +1275,52 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    async fn set_chat_route(
+        &self,
+        source_key: &str,
+        response_url: &str,
+        expires_at: DateTime<Utc>,
+        uses_left: i32,
+    ) -> Result<()> {
+        let op = || format!("record the chat route of {source_key}");
+        common::validate_chat_route(&op(), source_key, response_url, uses_left)?;
+        sqlx::query(
+            "INSERT INTO chat_routes (source_key, response_url, expires_at, uses_left) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (source_key) DO UPDATE \
+             SET response_url = excluded.response_url, expires_at = excluded.expires_at, \
+                 uses_left = excluded.uses_left",
+        )
+        .bind(source_key)
+        .bind(response_url)
+        .bind(ts(expires_at))
+        .bind(uses_left)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op(), e))?;
+        Ok(())
+    }
+
+    async fn use_chat_route(&self, source_key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar::<_, String>(concat!(
+            "UPDATE chat_routes SET uses_left = uses_left - 1 \
+             WHERE source_key = $1 AND uses_left > 0 AND expires_at > ",
+            now_sql!(),
+            " RETURNING response_url"
+        ))
+        .bind(source_key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(format!("use the chat route of {source_key}"), e))
+    }
+
+    async fn drop_chat_route(&self, source_key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM chat_routes WHERE source_key = $1")
+            .bind(source_key)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| StoreError::db(format!("drop the chat route of {source_key}"), e))?;
+        Ok(())
+    }
 }

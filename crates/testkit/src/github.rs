@@ -1959,6 +1959,24 @@ pub async fn send_raw_webhook(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    send_raw("POST", target_url, headers, body).await
+}
+
+/// [`send_raw_webhook`] as a `PUT` (an API call with a JSON body).
+pub async fn send_raw_put(
+    target_url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    send_raw("PUT", target_url, headers, body).await
+}
+
+async fn send_raw(
+    method: &str,
+    target_url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -1966,7 +1984,7 @@ pub async fn send_raw_webhook(
     let client: Client<_, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder()
-        .method("POST")
+        .method(method)
         .uri(target_url)
         .header("content-type", "application/json")
         .header("user-agent", "GitHub-Hookshot/044aadd");

@@ -15,7 +15,12 @@
 //! * `chat.postMessage` refuses channels the bot is not in (`not_in_channel`) and ids it
 //!   does not know (`channel_not_found`);
 //! * posts and edits over Slack's size limits are refused with Slack's codes
-//!   (`msg_too_long`, `invalid_blocks`).
+//!   (`msg_too_long`, `invalid_blocks`);
+//! * slash commands made with [`FakeSlack::slash_command`] carry a `response_url` of the
+//!   fake (`/response/<n>`), which takes 5 posts within 30 minutes in any channel and
+//!   answers 404 `used_url` / `expired_url` after that
+//!   (https://api.slack.com/interactivity/handling#message_responses); a DM or private
+//!   channel the bot is not in is [`FakeSlack::set_channel_without_bot`].
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -144,6 +149,39 @@ struct State_ {
     acks: Vec<Value>,
     sent_frames: Vec<Value>,
     next_ts: u64,
+    /// The response URLs handed out in slash commands, `/response/<n>` being `[n - 1]`.
+    response_urls: Vec<ResponseUrl>,
+    /// How long a response URL works (Slack: 30 minutes).
+    response_lifetime: Duration,
+    responded: Vec<Responded>,
+}
+
+/// A slash command's response URL: the channel it answers in, when it was made and how
+/// often it was used.
+struct ResponseUrl {
+    channel: String,
+    made: Instant,
+    uses: u32,
+}
+
+/// Slack takes 5 posts to one response URL within 30 minutes
+/// (https://api.slack.com/interactivity/handling#message_responses).
+pub const RESPONSE_URL_USES: u32 = 5;
+/// See [`RESPONSE_URL_USES`].
+pub const RESPONSE_URL_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// A message posted to a slash command's response URL and accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Responded {
+    /// `n` of `/response/<n>`.
+    pub url: usize,
+    /// The channel of the command (where Slack shows the message).
+    pub channel: String,
+    pub text: Option<String>,
+    pub blocks: Option<Value>,
+    /// `in_channel` or `ephemeral` (Slack's default when absent).
+    pub response_type: Option<String>,
+    pub replace_original: bool,
 }
 
 type Shared = Arc<Mutex<State_>>;
@@ -188,9 +226,13 @@ impl FakeSlack {
             acks: Vec::new(),
             sent_frames: Vec::new(),
             next_ts: 0,
+            response_urls: Vec::new(),
+            response_lifetime: RESPONSE_URL_LIFETIME,
+            responded: Vec::new(),
         }));
         let app = Router::new()
             .route("/api/{method}", any(api))
+            .route("/response/{n}", any(respond))
             .route("/socket", get(socket))
             .with_state(state.clone());
         let task = tokio::spawn(async move {
@@ -246,6 +288,88 @@ impl FakeSlack {
         let mut st = lock(&self.state);
         st.channels.insert(id.to_owned(), name.to_owned());
         st.members.remove(id);
+    }
+
+    /// A new response URL for a slash command typed in `channel`:
+    /// `<fake>/response/<n>`, taking [`RESPONSE_URL_USES`] posts within the lifetime
+    /// (see [`FakeSlack::set_response_url_lifetime`]).
+    pub fn response_url_for(&self, channel: &str) -> String {
+        let mut st = lock(&self.state);
+        st.response_urls.push(ResponseUrl {
+            channel: channel.to_owned(),
+            made: Instant::now(),
+            uses: 0,
+        });
+        format!("{}/response/{}", st.url, st.response_urls.len())
+    }
+
+    /// How long response URLs work from when they are made (default 30 minutes, as
+    /// Slack's).
+    pub fn set_response_url_lifetime(&self, lifetime: Duration) {
+        lock(&self.state).response_lifetime = lifetime;
+    }
+
+    /// The fields of a slash command typed in `channel`, with a response URL of this
+    /// fake ([`FakeSlack::response_url_for`]).
+    pub fn slash_command_fields(
+        &self,
+        command: &str,
+        text: &str,
+        channel: &str,
+        user: &str,
+    ) -> Vec<(String, String)> {
+        let url = self.response_url_for(channel);
+        let mut fields = slash_command_fields(command, text, channel, user);
+        for (k, v) in &mut fields {
+            if k == "response_url" {
+                v.clone_from(&url);
+            }
+        }
+        fields
+    }
+
+    /// A Socket Mode `slash_commands` envelope with a response URL of this fake.
+    pub fn slash_command(&self, command: &str, text: &str, channel: &str, user: &str) -> Value {
+        let payload: Map<String, Value> = self
+            .slash_command_fields(command, text, channel, user)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        json!({
+            "envelope_id": envelope_id(),
+            "payload": payload,
+            "type": "slash_commands",
+            "accepts_response_payload": true,
+        })
+    }
+
+    /// The form body of a slash command with a response URL of this fake.
+    pub fn slash_command_form(
+        &self,
+        command: &str,
+        text: &str,
+        channel: &str,
+        user: &str,
+    ) -> String {
+        let fields = self.slash_command_fields(command, text, channel, user);
+        let pairs: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        form_encode(&pairs)
+    }
+
+    /// Uses up response URL `n` (`/response/<n>`) as if it had taken its 5 posts:
+    /// Slack answers `used_url` from then on.
+    pub fn spend_response_url(&self, n: usize) {
+        if let Some(url) = lock(&self.state).response_urls.get_mut(n.wrapping_sub(1)) {
+            url.uses = RESPONSE_URL_USES;
+        }
+    }
+
+    /// The messages accepted at response URLs, in order.
+    pub fn responded(&self) -> Vec<Responded> {
+        lock(&self.state).responded.clone()
     }
 
     /// `line` as Slack's clients send it when typed here, with this fake's users and
@@ -652,6 +776,87 @@ fn page_of(all: Vec<Value>, cursor: Option<String>, limit: Option<String>) -> (V
             .collect(),
         next,
     )
+}
+
+// ---- response URLs ------------------------------------------------------------------
+
+/// `POST /response/<n>`: a slash command's response URL, as Slack serves it
+/// (https://api.slack.com/interactivity/handling#message_responses): a JSON body with
+/// `text` (and/or `blocks`), `response_type` (`in_channel` shows it to the channel,
+/// `ephemeral` only to the user) and `replace_original`; up to 5 posts within 30
+/// minutes, answered `200 ok` as text; past that HTTP 404 with `used_url` or
+/// `expired_url` as text. Posts work in any channel, the bot a member or not.
+async fn respond(
+    State(state): State<Shared>,
+    Path(n): Path<String>,
+    http_method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let text_answer = |status: StatusCode, text: &'static str| {
+        let mut r = (status, text).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    if http_method != Method::POST {
+        return text_answer(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    }
+    let mut st = lock(&state);
+    let lifetime = st.response_lifetime;
+    let index = n
+        .parse::<usize>()
+        .ok()
+        .filter(|i| *i >= 1 && *i <= st.response_urls.len());
+    let Some(index) = index else {
+        return text_answer(StatusCode::NOT_FOUND, "invalid_url");
+    };
+    let url = &st.response_urls[index - 1];
+    if url.made.elapsed() > lifetime {
+        return text_answer(StatusCode::NOT_FOUND, "expired_url");
+    }
+    if url.uses >= RESPONSE_URL_USES {
+        return text_answer(StatusCode::NOT_FOUND, "used_url");
+    }
+    let is_json = header_text(&headers, header::CONTENT_TYPE.as_str())
+        .is_some_and(|c| c.starts_with("application/json"));
+    let Some(Value::Object(args)) = is_json
+        .then(|| serde_json::from_slice::<Value>(&body).ok())
+        .flatten()
+    else {
+        return text_answer(StatusCode::BAD_REQUEST, "invalid_payload");
+    };
+    let text = args
+        .get("text")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    let blocks = blocks_arg(args.get("blocks"));
+    if text.is_none() && blocks.is_none() {
+        return text_answer(StatusCode::BAD_REQUEST, "no_text");
+    }
+    if let Some(refusal) = refuse_size(text.as_deref(), blocks.as_ref()) {
+        return refusal;
+    }
+    let channel = url.channel.clone();
+    st.response_urls[index - 1].uses += 1;
+    st.responded.push(Responded {
+        url: index,
+        channel,
+        text,
+        blocks,
+        response_type: args
+            .get("response_type")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        replace_original: args
+            .get("replace_original")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    });
+    text_answer(StatusCode::OK, "ok")
 }
 
 /// `#deploys` or `deploys` is channel `C0DEPLOYS`; ids are taken as they are.

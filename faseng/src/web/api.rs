@@ -418,6 +418,80 @@ pub async fn unlock(
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct ChatRouteBody {
+    /// A slash command's `response_url`: Slack's (`https://hooks.slack.com/...`) or on
+    /// the host of `SLACK_API_URL`.
+    response_url: String,
+    /// Seconds it stays usable: Slack's 30 minutes at most.
+    expires_in_secs: i64,
+    /// Posts left: Slack's 5 at most, less those chima used.
+    uses_left: i32,
+}
+
+/// Slack's limits on a response_url
+/// (https://api.slack.com/interactivity/handling#message_responses).
+const MAX_ROUTE_SECS: i64 = 30 * 60;
+const MAX_ROUTE_USES: i32 = 5;
+
+/// `PUT /api/chat-routes/{source_key}`: where the deployment with this source key
+/// (`github:<id>`) posts its chat messages while the route lasts, instead of the
+/// command's channel (where the bot may not be). Kept in the store, never in a GitHub
+/// payload (which anyone who can read the repository can read). 422 for a URL that is
+/// not Slack's: faseng posts to it.
+pub async fn set_chat_route(
+    State(state): State<AppState>,
+    Path(source_key): Path<String>,
+    Json(body): Json<ChatRouteBody>,
+) -> Response {
+    if source_key.trim().is_empty() || source_key.len() > 200 {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "the source key must be 1-200 characters",
+        );
+    }
+    if body.response_url.len() > 2000
+        || !chima_slack::response_url_allowed(&body.response_url, &state.slack_api_url)
+    {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`response_url` must be a Slack response URL (https://hooks.slack.com/...)",
+        );
+    }
+    if body.expires_in_secs <= 0 || body.expires_in_secs > MAX_ROUTE_SECS {
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`expires_in_secs` must be 1 second to 30 minutes",
+        );
+    }
+    if !(0..=MAX_ROUTE_USES).contains(&body.uses_left) {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "`uses_left` must be 0-5");
+    }
+    let expires_at = chrono::Utc::now() + chrono::TimeDelta::seconds(body.expires_in_secs);
+    match state
+        .store
+        .set_chat_route(&source_key, &body.response_url, expires_at, body.uses_left)
+        .await
+    {
+        Ok(()) => {
+            Json(json!({"result": "routed", "source_key": source_key, "uses_left": body.uses_left}))
+                .into_response()
+        }
+        Err(e) => store_error(e),
+    }
+}
+
+/// `DELETE /api/chat-routes/{source_key}`.
+pub async fn drop_chat_route(
+    State(state): State<AppState>,
+    Path(source_key): Path<String>,
+) -> Response {
+    match state.store.drop_chat_route(&source_key).await {
+        Ok(()) => Json(json!({"result": "dropped"})).into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
 pub async fn autodeploy_state(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,

@@ -38,6 +38,9 @@ pub struct AppState {
     pub autodeploy: Option<crate::autodeploy::AutoDeployer>,
     /// The histograms of this process's engine, when it runs workers.
     pub engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
+    /// `SLACK_API_URL`: besides Slack's own, the only host a chat route's
+    /// `response_url` may point at (a fake Slack in tests).
+    pub slack_api_url: String,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -59,6 +62,10 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::autodeploy_resume),
         )
         .route("/locks/{app}/{env}", put(api::lock).delete(api::unlock))
+        .route(
+            "/chat-routes/{source_key}",
+            put(api::set_chat_route).delete(api::drop_chat_route),
+        )
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             api::require_token,

@@ -86,6 +86,8 @@ on_both_backends!(
     wake::wait_for_work_wakes_on_insert_and_on_finish,
     chat::chat_message_is_recorded_and_replaced,
     chat::chat_message_needs_a_deployment_and_ids,
+    chat::chat_route_is_used_up_expires_and_is_replaced,
+    chat::chat_route_uses_are_taken_once_under_concurrency,
 );
 
 /// Ends the whole test run, failed, when PostgreSQL is not there, saying how to start
