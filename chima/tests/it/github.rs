@@ -22,7 +22,7 @@ async fn chima(gh: &FakeGitHub, apps: &Path, line: &str) -> (i32, String) {
     chima_with(gh, apps, line, &[]).await
 }
 
-async fn chima_with(
+pub(crate) async fn chima_with(
     gh: &FakeGitHub,
     apps: &Path,
     line: &str,

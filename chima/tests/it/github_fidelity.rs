@@ -20,29 +20,9 @@ fn apps(dir: &Path) -> PathBuf {
     path
 }
 
-/// `chima run <line>` against `gh`; exit code and everything it printed.
+/// `chima run <line>` against `gh` (github.rs's runner); exit code and output.
 async fn chima(gh: &FakeGitHub, apps: &Path, line: &str, env: &[(&str, &str)]) -> (i32, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_chima"))
-        .arg("--apps")
-        .arg(apps)
-        .args(["run", line])
-        .env("GITHUB_TOKEN", gh.token())
-        .env("GITHUB_API_URL", &gh.url)
-        .env("USER", "tester")
-        .env_remove("CHIMA_NAME")
-        .env_remove("DATABASE_URL")
-        .env_remove("CHIMA_SIGNING_KEY")
-        .env_remove("FASENG_API_TOKEN")
-        .envs(env.iter().copied())
-        .output()
-        .await
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    crate::github::chima_with(gh, apps, line, env).await
 }
 
 async fn fake() -> FakeGitHub {
