@@ -8,6 +8,7 @@ mod cli;
 mod embedded;
 mod faseng_api;
 mod hub;
+mod manifest;
 mod settings;
 mod shell;
 mod slack;
@@ -49,6 +50,14 @@ enum Command {
         /// The line, as typed in chat (`"chima deploy demo to staging"`).
         line: String,
     },
+    /// Print the Slack app manifest (YAML) asking for what chima uses: paste it in
+    /// https://api.slack.com/apps, "Create New App", "From an app manifest".
+    SlackManifest {
+        /// chima's public URL: the Events API at URL/slack/events (and the slash
+        /// command and interactivity next to it) instead of Socket Mode.
+        #[arg(long, value_name = "URL")]
+        events_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,7 +65,7 @@ fn main() -> ExitCode {
     // The offline subcommands need no secret; everything else checks them first.
     if !matches!(
         args.command,
-        Some(Command::Parse { .. }) | Some(Command::Check)
+        Some(Command::Parse { .. }) | Some(Command::Check) | Some(Command::SlackManifest { .. })
     ) && let Err(e) = args.settings.load_secrets()
     {
         eprintln!("chima: {e:#}");
@@ -70,6 +79,9 @@ fn main() -> ExitCode {
         Some(Command::Parse { line: None, .. }) => cli::parse_lines(&s.addressee()),
         Some(Command::Check) => cli::check(&s.apps),
         Some(Command::Run { line }) => shell::main(s, Some(line)),
+        Some(Command::SlackManifest { events_url }) => {
+            manifest::slack_manifest(&s.name, events_url.as_deref())
+        }
         None if s.slack_bot_token.as_deref().is_some_and(|t| !t.is_empty()) => slack::main(s),
         None => shell::main(s, None),
     }

@@ -6,6 +6,7 @@ mod access;
 mod autodeploy;
 mod intake;
 mod links;
+mod manifest;
 mod metrics;
 mod serve;
 mod web;
@@ -200,7 +201,7 @@ pub struct Args {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Clone, Copy, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Web (webhooks, pages) and workers: the default.
     Serve,
@@ -208,6 +209,9 @@ pub enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the GitHub App manifest (JSON) for faseng at `--url`, or, with
+    /// `--exchange CODE`, turn the code GitHub redirects to into faseng's settings.
+    GithubAppManifest(manifest::ManifestArgs),
 }
 
 fn main() -> ExitCode {
@@ -215,6 +219,9 @@ fn main() -> ExitCode {
     // other processes of the same user, such as the deploy scripts faseng runs.
     non_dumpable();
     let args = Args::parse();
+    if let Some(Command::GithubAppManifest(m)) = &args.command {
+        return manifest::main(m, &args.github_api_url);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -16,7 +16,7 @@ use crate::web::{self, AppState};
 use crate::{Args, Command};
 
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
-    let command = args.command.unwrap_or(Command::Serve);
+    let command = args.command.clone().unwrap_or(Command::Serve);
     if !matches!(command, Command::Migrate) {
         load_secrets(&mut args)?;
     }

@@ -4,4 +4,5 @@ mod cli;
 mod embedded;
 mod github;
 mod github_fidelity;
+mod manifest;
 mod slack;

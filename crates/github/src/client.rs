@@ -110,32 +110,51 @@ pub(crate) struct Needs {
     pub scope: &'static str,
     /// GitHub App / fine-grained token permission.
     pub permission: &'static str,
+    /// The same as a GitHub App manifest's `default_permissions` entry
+    /// (<https://docs.github.com/en/rest/authentication/permissions-required-for-github-apps>).
+    pub app_permission: (&'static str, &'static str),
 }
 
 impl Needs {
+    /// Every need a call of this crate may have: the App manifest's permissions.
+    pub const ALL: &[Needs] = &[
+        Needs::DEPLOYMENTS_WRITE,
+        Needs::DEPLOYMENTS_READ,
+        Needs::METADATA_READ,
+        Needs::STATUSES_READ,
+        Needs::CHECKS_READ,
+        Needs::CONTENTS_READ,
+    ];
+
     pub const DEPLOYMENTS_WRITE: Needs = Needs {
         scope: "`repo_deployment` scope (`repo` for a private repository)",
         permission: "Deployments: write",
+        app_permission: ("deployments", "write"),
     };
     pub const DEPLOYMENTS_READ: Needs = Needs {
         scope: "`repo_deployment` scope (`repo` for a private repository)",
         permission: "Deployments: read",
+        app_permission: ("deployments", "read"),
     };
     pub const METADATA_READ: Needs = Needs {
         scope: "`repo` scope for a private repository",
         permission: "Metadata: read",
+        app_permission: ("metadata", "read"),
     };
     pub const STATUSES_READ: Needs = Needs {
         scope: "`repo:status` scope (`repo` for a private repository)",
         permission: "Commit statuses: read",
+        app_permission: ("statuses", "read"),
     };
     pub const CHECKS_READ: Needs = Needs {
         scope: "`repo` scope for a private repository",
         permission: "Checks: read",
+        app_permission: ("checks", "read"),
     };
     pub const CONTENTS_READ: Needs = Needs {
         scope: "`repo` scope for a private repository",
         permission: "Contents: read",
+        app_permission: ("contents", "read"),
     };
 }
 

@@ -31,6 +31,7 @@ use hyper::StatusCode;
 use hyper::header::HeaderValue;
 
 mod api;
+mod app_manifest;
 mod auth;
 mod base64;
 mod client;
@@ -40,6 +41,7 @@ mod types;
 pub mod webhook;
 
 pub use api::MAX_PAGES;
+pub use app_manifest::{ConvertedApp, convert_app_manifest};
 pub use client::{DEFAULT_WRITE_SPACING, RetryPolicy};
 pub use error::GitHubError;
 pub use sender::{SenderOptions, run_status_sender, run_status_sender_with};
@@ -346,6 +348,21 @@ impl GitHub {
     }
 }
 
+/// The GitHub App permissions the calls of this crate need, as a manifest's
+/// `default_permissions` (`("deployments", "write")`, ...), sorted by name: the
+/// strongest access any call needs to each.
+pub fn app_permissions() -> Vec<(&'static str, &'static str)> {
+    let mut out: std::collections::BTreeMap<&'static str, &'static str> = Default::default();
+    for need in Needs::ALL {
+        let (key, access) = need.app_permission;
+        let held = out.entry(key).or_insert(access);
+        if access == "write" {
+            *held = access;
+        }
+    }
+    out.into_iter().collect()
+}
+
 /// Trims the trailing `/` and checks that the URL can carry requests.
 fn normalise_api_url(url: &str) -> Result<String, GitHubError> {
     let trimmed = url.trim().trim_end_matches('/');
@@ -428,6 +445,55 @@ fn build_transport(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every `Needs::X` the crate's code uses is in `Needs::ALL` and every one of
+    /// `Needs::ALL` is used: the App manifest asks for what the calls need, no more.
+    #[test]
+    fn app_permissions_are_those_the_calls_need() {
+        let all = [
+            "DEPLOYMENTS_WRITE",
+            "DEPLOYMENTS_READ",
+            "METADATA_READ",
+            "STATUSES_READ",
+            "CHECKS_READ",
+            "CONTENTS_READ",
+        ];
+        assert_eq!(all.len(), Needs::ALL.len());
+        let mut used = std::collections::BTreeSet::new();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let mut code = text.split("#[cfg(test)]").next().unwrap_or("").to_string();
+            // Not the list itself: only the calls' own needs.
+            if let Some(start) = code.find("pub const ALL: &[Needs] = &[") {
+                let end = start + code[start..].find("];").unwrap();
+                code.replace_range(start..end, "");
+            }
+            for (i, _) in code.match_indices("Needs::") {
+                let name: String = code[i + 7..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if !name.is_empty() && name != "ALL" {
+                    used.insert(name);
+                }
+            }
+        }
+        let used: Vec<String> = used.into_iter().collect();
+        let mut expected: Vec<String> = all.iter().map(|s| s.to_string()).collect();
+        expected.sort();
+        assert_eq!(used, expected);
+        assert_eq!(
+            app_permissions(),
+            [
+                ("checks", "read"),
+                ("contents", "read"),
+                ("deployments", "write"),
+                ("metadata", "read"),
+                ("statuses", "read"),
+            ]
+        );
+    }
 
     #[test]
     fn outside_a_runtime_new_fails_instead_of_panicking() {

@@ -139,6 +139,14 @@ pub enum EventError {
     },
 }
 
+/// The `X-GitHub-Event` of a deployment: faseng's work
+/// (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#deployment>).
+pub const DEPLOYMENT_EVENT: &str = "deployment";
+
+/// The `X-GitHub-Event` GitHub sends when a webhook is created; no subscription
+/// needed (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#ping>).
+pub const PING_EVENT: &str = "ping";
+
 /// Parses a delivery by its `X-GitHub-Event` header value. Every event's body must be
 /// a JSON object; `deployment` and `ping` are read, others only named.
 pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, EventError> {
@@ -155,8 +163,8 @@ pub fn parse_event(event: &str, body: &[u8]) -> Result<Event, EventError> {
         });
     };
     match event.trim() {
-        "deployment" => deployment(&root).map(Event::Deployment),
-        "ping" => Ok(Event::Ping {
+        DEPLOYMENT_EVENT => deployment(&root).map(Event::Deployment),
+        PING_EVENT => Ok(Event::Ping {
             zen: optional_str(&root, "zen", "zen")?,
             hook_id: match root.get("hook_id") {
                 None | Some(Value::Null) => None,

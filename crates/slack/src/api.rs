@@ -15,6 +15,7 @@ use slack_morphism::{SlackApiToken, SlackApiTokenValue, SlackClient, SlackMessag
 
 use crate::SlackConfig;
 use crate::error::SlackError;
+use crate::manifest;
 
 /// How long one Web API call may take before it counts as Slack being unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
@@ -116,7 +117,7 @@ impl SlackApi {
 
     /// Who the bot token belongs to; fails with `invalid_auth` for a bad token.
     pub async fn auth_test(&self) -> Result<BotIdentity, SlackError> {
-        const METHOD: &str = "auth.test";
+        const METHOD: &str = manifest::AUTH_TEST;
         #[derive(Deserialize)]
         struct Answer {
             user_id: String,
@@ -155,7 +156,7 @@ impl SlackApi {
         thread_ts: Option<&str>,
         msg: &Message,
     ) -> Result<Posted, SlackError> {
-        const METHOD: &str = "chat.postMessage";
+        const METHOD: &str = manifest::CHAT_POST_MESSAGE;
         #[derive(Deserialize)]
         struct Answer {
             channel: String,
@@ -250,7 +251,7 @@ impl SlackApi {
         ts: &str,
         msg: &Message,
     ) -> Result<(), SlackError> {
-        const METHOD: &str = "chat.update";
+        const METHOD: &str = manifest::CHAT_UPDATE;
         let request = SlackApiChatUpdateRequest::new(channel.into(), content(msg), ts.into());
         let session = self.inner.client.open_session(&self.inner.token);
         let _: serde::de::IgnoredAny = call(
@@ -264,7 +265,7 @@ impl SlackApi {
     /// The name of a channel (`conversations.info`), cached for ten minutes. `None` for
     /// conversations without a name (direct messages) and channels the bot cannot see.
     pub async fn channel_name(&self, channel_id: &str) -> Result<Option<String>, SlackError> {
-        const METHOD: &str = "conversations.info";
+        const METHOD: &str = manifest::CONVERSATIONS_INFO;
         #[derive(Deserialize)]
         struct Answer {
             channel: Channel,
@@ -295,7 +296,7 @@ impl SlackApi {
     /// The user name of a user id (`users.info`), cached for ten minutes. `None` for an
     /// unknown user.
     pub async fn user_name(&self, user_id: &str) -> Result<Option<String>, SlackError> {
-        const METHOD: &str = "users.info";
+        const METHOD: &str = manifest::USERS_INFO;
         #[derive(Deserialize)]
         struct Answer {
             user: User,
@@ -343,7 +344,7 @@ impl SlackApi {
         let mut out = HashMap::new();
         let mut cursor = String::new();
         for _ in 0..MAX_PAGES {
-            let answer: Answer = self.list_page("users.list", &cursor).await?;
+            let answer: Answer = self.list_page(manifest::USERS_LIST, &cursor).await?;
             for m in answer.members.into_iter().filter(|m| !m.deleted) {
                 if let Some(name) = m.name.filter(|n| !n.is_empty()) {
                     out.insert(name.to_ascii_lowercase(), m.id);
@@ -374,7 +375,9 @@ impl SlackApi {
         let mut out = HashMap::new();
         let mut cursor = String::new();
         for _ in 0..MAX_PAGES {
-            let answer: Answer = self.list_page("conversations.list", &cursor).await?;
+            let answer: Answer = self
+                .list_page(manifest::CONVERSATIONS_LIST, &cursor)
+                .await?;
             for c in answer.channels {
                 if let Some(name) = c.name.filter(|n| !n.is_empty()) {
                     out.insert(name.to_ascii_lowercase(), c.id);
@@ -395,7 +398,7 @@ impl SlackApi {
     ) -> Result<T, SlackError> {
         let session = self.inner.client.open_session(&self.inner.token);
         let mut params = vec![("limit", Some("200"))];
-        if method == "conversations.list" {
+        if method == manifest::CONVERSATIONS_LIST {
             params.push(("types", Some("public_channel,private_channel")));
             params.push(("exclude_archived", Some("true")));
         }
@@ -417,7 +420,7 @@ impl SlackApi {
         &self,
         app_token: &SlackApiToken,
     ) -> Result<String, SlackError> {
-        const METHOD: &str = "apps.connections.open";
+        const METHOD: &str = manifest::APPS_CONNECTIONS_OPEN;
         let session = self.inner.client.open_session(app_token);
         call(
             METHOD,

@@ -24,6 +24,7 @@ use crate::incoming::{
     Handler, Incoming, IncomingKind, Payload, SEEN_CAPACITY, Seen, parse_form, parse_payload,
     parse_slash_command_form,
 };
+use crate::manifest;
 use crate::signature::verify_signature;
 use crate::socket::working_on_it;
 
@@ -70,9 +71,9 @@ pub fn events_router(signing_secret: Secret, api: SlackApi, handler: Arc<dyn Han
         }),
     };
     Router::new()
-        .route("/slack/events", post(events))
-        .route("/slack/commands", post(commands))
-        .route("/slack/interactive", post(interactive))
+        .route(manifest::EVENTS_PATH, post(events))
+        .route(manifest::COMMANDS_PATH, post(commands))
+        .route(manifest::INTERACTIVE_PATH, post(interactive))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -84,7 +85,7 @@ async fn healthz() -> &'static str {
 
 async fn events(State(events): State<Events>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = events.check(&headers, &body) {
-        return refused("/slack/events", &e);
+        return refused(manifest::EVENTS_PATH, &e);
     }
     let payload = match parse_payload(&body, None) {
         Ok(payload) => payload,
@@ -121,7 +122,7 @@ async fn events(State(events): State<Events>, headers: HeaderMap, body: Bytes) -
 
 async fn commands(State(events): State<Events>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = events.check(&headers, &body) {
-        return refused("/slack/commands", &e);
+        return refused(manifest::COMMANDS_PATH, &e);
     }
     let incoming = match parse_slash_command_form(&body) {
         Ok(incoming) => incoming,
@@ -140,7 +141,7 @@ async fn commands(State(events): State<Events>, headers: HeaderMap, body: Bytes)
 
 async fn interactive(State(events): State<Events>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(e) = events.check(&headers, &body) {
-        return refused("/slack/interactive", &e);
+        return refused(manifest::INTERACTIVE_PATH, &e);
     }
     let fields = match parse_form(&body) {
         Ok(fields) => fields,

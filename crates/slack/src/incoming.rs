@@ -12,6 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::manifest;
+
 /// A chat line that reached the bot, from any transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Incoming {
@@ -171,8 +173,8 @@ fn event_callback(body: &Value, bot_user_id: Option<&str>) -> Result<Payload, Pa
         return Err(PayloadError("event_callback without an event".to_owned()));
     };
     let kind = match str_field(event, "type") {
-        Some("message") => IncomingKind::Message,
-        Some("app_mention") => IncomingKind::Mention,
+        Some(manifest::EVENT_MESSAGE) => IncomingKind::Message,
+        Some(manifest::EVENT_APP_MENTION) => IncomingKind::Mention,
         Some(other) => return Ok(ignored(format!("event type {other}"), event_id)),
         None => return Err(PayloadError("event without a type".to_owned())),
     };

@@ -12,6 +12,9 @@
 //!   Slack's limits.
 //! * [`decode`] and [`escape`]: Slack's text format, read from what Slack sends (every
 //!   [`Incoming`] is already decoded) and written into what is posted.
+//! * [`manifest`]: the table of Web API methods (with their scopes), events, slash
+//!   command and routes the code uses, and [`slack_manifest`], the app manifest built
+//!   from it.
 //! * [`run_chat_sender`]: faseng's delivery of the `chat` outbox: one message per
 //!   deployment, posted in the thread of the command and edited in place afterwards.
 //!
@@ -22,6 +25,7 @@ mod api;
 mod error;
 mod events;
 mod incoming;
+pub mod manifest;
 mod mrkdwn;
 mod render;
 mod sender;
@@ -35,6 +39,7 @@ pub use incoming::{
     Handler, Incoming, IncomingKind, Payload, PayloadError, parse_form, parse_payload,
     parse_slash_command_form,
 };
+pub use manifest::slack_manifest;
 pub use mrkdwn::{MAX_BLOCKS, MAX_SECTION_CHARS, MAX_TEXT_CHARS, cap, decode, escape};
 pub use render::{DeploymentView, MAX_LOG_LINE_CHARS, MAX_LOG_LINES, render};
 pub use sender::{CHAT_TARGET, FallbackChannel, LogUrl, run_chat_sender};

@@ -144,7 +144,7 @@ pub async fn run_socket_mode(
     listener
         .listen_for(&relay.token())
         .await
-        .map_err(|e| crate::api::map_error("apps.connections.open", e))?;
+        .map_err(|e| crate::api::map_error(crate::manifest::APPS_CONNECTIONS_OPEN, e))?;
     listener.start().await;
     tracing::info!(bot = %bot.name, bot_user_id = %bot.user_id, "Slack Socket Mode started");
 

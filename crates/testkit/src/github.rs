@@ -36,6 +36,11 @@
 //! # }
 //! ```
 //!
+//! - the last step of the app-from-manifest flow, `POST /app-manifests/{code}/conversions`,
+//!   unauthenticated, 201 with the new App or 404 for an unknown code
+//!   (<https://docs.github.com/en/rest/apps/apps#create-a-github-app-from-a-manifest>;
+//!   codes come from [`FakeGitHub::add_manifest_code`]).
+//!
 //! Also here: [`send_webhook`] (a signed delivery, as GitHub sends it) and
 //! [`deployment_event`] (a `deployment` webhook body in GitHub's shape).
 
@@ -252,6 +257,18 @@ impl Recorded {
     }
 }
 
+/// The App a manifest code of [`FakeGitHub::add_manifest_code`] creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeManifestApp {
+    pub id: u64,
+    pub slug: String,
+    /// Not a usable key: only its text is compared.
+    pub pem: String,
+    pub webhook_secret: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
 struct Repo {
     id: i64,
     full_name: String,
@@ -302,6 +319,8 @@ struct State {
     write_gap: Option<Duration>,
     /// `Authorization` value -> when its last write arrived.
     last_write: HashMap<String, Instant>,
+    /// App-from-manifest codes not yet exchanged, with the App each one creates.
+    manifest_codes: HashMap<String, FakeManifestApp>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -349,6 +368,7 @@ impl FakeGitHub {
             next_repo: 100,
             write_gap: None,
             last_write: HashMap::new(),
+            manifest_codes: HashMap::new(),
         }));
         let app = Router::new()
             .fallback(handle)
@@ -427,6 +447,26 @@ impl FakeGitHub {
         if let Some(r) = lock(&self.state).repos.get_mut(&repo.to_ascii_lowercase()) {
             r.checks.insert(git_ref.to_string(), runs);
         }
+    }
+
+    /// Makes `code` a manifest code that GitHub's app-from-manifest flow would have
+    /// redirected to: `POST /app-manifests/{code}/conversions` answers once with the
+    /// App it returns (made a known App, as GitHub creates it), then 404.
+    pub fn add_manifest_code(&self, code: &str) -> FakeManifestApp {
+        let mut st = lock(&self.state);
+        let id = 900_000 + st.manifest_codes.len() as u64 + st.apps.len() as u64;
+        let app = FakeManifestApp {
+            id,
+            slug: format!("faseng-{id}"),
+            pem: format!(
+                "-----BEGIN RSA PRIVATE KEY-----\nFAKEKEY{id}{code}\n-----END RSA PRIVATE KEY-----\n"
+            ),
+            webhook_secret: format!("whsec{id}{code}"),
+            client_id: format!("Iv1.{id:016x}"),
+            client_secret: format!("{id:040x}"),
+        };
+        st.manifest_codes.insert(code.to_string(), app.clone());
+        app
     }
 
     /// Installs GitHub App `app_id` as installation `installation_id` on `repos`.
@@ -797,6 +837,42 @@ fn route_request(
         return github_error(
             StatusCode::FORBIDDEN,
             "Request forbidden by administrative rules. Please make sure your request has a User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api#user-agent-required). Check https://developer.github.com for other possible causes.",
+        );
+    }
+
+    // "Create a GitHub App from a manifest": no authentication, the code is the
+    // credential; 201 with the App's id, slug, pem, webhook_secret, client_id and
+    // client_secret (among other fields), 404 for a code that is unknown, used or
+    // expired (https://docs.github.com/en/rest/apps/apps#create-a-github-app-from-a-manifest).
+    if let ("POST", ["app-manifests", code, "conversions"]) = (method.as_str(), seg.as_slice()) {
+        let mut st = lock(state);
+        let Some(app) = st.manifest_codes.remove(*code) else {
+            return github_error(StatusCode::NOT_FOUND, "Not Found");
+        };
+        if !st.apps.contains(&app.id) {
+            st.apps.push(app.id);
+        }
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        return json_response(
+            StatusCode::CREATED,
+            &json!({
+                "id": app.id,
+                "slug": app.slug,
+                "node_id": format!("MDM6QXBw{}", app.id),
+                "owner": {"login": "example", "id": 1, "type": "Organization"},
+                "name": app.slug,
+                "description": "",
+                "external_url": base,
+                "html_url": format!("{base}/apps/{}", app.slug),
+                "created_at": now,
+                "updated_at": now,
+                "permissions": {"metadata": "read", "deployments": "write"},
+                "events": ["deployment"],
+                "client_id": app.client_id,
+                "client_secret": app.client_secret,
+                "webhook_secret": app.webhook_secret,
+                "pem": app.pem,
+            }),
         );
     }
 

@@ -80,7 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments/{id}", get(pages::deployment))
         .route("/deployments/{id}/events", get(pages::events))
         .route(
-            "/webhooks/github",
+            crate::manifest::WEBHOOK_PATH,
             post(webhook::github).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
         )
         .with_state(state)

@@ -7,6 +7,7 @@ mod e2e;
 mod faults;
 mod harness;
 mod isolation;
+mod manifest;
 mod ops;
 mod pages;
 mod scale;
