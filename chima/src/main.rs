@@ -5,6 +5,7 @@
 
 mod bot;
 mod cli;
+mod doctor;
 mod embedded;
 mod faseng_api;
 mod hub;
@@ -58,6 +59,9 @@ enum Command {
         #[arg(long, value_name = "URL")]
         events_url: Option<String>,
     },
+    /// Check the settings against Slack, GitHub and faseng: one line per check, with
+    /// what to fix; exit 0 only when every configured feature's checks pass.
+    Doctor,
 }
 
 fn main() -> ExitCode {
@@ -65,7 +69,11 @@ fn main() -> ExitCode {
     // The offline subcommands need no secret; everything else checks them first.
     if !matches!(
         args.command,
-        Some(Command::Parse { .. }) | Some(Command::Check) | Some(Command::SlackManifest { .. })
+        Some(Command::Parse { .. })
+            | Some(Command::Check)
+            | Some(Command::SlackManifest { .. })
+            // doctor reports a refused secret as one of its checks.
+            | Some(Command::Doctor)
     ) && let Err(e) = args.settings.load_secrets()
     {
         eprintln!("chima: {e:#}");
@@ -82,6 +90,7 @@ fn main() -> ExitCode {
         Some(Command::SlackManifest { events_url }) => {
             manifest::slack_manifest(&s.name, events_url.as_deref())
         }
+        Some(Command::Doctor) => doctor::main(&mut s.clone()),
         None if s.slack_bot_token.as_deref().is_some_and(|t| !t.is_empty()) => slack::main(s),
         None => shell::main(s, None),
     }

@@ -161,7 +161,17 @@ impl Settings {
     /// [`chima_config::MIN_SECRET_BYTES`] long; an empty token of another service reads
     /// as unset. The error names the setting, never its value.
     pub fn load_secrets(&mut self) -> anyhow::Result<()> {
+        match self.check_secrets().into_iter().find_map(|(_, r)| r.err()) {
+            Some(e) => Err(anyhow::anyhow!("{e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Settings::load_secrets`] for each secret, in order: its name and whether it
+    /// loaded (a refused one's message names the setting and what to do).
+    pub fn check_secrets(&mut self) -> Vec<(&'static str, Result<(), String>)> {
         use chima_config::SecretKind::{Issued, Shared};
+        let mut results = Vec::new();
         for (name, value, file, kind) in [
             (
                 "GITHUB_TOKEN",
@@ -206,10 +216,11 @@ impl Settings {
                 Shared,
             ),
         ] {
-            chima_config::load_secret(name, value, file.as_deref(), kind)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let loaded = chima_config::load_secret(name, value, file.as_deref(), kind)
+                .map_err(|e| e.to_string());
+            results.push((name, loaded));
         }
-        Ok(())
+        results
     }
 
     /// faseng's API client, when FASENG_URL is set.

@@ -4,6 +4,7 @@
 
 mod access;
 mod autodeploy;
+mod doctor;
 mod intake;
 mod links;
 mod manifest;
@@ -212,6 +213,9 @@ pub enum Command {
     /// Print the GitHub App manifest (JSON) for faseng at `--url`, or, with
     /// `--exchange CODE`, turn the code GitHub redirects to into faseng's settings.
     GithubAppManifest(manifest::ManifestArgs),
+    /// Check the settings against the live services: one line per check, with what
+    /// to fix; exits 0 only when every configured feature's checks pass.
+    Doctor,
 }
 
 fn main() -> ExitCode {
@@ -224,8 +228,14 @@ fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // doctor says what it found on stdout; the clients' retries are noise.
+                let level = match args.command {
+                    Some(Command::Doctor) => "off",
+                    _ => "info",
+                };
+                tracing_subscriber::EnvFilter::new(level)
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -236,6 +246,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Doctor) = &args.command {
+        return runtime.block_on(doctor::run(args));
+    }
     match runtime.block_on(serve::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -134,7 +134,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     result
 }
 
-fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
+pub fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
     use chima_github::{Auth, GitHub, GitHubConfig};
     let auth = Auth::from_settings(
         args.github_token.as_deref(),
@@ -155,8 +155,18 @@ fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
 /// [`chima_config::MIN_SECRET_BYTES`] long; an empty token of another service
 /// (`GITHUB_TOKEN=`) reads as unset, as it always did. A refused
 /// secret stops faseng at start, saying which and what to do, never its value.
-fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
+pub fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
+    match check_secrets(args).into_iter().find_map(|(_, r)| r.err()) {
+        Some(e) => Err(anyhow::anyhow!("{e}")),
+        None => Ok(()),
+    }
+}
+
+/// [`load_secrets`] for each secret, in order: its name and whether it loaded (a
+/// refused one's message says which setting and what to do).
+pub fn check_secrets(args: &mut Args) -> Vec<(&'static str, Result<(), String>)> {
     use chima_config::SecretKind::{Issued, Shared};
+    let mut results = Vec::new();
     for (name, value, file, kind) in [
         (
             "GITHUB_WEBHOOK_SECRET",
@@ -207,10 +217,11 @@ fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
             Issued,
         ),
     ] {
-        chima_config::load_secret(name, value, file.as_deref(), kind)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let loaded = chima_config::load_secret(name, value, file.as_deref(), kind)
+            .map_err(|e| e.to_string());
+        results.push((name, loaded));
     }
-    Ok(())
+    results
 }
 
 /// The key chima's requests are checked with: CHIMA_SIGNING_KEY, else one derived
@@ -257,7 +268,7 @@ pub fn github_web_base(api_url: &str) -> String {
     }
 }
 
-fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
+pub fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
     let explicit = std::env::var_os("APPS_JSON").is_some() || path != Path::new("config/app.json");
     if !path.exists() && !explicit {
         tracing::warn!(path = %path.display(), "no app.json; only deployments that carry payload.config can run");

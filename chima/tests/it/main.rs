@@ -1,6 +1,7 @@
 //! The real `chima` binary, run as a user runs it.
 
 mod cli;
+mod doctor;
 mod embedded;
 mod github;
 mod github_fidelity;

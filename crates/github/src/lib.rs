@@ -295,6 +295,20 @@ impl GitHub {
         Ok(token)
     }
 
+    /// As a GitHub App: the id of the installation that covers `repo` (remembered, else
+    /// `GET /repos/{owner}/{repo}/installation`); `None` with a token.
+    pub async fn installation_for(&self, repo: &str) -> Result<Option<i64>, GitHubError> {
+        let Credentials::App(app) = &*self.inner.creds else {
+            return Ok(None);
+        };
+        if let Some(id) = app.cached_installation(repo) {
+            return Ok(Some(id));
+        }
+        let id = self.lookup_installation(repo).await?;
+        app.remember_installation(repo, id);
+        Ok(Some(id))
+    }
+
     /// `GET /repos/{owner}/{repo}/installation`, as the App.
     async fn lookup_installation(&self, repo: &str) -> Result<i64, CallError> {
         #[derive(serde::Deserialize)]

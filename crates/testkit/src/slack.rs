@@ -133,6 +133,8 @@ struct Connection {
 
 struct State_ {
     url: String,
+    /// The bot token's scopes, sent in `x-oauth-scopes`.
+    scopes: Vec<String>,
     calls: Vec<ApiCall>,
     posted: Vec<PostedMessage>,
     updated: Vec<UpdatedMessage>,
@@ -212,6 +214,10 @@ impl FakeSlack {
         let base = format!("http://{addr}");
         let state: Shared = Arc::new(Mutex::new(State_ {
             url: base.clone(),
+            scopes: chima_slack::manifest::bot_scopes()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             calls: Vec::new(),
             posted: Vec::new(),
             updated: Vec::new(),
@@ -243,6 +249,14 @@ impl FakeSlack {
             state,
             task,
         }
+    }
+
+    /// The scopes the bot token was granted (default: the manifest's,
+    /// `chima_slack::manifest::bot_scopes`), sent in the `x-oauth-scopes` header of
+    /// every Web API response to a bot-token call, as Slack does for the token a call
+    /// is made with (https://api.slack.com/authentication/oauth-v2#asking).
+    pub fn set_scopes(&self, scopes: &[&str]) {
+        lock(&self.state).scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     }
 
     /// The next `times` calls to `method` fail this way (after earlier failures queued
@@ -535,6 +549,34 @@ impl Drop for FakeSlack {
 // ---- Web API ------------------------------------------------------------------------
 
 async fn api(
+    State(state): State<Shared>,
+    Path(method): Path<String>,
+    http_method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let bot = header_text(&headers, header::AUTHORIZATION.as_str())
+        .is_some_and(|a| a == format!("Bearer {BOT_TOKEN}"));
+    let mut resp = api_answer(
+        State(state.clone()),
+        Path(method),
+        http_method,
+        RawQuery(query),
+        headers,
+        body,
+    )
+    .await;
+    if bot {
+        let scopes = lock(&state).scopes.join(",");
+        if let Ok(v) = HeaderValue::from_str(&scopes) {
+            resp.headers_mut().insert("x-oauth-scopes", v);
+        }
+    }
+    resp
+}
+
+async fn api_answer(
     State(state): State<Shared>,
     Path(method): Path<String>,
     http_method: Method,

@@ -3,6 +3,7 @@
 mod api;
 mod autodeploy;
 mod ci_paging;
+mod doctor;
 mod e2e;
 mod faults;
 mod harness;
