@@ -169,21 +169,9 @@ async fn check_github(args: &Args, repos: &BTreeSet<String>, r: &mut Report) {
         "Give GITHUB_TOKEN access to that repository (or fix the repository in app.json)"
     };
     for repo in repos {
-        match gh.default_branch(repo).await {
-            Ok(_) => match gh.installation_for(repo).await {
-                Ok(Some(id)) => r.ok(&format!("GitHub sees {repo} (App installation {id})")),
-                Ok(None) => r.ok(&format!("GitHub sees {repo}")),
-                Err(e) => r.fail(
-                    &format!("GitHub App installation on {repo}"),
-                    &e.to_string(),
-                    fix,
-                ),
-            },
-            Err(e) => r.fail(
-                &format!("GitHub repository {repo}"),
-                &format!("the credentials cannot see it: {e}"),
-                fix,
-            ),
+        match gh.describe_access(repo).await {
+            Ok(line) => r.ok(&line),
+            Err((what, why)) => r.fail(&what, &why, fix),
         }
     }
 }

@@ -19,18 +19,41 @@ use chima_github::webhook::DeploymentEvent;
 /// The adapter name faseng's own auto-deploy signs its requests with.
 pub const AUTO_DEPLOY_ADAPTER: &str = "auto-deploy";
 
-/// The nonce of a request that verifies fully (signature, and it names this
-/// deployment's app, environment, ref and task, in time), so that the caller can
-/// check it was never used by another deployment before deciding. A copy that does
-/// not match never spends the nonce of the real request.
-pub fn signed_nonce(
-    apps: Option<&Apps>,
-    key: Option<&SigningKey>,
-    ev: &DeploymentEvent,
-) -> Option<String> {
-    let (payload, _) = DeploymentPayload::read(&ev.payload);
-    let t = target(apps, ev, &payload);
-    verify(key, ev, &payload, &t, false)?.ok().map(|r| r.nonce)
+/// A `deployment` event read once: its payload, the app and environment it is for by
+/// faseng's app.json, and chima's request checked (signature, names this deployment, in
+/// time). The webhook handler asks [`Intake::nonce`] whether a used nonce must be
+/// looked up, then [`Intake::decide`]s.
+pub struct Intake<'a> {
+    ev: &'a DeploymentEvent,
+    payload: DeploymentPayload,
+    problems: Vec<String>,
+    target: Target<'a>,
+    verified: Option<Result<ChimaRequest, VerifyError>>,
+}
+
+impl<'a> Intake<'a> {
+    pub fn read(apps: Option<&'a Apps>, key: Option<&SigningKey>, ev: &'a DeploymentEvent) -> Self {
+        let (payload, problems) = DeploymentPayload::read(&ev.payload);
+        let target = target(apps, ev, &payload);
+        let verified = verify(key, ev, &payload, &target);
+        Intake {
+            ev,
+            payload,
+            problems,
+            target,
+            verified,
+        }
+    }
+
+    /// The nonce of a request that verifies fully, so that the caller can check it was
+    /// never used by another deployment. A copy that does not match this deployment
+    /// never spends the nonce of the real request.
+    pub fn nonce(&self) -> Option<&str> {
+        match &self.verified {
+            Some(Ok(r)) => Some(&r.nonce),
+            _ => None,
+        }
+    }
 }
 
 /// Which app and environment a deployment is for, by faseng's own app.json.
@@ -86,13 +109,12 @@ fn target<'a>(
 }
 
 /// chima's request, when the payload carries one: verified (signature, names this
-/// deployment, in time, not replayed), or why not.
+/// deployment, in time), or why not.
 fn verify(
     key: Option<&SigningKey>,
     ev: &DeploymentEvent,
     payload: &DeploymentPayload,
     t: &Target<'_>,
-    replayed: bool,
 ) -> Option<Result<ChimaRequest, VerifyError>> {
     let created_at = ev
         .created_at
@@ -103,31 +125,32 @@ fn verify(
         let key = key.ok_or(VerifyError::NoKey)?;
         key.verify(s)?;
         s.check_matches(&t.name, &t.environment, &ev.git_ref, &ev.task, created_at)?;
-        if replayed {
-            return Err(VerifyError::Replayed);
-        }
         Ok(s.request.clone())
     })
 }
 
-/// The deployment to queue for `ev`. `replayed`: the request's nonce was seen before.
-pub fn decide(
-    apps: Option<&Apps>,
-    key: Option<&SigningKey>,
-    ev: &DeploymentEvent,
-    delivery: &str,
-    replayed: bool,
-) -> NewDeployment {
-    let (payload, mut notes) = DeploymentPayload::read(&ev.payload);
-    let t = target(apps, ev, &payload);
-    let (app, app_name, environment) = (t.app, t.name.clone(), t.environment.clone());
+/// The deployment to queue. `replayed`: the request's nonce was used by another
+/// deployment.
+pub fn decide(intake: Intake<'_>, delivery: &str, replayed: bool) -> NewDeployment {
+    let Intake {
+        ev,
+        payload,
+        problems: mut notes,
+        target: t,
+        verified,
+    } = intake;
+    let (app, app_name, environment) = (t.app, t.name, t.environment);
     if payload.config.is_some() {
         notes.push(format!(
             "payload.config was ignored: faseng runs what its own app.json says for {}",
             ev.repository
         ));
     }
-    let request = match verify(key, ev, &payload, &t, replayed) {
+    let verified = match verified {
+        Some(Ok(_)) if replayed => Some(Err(VerifyError::Replayed)),
+        other => other,
+    };
+    let request = match verified {
         Some(Ok(r)) => Some(r),
         Some(Err(e)) => {
             notes.push(format!(

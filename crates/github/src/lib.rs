@@ -295,6 +295,22 @@ impl GitHub {
         Ok(token)
     }
 
+    /// Whether these credentials see `repo`, for `doctor`: a line to print, or what
+    /// failed and why (the caller adds what to do, which depends on its needs).
+    pub async fn describe_access(&self, repo: &str) -> Result<String, (String, String)> {
+        if let Err(e) = self.default_branch(repo).await {
+            return Err((
+                format!("GitHub repository {repo}"),
+                format!("the credentials cannot see it: {e}"),
+            ));
+        }
+        match self.installation_for(repo).await {
+            Ok(Some(id)) => Ok(format!("GitHub sees {repo} (App installation {id})")),
+            Ok(None) => Ok(format!("GitHub sees {repo}")),
+            Err(e) => Err((format!("GitHub App installation on {repo}"), e.to_string())),
+        }
+    }
+
     /// As a GitHub App: the id of the installation that covers `repo` (remembered, else
     /// `GET /repos/{owner}/{repo}/installation`); `None` with a token.
     pub async fn installation_for(&self, repo: &str) -> Result<Option<i64>, GitHubError> {

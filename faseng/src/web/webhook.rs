@@ -96,7 +96,9 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
             }
         }
         Event::Deployment(ev) => {
-            let replayed = match replayed(&state, &ev).await {
+            let intake =
+                crate::intake::Intake::read(state.apps.as_deref(), state.signing_key.as_ref(), &ev);
+            let replayed = match replayed(&state, &ev, intake.nonce()).await {
                 Ok(r) => r,
                 Err(e) => {
                     state.metrics.webhook_rejected("store");
@@ -108,13 +110,7 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
                         .into_response();
                 }
             };
-            let new = crate::intake::decide(
-                state.apps.as_deref(),
-                state.signing_key.as_ref(),
-                &ev,
-                delivery,
-                replayed,
-            );
+            let new = crate::intake::decide(intake, delivery, replayed);
             match state.store.create_deployment(new).await {
                 Ok(created) => {
                     // The delivery id is also in the job's payload (`_faseng`), and the
@@ -175,10 +171,12 @@ async fn remember(state: &AppState, delivery: &str, event: &str) {
 /// use by this deployment). A redelivery, even after a failed first attempt, finds
 /// both and is not a replay; another deployment with the same nonce finds only the
 /// first.
-async fn replayed(state: &AppState, ev: &DeploymentEvent) -> Result<bool, chima_store::StoreError> {
-    let Some(nonce) =
-        crate::intake::signed_nonce(state.apps.as_deref(), state.signing_key.as_ref(), ev)
-    else {
+async fn replayed(
+    state: &AppState,
+    ev: &DeploymentEvent,
+    nonce: Option<&str>,
+) -> Result<bool, chima_store::StoreError> {
+    let Some(nonce) = nonce else {
         return Ok(false);
     };
     let mine = state
