@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use chima_testkit::github::{Endpoint, FakeGitHub, Reply};
+use chima_testkit::pgcluster::Cluster;
 use chima_testkit::slack::{self as fake_slack, Failure, FakeSlack};
 use serde_json::json;
 use sqlx::PgPool;
@@ -28,128 +29,6 @@ pub struct PgOutage {
     pub rate: f64,
     pub pg_bin: Option<PathBuf>,
     pub keep: bool,
-}
-
-/// A PostgreSQL cluster of its own, in a temporary folder.
-struct Cluster {
-    bin: PathBuf,
-    data: PathBuf,
-    log: PathBuf,
-    port: u16,
-    /// Run its tools as `postgres` (initdb refuses root).
-    as_postgres: bool,
-}
-
-impl Cluster {
-    fn tool(&self, name: &str, args: &[&str]) -> anyhow::Result<String> {
-        let tool = self.bin.join(name);
-        let tool = tool.to_string_lossy().to_string();
-        if self.as_postgres {
-            let mut all = vec!["-u", "postgres", "--", tool.as_str()];
-            all.extend_from_slice(args);
-            util::run("runuser", &all, Some(Path::new("/")))
-        } else {
-            util::run(&tool, args, None)
-        }
-    }
-
-    fn create(dir: &Path, pg_bin: Option<PathBuf>) -> anyhow::Result<Cluster> {
-        let bin = match pg_bin {
-            Some(b) => b,
-            None => {
-                let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-                    .context("no /usr/lib/postgresql: pass --pg-bin")?
-                    .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-                    .filter(|p| p.join("initdb").exists())
-                    .collect();
-                versions.sort_by_key(|p| {
-                    p.parent()
-                        .and_then(|v| v.file_name())
-                        .and_then(|v| v.to_str())
-                        .and_then(|v| v.parse::<u32>().ok())
-                        .unwrap_or(0)
-                });
-                versions
-                    .pop()
-                    .context("no initdb under /usr/lib/postgresql")?
-            }
-        };
-        let as_postgres = util::run("id", &["-u"], None)?.trim() == "0";
-        let home = dir.join("pg");
-        std::fs::create_dir_all(&home)?;
-        if as_postgres {
-            util::run("chown", &["-R", "postgres", &home.to_string_lossy()], None)?;
-            util::run("chmod", &["755", &dir.to_string_lossy()], None)?;
-        }
-        let cluster = Cluster {
-            bin,
-            data: home.join("data"),
-            log: home.join("server.log"),
-            port: util::free_port()?,
-            as_postgres,
-        };
-        cluster.tool(
-            "initdb",
-            &[
-                "-D",
-                &cluster.data.to_string_lossy(),
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ],
-        )?;
-        Ok(cluster)
-    }
-
-    fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
-    }
-
-    fn start(&self) -> anyhow::Result<()> {
-        let sock = self.data.parent().unwrap_or(Path::new("/tmp"));
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1",
-            self.port,
-            sock.display()
-        );
-        self.tool(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data.to_string_lossy(),
-                "-l",
-                &self.log.to_string_lossy(),
-                "-o",
-                &opts,
-                "-w",
-                "start",
-            ],
-        )?;
-        Ok(())
-    }
-
-    fn stop(&self) -> anyhow::Result<()> {
-        self.tool(
-            "pg_ctl",
-            &[
-                "-D",
-                &self.data.to_string_lossy(),
-                "-m",
-                "fast",
-                "-w",
-                "stop",
-            ],
-        )?;
-        Ok(())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,8 +54,8 @@ pub async fn pg_outage(opts: PgOutage) -> anyhow::Result<()> {
 }
 
 async fn pg_outage_in(opts: &PgOutage, dir: &Path) -> anyhow::Result<()> {
-    let cluster = Cluster::create(dir, opts.pg_bin.clone())?;
-    cluster.start()?;
+    let cluster = Cluster::create(dir, opts.pg_bin.clone()).map_err(anyhow::Error::msg)?;
+    cluster.start().map_err(anyhow::Error::msg)?;
     let admin = cluster.url("postgres");
     let db = Scratch::create(&admin, "faseng_drill").await?;
     let repo = fixture::repo(dir, 10)?;
@@ -260,7 +139,7 @@ async fn pg_outage_in(opts: &PgOutage, dir: &Path) -> anyhow::Result<()> {
     }
     tokio::time::sleep_until(t0 + Duration::from_secs_f64(before)).await;
     let stop_at = t0.elapsed().as_secs_f64();
-    cluster.stop()?;
+    cluster.stop().map_err(anyhow::Error::msg)?;
     let stopped_at = t0.elapsed().as_secs_f64();
     eprintln!(
         "bench: PostgreSQL stopped at {stop_at:.1} s (took {:.1} s)",
@@ -268,7 +147,7 @@ async fn pg_outage_in(opts: &PgOutage, dir: &Path) -> anyhow::Result<()> {
     );
     tokio::time::sleep_until(t0 + Duration::from_secs_f64(before + opts.down_secs)).await;
     let start_at = t0.elapsed().as_secs_f64();
-    cluster.start()?;
+    cluster.start().map_err(anyhow::Error::msg)?;
     let started_at = t0.elapsed().as_secs_f64();
     eprintln!("bench: PostgreSQL started again at {started_at:.1} s");
     let mut sent = Vec::new();

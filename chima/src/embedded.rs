@@ -42,6 +42,10 @@ impl Embedded {
         cfg.workers = workers.max(1);
         cfg.instance = "chima".to_string();
         cfg.lease = lease;
+        // Providers run under a guard (this binary, `chima guard`), as in faseng.
+        cfg.guard = chima_engine::GuardProgram::this_binary()
+            .map_err(|e| tracing::warn!(error = %e, "cannot find chima's own binary; providers run unguarded"))
+            .ok();
         let engine = Engine::start(store.clone(), cfg);
         Ok(Embedded {
             store,

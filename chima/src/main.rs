@@ -65,6 +65,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `chima guard ...`: the guard the embedded engine runs providers under.
+    if let Some(code) = chima_engine::guard::main_if_guard() {
+        return code;
+    }
     let mut args = Args::parse();
     // The offline subcommands need no secret; everything else checks them first.
     if !matches!(

@@ -120,7 +120,7 @@ pub struct Settings {
     #[arg(
         long,
         env = "FASENG_LEASE_SECS",
-        default_value_t = 30,
+        default_value_t = 60,
         hide = true,
         global = true
     )]

@@ -11,6 +11,7 @@
 //! many green events arrive and however many faseng processes take them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chima_config::{App, AutoDeployRule};
 use chima_github::{CiState, CreateOutcome, DeploymentBody, GitHub};
@@ -38,6 +39,20 @@ pub const EVENTS: &[&str] = &["status", "check_run", "check_suite", "push"];
 /// the head of the branch. The array includes a maximum of 10 branches."
 /// (<https://docs.github.com/en/webhooks/webhook-events-and-payloads#status>).
 pub const STATUS_EVENT_MAX_BRANCHES: usize = 10;
+
+/// How old a claim whose GitHub deployment was never recorded must be before a green
+/// event may take it over ([`Store::claim_auto_deploy`]): its claimer died between the
+/// claim and the record, or the sha could never ship.
+///
+/// It must outlast the longest GitHub create, or a slow but living claimer would see
+/// its sha deployed twice. With the client's default [`chima_github::RetryPolicy`]
+/// (3 attempts of at most 30 s each, rate-limit waits of at most 20 s done inline, a
+/// 0.5 s backoff doubled), one request ends within 3 × 30 + 2 × 20 = 130 s; a create
+/// whose answer is lost sends at most two creates, each followed by one listing to look
+/// for it ([`GitHub::create_deployment`]): 4 × 130 s + 2 × 0.5 s, under 9 minutes in
+/// the very worst case, and seconds in practice. Fifteen minutes leaves room for
+/// queueing behind other writes on the same credential (spaced by a second).
+pub const AUTO_DEPLOY_CLAIM_STALE_AFTER: Duration = Duration::from_secs(15 * 60);
 
 /// What one event says: the repository, the commit, and the branches it is on
 /// (empty when the event does not say).
@@ -270,7 +285,13 @@ impl AutoDeployer {
         let contexts = required.join(", ");
         if !self
             .store
-            .claim_auto_deploy(&app.name, env, &t.sha, &contexts)
+            .claim_auto_deploy(
+                &app.name,
+                env,
+                &t.sha,
+                &contexts,
+                AUTO_DEPLOY_CLAIM_STALE_AFTER,
+            )
             .await?
         {
             return Ok(Err(Skip::Claimed));

@@ -129,15 +129,11 @@ pub struct Args {
     )]
     pub heroku_api_url: String,
 
-    /// How long a claim lasts without renewal (seconds): a process that dies
-    /// mid-deploy has its deployment declared lost after this.
-    #[arg(
-        long,
-        env = "FASENG_LEASE_SECS",
-        default_value_t = 30,
-        hide = true,
-        global = true
-    )]
+    /// How long a claim lasts without renewal (seconds). Renewed every tenth of
+    /// it; a provider whose faseng cannot renew (frozen, dead, cut off from the
+    /// database) is stopped by its guard a tenth of it before another faseng may
+    /// declare it lost. 60 s rides out a database outage of up to 48 s.
+    #[arg(long, env = "FASENG_LEASE_SECS", default_value_t = 60, global = true)]
     pub lease_secs: u64,
 
     /// On SIGTERM, how long running deployments may finish (seconds) before
@@ -159,6 +155,28 @@ pub struct Args {
         global = true
     )]
     pub metrics_token: Option<String>,
+
+    /// Live log streams open at once (each polls the store while open); beyond them
+    /// a new one is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "FASENG_MAX_STREAMS",
+        default_value_t = crate::web::bounds::DEFAULT_MAX_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_streams: u32,
+
+    /// Log pages, the index and API log fetches served at once; beyond them a new
+    /// one is answered 503 with `Retry-After`.
+    #[arg(
+        long,
+        env = "FASENG_MAX_PAGE_LOADS",
+        default_value_t = crate::web::bounds::DEFAULT_MAX_PAGE_LOADS,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub max_page_loads: u32,
 
     /// Run providers as this user (a name in /etc/passwd, or `uid:gid`) when faseng
     /// runs as root, so that a deploy script cannot read faseng's memory, files or
@@ -222,6 +240,10 @@ fn main() -> ExitCode {
     // Before anything else: no core dumps and no ptrace or /proc/<pid>/environ for
     // other processes of the same user, such as the deploy scripts faseng runs.
     non_dumpable();
+    // `faseng guard ...`: the process each provider runs under (crates/engine/src/guard.rs).
+    if let Some(code) = chima_engine::guard::main_if_guard() {
+        return code;
+    }
     let args = Args::parse();
     if let Some(Command::GithubAppManifest(m)) = &args.command {
         return manifest::main(m, &args.github_api_url);

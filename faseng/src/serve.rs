@@ -291,6 +291,10 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
         cfg.workdir = dir.clone();
     }
     cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    cfg.guard = Some(
+        chima_engine::GuardProgram::this_binary()
+            .context("cannot find faseng's own binary to run providers under its guard")?,
+    );
     if let Some(spec) = args.run_as.as_deref().filter(|s| !s.is_empty()) {
         let who = chima_engine::runas::RunAs::lookup(spec)?;
         tracing::info!(user = %who.name, uid = who.uid, "providers run as another user (FASENG_RUN_AS)");
@@ -363,6 +367,7 @@ async fn serve_http(
         engine_metrics,
         autodeploy,
         slack_api_url: args.slack_api_url.clone(),
+        bounds: web::bounds::Bounds::new(args.max_streams, args.max_page_loads),
     };
     tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
     axum::serve(listener, web::router(state))

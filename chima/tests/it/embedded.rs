@@ -335,15 +335,43 @@ fn operator_commands_and_their_refusals() {
     }
     let (code, _) = run_as(&db, &apps, "alice", "chima deploy app");
     assert_eq!(code, 0);
+    // A newer commit run through another task (`deploy:migrate`, #3) is not what is
+    // live: a rollback goes from the last `deploy` (#2), back to #1.
+    std::fs::write(repo.join("NEWER"), "y").unwrap();
+    for args in [
+        vec!["add", "-A"],
+        vec![
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@e",
+            "commit",
+            "-qm",
+            "third",
+        ],
+    ] {
+        assert!(
+            Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(&args)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy:migrate app");
+    assert_eq!(code, 0, "{t}");
     let (code, t) = run_as(&db, &apps, "bob", "chima rollback app in staging");
     assert_eq!(code, 0, "{t}");
     assert!(t.contains("Rolling back app in staging from "), "{t}");
+    assert!(t.contains(" (#2) to "), "from the last deploy, not #3: {t}");
     assert!(t.contains(" UTC by alice as #1."), "{t}");
     // The rollback deployment runs; `deploys` shows it with what ran.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (_, t) = run_as(&db, &apps, "bob", "chima deploys app in staging");
-        if t.contains("#3 succeeded") {
+        if t.contains("#4 succeeded") {
             assert!(t.contains("by bob"), "{t}");
             break;
         }

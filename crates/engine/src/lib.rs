@@ -3,6 +3,8 @@
 //! embedded mode: there is no separate demo path.
 
 mod checkout;
+pub mod guard;
+pub mod hygiene;
 mod logsink;
 pub mod metrics;
 pub mod ops;
@@ -25,6 +27,28 @@ use tokio::task::JoinHandle;
 pub use checkout::{Checkout, Source, checkout, redact_url, token_allowed};
 pub use redact::Redactor;
 
+/// The lease default: a database outage of up to 48 s does not fence running
+/// deploys (renewals every 6 s; the guard's deadline comes 6 s before it lapses).
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// The program a guard is: a binary that calls [`guard::main_if_guard`] first.
+#[derive(Debug, Clone)]
+pub struct GuardProgram {
+    pub program: PathBuf,
+    /// Its arguments before the guard's own (`["guard"]`).
+    pub prefix: Vec<String>,
+}
+
+impl GuardProgram {
+    /// This very binary, re-executed as `<binary> guard ...`.
+    pub fn this_binary() -> std::io::Result<GuardProgram> {
+        Ok(GuardProgram {
+            program: std::env::current_exe()?,
+            prefix: vec![guard::SUBCOMMAND.to_string()],
+        })
+    }
+}
+
 /// How the engine runs. Build one with [`EngineConfig::new`] and adjust.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -38,9 +62,14 @@ pub struct EngineConfig {
     pub apps_dir: PathBuf,
     /// For apps without `timeout` (30 minutes).
     pub default_timeout: Duration,
-    /// How long a claim holds without renewal; a dead worker's deployment is
-    /// declared lost after this.
+    /// How long a claim holds without renewal (`FASENG_LEASE_SECS`, 60 s); a dead
+    /// worker's deployment is declared lost after this. Renewed every tenth of it;
+    /// providers are fenced a tenth of it before it can lapse.
     pub lease: Duration,
+    /// The guard providers run under (faseng's own binary, `guard`): it stops a
+    /// provider whose lease can no longer be trusted, even when faseng is frozen or
+    /// dead. `None` runs providers as direct children (the engine's unit tests).
+    pub guard: Option<GuardProgram>,
     /// Where repositories without `clone_url` are cloned from.
     pub clone_base: String,
     /// Credentials and download links from the code host (GitHub), if any.
@@ -74,7 +103,8 @@ impl EngineConfig {
             apps: AppsHandle::new(apps),
             apps_dir: apps_dir.to_path_buf(),
             default_timeout: Duration::from_secs(30 * 60),
-            lease: Duration::from_secs(30),
+            lease: DEFAULT_LEASE,
+            guard: None,
             clone_base: "https://github.com".to_string(),
             access: None,
             heroku: None,
@@ -186,6 +216,27 @@ pub trait SourceAccess: Send + Sync + std::fmt::Debug {
     async fn tarball_url(&self, repository: &str, sha: &str) -> Result<String, String>;
 }
 
+/// Runs the restart sweep until it succeeds (the database may be away at start),
+/// then lets the workers claim.
+async fn sweep_first(store: Arc<dyn Store>, cfg: Arc<EngineConfig>, done: watch::Sender<bool>) {
+    loop {
+        match hygiene::sweep(&store, &cfg).await {
+            Ok(s) => {
+                if s != hygiene::Swept::default() {
+                    tracing::warn!(ended = ?s.ended, guards_killed = s.guards_killed, removed = s.removed,
+                        "cleaned up after a faseng that died on this host");
+                }
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check for leftovers of a dead faseng yet; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    }
+    let _ = done.send(true);
+}
+
 /// A running worker pool.
 pub struct Engine {
     shutdown: watch::Sender<bool>,
@@ -199,14 +250,18 @@ impl Engine {
         let cfg = Arc::new(cfg);
         let (shutdown, rx) = watch::channel(false);
         let (abort, abort_rx) = watch::channel(false);
+        // Nothing is claimed before what a dead predecessor left is gone.
+        let (swept_tx, swept) = watch::channel(false);
+        tokio::spawn(sweep_first(store.clone(), cfg.clone(), swept_tx));
         let workers = (0..cfg.workers.max(1))
             .map(|n| {
-                tokio::spawn(worker::worker_loop(
+                tokio::spawn(worker::supervise(
                     n,
                     store.clone(),
                     cfg.clone(),
                     rx.clone(),
                     abort_rx.clone(),
+                    swept.clone(),
                 ))
             })
             .collect();

@@ -37,6 +37,9 @@ pub enum Exit {
     TimedOut,
     /// Someone cancelled; the group was killed.
     Cancelled(String),
+    /// The guard killed the group on its own: the lease was not renewed in time
+    /// (or faseng went away). Why, in the guard's words.
+    Fenced(String),
 }
 
 /// How a command ended, and the last thing it said on stderr (the line a failure
@@ -58,6 +61,28 @@ pub struct Spec<'a> {
     pub deadline: Instant,
     /// Another user to run as (faseng is root), or `None` for faseng's own user.
     pub run_as: Option<&'a crate::runas::RunAs>,
+    /// Run under a guard that fences the command with the lease ([`crate::guard`]);
+    /// `None` runs it as a direct child (the engine's own unit tests).
+    pub guard: Option<&'a Guarded>,
+}
+
+/// How to put a command under a guard.
+#[derive(Debug, Clone)]
+pub struct Guarded {
+    /// The guard's program and its first arguments (`faseng`, `guard`).
+    pub program: std::path::PathBuf,
+    pub prefix: Vec<String>,
+    /// Where the guard's status file goes: faseng's private work folder, never the
+    /// checkout a provider can write to.
+    pub status_dir: std::path::PathBuf,
+    /// Names the status files of one job (`job-<id>-<pid>`).
+    pub label: String,
+    /// The deadline the lease keeper moves forward after each renewal.
+    pub deadline: watch::Receiver<Instant>,
+    /// Told each guard's pid and start time as it starts (recorded with the claim).
+    pub started: Option<mpsc::UnboundedSender<(u32, u64)>>,
+    /// Numbers the guards of one job.
+    pub seq: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Why a command could not be started.
@@ -80,6 +105,9 @@ pub async fn run(
     mut cancel: watch::Receiver<Option<String>>,
 ) -> Result<Finished, SpawnError> {
     let (program, args) = spec.argv.split_first().ok_or(SpawnError::Empty)?;
+    if let Some(guard) = spec.guard {
+        return run_guarded(&spec, guard, lines, cancel).await;
+    }
     let mut cmd = Command::new(program);
     cmd.args(args)
         .current_dir(spec.dir)
@@ -130,12 +158,137 @@ pub async fn run(
                 tracing::debug!(?pgid, "output still open after exit; group killed");
             }
         }
-        Exit::TimedOut | Exit::Cancelled(_) => {
+        Exit::TimedOut | Exit::Cancelled(_) | Exit::Fenced(_) => {
             terminate(&mut child, pgid).await;
             let _ = tokio::time::timeout(DRAIN_GRACE, join_all(readers)).await;
         }
     }
     let last_stderr = last_stderr.lock().ok().and_then(|l| l.clone());
+    Ok(Finished { exit, last_stderr })
+}
+
+/// Runs `spec` under a guard: the guard starts the command in its own group, and
+/// faseng talks to the guard only through its stdin (deadlines, `stop`). Dropping
+/// this future closes that pipe, which the guard takes as "faseng went away".
+async fn run_guarded(
+    spec: &Spec<'_>,
+    guard: &Guarded,
+    lines: LineSender,
+    mut cancel: watch::Receiver<Option<String>>,
+) -> Result<Finished, SpawnError> {
+    use std::sync::atomic::Ordering;
+    use tokio::io::AsyncWriteExt;
+    let program = spec.argv.first().cloned().unwrap_or_default();
+    let n = guard.seq.fetch_add(1, Ordering::SeqCst);
+    let status_path = guard
+        .status_dir
+        .join(format!("{}-guard-{n}.json", guard.label));
+    let mut deadline = guard.deadline.clone();
+    let remaining = deadline
+        .borrow_and_update()
+        .saturating_duration_since(Instant::now());
+    if remaining.is_zero() {
+        return Ok(Finished {
+            exit: Exit::Fenced(
+                "the lease deadline had passed before the command could start".into(),
+            ),
+            last_stderr: None,
+        });
+    }
+    let args = crate::guard::GuardArgs {
+        status: status_path.clone(),
+        deadline_ms: remaining.as_millis().try_into().unwrap_or(u64::MAX),
+        uid: spec.run_as.map(|w| w.uid),
+        gid: spec.run_as.map(|w| w.gid),
+        argv: spec.argv.to_vec(),
+    };
+    let mut cmd = Command::new(&guard.program);
+    cmd.args(&guard.prefix)
+        .args(args.to_args())
+        .current_dir(spec.dir)
+        .env_clear()
+        .envs(spec.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group: a Ctrl-C or a signal to faseng's group does not reach it.
+        .process_group(0);
+    let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
+        program: format!("the guard ({})", guard.program.display()),
+        source,
+    })?;
+    if let (Some(tell), Some(pid)) = (&guard.started, child.id()) {
+        let start = crate::guard::start_time(pid).unwrap_or(0);
+        let _ = tell.send((pid, start));
+    }
+    let mut stdin = child.stdin.take();
+    let last_stderr = Arc::new(Mutex::new(None));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone(), None))),
+        child.stderr.take().map(|e| {
+            tokio::spawn(pump(
+                e,
+                Stream::Stderr,
+                lines.clone(),
+                Some(last_stderr.clone()),
+            ))
+        }),
+    ];
+    drop(lines);
+    let mut decided: Option<Exit> = None;
+    let mut deadline_open = true;
+    let mut cancel_open = true;
+    loop {
+        let say: Option<String> = tokio::select! {
+            _ = child.wait() => break,
+            changed = deadline.changed(), if deadline_open => match changed {
+                Ok(()) => {
+                    let ms = deadline.borrow_and_update().saturating_duration_since(Instant::now()).as_millis();
+                    Some(format!("deadline {ms}\n"))
+                }
+                Err(_) => { deadline_open = false; None }
+            },
+            _ = tokio::time::sleep_until(spec.deadline), if decided.is_none() => {
+                decided = Some(Exit::TimedOut);
+                Some("stop\n".to_string())
+            }
+            by = cancelled(&mut cancel), if decided.is_none() && cancel_open => {
+                decided = Some(Exit::Cancelled(by));
+                cancel_open = false;
+                Some("stop\n".to_string())
+            }
+        };
+        if let (Some(line), Some(pipe)) = (say, stdin.as_mut())
+            && pipe.write_all(line.as_bytes()).await.is_err()
+        {
+            tracing::warn!("the guard stopped reading its pipe");
+        }
+    }
+    drop(stdin);
+    let _ = tokio::time::timeout(DRAIN_GRACE, join_all(readers)).await;
+    let status = crate::guard::GuardStatus::read(&status_path);
+    let _ = std::fs::remove_file(&status_path);
+    let last_stderr = last_stderr.lock().ok().and_then(|l| l.clone());
+    let Some(status) = status.filter(|s| s.ended) else {
+        return Ok(Finished {
+            exit: decided.unwrap_or(Exit::Exited(None)),
+            last_stderr,
+        });
+    };
+    if let Some(e) = status.spawn_error {
+        return Err(SpawnError::Start {
+            program,
+            source: std::io::Error::other(e),
+        });
+    }
+    let exit = match (status.fenced, decided) {
+        (Some(why), _) => Exit::Fenced(why),
+        (None, Some(decided)) => decided,
+        (None, None) => Exit::Exited(status.exit_code),
+    };
     Ok(Finished { exit, last_stderr })
 }
 

@@ -19,8 +19,41 @@ use crate::process::{self, Exit, Spec};
 use crate::providers::{self, Job, Plan};
 use crate::redact::Redactor;
 
+/// Runs worker `n` once the restart sweep is done, and again if it ever panics
+/// outside a job (a job's own panic is caught in [`worker_loop`]).
+pub(crate) async fn supervise(
+    n: usize,
+    store: Arc<dyn Store>,
+    cfg: Arc<EngineConfig>,
+    mut shutdown: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+    mut swept: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = swept.wait_for(|s| *s) => {}
+        _ = shutdown.wait_for(|s| *s) => return,
+    }
+    loop {
+        let run = tokio::spawn(worker_loop(
+            n,
+            store.clone(),
+            cfg.clone(),
+            shutdown.clone(),
+            abort.clone(),
+        ));
+        match run.await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::error!(worker = n, error = %e, "worker panicked; restarting it");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 /// Runs worker `n` until `shutdown` turns true. Between jobs it waits for work
-/// (LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite).
+/// (LISTEN/NOTIFY on PostgreSQL, a short poll on SQLite). Each job runs in a task of
+/// its own: a panic in it fails that deployment, is logged, and the worker goes on.
 pub(crate) async fn worker_loop(
     n: usize,
     store: Arc<dyn Store>,
@@ -34,8 +67,24 @@ pub(crate) async fn worker_loop(
         if *shutdown.borrow() {
             break;
         }
+        // Measured before the claim is sent: the lease the database grants runs from
+        // a later instant, so a guard deadline counted from here comes first.
+        let claimed_at = Instant::now();
         match store.claim(&worker_id, cfg.lease).await {
-            Ok(Some(d)) => run_job(&store, &cfg, &worker_id, d, abort.clone()).await,
+            Ok(Some(d)) => {
+                let id = d.id;
+                let job = tokio::spawn(run_job(
+                    store.clone(),
+                    cfg.clone(),
+                    worker_id.clone(),
+                    d,
+                    abort.clone(),
+                    claimed_at,
+                ));
+                if let Err(e) = job.await {
+                    job_panicked(&store, &cfg, &worker_id, id, e).await;
+                }
+            }
             Ok(None) => {
                 tokio::select! {
                     r = store.wait_for_work(Duration::from_secs(2)) => {
@@ -56,40 +105,125 @@ pub(crate) async fn worker_loop(
     tracing::info!(worker = %worker_id, "worker stopped");
 }
 
+/// A job's task ended without recording a result (a panic: a bug). Its guard saw
+/// its pipe close and stopped the provider; the deployment ends `errored` here.
+async fn job_panicked(
+    store: &Arc<dyn Store>,
+    cfg: &EngineConfig,
+    worker_id: &str,
+    id: i64,
+    e: tokio::task::JoinError,
+) {
+    tracing::error!(deployment = id, error = %e, "the job's task panicked; failing the deployment");
+    let outcome = Outcome::errored(
+        "faseng hit an internal error while running it (a bug: see faseng's log); its provider was stopped",
+    );
+    if let Some(done) = finish_patiently(store, id, worker_id, outcome).await {
+        cfg.metrics.finished(done.state);
+    }
+}
+
+/// The margin between the guard's deadline and the lease's expiry, and the time
+/// between renewals: a tenth of the lease each (6 s of the default 60 s). The margin
+/// covers killing the provider's group and waiting for it, and the drift between
+/// this host's clock and the database's; renewing that often lets a database outage
+/// of up to 80% of the lease (48 s by default) pass without fencing anything.
+pub(crate) fn fence_margin(lease: Duration) -> Duration {
+    lease / 10
+}
+
+/// Aborts a task when dropped: the lease keeper ends with its job, however the
+/// job ends (a panic included).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs one claimed deployment to its end.
 async fn run_job(
-    store: &Arc<dyn Store>,
-    cfg: &Arc<EngineConfig>,
-    worker_id: &str,
+    store: Arc<dyn Store>,
+    cfg: Arc<EngineConfig>,
+    worker_id: String,
     d: Deployment,
     abort: watch::Receiver<bool>,
+    claimed_at: Instant,
 ) {
     let id = d.id;
     tracing::info!(deployment = id, app = %d.app, env = %d.environment, "deployment started");
+    let workdir = crate::workdir::job_dir(&cfg.workdir, id);
     let log = LogSink::start(
         store.clone(),
         id,
         Redactor::new(cfg.secrets.iter().cloned()),
+        crate::logsink::spill_path(&workdir),
     );
     let (cancel_tx, cancel_rx) = watch::channel(None);
     let lost = Arc::new(AtomicBool::new(false));
+    let fenced = Arc::new(AtomicBool::new(false));
     if let Some(started_at) = d.started_at {
         let waited = (started_at - d.created_at).num_milliseconds() as f64 / 1000.0;
         cfg.metrics.queue_wait.observe(waited);
     }
-    let keeper = tokio::spawn(keep_lease(
+    let (fence_tx, fence_rx) = watch::channel(claimed_at + cfg.lease - fence_margin(cfg.lease));
+    let runner = crate::hygiene::runner_here();
+    if let Err(e) = store.record_runner(id, &worker_id, &runner).await {
+        tracing::warn!(deployment = id, error = %e, "cannot record where the deployment runs");
+    }
+    let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel();
+    let _keeper = AbortOnDrop(tokio::spawn(keep_lease(Keeper {
+        store: store.clone(),
+        id,
+        worker_id: worker_id.clone(),
+        lease: cfg.lease,
+        cancel: cancel_tx,
+        lost: lost.clone(),
+        fenced: fenced.clone(),
+        fence: fence_tx,
+        abort,
+        claimed_at,
+    })));
+    let _recorder = AbortOnDrop(tokio::spawn(record_guards(
         store.clone(),
         id,
-        worker_id.to_string(),
-        cfg.lease,
-        cancel_tx,
-        lost.clone(),
-        abort,
-    ));
+        worker_id.clone(),
+        runner,
+        started_rx,
+    )));
+    let guarded = cfg.guard.as_ref().map(|g| process::Guarded {
+        program: g.program.clone(),
+        prefix: g.prefix.clone(),
+        status_dir: cfg.workdir.clone(),
+        label: workdir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("job-{id}")),
+        deadline: fence_rx,
+        started: Some(started_tx),
+        seq: Arc::default(),
+    });
     let started = Instant::now();
-    let workdir = crate::workdir::job_dir(&cfg.workdir, id);
-    let outcome = execute(store, cfg, &d, worker_id, &log, cancel_rx, &workdir).await;
-    keeper.abort();
+    let mut outcome = execute(
+        &store,
+        &cfg,
+        &d,
+        &worker_id,
+        &log,
+        cancel_rx,
+        &workdir,
+        guarded.as_ref(),
+    )
+    .await;
+    if fenced.load(Ordering::SeqCst) && outcome.state != chima_store::DeploymentState::Succeeded {
+        outcome = Outcome::errored(match outcome.reason.as_deref() {
+            Some(r) if r.starts_with("lost its lease") => r.to_string(),
+            _ => "lost its lease: no renewal reached the database before the guard's deadline; \
+                  the deploy was stopped before the lease could lapse"
+                .to_string(),
+        });
+    }
     cfg.metrics
         .run_time
         .observe(started.elapsed().as_secs_f64());
@@ -117,67 +251,152 @@ async fn run_job(
         );
         return;
     }
-    for attempt in 1..=5u64 {
+    if let Some(done) = finish_patiently(&store, id, &worker_id, outcome).await {
+        cfg.metrics.finished(done.state);
+        tracing::info!(deployment = id, state = %done.state, "deployment finished");
+    }
+}
+
+/// How long a result waits for the database to come back before it is given up
+/// (the lease lapses meanwhile and whichever process reaps it ends it `errored`).
+const FINISH_PATIENCE: Duration = Duration::from_secs(10 * 60);
+
+/// Records the result, retrying while the database cannot be reached: an outcome is
+/// recorded as it happened once the database answers again. A refusal (another
+/// process reaped the lease and ended it) is final: it is never overwritten.
+async fn finish_patiently(
+    store: &Arc<dyn Store>,
+    id: i64,
+    worker_id: &str,
+    outcome: Outcome,
+) -> Option<Deployment> {
+    let give_up = Instant::now() + FINISH_PATIENCE;
+    let mut wait = Duration::from_millis(200);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
         match store.finish(id, worker_id, outcome.clone()).await {
-            Ok(done) => {
-                cfg.metrics.finished(done.state);
-                tracing::info!(deployment = id, state = %done.state, "deployment finished");
-                return;
+            Ok(done) => return Some(done),
+            Err(e) if e.is_unavailable() && Instant::now() < give_up => {
+                if attempt == 1 || attempt.is_multiple_of(10) {
+                    tracing::warn!(deployment = id, attempt, error = %e, "recording the result failed; retrying");
+                }
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
             }
             Err(e) => {
-                tracing::warn!(deployment = id, attempt, error = %e, "recording the result failed");
-                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                tracing::error!(deployment = id, error = %e, "result not recorded");
+                return None;
             }
         }
     }
-    tracing::error!(
-        deployment = id,
-        "result not recorded; the lease will lapse and it ends as worker lost"
-    );
 }
 
-/// Renews the lease every third of its length; turns a cancel request or a
-/// lost lease into a cancel of the running process.
-async fn keep_lease(
+/// Records each guard the job starts next to the claim (pid and start time), so a
+/// restarted faseng on this host can make sure it is gone.
+async fn record_guards(
+    store: Arc<dyn Store>,
+    id: i64,
+    worker_id: String,
+    mut runner: chima_store::Runner,
+    mut started: tokio::sync::mpsc::UnboundedReceiver<(u32, u64)>,
+) {
+    while let Some((pid, start)) = started.recv().await {
+        runner.guard_pid = Some(pid);
+        runner.guard_start = Some(start);
+        if let Err(e) = store.record_runner(id, &worker_id, &runner).await {
+            tracing::warn!(deployment = id, error = %e, "cannot record the guard");
+        }
+    }
+}
+
+/// What the lease keeper of one job works with.
+struct Keeper {
     store: Arc<dyn Store>,
     id: i64,
     worker_id: String,
     lease: Duration,
     cancel: watch::Sender<Option<String>>,
+    /// The store says the lease is gone: the result must not be recorded.
     lost: Arc<AtomicBool>,
-    mut abort: watch::Receiver<bool>,
-) {
-    let every = (lease / 3).max(Duration::from_millis(50));
+    /// No renewal reached the database before the guard's deadline: the provider was
+    /// stopped, and the deployment ends `errored` "lost its lease".
+    fenced: Arc<AtomicBool>,
+    /// The guard's deadline, moved forward after each renewal.
+    fence: watch::Sender<Instant>,
+    abort: watch::Receiver<bool>,
+    claimed_at: Instant,
+}
+
+/// Renews the lease every tenth of its length, and after each renewal that reached
+/// the database moves the guard's deadline to a margin before the new expiry (both
+/// measured from just before the renewal was sent). A renewal that fails is retried
+/// quickly until the deadline; past it, the deployment is fenced: the guard stops
+/// the provider and in-process steps are cancelled. Turns a cancel request or a lost
+/// lease into a cancel of the running process.
+async fn keep_lease(mut k: Keeper) {
+    let every = fence_margin(k.lease).max(Duration::from_millis(50));
+    let retry = (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+    let margin = fence_margin(k.lease);
+    let mut next = k.claimed_at + every;
     let mut cancelled = false;
+    let mut failing_since: Option<Instant> = None;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            changed = abort.wait_for(|a| *a), if !cancelled => {
+            _ = tokio::time::sleep_until(next) => {}
+            changed = k.abort.wait_for(|a| *a), if !cancelled => {
                 if changed.is_ok() {
                     cancelled = true;
-                    let _ = cancel.send(Some("faseng (shutting down; the grace period ended)".into()));
+                    let _ = k.cancel.send(Some("faseng (shutting down; the grace period ended)".into()));
                 }
                 continue;
             }
         }
-        match store.renew_lease(id, &worker_id, lease).await {
-            Ok(status) if !status.held => {
-                lost.store(true, Ordering::SeqCst);
-                let _ = cancel.send(Some("faseng (the lease was lost)".into()));
+        let sent = Instant::now();
+        let renewed =
+            tokio::time::timeout(every, k.store.renew_lease(k.id, &k.worker_id, k.lease)).await;
+        match renewed {
+            Ok(Ok(status)) if !status.held => {
+                k.lost.store(true, Ordering::SeqCst);
+                let _ = k.cancel.send(Some("faseng (the lease was lost)".into()));
                 return;
             }
-            Ok(status) => {
+            Ok(Ok(status)) => {
+                if let Some(since) = failing_since.take() {
+                    tracing::info!(deployment = k.id, after = ?since.elapsed(), "lease renewed again");
+                }
+                if !k.fenced.load(Ordering::SeqCst) {
+                    let _ = k.fence.send(sent + k.lease - margin);
+                }
                 if let (Some(by), false) = (status.cancel_requested_by, cancelled) {
                     cancelled = true;
-                    let _ = cancel.send(Some(by));
+                    let _ = k.cancel.send(Some(by));
                 }
+                next = sent + every;
             }
-            Err(e) => tracing::warn!(deployment = id, error = %e, "renewing the lease failed"),
+            failed => {
+                let why = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => format!("no answer within {every:?}"),
+                };
+                if failing_since.is_none() {
+                    failing_since = Some(sent);
+                    tracing::warn!(deployment = k.id, error = %why, "renewing the lease failed; retrying until the guard's deadline");
+                }
+                if Instant::now() >= *k.fence.borrow() && !k.fenced.swap(true, Ordering::SeqCst) {
+                    tracing::error!(deployment = k.id, error = %why, "lost its lease: no renewal reached the database in time; the deploy is stopped");
+                    let _ = k.cancel.send(Some(
+                        "faseng (it lost its lease: no renewal reached the database)".into(),
+                    ));
+                }
+                next = Instant::now() + retry;
+            }
         }
     }
 }
 
 /// Everything between the claim and the result.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     store: &Arc<dyn Store>,
     cfg: &EngineConfig,
@@ -186,6 +405,7 @@ async fn execute(
     log: &LogSink,
     cancel: watch::Receiver<Option<String>>,
     workdir: &std::path::Path,
+    guard: Option<&process::Guarded>,
 ) -> Outcome {
     // What faseng's intake (or chima in-process, or faseng's API) decided about the
     // request: who asked, verified, and what was set aside from the payload.
@@ -344,7 +564,7 @@ async fn execute(
             full_env.extend(env.iter().cloned());
             for step in &setup {
                 if let Err(outcome) = run_setup(
-                    step, workdir, &full_env, deadline, cfg, log, &cancel, &redactor,
+                    step, workdir, &full_env, deadline, cfg, log, &cancel, &redactor, guard,
                 )
                 .await
                 {
@@ -359,6 +579,7 @@ async fn execute(
                 env: &full_env,
                 deadline,
                 run_as: cfg.run_as.as_ref(),
+                guard,
             };
             match process::run(spec, log.sender(), cancel).await {
                 Ok(finished) => (finished, shown(&argv, &[])),
@@ -421,6 +642,7 @@ async fn execute(
             ),
         ),
         Exit::Cancelled(by) => Outcome::cancelled(None, format!("cancelled by {by}")),
+        Exit::Fenced(why) => Outcome::errored(format!("lost its lease: {why}")),
     }
 }
 
@@ -435,6 +657,7 @@ async fn run_setup(
     log: &LogSink,
     cancel: &watch::Receiver<Option<String>>,
     redactor: &Redactor,
+    guard: Option<&process::Guarded>,
 ) -> Result<(), Outcome> {
     let mut why = String::from("nothing was tried");
     for argv in &step.attempts {
@@ -445,12 +668,16 @@ async fn run_setup(
             env,
             deadline,
             run_as: cfg.run_as.as_ref(),
+            guard,
         };
         match process::run(spec, log.sender(), cancel.clone()).await {
             Ok(f) => match f.exit {
                 Exit::Exited(Some(0)) => return Ok(()),
                 Exit::Cancelled(by) => {
                     return Err(Outcome::cancelled(None, format!("cancelled by {by}")));
+                }
+                Exit::Fenced(why) => {
+                    return Err(Outcome::errored(format!("lost its lease: {why}")));
                 }
                 Exit::TimedOut => {
                     return Err(Outcome::failed(

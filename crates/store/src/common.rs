@@ -319,6 +319,26 @@ pub(crate) fn log_limit(limit: i64) -> i64 {
     limit.clamp(1, 10_000)
 }
 
+/// Reads `(id, worker_id, runner JSON)` rows; a row whose runner cannot be read is
+/// skipped with a warning (it only helps a restart clean up faster).
+pub(crate) fn running_on(rows: Vec<(i64, Option<String>, String)>) -> Vec<crate::RunningOn> {
+    rows.into_iter()
+        .filter_map(
+            |(id, worker_id, runner)| match serde_json::from_str(&runner) {
+                Ok(runner) => Some(crate::RunningOn {
+                    id,
+                    worker_id: worker_id.unwrap_or_default(),
+                    runner,
+                }),
+                Err(e) => {
+                    tracing::warn!(id, error = %e, "unreadable runner record; skipped");
+                    None
+                }
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

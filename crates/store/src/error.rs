@@ -107,6 +107,15 @@ impl StoreError {
         }
     }
 
+    /// Whether the database could not be reached or answer (worth retrying once it is
+    /// back), as opposed to a refusal that retrying cannot change.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Connect { .. } | StoreError::Database { .. }
+        )
+    }
+
     pub(crate) fn not_found(what: impl Into<String>) -> Self {
         StoreError::NotFound { what: what.into() }
     }

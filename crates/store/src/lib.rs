@@ -40,7 +40,7 @@ pub use error::StoreError;
 pub use model::{
     AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
     DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
-    OutboxEntry, Outcome, Stream,
+    OutboxEntry, Outcome, Runner, RunningOn, Stream,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -126,8 +126,10 @@ pub trait Store: Send + Sync {
     /// Deployments matching the filter, newest first.
     async fn list_deployments(&self, filter: &DeploymentFilter) -> Result<Vec<Deployment>>;
 
-    /// The newest succeeded deployment of app+environment, optionally only among those
-    /// older than `before_id` (what a rollback goes back to).
+    /// The newest succeeded run of the `deploy` task (exactly `deploy`: never
+    /// `deploy:lock`, `deploy:unlock` or another `deploy:<word>` task, which change no
+    /// code) to app+environment, optionally only among those older than `before_id`:
+    /// what a rollback goes back to.
     async fn last_succeeded(
         &self,
         app: &str,
@@ -156,6 +158,15 @@ pub trait Store: Send + Sync {
     /// `held = false` when the worker lost it (the lease had lapsed: the deployment is
     /// `errored` now; or it is not running): the worker must stop. Also reports a cancel
     /// request.
+    ///
+    /// **The fencing invariant.** The new expiry is computed from the database's
+    /// `clock_timestamp()` while the statement runs, which is no earlier than the moment
+    /// the caller sent it. A caller that measures from just before sending, and stops
+    /// its provider (the guard's deadline) a margin before `sent + lease`, has stopped
+    /// it before any other process can see the lease as lapsed and reap it. A lapsed
+    /// lease cannot be renewed (the `lease_expires_at >= now()` condition), and a reap
+    /// re-checks the expiry in the same statement that ends the deployment, so a lease
+    /// renewed after the reaper looked is never reaped.
     async fn renew_lease(&self, id: i64, worker_id: &str, lease: Duration) -> Result<LeaseStatus>;
 
     /// Ends a running deployment held by `worker_id` with a terminal outcome.
@@ -186,6 +197,14 @@ pub trait Store: Send + Sync {
     /// with its notifications, and returns them. Called by `claim` and `renew_lease`;
     /// public for a periodic sweep or an admin action.
     async fn reap_lapsed_leases(&self) -> Result<Vec<Deployment>>;
+
+    /// Records where a running deployment held by `worker_id` runs (with the claim, and
+    /// with each guard). Nothing changes when the worker no longer holds it.
+    async fn record_runner(&self, id: i64, worker_id: &str, runner: &Runner) -> Result<()>;
+
+    /// Every running deployment with a recorded runner: what a restarting faseng looks
+    /// through for the ones its dead predecessor on the same host left.
+    async fn running_runners(&self) -> Result<Vec<RunningOn>>;
 
     /// Returns when work may have become claimable, or after `timeout`. Spurious returns
     /// are allowed (callers loop on `claim`). PostgreSQL: LISTEN/NOTIFY, across processes;
@@ -281,12 +300,22 @@ pub trait Store: Send + Sync {
 
     /// Claims `sha` for an auto-deploy to app+environment: `true` for the one
     /// caller that gets it (across processes), `false` when it was claimed.
+    ///
+    /// A claim whose GitHub deployment was never recorded (no
+    /// [`Store::set_auto_deploy_github_id`]) and that is older than `stale_after` is
+    /// taken over, as if it were not there: its claimer died between the claim and the
+    /// record, and without this the sha could never ship. The takeover is one
+    /// statement, so of several callers exactly one gets it (and restarts the clock); a
+    /// claim with its GitHub deployment recorded is never taken over. `stale_after` must
+    /// be longer than the longest GitHub create with its retries, or a slow claimer
+    /// still at work could see its claim taken and the sha deployed twice.
     async fn claim_auto_deploy(
         &self,
         app: &str,
         environment: &str,
         sha: &str,
         contexts: &str,
+        stale_after: Duration,
     ) -> Result<bool>;
 
     /// Gives a claim back when its GitHub deployment could not be created, so

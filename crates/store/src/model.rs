@@ -214,6 +214,32 @@ pub struct LeaseStatus {
     pub cancel_requested_by: Option<String>,
 }
 
+/// Where a running deployment runs: recorded with the claim, and again with each
+/// guard the worker starts, so that a restarted faseng on the same host can find
+/// what a dead predecessor left running and make sure it is gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Runner {
+    /// `/etc/machine-id` (or the host name when there is none).
+    pub host: String,
+    /// `/proc/sys/kernel/random/boot_id`: pids and start times mean something only
+    /// within one boot.
+    pub boot: String,
+    /// The faseng process and its start time (clock ticks since boot).
+    pub pid: u32,
+    pub pid_start: u64,
+    /// The guard running the provider now, when one is.
+    pub guard_pid: Option<u32>,
+    pub guard_start: Option<u64>,
+}
+
+/// A running deployment with its recorded [`Runner`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunningOn {
+    pub id: i64,
+    pub worker_id: String,
+    pub runner: Runner,
+}
+
 /// What `request_cancel` did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CancelResult {

@@ -30,7 +30,7 @@ use crate::error::{StoreError, is_unique_violation};
 use crate::model::{
     AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
     DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
-    OutboxEntry, Outcome,
+    OutboxEntry, Outcome, Runner, RunningOn,
 };
 use crate::{Backend, OUTBOX_IN_FLIGHT, Result, Store};
 
@@ -73,9 +73,21 @@ fn copy_row(buf: &mut String, id: i64, seq: i64, l: &NewLogLine) {
     );
 }
 
+/// How long the server lets a faseng session sit idle inside a transaction. faseng's
+/// transactions run their statements back to back (milliseconds); only a frozen or
+/// cut-off process leaves one open, and its locks must not outlive a lease.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5s";
+
+/// Connections reserved for claims, renewals and reaps (see [`PgStore`]).
+const LEASE_CONNECTIONS: u32 = 2;
+
 /// The PostgreSQL implementation of [`Store`].
 pub struct PgStore {
     pool: PgPool,
+    /// A few connections of their own for claims, lease renewals and reaps, so that
+    /// many open log pages, live streams or a burst of webhooks holding the main
+    /// pool never delay a renewal past its guard's deadline.
+    lease_pool: PgPool,
     /// The database URL without password, for messages.
     location: String,
     wake: Arc<Wake>,
@@ -110,7 +122,14 @@ impl PgStore {
                 url: location.clone(),
                 detail: e.to_string(),
             })?
-            .application_name("faseng");
+            .application_name("faseng")
+            // A faseng frozen (or cut off) in the middle of a transaction would hold its
+            // row locks, and a reaper waiting on them could never end its deployment:
+            // the server ends such a session after this, and the locks go with it.
+            .options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(DEFAULT_MAX_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(5)) // under GitHub's 10 s webhook timeout: 503, not a hang
@@ -137,8 +156,14 @@ impl PgStore {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        // Lazy: it connects on first use, and reconnects by itself after an outage.
+        let lease_pool = PgPoolOptions::new()
+            .max_connections(LEASE_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with((*options).clone());
         PgStore {
             pool,
+            lease_pool,
             location,
             wake: Arc::new(Wake::default()),
             listener: Mutex::new(None),
@@ -390,6 +415,7 @@ impl Store for PgStore {
             handle.abort();
         }
         self.pool.close().await;
+        self.lease_pool.close().await;
     }
 
     async fn create_deployment(&self, new: NewDeployment) -> Result<Created> {
@@ -514,7 +540,7 @@ impl Store for PgStore {
             "SELECT ",
             deployment_columns!(),
             " FROM deployments \
-             WHERE app = $1 AND environment = $2 AND state = 'succeeded' \
+             WHERE app = $1 AND environment = $2 AND state = 'succeeded' AND task = 'deploy' \
                AND ($3::bigint IS NULL OR id < $3) \
              ORDER BY id DESC LIMIT 1"
         ))
@@ -572,7 +598,7 @@ impl Store for PgStore {
             ))
             .bind(worker_id)
             .bind(secs)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.lease_pool)
             .await;
             match claimed {
                 Ok(Some(deployment)) => {
@@ -609,7 +635,7 @@ impl Store for PgStore {
         .bind(id)
         .bind(worker_id)
         .bind(secs)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.lease_pool)
         .await
         .map_err(|e| StoreError::db(op(), e))?;
         if let Some(cancel_requested_by) = renewed {
@@ -762,12 +788,12 @@ impl Store for PgStore {
         let reaped = sqlx::query_as::<_, Deployment>(concat!(
             "UPDATE deployments \
              SET state = 'errored', finished_at = clock_timestamp(), lease_expires_at = NULL, \
-                 reason = 'worker lost: ' || worker_id || ' stopped renewing its lease' \
+                 reason = 'worker lost: ' || worker_id || ' lost its lease (it stopped renewing it)' \
              WHERE state = 'running' AND lease_expires_at < now() \
              RETURNING ",
             deployment_columns!()
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.lease_pool)
         .await
         .map_err(|e| StoreError::db("end deployments whose worker was lost", e))?;
         for d in &reaped {
@@ -780,6 +806,35 @@ impl Store for PgStore {
             );
         }
         Ok(reaped)
+    }
+
+    async fn record_runner(&self, id: i64, worker_id: &str, runner: &Runner) -> Result<()> {
+        let op = || format!("record where deployment {id} runs");
+        let json = serde_json::to_string(runner).map_err(|e| StoreError::InvalidInput {
+            op: op(),
+            detail: e.to_string(),
+        })?;
+        sqlx::query(
+            "UPDATE deployments SET runner = $3 WHERE id = $1 AND state = 'running' AND worker_id = $2",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(json)
+        .execute(&self.lease_pool)
+        .await
+        .map_err(|e| StoreError::db(op(), e))?;
+        Ok(())
+    }
+
+    async fn running_runners(&self) -> Result<Vec<RunningOn>> {
+        let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, worker_id, runner FROM deployments \
+             WHERE state = 'running' AND runner IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.lease_pool)
+        .await
+        .map_err(|e| StoreError::db("list where running deployments run", e))?;
+        Ok(common::running_on(rows))
     }
 
     async fn wait_for_work(&self, timeout: Duration) -> Result<()> {
@@ -1087,19 +1142,31 @@ impl Store for PgStore {
         environment: &str,
         sha: &str,
         contexts: &str,
+        stale_after: Duration,
     ) -> Result<bool> {
-        let done = sqlx::query(concat!(
-            "INSERT INTO auto_deploys (app, environment, sha, contexts, created_at) VALUES ($1, $2, $3, $4, ",
-            "clock_timestamp()",
-            ") ON CONFLICT (app, environment, sha) DO NOTHING"
-        ))
+        // A concurrent taker waits for the winner's row lock, then checks the WHERE
+        // against the winner's row, whose `created_at` is now: exactly one wins.
+        let done = sqlx::query(
+            "INSERT INTO auto_deploys (app, environment, sha, contexts, created_at) \
+             VALUES ($1, $2, $3, $4, clock_timestamp()) \
+             ON CONFLICT (app, environment, sha) DO UPDATE \
+             SET contexts = EXCLUDED.contexts, created_at = EXCLUDED.created_at \
+             WHERE auto_deploys.github_deployment_id IS NULL \
+               AND auto_deploys.created_at < clock_timestamp() - make_interval(secs => $5)",
+        )
         .bind(app)
         .bind(environment)
         .bind(sha)
         .bind(contexts)
+        .bind(stale_after.as_secs_f64())
         .execute(&self.pool)
         .await
-        .map_err(|e| StoreError::db(format!("claim the auto-deploy of {sha} to {app} {environment}"), e))?;
+        .map_err(|e| {
+            StoreError::db(
+                format!("claim the auto-deploy of {sha} to {app} {environment}"),
+                e,
+            )
+        })?;
         Ok(done.rows_affected() == 1)
     }
 

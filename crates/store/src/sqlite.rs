@@ -37,7 +37,7 @@ use crate::error::{StoreError, is_unique_violation};
 use crate::model::{
     AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
     DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
-    OutboxEntry, Outcome,
+    OutboxEntry, Outcome, Runner, RunningOn,
 };
 use crate::{Backend, OUTBOX_IN_FLIGHT, Result, SQLITE_POLL_INTERVAL, Store};
 
@@ -484,7 +484,7 @@ impl Store for SqliteStore {
             "SELECT ",
             deployment_columns!(),
             " FROM deployments \
-             WHERE app = $1 AND environment = $2 AND state = 'succeeded' \
+             WHERE app = $1 AND environment = $2 AND state = 'succeeded' AND task = 'deploy' \
                AND ($3 IS NULL OR id < $3) \
              ORDER BY id DESC LIMIT 1"
         ))
@@ -755,7 +755,7 @@ impl Store for SqliteStore {
         let reaped = sqlx::query_as::<_, Deployment>(concat!(
             "UPDATE deployments \
              SET state = 'errored', lease_expires_at = NULL, \
-                 reason = 'worker lost: ' || worker_id || ' stopped renewing its lease', \
+                 reason = 'worker lost: ' || worker_id || ' lost its lease (it stopped renewing it)', \
                  finished_at = ",
             now_sql!(),
             " WHERE state = 'running' AND lease_expires_at < ",
@@ -779,6 +779,35 @@ impl Store for SqliteStore {
             self.wake.signal();
         }
         Ok(reaped)
+    }
+
+    async fn record_runner(&self, id: i64, worker_id: &str, runner: &Runner) -> Result<()> {
+        let op = || format!("record where deployment {id} runs");
+        let json = serde_json::to_string(runner).map_err(|e| StoreError::InvalidInput {
+            op: op(),
+            detail: e.to_string(),
+        })?;
+        sqlx::query(
+            "UPDATE deployments SET runner = $3 WHERE id = $1 AND state = 'running' AND worker_id = $2",
+        )
+        .bind(id)
+        .bind(worker_id)
+        .bind(json)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op(), e))?;
+        Ok(())
+    }
+
+    async fn running_runners(&self) -> Result<Vec<RunningOn>> {
+        let rows: Vec<(i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT id, worker_id, runner FROM deployments \
+             WHERE state = 'running' AND runner IS NOT NULL ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| StoreError::db("list where running deployments run", e))?;
+        Ok(common::running_on(rows))
     }
 
     async fn wait_for_work(&self, timeout: Duration) -> Result<()> {
@@ -1095,16 +1124,28 @@ impl Store for SqliteStore {
         environment: &str,
         sha: &str,
         contexts: &str,
+        stale_after: Duration,
     ) -> Result<bool> {
+        // One statement under SQLite's write lock: of several takers, the first resets
+        // `created_at` to now and the others find the claim fresh.
         let done = sqlx::query(concat!(
             "INSERT INTO auto_deploys (app, environment, sha, contexts, created_at) VALUES ($1, $2, $3, $4, ",
             now_sql!(),
-            ") ON CONFLICT (app, environment, sha) DO NOTHING"
+            ") ON CONFLICT (app, environment, sha) DO UPDATE \
+             SET contexts = excluded.contexts, created_at = excluded.created_at \
+             WHERE auto_deploys.github_deployment_id IS NULL \
+               AND auto_deploys.created_at < ",
+            later_sql!("$5")
         ))
         .bind(app)
         .bind(environment)
         .bind(sha)
         .bind(contexts)
+        .bind(format!(
+            "-{}.{:03} seconds",
+            stale_after.as_secs(),
+            stale_after.subsec_millis()
+        ))
         .execute(&self.pool)
         .await
         .map_err(|e| StoreError::db(format!("claim the auto-deploy of {sha} to {app} {environment}"), e))?;

@@ -5,4 +5,5 @@
 pub mod fixtures;
 pub mod github;
 pub mod heroku;
+pub mod pgcluster;
 pub mod slack;

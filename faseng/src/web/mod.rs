@@ -1,6 +1,7 @@
 //! faseng's HTTP surface: small handlers over one shared state.
 
 mod api;
+pub mod bounds;
 mod health;
 mod html;
 mod live;
@@ -41,6 +42,9 @@ pub struct AppState {
     /// `SLACK_API_URL`: besides Slack's own, the only host a chat route's
     /// `response_url` may point at (a fake Slack in tests).
     pub slack_api_url: String,
+    /// `FASENG_MAX_STREAMS`, `FASENG_MAX_PAGE_LOADS`: open live log streams and page
+    /// loads at once; beyond them, 503 (see `bounds.rs`).
+    pub bounds: bounds::Bounds,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -48,7 +52,13 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments", get(api::list).post(api::create))
         .route("/deployments/{id}", get(api::get))
         .route("/deployments/{id}/cancel", post(api::cancel_one))
-        .route("/deployments/{id}/log", get(api::log))
+        .route(
+            "/deployments/{id}/log",
+            get(api::log).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                bounds::page_load,
+            )),
+        )
         .route("/environments/{app}/{env}/cancel", post(api::cancel_env))
         .route(
             "/environments/{app}/{env}/rollback",
@@ -71,14 +81,21 @@ pub fn router(state: AppState) -> Router {
             api::require_token,
         ))
         .layer(DefaultBodyLimit::max(64 * 1024));
+    let page_load = axum::middleware::from_fn_with_state(state.clone(), bounds::page_load);
     Router::new()
         .nest("/api", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics))
-        .route("/", get(pages::index))
-        .route("/deployments/{id}", get(pages::deployment))
-        .route("/deployments/{id}/events", get(pages::events))
+        .route("/", get(pages::index).layer(page_load.clone()))
+        .route("/deployments/{id}", get(pages::deployment).layer(page_load))
+        .route(
+            "/deployments/{id}/events",
+            get(pages::events).layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                bounds::stream,
+            )),
+        )
         .route(
             crate::manifest::WEBHOOK_PATH,
             post(webhook::github).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),

@@ -336,6 +336,8 @@ fn live_script(id: i64, sig: &str, last: i64) -> String {
   src.onopen = function () {{ say(true, 'Live: new lines appear as they are written.'); }};
   src.onerror = function () {{
     if (src.readyState !== 2) say(false, 'Connection lost: reconnecting...');
+    // Refused (503: too many open log streams) or gone: EventSource gives up.
+    else say(false, 'Live updates stopped (faseng is busy): reload the page in a moment.');
   }};
 }})();
 </script>

@@ -14,7 +14,11 @@ use crate::harness::{Faseng, SECRET, kill9, repo, start_peer};
 
 const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging", "env-0", "env-1", "env-2"]}}"#;
 
-async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+pub(crate) async fn until<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         if let Some(v) = check().await {
@@ -30,12 +34,12 @@ async fn until<T>(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> O
 
 /// A payload as chima sends it, asking for Slack messages in `thread`.
 /// What chima sends for a deploy of `app` to `env` typed by alice in #deploys.
-fn from_slack(env: &str, thread: &str) -> Value {
+pub(crate) fn from_slack(env: &str, thread: &str) -> Value {
     crate::harness::signed_payload("app", env, "main", "C0DEPLOYS", thread)
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn deliver(
+pub(crate) async fn deliver(
     url: &str,
     clone_url: &str,
     github_id: i64,
@@ -158,12 +162,16 @@ async fn a_deploy_whose_faseng_is_killed_ends_worker_lost_and_the_queue_goes_on(
     );
 
     kill9(&mut f).await;
-    // The deploy script outlives a SIGKILLed faseng (it is in its own process
-    // group); end it so that nothing of the test lingers.
+    // The deploy script does not outlive its faseng: its guard saw faseng's pipe
+    // close and killed the script's process group.
     let pid = std::fs::read_to_string(&pidfile).unwrap();
-    let _ = std::process::Command::new("kill")
-        .args(["-KILL", "--", &format!("-{}", pid.trim())])
-        .status();
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{}", pid.trim()));
+    until(
+        "the guard to stop the orphaned deploy script",
+        Duration::from_secs(5),
+        async || (!proc_dir.exists()).then_some(()),
+    )
+    .await;
     assert_eq!(
         f.store.get_deployment(d1).await.unwrap().unwrap().state,
         DeploymentState::Running,

@@ -2,6 +2,8 @@
 
 mod api;
 mod autodeploy;
+mod bounds;
+mod chaos;
 mod ci_paging;
 mod doctor;
 mod e2e;

@@ -4,6 +4,7 @@
 mod harness;
 mod isolation;
 mod jobs;
+mod panics;
 mod providers;
 mod real_tools;
 mod sshd;

@@ -66,6 +66,37 @@ impl Checker {
         .expect("count log rows")
     }
 
+    /// Makes an auto-deploy claim `secs` seconds older, as a claimer that died that long
+    /// ago would have left it.
+    pub async fn age_auto_deploy(&self, app: &str, environment: &str, sha: &str, secs: i64) {
+        const PG: &str = "UPDATE auto_deploys \
+             SET created_at = created_at - make_interval(secs => $4::bigint::float8) \
+             WHERE app = $1 AND environment = $2 AND sha = $3";
+        const LITE: &str = "UPDATE auto_deploys \
+             SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', created_at, '-' || $4 || ' seconds') \
+             WHERE app = $1 AND environment = $2 AND sha = $3";
+        let done = match self {
+            Checker::Postgres(pool) => sqlx::query(PG)
+                .bind(app)
+                .bind(environment)
+                .bind(sha)
+                .bind(secs)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Checker::Sqlite(pool) => sqlx::query(LITE)
+                .bind(app)
+                .bind(environment)
+                .bind(sha)
+                .bind(secs)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("age an auto-deploy claim");
+        assert_eq!(done, 1, "one claim aged");
+    }
+
     async fn close(&self) {
         match self {
             Checker::Postgres(pool) => pool.close().await,

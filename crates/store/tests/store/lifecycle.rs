@@ -14,6 +14,9 @@ use crate::harness::{Harness, eventually, request};
 
 const LEASE: Duration = Duration::from_secs(60);
 
+/// How old an unrecorded auto-deploy claim must be to be taken over, in these cases.
+const STALE_AFTER: Duration = Duration::from_secs(5 * 60);
+
 /// `(target, event)` of every outbox row of a deployment, oldest first.
 async fn events(store: &dyn Store, id: i64) -> Vec<(String, DeploymentState)> {
     store
@@ -1063,8 +1066,8 @@ pub async fn auto_deploy_claims_once_and_pauses(h: &Harness) {
     let other = h.other_store(2).await;
     // Concurrent claims of one sha from two store handles: exactly one wins.
     let (a, b) = tokio::join!(
-        store.claim_auto_deploy("web", "staging", "abc1234", "ci/build"),
-        other.claim_auto_deploy("web", "staging", "abc1234", "ci/build")
+        store.claim_auto_deploy("web", "staging", "abc1234", "ci/build", STALE_AFTER),
+        other.claim_auto_deploy("web", "staging", "abc1234", "ci/build", STALE_AFTER)
     );
     assert_eq!(
         u8::from(a.expect("claim a")) + u8::from(b.expect("claim b")),
@@ -1072,14 +1075,14 @@ pub async fn auto_deploy_claims_once_and_pauses(h: &Harness) {
     );
     assert!(
         !store
-            .claim_auto_deploy("web", "staging", "abc1234", "x")
+            .claim_auto_deploy("web", "staging", "abc1234", "x", STALE_AFTER)
             .await
             .expect("again")
     );
     // Another environment or sha is another claim.
     assert!(
         store
-            .claim_auto_deploy("web", "production", "abc1234", "x")
+            .claim_auto_deploy("web", "production", "abc1234", "x", STALE_AFTER)
             .await
             .expect("prod")
     );
@@ -1090,7 +1093,7 @@ pub async fn auto_deploy_claims_once_and_pauses(h: &Harness) {
         .expect("release");
     assert!(
         store
-            .claim_auto_deploy("web", "production", "abc1234", "x")
+            .claim_auto_deploy("web", "production", "abc1234", "x", STALE_AFTER)
             .await
             .expect("reclaim")
     );
@@ -1156,5 +1159,174 @@ pub async fn auto_deploy_claims_once_and_pauses(h: &Harness) {
             .await
             .expect("again")
             .is_none()
+    );
+}
+
+pub async fn auto_deploy_stale_unrecorded_claim_is_taken_over_once(h: &Harness) {
+    let store = h.store();
+    let other = h.other_store(2).await;
+    let checker = h.checker();
+    let latest = |environment: &'static str| async move {
+        store
+            .last_auto_deploy("web", environment)
+            .await
+            .expect("last")
+            .expect("the claim is there")
+    };
+
+    // A fresh claim is refused to a second caller, even one without a GitHub id yet.
+    assert!(
+        store
+            .claim_auto_deploy("web", "staging", "aaa1111", "first", STALE_AFTER)
+            .await
+            .expect("claim")
+    );
+    assert!(
+        !other
+            .claim_auto_deploy("web", "staging", "aaa1111", "second", STALE_AFTER)
+            .await
+            .expect("fresh")
+    );
+    // Four minutes old: still within the timeout.
+    checker
+        .age_auto_deploy("web", "staging", "aaa1111", 4 * 60)
+        .await;
+    assert!(
+        !other
+            .claim_auto_deploy("web", "staging", "aaa1111", "second", STALE_AFTER)
+            .await
+            .expect("not yet stale")
+    );
+    assert_eq!(latest("staging").await.contexts, "first");
+
+    // Its claimer died an hour ago without recording a GitHub deployment: of two
+    // concurrent callers exactly one takes it over, and the clock starts again.
+    for round in 0..3 {
+        checker
+            .age_auto_deploy("web", "staging", "aaa1111", 60 * 60)
+            .await;
+        let (a, b) = tokio::join!(
+            store.claim_auto_deploy("web", "staging", "aaa1111", "by-a", STALE_AFTER),
+            other.claim_auto_deploy("web", "staging", "aaa1111", "by-b", STALE_AFTER)
+        );
+        let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+        assert!(a ^ b, "round {round}: exactly one takes it over ({a}, {b})");
+        let taken = latest("staging").await;
+        assert_eq!(taken.sha, "aaa1111");
+        assert_eq!(taken.contexts, if a { "by-a" } else { "by-b" });
+        assert_eq!(taken.github_deployment_id, None);
+        let age = chrono::Utc::now() - taken.created_at;
+        assert!(
+            age < chrono::Duration::seconds(60),
+            "round {round}: the takeover restarts the clock ({age})"
+        );
+        assert!(
+            !store
+                .claim_auto_deploy("web", "staging", "aaa1111", "late", STALE_AFTER)
+                .await
+                .expect("fresh again"),
+            "round {round}: a taken-over claim is fresh"
+        );
+    }
+
+    // A stale claim whose GitHub deployment was recorded is never taken over.
+    assert!(
+        store
+            .claim_auto_deploy("web", "production", "bbb2222", "recorded", STALE_AFTER)
+            .await
+            .expect("claim")
+    );
+    store
+        .set_auto_deploy_github_id("web", "production", "bbb2222", 4242)
+        .await
+        .expect("record");
+    checker
+        .age_auto_deploy("web", "production", "bbb2222", 24 * 60 * 60)
+        .await;
+    let (a, b) = tokio::join!(
+        store.claim_auto_deploy("web", "production", "bbb2222", "x", STALE_AFTER),
+        other.claim_auto_deploy("web", "production", "bbb2222", "y", STALE_AFTER)
+    );
+    assert!(!a.expect("claim a") && !b.expect("claim b"));
+    assert!(
+        !store
+            .claim_auto_deploy("web", "production", "bbb2222", "z", Duration::ZERO)
+            .await
+            .expect("claim with no timeout")
+    );
+    let kept = latest("production").await;
+    assert_eq!(
+        (
+            kept.sha.as_str(),
+            kept.contexts.as_str(),
+            kept.github_deployment_id
+        ),
+        ("bbb2222", "recorded", Some(4242))
+    );
+}
+
+/// A rollback goes back to the last successful run of the `deploy` task: never to a
+/// lock, an unlock or another `deploy:<word>` task, nor to a failed deploy.
+pub async fn rollback_target_is_the_last_successful_deploy_task(h: &Harness) {
+    let store = h.store();
+    let run = |n: u32, task: &'static str, succeeded: bool| async move {
+        let mut new = request(&format!("rollback-{n}"), "web", "production");
+        new.task = task.to_owned();
+        let d = store
+            .create_deployment(new)
+            .await
+            .expect("create")
+            .deployment;
+        let c = store
+            .claim("w", LEASE)
+            .await
+            .expect("claim")
+            .expect("claimable");
+        assert_eq!(c.id, d.id);
+        let outcome = if succeeded {
+            Outcome::succeeded(0)
+        } else {
+            Outcome::failed(Some(1), "tests failed")
+        };
+        store.finish(d.id, "w", outcome).await.expect("finish");
+        d.id
+    };
+    let older = run(1, "deploy", true).await;
+    let deploy = run(2, "deploy", true).await;
+    let lock = run(3, "deploy:lock", true).await;
+    let migrate = run(4, "deploy:migrate", true).await;
+    let unlock = run(5, "deploy:unlock", true).await;
+    let failed = run(6, "deploy", false).await;
+    assert!(older < deploy && deploy < lock && lock < migrate && migrate < unlock);
+    assert!(unlock < failed);
+
+    let last = store
+        .last_succeeded("web", "production", None)
+        .await
+        .expect("last")
+        .expect("one");
+    assert_eq!(
+        (last.id, last.task.as_str()),
+        (deploy, "deploy"),
+        "the newest successful deploy, past the failed deploy and the other tasks"
+    );
+    for before in [failed, unlock, migrate, lock] {
+        assert_eq!(
+            store
+                .last_succeeded("web", "production", Some(before))
+                .await
+                .expect("last")
+                .map(|d| d.id),
+            Some(deploy),
+            "before {before}"
+        );
+    }
+    assert_eq!(
+        store
+            .last_succeeded("web", "production", Some(deploy))
+            .await
+            .expect("last")
+            .map(|d| d.id),
+        Some(older)
     );
 }

@@ -16,6 +16,7 @@ mod harness;
 
 mod chat;
 mod concurrency;
+mod fencing;
 mod lifecycle;
 mod locks;
 mod logs;
@@ -73,7 +74,12 @@ on_both_backends!(
     lifecycle::renewed_lease_is_kept,
     lifecycle::the_resolved_sha_is_recorded_once_by_the_holder,
     lifecycle::auto_deploy_claims_once_and_pauses,
+    lifecycle::auto_deploy_stale_unrecorded_claim_is_taken_over_once,
+    lifecycle::rollback_target_is_the_last_successful_deploy_task,
     lifecycle::webhook_deliveries_are_recorded_once,
+    fencing::runner_is_recorded_by_the_holder_only,
+    fencing::a_lease_renewed_in_time_is_never_reaped,
+    fencing::a_lapsed_lease_cannot_be_renewed_back,
     concurrency::eight_claimers_two_hundred_deployments_five_environments,
     concurrency::deployments_created_while_claiming_start_in_id_order,
     outbox::outbox_entry_written_rescheduled_delivered_once,

@@ -1,0 +1,169 @@
+//! Restart hygiene: before a faseng claims anything, it makes sure that what a dead
+//! faseng of the same host left (guards, their providers, job folders) is gone.
+//!
+//! A guard stops its provider by itself when faseng dies (its pipe closes), so a
+//! guard outliving faseng means something is stuck (a stopped or wedged guard). Pids
+//! and start times identify processes only within one boot, so only runners recorded
+//! on this host (`/etc/machine-id`) and this boot (`boot_id`) are touched, and only
+//! when the faseng that recorded them is no longer the process that started then.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chima_store::{DeploymentState, Outcome, Runner, Store, StoreError};
+
+use crate::EngineConfig;
+use crate::guard::{self, GuardStatus};
+
+/// What the sweep did, for the log line at start.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Deployments of a dead faseng of this host, ended `errored`.
+    pub ended: Vec<i64>,
+    /// Guards (with their providers) that were still there and were killed.
+    pub guards_killed: usize,
+    /// Job folders, spill files and status files removed.
+    pub removed: usize,
+}
+
+/// This process, as recorded with a claim.
+pub fn runner_here() -> Runner {
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let pid = std::process::id();
+    Runner {
+        host: read("/etc/machine-id")
+            .or_else(|| read("/proc/sys/kernel/hostname"))
+            .unwrap_or_default(),
+        boot: read("/proc/sys/kernel/random/boot_id").unwrap_or_default(),
+        pid,
+        pid_start: guard::start_time(pid).unwrap_or(0),
+        guard_pid: None,
+        guard_start: None,
+    }
+}
+
+/// Ends what dead predecessors on this host left running, kills their guards, and
+/// removes the job folders of ended deployments from the work folder.
+pub async fn sweep(store: &Arc<dyn Store>, cfg: &EngineConfig) -> Result<Swept, StoreError> {
+    let me = runner_here();
+    let mut swept = Swept::default();
+    for r in store.running_runners().await? {
+        let left = &r.runner;
+        let here = !me.host.is_empty() && left.host == me.host && left.boot == me.boot;
+        if !here || left.pid == me.pid || guard::alive(left.pid, left.pid_start) {
+            continue;
+        }
+        if let (Some(pid), Some(start)) = (left.guard_pid, left.guard_start) {
+            let killed = tokio::task::spawn_blocking(move || guard::kill_left_guard(pid, start))
+                .await
+                .unwrap_or(false);
+            swept.guards_killed += usize::from(killed);
+        }
+        let why = format!(
+            "worker lost: faseng (pid {}) on this host died mid-deploy; a restarted faseng made sure its provider is gone",
+            left.pid
+        );
+        match store
+            .finish(r.id, &r.worker_id, Outcome::errored(why))
+            .await
+        {
+            Ok(_) => swept.ended.push(r.id),
+            Err(e) if e.is_unavailable() => return Err(e),
+            Err(e) => tracing::debug!(deployment = r.id, error = %e, "already ended"),
+        }
+    }
+    sweep_folder(store, &cfg.workdir, &mut swept).await?;
+    Ok(swept)
+}
+
+/// Guards' status files of dead fasengs, and job folders and spill files of ended
+/// deployments.
+async fn sweep_folder(
+    store: &Arc<dyn Store>,
+    workdir: &Path,
+    swept: &mut Swept,
+) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(workdir) else {
+        return Ok(()); // not made yet: nothing was left
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.contains("-guard-") && name.ends_with(".json") {
+            let Some(status) = GuardStatus::read(&path) else {
+                continue;
+            };
+            if guard::alive(status.parent_pid, status.parent_start) {
+                continue; // another faseng sharing the folder, alive
+            }
+            if !status.ended {
+                let (pid, start) = (status.guard_pid, status.guard_start);
+                let killed =
+                    tokio::task::spawn_blocking(move || guard::kill_left_guard(pid, start))
+                        .await
+                        .unwrap_or(false);
+                swept.guards_killed += usize::from(killed);
+            }
+            swept.removed += usize::from(std::fs::remove_file(&path).is_ok());
+            continue;
+        }
+        let Some(id) = job_id(&name) else { continue };
+        let ended = match store.get_deployment(id).await? {
+            None => true,
+            Some(d) => d.state.is_terminal() || d.state == DeploymentState::Queued,
+        };
+        if !ended {
+            continue;
+        }
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => swept.removed += 1,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a job's leftovers")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The deployment id in `job-<id>-<pid>` (a checkout) or `job-<id>-<pid>.log-spill`.
+fn job_id(name: &str) -> Option<i64> {
+    let rest = name.strip_prefix("job-")?;
+    let (id, rest) = rest.split_once('-')?;
+    let pid = rest.strip_suffix(".log-spill").unwrap_or(rest);
+    if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_leftovers_are_recognised_and_nothing_else() {
+        assert_eq!(job_id("job-12-345"), Some(12));
+        assert_eq!(job_id("job-12-345.log-spill"), Some(12));
+        assert_eq!(job_id("job-12-345-guard-0.json"), None);
+        assert_eq!(job_id("job-x-345"), None);
+        assert_eq!(job_id("jobs"), None);
+        assert_eq!(job_id("job-12-"), None);
+    }
+
+    #[test]
+    fn this_process_is_alive_and_on_this_host() {
+        let me = runner_here();
+        assert!(guard::alive(me.pid, me.pid_start));
+        assert!(!me.boot.is_empty());
+    }
+}
