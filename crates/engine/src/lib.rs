@@ -2,9 +2,11 @@
 //! and run them. The same engine runs in faseng and, in-process, in chima's
 //! embedded mode: there is no separate demo path.
 
+mod admission;
 mod checkout;
 pub mod guard;
 pub mod hygiene;
+mod lease;
 mod logsink;
 pub mod metrics;
 pub mod ops;

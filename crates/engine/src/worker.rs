@@ -7,13 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chima_config::App;
-use chima_payload::{DeploymentPayload, Identity, IdentitySource};
+use chima_payload::DeploymentPayload;
 use chima_store::{Deployment, Outcome, Store};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::EngineConfig;
-use crate::checkout::{self, Source};
+use crate::admission::{app_for, check_task, holds, lock_task, permitted, source_for};
+use crate::checkout;
+use crate::lease::{
+    AbortOnDrop, Keeper, fence_margin, finish_patiently, keep_lease, record_guards,
+};
 use crate::logsink::LogSink;
 use crate::process::{self, Exit, Spec};
 use crate::providers::{self, Job, Plan};
@@ -120,25 +124,6 @@ async fn job_panicked(
     );
     if let Some(done) = finish_patiently(store, id, worker_id, outcome).await {
         cfg.metrics.finished(done.state);
-    }
-}
-
-/// The margin between the guard's deadline and the lease's expiry, and the time
-/// between renewals: a tenth of the lease each (6 s of the default 60 s). The margin
-/// covers killing the provider's group and waiting for it, and the drift between
-/// this host's clock and the database's; renewing that often lets a database outage
-/// of up to 80% of the lease (48 s by default) pass without fencing anything.
-pub(crate) fn fence_margin(lease: Duration) -> Duration {
-    lease / 10
-}
-
-/// Aborts a task when dropped: the lease keeper ends with its job, however the
-/// job ends (a panic included).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 
@@ -254,144 +239,6 @@ async fn run_job(
     if let Some(done) = finish_patiently(&store, id, &worker_id, outcome).await {
         cfg.metrics.finished(done.state);
         tracing::info!(deployment = id, state = %done.state, "deployment finished");
-    }
-}
-
-/// How long a result waits for the database to come back before it is given up
-/// (the lease lapses meanwhile and whichever process reaps it ends it `errored`).
-const FINISH_PATIENCE: Duration = Duration::from_secs(10 * 60);
-
-/// Records the result, retrying while the database cannot be reached: an outcome is
-/// recorded as it happened once the database answers again. A refusal (another
-/// process reaped the lease and ended it) is final: it is never overwritten.
-async fn finish_patiently(
-    store: &Arc<dyn Store>,
-    id: i64,
-    worker_id: &str,
-    outcome: Outcome,
-) -> Option<Deployment> {
-    let give_up = Instant::now() + FINISH_PATIENCE;
-    let mut wait = Duration::from_millis(200);
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        match store.finish(id, worker_id, outcome.clone()).await {
-            Ok(done) => return Some(done),
-            Err(e) if e.is_unavailable() && Instant::now() < give_up => {
-                if attempt == 1 || attempt.is_multiple_of(10) {
-                    tracing::warn!(deployment = id, attempt, error = %e, "recording the result failed; retrying");
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                tracing::error!(deployment = id, error = %e, "result not recorded");
-                return None;
-            }
-        }
-    }
-}
-
-/// Records each guard the job starts next to the claim (pid and start time), so a
-/// restarted faseng on this host can make sure it is gone.
-async fn record_guards(
-    store: Arc<dyn Store>,
-    id: i64,
-    worker_id: String,
-    mut runner: chima_store::Runner,
-    mut started: tokio::sync::mpsc::UnboundedReceiver<(u32, u64)>,
-) {
-    while let Some((pid, start)) = started.recv().await {
-        runner.guard_pid = Some(pid);
-        runner.guard_start = Some(start);
-        if let Err(e) = store.record_runner(id, &worker_id, &runner).await {
-            tracing::warn!(deployment = id, error = %e, "cannot record the guard");
-        }
-    }
-}
-
-/// What the lease keeper of one job works with.
-struct Keeper {
-    store: Arc<dyn Store>,
-    id: i64,
-    worker_id: String,
-    lease: Duration,
-    cancel: watch::Sender<Option<String>>,
-    /// The store says the lease is gone: the result must not be recorded.
-    lost: Arc<AtomicBool>,
-    /// No renewal reached the database before the guard's deadline: the provider was
-    /// stopped, and the deployment ends `errored` "lost its lease".
-    fenced: Arc<AtomicBool>,
-    /// The guard's deadline, moved forward after each renewal.
-    fence: watch::Sender<Instant>,
-    abort: watch::Receiver<bool>,
-    claimed_at: Instant,
-}
-
-/// Renews the lease every tenth of its length, and after each renewal that reached
-/// the database moves the guard's deadline to a margin before the new expiry (both
-/// measured from just before the renewal was sent). A renewal that fails is retried
-/// quickly until the deadline; past it, the deployment is fenced: the guard stops
-/// the provider and in-process steps are cancelled. Turns a cancel request or a lost
-/// lease into a cancel of the running process.
-async fn keep_lease(mut k: Keeper) {
-    let every = fence_margin(k.lease).max(Duration::from_millis(50));
-    let retry = (every / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-    let margin = fence_margin(k.lease);
-    let mut next = k.claimed_at + every;
-    let mut cancelled = false;
-    let mut failing_since: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            changed = k.abort.wait_for(|a| *a), if !cancelled => {
-                if changed.is_ok() {
-                    cancelled = true;
-                    let _ = k.cancel.send(Some("faseng (shutting down; the grace period ended)".into()));
-                }
-                continue;
-            }
-        }
-        let sent = Instant::now();
-        let renewed =
-            tokio::time::timeout(every, k.store.renew_lease(k.id, &k.worker_id, k.lease)).await;
-        match renewed {
-            Ok(Ok(status)) if !status.held => {
-                k.lost.store(true, Ordering::SeqCst);
-                let _ = k.cancel.send(Some("faseng (the lease was lost)".into()));
-                return;
-            }
-            Ok(Ok(status)) => {
-                if let Some(since) = failing_since.take() {
-                    tracing::info!(deployment = k.id, after = ?since.elapsed(), "lease renewed again");
-                }
-                if !k.fenced.load(Ordering::SeqCst) {
-                    let _ = k.fence.send(sent + k.lease - margin);
-                }
-                if let (Some(by), false) = (status.cancel_requested_by, cancelled) {
-                    cancelled = true;
-                    let _ = k.cancel.send(Some(by));
-                }
-                next = sent + every;
-            }
-            failed => {
-                let why = match failed {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => format!("no answer within {every:?}"),
-                };
-                if failing_since.is_none() {
-                    failing_since = Some(sent);
-                    tracing::warn!(deployment = k.id, error = %why, "renewing the lease failed; retrying until the guard's deadline");
-                }
-                if Instant::now() >= *k.fence.borrow() && !k.fenced.swap(true, Ordering::SeqCst) {
-                    tracing::error!(deployment = k.id, error = %why, "lost its lease: no renewal reached the database in time; the deploy is stopped");
-                    let _ = k.cancel.send(Some(
-                        "faseng (it lost its lease: no renewal reached the database)".into(),
-                    ));
-                }
-                next = Instant::now() + retry;
-            }
-        }
     }
 }
 
@@ -803,181 +650,6 @@ async fn capture(
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&out.stderr));
     Ok((out.status.success(), text))
-}
-
-async fn lock_task(
-    store: &dyn Store,
-    d: &Deployment,
-    identity: Option<&Identity>,
-) -> Option<Outcome> {
-    let done = |reason: String| Outcome {
-        state: chima_store::DeploymentState::Succeeded,
-        exit_code: None,
-        reason: Some(reason),
-    };
-    let (holder, holder_id) = match identity {
-        Some(i) => (i.display(), Some(i.key())),
-        None => (d.requester.clone(), None),
-    };
-    match d.task.as_str() {
-        "deploy:lock" => {
-            let reason = d
-                .payload
-                .get("reason")
-                .and_then(|v| v.as_str())
-                .map(|r| r.chars().take(500).collect::<String>())
-                .unwrap_or_else(|| "locked with deploy:lock".to_string());
-            Some(
-                match store
-                    .lock_by(
-                        &d.app,
-                        &d.environment,
-                        &holder,
-                        holder_id.as_deref(),
-                        Some(&reason),
-                        None,
-                    )
-                    .await
-                {
-                    Ok(chima_store::LockResult::Acquired(_)) => {
-                        done(format!("{} locked by {holder}", d.environment))
-                    }
-                    Ok(chima_store::LockResult::HeldBy(l)) => Outcome::errored(format!(
-                        "{} is already locked by {}",
-                        d.environment, l.holder
-                    )),
-                    Err(e) => Outcome::errored(format!("cannot lock: {e}")),
-                },
-            )
-        }
-        "deploy:unlock" => Some(match store.unlock(&d.app, &d.environment).await {
-            Ok(Some(l)) => done(format!(
-                "{} unlocked by {holder} (it was locked by {})",
-                d.environment, l.holder
-            )),
-            Ok(None) => done(format!("{} was not locked", d.environment)),
-            Err(e) => Outcome::errored(format!("cannot unlock: {e}")),
-        }),
-        _ => None,
-    }
-}
-
-/// Whether the verified identity (else, for deployments from before identities were
-/// recorded, the requester's name) holds `lock`.
-fn holds(lock: &chima_store::Lock, identity: Option<&Identity>, requester: &str) -> bool {
-    match identity {
-        Some(i) => lock.held_by(&i.key(), &i.display()),
-        None => lock.holder_id.is_none() && lock.holder.eq_ignore_ascii_case(requester),
-    }
-}
-
-/// Checks `allowed_users` of the environment (from this process's app.json) against
-/// the verified identity. faseng checks this for every deployment, whoever created it:
-/// chima checks too, but a GitHub Deployment can be created without chima.
-fn permitted(app: &App, env: &str, identity: Option<&Identity>) -> Result<(), String> {
-    let listed = app.allowed_users.get(env);
-    match identity {
-        Some(i) if i.source == IdentitySource::AutoDeploy => {
-            if app.auto_deploy.contains_key(env) {
-                Ok(())
-            } else {
-                Err(format!(
-                    "auto-deploy is not configured for {} in {env} in faseng's app.json; nothing was run",
-                    app.name
-                ))
-            }
-        }
-        _ if listed.is_none() => Ok(()),
-        Some(i) if listed.is_some_and(|l| i.is_listed(l)) => Ok(()),
-        who => Err(format!(
-            "{} may not deploy {} to {env}: faseng's app.json allows only {}; nothing was run",
-            who.map(Identity::display)
-                .unwrap_or_else(|| "a requester nobody verified".to_string()),
-            app.name,
-            listed.map(|l| l.join(", ")).unwrap_or_default()
-        )),
-    }
-}
-
-/// The app: from this process's app.json, found by the deployment's repository. When
-/// several apps deploy that repository, the deployment's app name (its payload's
-/// `name`) chooses among those only.
-fn app_for(cfg: &EngineConfig, d: &Deployment) -> Result<App, String> {
-    let Some(apps) = cfg.apps.current() else {
-        return Err(format!(
-            "faseng has no app.json (APPS_JSON), so it has no app for {}; nothing was run",
-            d.repository
-        ));
-    };
-    let candidates = apps.for_repository(&d.repository);
-    if let Some(app) = candidates.iter().find(|a| a.name == d.app) {
-        return Ok((*app).clone());
-    }
-    let names: Vec<&str> = candidates.iter().map(|a| a.name.as_str()).collect();
-    Err(match names.as_slice() {
-        [] => format!(
-            "faseng has no app for {} in its app.json; nothing was run",
-            d.repository
-        ),
-        [one] => format!(
-            "payload.name `{}` is not an app of {} in faseng's app.json (its app is {one}); nothing was run",
-            d.app.chars().take(60).collect::<String>(),
-            d.repository
-        ),
-        many => format!(
-            "several apps deploy {} in faseng's app.json ({}); payload.name must name one of them; nothing was run",
-            d.repository,
-            many.join(", ")
-        ),
-    })
-}
-
-/// The clone source, from the app entry only: its `clone_url` (a relative path is
-/// taken from the folder of app.json), else the repository under `clone_base` (the
-/// GitHub web host that belongs to `GITHUB_API_URL`, or `FASENG_CLONE_BASE`).
-fn source_for(cfg: &EngineConfig, app: &App, d: &Deployment) -> Source {
-    let url = match &app.clone_url {
-        Some(u) if is_local_path(u) && !std::path::Path::new(u).is_absolute() => {
-            cfg.apps_dir.join(u).to_string_lossy().into_owned()
-        }
-        Some(u) => u.clone(),
-        None => format!(
-            "{}/{}.git",
-            cfg.clone_base.trim_end_matches('/'),
-            d.repository
-        ),
-    };
-    Source {
-        url,
-        auth_header: None,
-        token_scope: Some(cfg.github_api_url.clone()),
-    }
-}
-
-fn is_local_path(u: &str) -> bool {
-    !u.contains("://") && !u.contains('@')
-}
-
-/// Tasks reach providers as arguments: only `deploy` and `deploy:<word>` pass (a word
-/// of letters, digits and `_`), as hubot-deploy's grammar makes them.
-fn check_task(task: &str) -> Result<(), String> {
-    let ok = match task.strip_prefix("deploy") {
-        Some("") => true,
-        Some(rest) => rest.strip_prefix(':').is_some_and(|word| {
-            !word.is_empty()
-                && word.len() <= 64
-                && word.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        }),
-        None => false,
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "task `{}` is not one I will run: tasks are `deploy` or `deploy:<word>`, like `deploy:migrate`; nothing was run",
-            task.chars().take(60).collect::<String>()
-        ))
-    }
 }
 
 /// The variables every provider gets (DESIGN.md section 5).

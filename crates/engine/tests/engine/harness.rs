@@ -92,7 +92,9 @@ impl Rig {
         cfg.apps = self.apps.clone();
         cfg.workers = 2;
         cfg.workdir = self.dir.path().join("work");
-        cfg.lease = Duration::from_secs(2);
+        // Long enough that a loaded CI machine never fences a healthy job (the fence
+        // comes a tenth of it early); no engine test waits for a lease to lapse.
+        cfg.lease = Duration::from_secs(10);
         cfg.path = format!(
             "{}:{}",
             self.bin.display(),
