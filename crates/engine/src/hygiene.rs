@@ -112,10 +112,20 @@ async fn sweep_folder(
             swept.removed += usize::from(std::fs::remove_file(&path).is_ok());
             continue;
         }
-        let Some(id) = job_id(&name) else { continue };
-        let ended = match store.get_deployment(id).await? {
-            None => true,
-            Some(d) => d.state.is_terminal() || d.state == DeploymentState::Queued,
+        let Some((id, owner)) = job_id(&name) else {
+            continue;
+        };
+        // The folder belongs to the process in its name. Another live process (a
+        // faseng or chima on another database may share the folder) keeps its own;
+        // a dead one's is garbage whatever its database says. Our own pid may be a
+        // predecessor's, reused: then our store decides.
+        let ended = if owner != std::process::id() {
+            !Path::new(&format!("/proc/{owner}")).exists()
+        } else {
+            match store.get_deployment(id).await? {
+                None => true,
+                Some(d) => d.state.is_terminal() || d.state == DeploymentState::Queued,
+            }
         };
         if !ended {
             continue;
@@ -135,15 +145,16 @@ async fn sweep_folder(
     Ok(())
 }
 
-/// The deployment id in `job-<id>-<pid>` (a checkout) or `job-<id>-<pid>.log-spill`.
-fn job_id(name: &str) -> Option<i64> {
+/// The deployment id and the owning process in `job-<id>-<pid>` (a checkout) or
+/// `job-<id>-<pid>.log-spill`.
+fn job_id(name: &str) -> Option<(i64, u32)> {
     let rest = name.strip_prefix("job-")?;
     let (id, rest) = rest.split_once('-')?;
     let pid = rest.strip_suffix(".log-spill").unwrap_or(rest);
     if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    id.parse().ok()
+    Some((id.parse().ok()?, pid.parse().ok()?))
 }
 
 #[cfg(test)]
@@ -152,12 +163,39 @@ mod tests {
 
     #[test]
     fn job_leftovers_are_recognised_and_nothing_else() {
-        assert_eq!(job_id("job-12-345"), Some(12));
-        assert_eq!(job_id("job-12-345.log-spill"), Some(12));
+        assert_eq!(job_id("job-12-345"), Some((12, 345)));
+        assert_eq!(job_id("job-12-345.log-spill"), Some((12, 345)));
         assert_eq!(job_id("job-12-345-guard-0.json"), None);
         assert_eq!(job_id("job-x-345"), None);
         assert_eq!(job_id("jobs"), None);
         assert_eq!(job_id("job-12-"), None);
+    }
+
+    /// A folder shared with another live process on another database: its job
+    /// folders stay, however this process's store sees their ids; a dead process's go.
+    #[tokio::test]
+    async fn only_dead_processes_job_folders_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = chima_store::open(&url).await.unwrap();
+        let work = dir.path().join("work");
+        let mut other = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let live = work.join(format!("job-1-{}", other.id()));
+        let dead = work.join("job-2-4194304"); // above Linux's pid_max
+        let dead_spill = work.join("job-2-4194304.log-spill");
+        std::fs::create_dir_all(&live).unwrap();
+        std::fs::create_dir_all(&dead).unwrap();
+        std::fs::write(&dead_spill, "{}").unwrap();
+        let mut swept = Swept::default();
+        sweep_folder(&store, &work, &mut swept).await.unwrap();
+        assert!(live.exists(), "a live process's checkout is left alone");
+        assert!(!dead.exists() && !dead_spill.exists());
+        assert_eq!(swept.removed, 2);
+        let _ = other.kill();
+        let _ = other.wait();
     }
 
     #[test]

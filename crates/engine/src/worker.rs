@@ -77,13 +77,24 @@ pub(crate) async fn worker_loop(
         match store.claim(&worker_id, cfg.lease).await {
             Ok(Some(d)) => {
                 let id = d.id;
-                let job = tokio::spawn(run_job(
-                    store.clone(),
-                    cfg.clone(),
-                    worker_id.clone(),
-                    d,
-                    abort.clone(),
-                    claimed_at,
+                // Every line any crate logs while this job runs carries its id, app and
+                // environment.
+                let span = tracing::info_span!(
+                    "deployment",
+                    id = d.id,
+                    app = %d.app,
+                    env = %d.environment
+                );
+                let job = tokio::spawn(tracing::Instrument::instrument(
+                    run_job(
+                        store.clone(),
+                        cfg.clone(),
+                        worker_id.clone(),
+                        d,
+                        abort.clone(),
+                        claimed_at,
+                    ),
+                    span,
                 ));
                 if let Err(e) = job.await {
                     job_panicked(&store, &cfg, &worker_id, id, e).await;
