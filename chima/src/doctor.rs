@@ -282,7 +282,8 @@ async fn check_faseng(s: &Settings, r: &mut Report) {
         ),
         Err(e) => {
             let e = format!("{e:#}");
-            let fix = if e.contains("401") {
+            // The client says so in these words; a port such as 44017 must not match.
+            let fix = if e.contains("refused FASENG_API_TOKEN (401)") {
                 "Set FASENG_API_TOKEN to the same value as faseng's FASENG_API_TOKEN"
             } else {
                 "Start faseng, or set FASENG_URL to where it listens (FASENG_LISTEN / FASENG_PUBLIC_URL)"
