@@ -223,7 +223,7 @@ pub fn identity(chat: &Chat) -> Identity {
     )
 }
 
-/// The hubot-deploy compatible `payload` (DESIGN.md section 4): heaven-era
+/// The hubot-deploy compatible `payload` (README, "Production: chima on GitHub, faseng behind it"): heaven-era
 /// consumers read `name`, `hosts`, `notify` and `config` from it. chima's signed
 /// request is added once the ref is known (GitHub mode).
 pub fn payload(request: &DeploymentRequest, chat: &Chat, robot: &str) -> DeploymentPayload {

@@ -396,7 +396,7 @@ pub fn rollback_text(current: &Deployment, target: &Deployment) -> String {
     )
 }
 
-/// The chat text for a state change (DESIGN.md section 8).
+/// The chat text for a state change (README, "Slack").
 fn notification(d: &Deployment, state: DeploymentState) -> Option<String> {
     let head = format!(
         "{}'s deployment #{} of {}/{} to {}",

@@ -1,5 +1,5 @@
 //! chima's settings: every one an environment variable and a flag
-//! (DESIGN.md section 6).
+//! (README, "Configuration").
 
 use std::path::PathBuf;
 use std::time::Duration;

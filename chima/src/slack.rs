@@ -72,12 +72,17 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
             .await?;
             // No faseng: the in-process engine's notifications go to Slack from here.
             let rooms = apps.clone();
-            tasks.push(tokio::spawn(chima_slack::run_chat_sender(
-                e.store.clone(),
+            let chat = chima_slack::ChatDeliverer::new(
+                Arc::new(chima_outbox::StoreChatRecords(e.store.clone())),
                 api.clone(),
                 Arc::new(|_| String::new()),
                 Arc::new(move |app: &str| rooms.get(app).and_then(|a| a.notify_room.clone())),
+            );
+            tasks.push(tokio::spawn(chima_outbox::run(
+                e.store.clone(),
+                Arc::new(chat),
                 shutdown_rx.clone(),
+                chima_outbox::OutboxOptions::chat(),
             )));
             Backend::Embedded(e)
         }

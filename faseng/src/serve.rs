@@ -48,11 +48,11 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         let (links, public_url) = (links.clone(), public_url.clone());
         let log_url: Arc<dyn Fn(i64) -> String + Send + Sync> =
             Arc::new(move |id| links.url(&public_url, id));
-        senders.push(tokio::spawn(chima_github::run_status_sender(
+        senders.push(tokio::spawn(chima_outbox::run(
             store.clone(),
-            gh.clone(),
-            log_url,
+            Arc::new(chima_github::StatusDeliverer::new(gh.clone(), log_url)),
             shutdown_rx.clone(),
+            chima_outbox::OutboxOptions::default(),
         )));
     } else {
         tracing::warn!(
@@ -67,8 +67,8 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         slack = Some(api.clone());
         let (links, public_url) = (links.clone(), public_url.clone());
         let rooms = apps.clone();
-        senders.push(tokio::spawn(chima_slack::run_chat_sender(
-            store.clone(),
+        let chat = chima_slack::ChatDeliverer::new(
+            Arc::new(chima_outbox::StoreChatRecords(store.clone())),
             api,
             Arc::new(move |id| links.url(&public_url, id)),
             Arc::new(move |app: &str| {
@@ -77,7 +77,12 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
                     .and_then(|a| a.get(app))
                     .and_then(|a| a.notify_room.clone())
             }),
+        );
+        senders.push(tokio::spawn(chima_outbox::run(
+            store.clone(),
+            Arc::new(chat),
             shutdown_rx.clone(),
+            chima_outbox::OutboxOptions::chat(),
         )));
         engine_cfg.secrets.push(token.clone());
     }
@@ -346,9 +351,12 @@ async fn serve_http(
     engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
     autodeploy: Option<crate::autodeploy::AutoDeployer>,
 ) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (FASENG_LISTEN)", args.listen))?;
+    let listener = match inherited_listener()? {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (FASENG_LISTEN)", args.listen))?,
+    };
     let local = listener.local_addr()?;
     let state = AppState {
         store,
@@ -377,6 +385,33 @@ async fn serve_http(
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
+/// A listening socket handed over at fd 3, as systemd's socket activation does
+/// (`LISTEN_FDS=1`, and `LISTEN_PID` naming this process when set): the socket is
+/// bound before faseng starts, so nothing can take its port meanwhile (a
+/// `faseng.socket` unit, or a test that binds first). `None` without one.
+fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    const FIRST_FD: i32 = 3;
+    if std::env::var("LISTEN_FDS").ok().as_deref() != Some("1") {
+        return Ok(None);
+    }
+    if let Ok(pid) = std::env::var("LISTEN_PID")
+        && pid.trim() != std::process::id().to_string()
+    {
+        return Ok(None); // meant for another process
+    }
+    // SAFETY: the fd was handed to this process to own (LISTEN_FDS); it is taken once.
+    #[allow(unsafe_code)]
+    let std_listener =
+        unsafe { <std::net::TcpListener as std::os::fd::FromRawFd>::from_raw_fd(FIRST_FD) };
+    std_listener
+        .set_nonblocking(true)
+        .context("the socket at fd 3 (LISTEN_FDS) is not a listening TCP socket")?;
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .context("the socket at fd 3 (LISTEN_FDS) is not a listening TCP socket")?;
+    tracing::info!("listening on the socket handed over at fd 3 (LISTEN_FDS)");
+    Ok(Some(listener))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;

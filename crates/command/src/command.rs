@@ -200,7 +200,7 @@ impl Command {
     }
 }
 
-/// Field order follows DESIGN.md section 3: `command` first, then what the
+/// Field order follows the grammar (README, "Commands"): `command` first, then what the
 /// command has, with `null` for what was not typed.
 impl Serialize for Command {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

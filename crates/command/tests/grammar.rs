@@ -1,4 +1,4 @@
-//! The grammar table of DESIGN.md section 3, row by row, with hubot-deploy's own
+//! The grammar table (README, "Commands"), row by row, with hubot-deploy's own
 //! cases, and property tests: no line makes the parser panic, and every command
 //! printed back parses to itself.
 
@@ -531,7 +531,7 @@ proptest! {
     }
 }
 
-// ---- real Slack texts (DESIGN.md section 9: read from REAL_FIXTURES, never copied) ----
+// ---- real Slack texts (read from REAL_FIXTURES, never copied: README, "Two commands") ----
 
 /// The text of every real Slack event example goes through the grammar the way
 /// the transports will send it: no panic; a line not for the bot is ignored;

@@ -1,5 +1,5 @@
 //! app.json: the list of apps chima may deploy and how, in hubot-deploy's
-//! apps.json format extended as DESIGN.md section 4 describes.
+//! apps.json format extended as the "app.json" section of README.md describes.
 //!
 //! A bad file fails loudly at start, with every problem and its place
 //! (`config/app.json:4:5: `project-x`: unknown field `enironments`, did you

@@ -1,7 +1,7 @@
 //! Turning a parsed command into what to do, for one app, room and user:
-//! aliases and defaults applied, permissions checked, in the order DESIGN.md
-//! section 2.1 gives (unknown app, unknown environment, room, user). Locks are
-//! checked by the caller, which has the store.
+//! aliases and defaults applied, permissions checked, in this order: unknown
+//! app, unknown environment, room, user. Locks are checked by the caller,
+//! which has the store.
 
 use std::collections::HashMap;
 
@@ -35,8 +35,9 @@ impl Requester {
     }
 }
 
-/// A deployment to create: the hubot-deploy compatible fields of DESIGN.md
-/// section 4, before the transport adds `payload.notify`.
+/// A deployment to create: the hubot-deploy compatible fields of the
+/// deployment's body (see README.md, "Production: chima on GitHub, faseng
+/// behind it"), before the transport adds `payload.notify`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentRequest {
     pub app: String,

@@ -663,7 +663,7 @@ async fn capture(
     Ok((out.status.success(), text))
 }
 
-/// The variables every provider gets (DESIGN.md section 5).
+/// The variables every provider gets (ARCHITECTURE.md, "Providers").
 fn common_env(d: &Deployment, sha: &str) -> Vec<(String, String)> {
     let mut env = vec![
         ("DEPLOY_ID".to_string(), d.id.to_string()),

@@ -1,6 +1,6 @@
 //! Typed GitHub calls for chima and faseng: deployments, deployment statuses, CI state,
 //! source tarballs, clone credentials; webhook verification and parsing; and the
-//! sender that turns the store's outbox into deployment statuses.
+//! deliverer that turns the outbox's `github` events into deployment statuses.
 //!
 //! The HTTP client is octocrab's, pointed at `api_url` (`GITHUB_API_URL`), so tests
 //! drive the real client against `chima_testkit::github::FakeGitHub` and GitHub
@@ -35,16 +35,16 @@ mod app_manifest;
 mod auth;
 mod base64;
 mod client;
+mod deliver;
 mod error;
-mod sender;
 mod types;
 pub mod webhook;
 
 pub use api::MAX_PAGES;
 pub use app_manifest::{ConvertedApp, convert_app_manifest};
 pub use client::{DEFAULT_WRITE_SPACING, RetryPolicy};
+pub use deliver::{StatusDeliverer, TARGET as STATUS_TARGET};
 pub use error::GitHubError;
-pub use sender::{SenderOptions, run_status_sender, run_status_sender_with};
 pub use types::{
     CheckRun, CiState, CommitStatus, ContextState, CreateOutcome, DeploymentBody,
     DeploymentSummary, MAX_DESCRIPTION_CHARS, RequestId, StatusBody, StatusState,

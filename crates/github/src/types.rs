@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_DESCRIPTION_CHARS: usize = 140;
 
 /// The body of `POST /repos/{owner}/{repo}/deployments`, hubot-deploy compatible
-/// (DESIGN.md section 4) so that heaven-era consumers of the deployment still work.
+/// (hubot-deploy's payload fields) so that heaven-era consumers of the deployment still work.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentBody {
     #[serde(rename = "ref")]

@@ -1,4 +1,4 @@
-//! The Events API, slash commands and interactivity over HTTP (DESIGN.md section 7,
+//! The Events API, slash commands and interactivity over HTTP (README, "Slack";
 //! chima's own surface): for a chima reachable from Slack, with the signing secret.
 //!
 //! Every request's signature and timestamp are checked on the raw body before anything

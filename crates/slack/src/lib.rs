@@ -1,4 +1,4 @@
-//! Slack for chima and faseng (DESIGN.md sections 2.1, 6, 7 and 8).
+//! Slack for chima and faseng (README, "Slack" and "Configuration").
 //!
 //! * [`SlackApi`]: the Web API calls both binaries make (`auth.test`,
 //!   `chat.postMessage`, `chat.update`, `conversations.info`, `users.info`), through
@@ -15,24 +15,26 @@
 //! * [`manifest`]: the table of Web API methods (with their scopes), events, slash
 //!   command and routes the code uses, and [`slack_manifest`], the app manifest built
 //!   from it.
-//! * [`run_chat_sender`]: faseng's delivery of the `chat` outbox: one message per
-//!   deployment, posted in the thread of the command and edited in place afterwards.
+//! * [`ChatDeliverer`]: the `chat` outbox's deliverer (a `chima_deliver::Deliver`, run by
+//!   `chima-outbox`'s loop): one message per deployment, posted in the thread of the
+//!   command and edited in place afterwards.
 //!
 //! Tokens and secrets are [`chima_config::Secret`]s: no error, log line or `Debug`
 //! output of this crate contains one.
 
 mod api;
+mod deliver;
 mod error;
 mod events;
 mod incoming;
 pub mod manifest;
 mod mrkdwn;
 mod render;
-mod sender;
 mod signature;
 mod socket;
 
 pub use api::{BotIdentity, Message, Posted, SlackApi};
+pub use deliver::{CHAT_TARGET, ChatDeliverer, FallbackChannel, LogUrl};
 pub use error::{SignatureError, SlackError};
 pub use events::{BODY_LIMIT, events_router};
 pub use incoming::{
@@ -42,7 +44,6 @@ pub use incoming::{
 pub use manifest::slack_manifest;
 pub use mrkdwn::{MAX_BLOCKS, MAX_SECTION_CHARS, MAX_TEXT_CHARS, cap, decode, escape};
 pub use render::{DeploymentView, MAX_LOG_LINE_CHARS, MAX_LOG_LINES, render};
-pub use sender::{CHAT_TARGET, FallbackChannel, LogUrl, run_chat_sender};
 pub use signature::{MAX_CLOCK_SKEW_SECS, sign, verify_signature};
 pub use socket::run_socket_mode;
 
@@ -86,7 +87,7 @@ pub fn response_url_allowed(response_url: &str, api_url: &str) -> bool {
         .any(|allowed| origin(&url) == origin(&slack_morphism::SlackResponseUrl(allowed)))
 }
 
-/// How chima and faseng reach Slack (DESIGN.md section 6).
+/// How chima and faseng reach Slack (README, "Configuration").
 #[derive(Debug, Clone)]
 pub struct SlackConfig {
     /// `SLACK_API_URL`: the Web API base, without a trailing slash

@@ -1,7 +1,7 @@
-//! The deployment messages of DESIGN.md section 8, as plain text (what notifications
+//! The deployment messages (README, "Slack"), as plain text (what notifications
 //! show, and hubot-deploy's users recognise) and as Block Kit.
 
-use chima_store::{Deployment, DeploymentState};
+use chima_deliver::{Deployment, DeploymentState};
 use serde_json::{Value, json};
 
 use crate::api::Message;
@@ -315,10 +315,7 @@ mod tests {
             sha: Some("0123456789abcdef".to_owned()),
             task: "deploy".to_owned(),
             hosts: None,
-            provider: "script".to_owned(),
             payload: json!({}),
-            notify: vec!["chat".to_owned()],
-            timeout_secs: None,
             created_at: at,
             started_at: (state != DeploymentState::Queued).then_some(at),
             finished_at: state
@@ -326,9 +323,6 @@ mod tests {
                 .then(|| at + chrono::Duration::seconds(83)),
             exit_code: None,
             reason: None,
-            worker_id: None,
-            lease_expires_at: None,
-            cancel_requested_by: None,
         }
     }
 

@@ -20,6 +20,16 @@ macro_rules! deployment_columns {
 }
 pub(crate) use deployment_columns;
 
+/// The columns a new deployment sets, bound as `$1` to `$14` (see `insert_query` in
+/// `shared.rs`); `created_at` follows, from the database's clock.
+macro_rules! new_deployment_columns {
+    () => {
+        "source_key, github_deployment_id, requester, app, environment, repository, git_ref, \
+         sha, task, hosts, provider, payload, notify, timeout_secs, created_at"
+    };
+}
+pub(crate) use new_deployment_columns;
+
 macro_rules! outbox_columns {
     () => {
         "id, deployment_id, target, event, payload, created_at, due_at, attempts, \
@@ -317,6 +327,38 @@ pub(crate) fn clean_line(line: &str) -> Cow<'_, str> {
 /// Bounds a page of log lines.
 pub(crate) fn log_limit(limit: i64) -> i64 {
     limit.clamp(1, 10_000)
+}
+
+/// Checks that `sha` looks like a commit id before it is recorded.
+pub(crate) fn validate_sha(op: &str, sha: &str) -> Result<(), StoreError> {
+    if sha.len() < 7 || sha.len() > 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::InvalidInput {
+            op: op.to_owned(),
+            detail: format!("sha {sha:?} is not a commit id"),
+        });
+    }
+    Ok(())
+}
+
+/// A runner record as stored (JSON text on both backends).
+pub(crate) fn runner_json(op: &str, runner: &crate::Runner) -> Result<String, StoreError> {
+    serde_json::to_string(runner).map_err(|e| StoreError::InvalidInput {
+        op: op.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// Says which deployments a reap ended, and why: each is a deploy cut short.
+pub(crate) fn log_reaped(reaped: &[Deployment]) {
+    for d in reaped {
+        tracing::warn!(
+            id = d.id,
+            app = %d.app,
+            environment = %d.environment,
+            worker_id = d.worker_id.as_deref().unwrap_or(""),
+            "deployment errored: its worker stopped renewing the lease"
+        );
+    }
 }
 
 /// Reads `(id, worker_id, runner JSON)` rows; a row whose runner cannot be read is

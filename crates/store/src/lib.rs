@@ -30,10 +30,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+mod columns;
 mod common;
+mod dialect;
 pub mod error;
 pub mod model;
 pub mod postgres;
+mod shared;
+mod shared_tables;
 pub mod sqlite;
 
 pub use error::StoreError;

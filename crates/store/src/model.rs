@@ -112,7 +112,7 @@ pub struct NewDeployment {
 }
 
 /// A deployment as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Deployment {
     pub id: i64,
     pub source_key: String,
@@ -128,6 +128,7 @@ pub struct Deployment {
     pub hosts: Option<String>,
     pub provider: String,
     pub payload: serde_json::Value,
+    #[sqlx(try_from = "crate::columns::Targets")]
     pub notify: Vec<String>,
     pub timeout_secs: Option<i64>,
     /// When it was queued.
@@ -295,7 +296,7 @@ pub struct NewLogLine {
 }
 
 /// A stored log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LogLine {
     pub deployment_id: i64,
     /// 1-based, consecutive per deployment.
@@ -306,7 +307,7 @@ pub struct LogLine {
 }
 
 /// An environment lock.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Lock {
     pub app: String,
     pub environment: String,
@@ -345,7 +346,7 @@ pub enum LockResult {
 }
 
 /// One notification event to deliver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OutboxEntry {
     pub id: i64,
     pub deployment_id: i64,
@@ -365,8 +366,8 @@ pub struct OutboxEntry {
 }
 
 /// The chat message that reports a deployment: posted once, then edited in place on
-/// every state change (DESIGN.md section 2.1, step 7).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// every state change (ARCHITECTURE.md, "The crates": the outbox).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ChatMessage {
     pub deployment_id: i64,
     /// The channel id the chat service answered with (not the name it was posted to):
@@ -380,7 +381,7 @@ pub struct ChatMessage {
 
 /// An auto-deploy faseng decided on: this sha, to this environment, because
 /// these contexts were green.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AutoDeploy {
     pub app: String,
     pub environment: String,
@@ -393,7 +394,7 @@ pub struct AutoDeploy {
 }
 
 /// Auto-deploy paused for an environment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AutoDeployPause {
     pub app: String,
     pub environment: String,

@@ -1,6 +1,6 @@
 //! Payload fixtures for the bad-input tests: the project's own (under
 //! `tests/fixtures/<kind>`) or the real public examples (`$REAL_FIXTURES/<kind>`,
-//! read in place, never copied: DESIGN.md section 9), and the flipped and
+//! read in place, never copied; see `REAL_FIXTURES` in README.md), and the flipped and
 //! truncated bodies made from them.
 
 use std::path::Path;

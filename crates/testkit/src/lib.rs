@@ -1,5 +1,5 @@
 //! Fakes of the services chima and faseng talk to, served over real HTTP on
-//! 127.0.0.1 so that tests drive the real clients (DESIGN.md section 9).
+//! 127.0.0.1 so that tests drive the real clients, not mocks of them.
 //! For tests only: depend on it from `[dev-dependencies]`.
 
 pub mod fixtures;

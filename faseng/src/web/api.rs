@@ -2,6 +2,7 @@
 //! without GitHub. Every call needs `Authorization: Bearer <FASENG_API_TOKEN>`.
 
 use axum::Json;
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -14,20 +15,23 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 
 use super::AppState;
+use super::error::ApiError;
 
 /// Checks the bearer token in constant time before any `/api/` handler runs.
 pub async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(token) = state.api_token.as_ref() else {
-        return error(
+        return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "FASENG_API_TOKEN is not set, so the API is off",
-        );
+        )
+        .into_response();
     };
     if !bearer_matches(req.headers(), token) {
-        return error(
+        return ApiError::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong bearer token: send Authorization: Bearer <FASENG_API_TOKEN>",
-        );
+        )
+        .into_response();
     }
     next.run(req).await
 }
@@ -57,24 +61,6 @@ fn same(expected: &str, given: &str) -> bool {
     mac.verify_slice(&want).is_ok()
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
-}
-
-fn store_error(e: chima_store::StoreError) -> Response {
-    tracing::warn!(error = %e, "API call failed in the store");
-    match e {
-        chima_store::StoreError::NotFound { .. } => error(StatusCode::NOT_FOUND, e.to_string()),
-        chima_store::StoreError::InvalidInput { .. } => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
-        _ => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database does not answer",
-        ),
-    }
-}
-
 fn with_link(state: &AppState, d: &chima_store::Deployment) -> Value {
     let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
@@ -97,11 +83,14 @@ pub struct ListQuery {
     view: Option<String>,
 }
 
-pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Response {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let wanted = match q.state.as_deref().map(str::parse::<DeploymentState>) {
         None => None,
         Some(Ok(s)) => Some(s),
-        Some(Err(e)) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Some(Err(e)) => return Err(ApiError::new(StatusCode::BAD_REQUEST, e.to_string())),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let result = match (q.view.as_deref(), &q.app) {
@@ -109,7 +98,10 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
             ops::history(state.store.as_ref(), app, q.environment.as_deref(), limit).await
         }
         (Some("history"), None) => {
-            return error(StatusCode::BAD_REQUEST, "view=history needs app=");
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "view=history needs app=",
+            ));
         }
         _ => {
             state
@@ -124,21 +116,26 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> 
                 .await
         }
     };
-    match result {
+    Ok(match result {
         Ok(list) => Json(json!({
             "deployments": list.iter().map(|d| with_link(&state, d)).collect::<Vec<_>>()
         }))
         .into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Response {
-    match state.store.get_deployment(id).await {
+pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+    Ok(match state.store.get_deployment(id).await {
         Ok(Some(d)) => Json(with_link(&state, &d)).into_response(),
-        Ok(None) => error(StatusCode::NOT_FOUND, format!("no deployment #{id}")),
-        Err(e) => store_error(e),
-    }
+        Ok(None) => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no deployment #{id}"),
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 /// A deployment created directly (no GitHub): the app must be in faseng's
@@ -170,33 +167,35 @@ fn default_task() -> String {
 
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
-) -> Response {
-    let Json(body) = match body {
-        Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
-    };
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
     let Some(apps) = state.apps.as_ref() else {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "faseng has no app.json (APPS_JSON), so it cannot create deployments itself",
-        );
+        ));
     };
     let target = match apps.target(&body.app, Some(&body.environment), &body.environment) {
         Ok(t) => t,
-        Err(r) => return error(StatusCode::UNPROCESSABLE_ENTITY, r.to_string()),
+        Err(r) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                r.to_string(),
+            ));
+        }
     };
     if let Err(why) = chima_command::check_ref(&body.git_ref) {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             format!("ref `{}` refused: {why}", body.git_ref),
-        );
+        ));
     }
     if body.key.is_empty() || body.key.len() > 200 || body.requester.is_empty() {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "`key` (1-200 characters) and `requester` are required",
-        );
+        ));
     }
     // The caller holds FASENG_API_TOKEN, so it may say who asked (as chima does); where
     // messages go follows the same rule as for webhooks.
@@ -236,7 +235,7 @@ pub async fn create(
         notify: vec!["chat".to_string()],
         timeout_secs: None,
     };
-    match state.store.create_deployment(new).await {
+    Ok(match state.store.create_deployment(new).await {
         Ok(c) => {
             let status = if c.already_existed {
                 StatusCode::OK
@@ -245,8 +244,8 @@ pub async fn create(
             };
             (status, Json(json!({"already_existed": c.already_existed, "deployment": with_link(&state, &c.deployment)}))).into_response()
         }
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -258,9 +257,10 @@ pub struct ByBody {
 pub async fn cancel_one(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    Json(body): Json<ByBody>,
-) -> Response {
-    match state.store.request_cancel(id, &body.by).await {
+    body: Result<Json<ByBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    Ok(match state.store.request_cancel(id, &body.by).await {
         Ok(chima_store::CancelResult::Cancelled(d)) => {
             Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
                 .into_response()
@@ -273,40 +273,44 @@ pub async fn cancel_one(
             Json(json!({"result": "finished", "deployment": with_link(&state, &d)})),
         )
             .into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 /// Cancels what runs (or waits) in app+environment.
 pub async fn cancel_env(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    Json(body): Json<ByBody>,
-) -> Response {
-    match ops::cancel(state.store.as_ref(), &app, &env, &body.by).await {
-        Ok(Cancelled::Dequeued(d)) => {
-            Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
-                .into_response()
-        }
-        Ok(Cancelled::Stopping(d)) => {
-            Json(json!({"result": "stopping", "deployment": with_link(&state, &d)})).into_response()
-        }
-        Ok(Cancelled::Nothing) => Json(json!({"result": "nothing"})).into_response(),
-        Err(e) => store_error(e),
-    }
+    body: Result<Json<ByBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    Ok(
+        match ops::cancel(state.store.as_ref(), &app, &env, &body.by).await {
+            Ok(Cancelled::Dequeued(d)) => {
+                Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
+                    .into_response()
+            }
+            Ok(Cancelled::Stopping(d)) => {
+                Json(json!({"result": "stopping", "deployment": with_link(&state, &d)}))
+                    .into_response()
+            }
+            Ok(Cancelled::Nothing) => Json(json!({"result": "nothing"})).into_response(),
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 /// What a rollback of app+environment would deploy.
 pub async fn rollback_target(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-) -> Response {
-    match ops::rollback_target(state.store.as_ref(), &app, &env).await {
+) -> Result<Response, ApiError> {
+    Ok(match ops::rollback_target(state.store.as_ref(), &app, &env).await {
         Ok(Ok(r)) => Json(json!({"current": with_link(&state, &r.current), "target": with_link(&state, &r.target)})).into_response(),
         Ok(Err(NoRollback::NeverDeployed)) => Json(json!({"target": null, "why": "never_deployed"})).into_response(),
         Ok(Err(NoRollback::NothingBefore(c))) => Json(json!({"target": null, "why": "nothing_before", "current": with_link(&state, &c)})).into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,26 +323,28 @@ pub async fn log(
     State(state): State<AppState>,
     Path(id): Path<i64>,
     Query(q): Query<LogQuery>,
-) -> Response {
-    match state
-        .store
-        .read_logs(
-            id,
-            q.after.unwrap_or(0),
-            q.limit.unwrap_or(1000).clamp(1, 10_000),
-        )
-        .await
-    {
-        Ok(lines) => Json(json!({"lines": lines})).into_response(),
-        Err(e) => store_error(e),
-    }
+) -> Result<Response, ApiError> {
+    Ok(
+        match state
+            .store
+            .read_logs(
+                id,
+                q.after.unwrap_or(0),
+                q.limit.unwrap_or(1000).clamp(1, 10_000),
+            )
+            .await
+        {
+            Ok(lines) => Json(json!({"lines": lines})).into_response(),
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
-pub async fn locks(State(state): State<AppState>) -> Response {
-    match state.store.list_locks().await {
+pub async fn locks(State(state): State<AppState>) -> Result<Response, ApiError> {
+    Ok(match state.store.list_locks().await {
         Ok(l) => Json(json!({"locks": l})).into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -356,66 +362,72 @@ pub struct LockBody {
 pub async fn lock(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    Json(body): Json<LockBody>,
-) -> Response {
+    body: Result<Json<LockBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
     if body.holder.is_empty() || body.holder.len() > 200 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "`holder` is required");
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`holder` is required",
+        ));
     }
     if body
         .holder_id
         .as_ref()
         .is_some_and(|h| h.is_empty() || h.len() > 200)
     {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "`holder_id` must be 1-200 characters",
-        );
+        ));
     }
     let expires = match body.expires_in {
         Some(s) if s <= 0 || s > 366 * 24 * 3600 => {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "`expires_in` must be 1 second to a year",
-            );
+            ));
         }
         Some(s) => Some(chrono::Utc::now() + chrono::TimeDelta::seconds(s)),
         None => None,
     };
-    match state
-        .store
-        .lock_by(
-            &app,
-            &env,
-            &body.holder,
-            body.holder_id.as_deref(),
-            body.reason.as_deref(),
-            expires,
-        )
-        .await
-    {
-        Ok(LockResult::Acquired(l)) => (
-            StatusCode::CREATED,
-            Json(json!({"result": "locked", "lock": l})),
-        )
-            .into_response(),
-        Ok(LockResult::HeldBy(l)) => (
-            StatusCode::CONFLICT,
-            Json(json!({"result": "held", "lock": l})),
-        )
-            .into_response(),
-        Err(e) => store_error(e),
-    }
+    Ok(
+        match state
+            .store
+            .lock_by(
+                &app,
+                &env,
+                &body.holder,
+                body.holder_id.as_deref(),
+                body.reason.as_deref(),
+                expires,
+            )
+            .await
+        {
+            Ok(LockResult::Acquired(l)) => (
+                StatusCode::CREATED,
+                Json(json!({"result": "locked", "lock": l})),
+            )
+                .into_response(),
+            Ok(LockResult::HeldBy(l)) => (
+                StatusCode::CONFLICT,
+                Json(json!({"result": "held", "lock": l})),
+            )
+                .into_response(),
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 pub async fn unlock(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-) -> Response {
-    match state.store.unlock(&app, &env).await {
+) -> Result<Response, ApiError> {
+    Ok(match state.store.unlock(&app, &env).await {
         Ok(Some(l)) => Json(json!({"result": "unlocked", "lock": l})).into_response(),
         Ok(None) => Json(json!({"result": "not_locked"})).into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -442,66 +454,72 @@ const MAX_ROUTE_USES: i32 = 5;
 pub async fn set_chat_route(
     State(state): State<AppState>,
     Path(source_key): Path<String>,
-    Json(body): Json<ChatRouteBody>,
-) -> Response {
+    body: Result<Json<ChatRouteBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
     if source_key.trim().is_empty() || source_key.len() > 200 {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "the source key must be 1-200 characters",
-        );
+        ));
     }
     if body.response_url.len() > 2000
         || !chima_slack::response_url_allowed(&body.response_url, &state.slack_api_url)
     {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "`response_url` must be a Slack response URL (https://hooks.slack.com/...)",
-        );
+        ));
     }
     if body.expires_in_secs <= 0 || body.expires_in_secs > MAX_ROUTE_SECS {
-        return error(
+        return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "`expires_in_secs` must be 1 second to 30 minutes",
-        );
+        ));
     }
     if !(0..=MAX_ROUTE_USES).contains(&body.uses_left) {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "`uses_left` must be 0-5");
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`uses_left` must be 0-5",
+        ));
     }
     let expires_at = chrono::Utc::now() + chrono::TimeDelta::seconds(body.expires_in_secs);
-    match state
-        .store
-        .set_chat_route(&source_key, &body.response_url, expires_at, body.uses_left)
-        .await
-    {
-        Ok(()) => {
-            Json(json!({"result": "routed", "source_key": source_key, "uses_left": body.uses_left}))
-                .into_response()
-        }
-        Err(e) => store_error(e),
-    }
+    Ok(
+        match state
+            .store
+            .set_chat_route(&source_key, &body.response_url, expires_at, body.uses_left)
+            .await
+        {
+            Ok(()) => Json(
+                json!({"result": "routed", "source_key": source_key, "uses_left": body.uses_left}),
+            )
+            .into_response(),
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 /// `DELETE /api/chat-routes/{source_key}`.
 pub async fn drop_chat_route(
     State(state): State<AppState>,
     Path(source_key): Path<String>,
-) -> Response {
-    match state.store.drop_chat_route(&source_key).await {
+) -> Result<Response, ApiError> {
+    Ok(match state.store.drop_chat_route(&source_key).await {
         Ok(()) => Json(json!({"result": "dropped"})).into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }
 
 pub async fn autodeploy_state(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-) -> Response {
+) -> Result<Response, ApiError> {
     let pause = state.store.auto_deploy_pause(&app, &env).await;
     let last = state.store.last_auto_deploy(&app, &env).await;
-    match (pause, last) {
+    Ok(match (pause, last) {
         (Ok(pause), Ok(last)) => Json(json!({"pause": pause, "last": last})).into_response(),
-        (Err(e), _) | (_, Err(e)) => store_error(e),
-    }
+        (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -513,27 +531,33 @@ pub struct PauseBody {
 pub async fn autodeploy_pause(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    Json(body): Json<PauseBody>,
-) -> Response {
+    body: Result<Json<PauseBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
     if body.by.is_empty() || body.by.len() > 200 {
-        return error(StatusCode::UNPROCESSABLE_ENTITY, "`by` is required");
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`by` is required",
+        ));
     }
-    match state
-        .store
-        .pause_auto_deploy(&app, &env, &body.by, body.reason.as_deref())
-        .await
-    {
-        Ok(p) => Json(json!({"pause": p})).into_response(),
-        Err(e) => store_error(e),
-    }
+    Ok(
+        match state
+            .store
+            .pause_auto_deploy(&app, &env, &body.by, body.reason.as_deref())
+            .await
+        {
+            Ok(p) => Json(json!({"pause": p})).into_response(),
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 pub async fn autodeploy_resume(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-) -> Response {
-    match state.store.resume_auto_deploy(&app, &env).await {
+) -> Result<Response, ApiError> {
+    Ok(match state.store.resume_auto_deploy(&app, &env).await {
         Ok(p) => Json(json!({"resumed": p})).into_response(),
-        Err(e) => store_error(e),
-    }
+        Err(e) => return Err(e.into()),
+    })
 }

@@ -2,6 +2,7 @@
 
 mod api;
 pub mod bounds;
+pub mod error;
 mod health;
 mod html;
 mod live;
@@ -100,7 +101,21 @@ pub fn router(state: AppState) -> Router {
             crate::manifest::WEBHOOK_PATH,
             post(webhook::github).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
         )
+        .layer(trace_layer())
         .with_state(state)
+}
+
+/// A span per request (method and path, never the query: page links carry their
+/// signature there), with the status and latency at debug level.
+fn trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
+> {
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+        },
+    )
 }
 
 /// Prometheus text: webhook counters, deployments queued and running, what this
@@ -145,3 +160,6 @@ async fn metrics(
         _ => (StatusCode::SERVICE_UNAVAILABLE, out),
     }
 }
+
+#[cfg(test)]
+mod tests;

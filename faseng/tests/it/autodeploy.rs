@@ -8,7 +8,7 @@ use chima_testkit::github::{FakeCheckRun, FakeGitHub, FakeStatus, deployment_eve
 use chima_testkit::slack::{self as fake_slack, FakeSlack};
 use serde_json::{Value, json};
 
-use crate::harness::{Faseng, SECRET, free_port, get, repo};
+use crate::harness::{Faseng, SECRET, get, hand_listener, repo};
 
 const APPS: &str = r#"{"app": {"provider": "shell", "repository": "example/app",
     "environments": ["staging", "production"], "notify_room": "C0DEPLOYS",
@@ -389,8 +389,9 @@ async fn a_burst_to_two_faseng_processes_makes_one_deployment() {
     let r = Rig::start().await;
     r.green(SHA[7]);
     // A second faseng on the same database.
-    let port = free_port();
-    let _second = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"))
+    let mut second_cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
+    let (port, listener) = hand_listener(&mut second_cmd);
+    let _second = second_cmd
         .env("DATABASE_URL", r.f.database_url())
         .env("APPS_JSON", r.f.dir.path().join("app.json"))
         .env("FASENG_LISTEN", format!("127.0.0.1:{port}"))
@@ -404,6 +405,7 @@ async fn a_burst_to_two_faseng_processes_makes_one_deployment() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    drop(listener);
     let second = format!("http://127.0.0.1:{port}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while get(&format!("{second}/healthz")).await.0 != 200 {

@@ -152,11 +152,32 @@ pub struct Faseng {
     _db: Database,
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
+/// A listening socket on 127.0.0.1, bound before the process starts and handed to it
+/// at fd 3 (`LISTEN_FDS=1`, as systemd's socket activation does): no other test can
+/// take the port between the bind and faseng's start. Drop the returned socket once
+/// the process is spawned (the process keeps its own copy).
+pub fn hand_listener(cmd: &mut tokio::process::Command) -> (u16, std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fd = listener.as_raw_fd();
+    cmd.env("LISTEN_FDS", "1").env_remove("LISTEN_PID");
+    // SAFETY: between fork and exec only dup2 and fcntl run, both async-signal-safe.
+    #[allow(unsafe_code)]
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == 3 {
+                // dup2 onto itself keeps close-on-exec: clear it instead.
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    (port, listener)
 }
 
 impl Faseng {
@@ -185,8 +206,8 @@ impl Faseng {
         let dir = tempfile::tempdir().unwrap();
         let apps = dir.path().join("app.json");
         std::fs::write(&apps, apps_json).unwrap();
-        let port = free_port();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
+        let (port, listener) = hand_listener(&mut cmd);
         cmd.arg("serve")
             .env("FASENG_SHUTDOWN_GRACE", "2")
             .env("DATABASE_URL", &db.url)
@@ -215,6 +236,7 @@ impl Faseng {
             cmd.env_remove(k);
         }
         let child = cmd.spawn().unwrap();
+        drop(listener);
         let url = format!("http://127.0.0.1:{port}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -391,9 +413,9 @@ pub async fn start_peer(
     github_url: Option<(&str, &str)>,
     env: &[(&str, &str)],
 ) -> Peer {
-    let port = free_port();
     let log_path = f.dir.path().join(format!("{name}.log"));
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_faseng"));
+    let (port, listener) = hand_listener(&mut cmd);
     cmd.arg("serve")
         .env("FASENG_SHUTDOWN_GRACE", "2")
         .env("DATABASE_URL", &f._db.url)
@@ -417,6 +439,7 @@ pub async fn start_peer(
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
+    drop(listener);
     let peer = Peer {
         url: format!("http://127.0.0.1:{port}"),
         log_path,

@@ -258,13 +258,16 @@ async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
         .status()
         .unwrap();
     assert!(chown.success());
-    let port = crate::harness::free_port();
+    let mut cmd = tokio::process::Command::new("setpriv");
+    // Bound here and handed over at fd 3: setpriv passes it on to faseng.
+    let (port, listener) = crate::harness::hand_listener(&mut cmd);
     let url = format!("http://127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new("setpriv")
+    let mut child = cmd
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(env!("CARGO_BIN_EXE_faseng"))
         .arg("serve")
         .env_clear()
+        .env("LISTEN_FDS", "1")
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", dir.path())
         .env("DATABASE_URL", &db.url)
@@ -281,6 +284,7 @@ async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    drop(listener);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while crate::harness::get(&format!("{url}/healthz")).await.0 != 200 {
         assert!(

@@ -1,4 +1,4 @@
-//! Scale-out (DESIGN.md section 2.3): two faseng processes on one PostgreSQL
+//! Scale-out (README, "Reliability"): two faseng processes on one PostgreSQL
 //! take webhooks and run deployments; every deployment runs exactly once,
 //! never two at once in one environment, oldest first, and both processes
 //! take work.

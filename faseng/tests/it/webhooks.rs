@@ -161,7 +161,7 @@ async fn ping_and_other_events_are_acknowledged_and_ignored() {
     );
 }
 
-/// Every real example GitHub publishes (DESIGN.md section 9), signed here, is
+/// Every real example GitHub publishes (README, "Two commands": REAL_FIXTURES), signed here, is
 /// accepted and handled without a 5xx.
 #[tokio::test]
 #[ignore = "reads the real public examples; run with REAL_FIXTURES=../shared/fixtures"]

@@ -1,4 +1,4 @@
-//! The providers of DESIGN.md section 5, one file each. A command provider
+//! The providers (ARCHITECTURE.md, "Providers"), one file or folder each. A command provider
 //! turns a job into an argv and extra environment ([`Plan::Command`]); the
 //! Heroku provider talks to the Platform API instead ([`Plan::Heroku`]).
 

@@ -1,9 +1,11 @@
-//! The status sender end to end: a real SQLite store, the real client, the fake GitHub.
+//! The status deliverer end to end, run by the outbox loop: a real SQLite store, the real
+//! client, the fake GitHub.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chima_github::{CreateOutcome, GitHub, SenderOptions, run_status_sender_with};
+use chima_github::{CreateOutcome, GitHub, StatusDeliverer};
+use chima_outbox::OutboxOptions;
 use chima_store::{NewDeployment, Outcome, Store};
 use chima_testkit::github::{Endpoint, FakeGitHub, Reply};
 use serde_json::json;
@@ -39,15 +41,14 @@ async fn start(gh: GitHub) -> Running {
     let (stop, shutdown) = watch::channel(false);
     let log_url: Arc<dyn Fn(i64) -> String + Send + Sync> =
         Arc::new(|id| format!("http://faseng.test/deployments/{id}"));
-    let options = SenderOptions {
+    let options = OutboxOptions {
         poll_interval: Duration::from_millis(50),
         base_backoff: Duration::from_millis(200),
-        ..SenderOptions::default()
+        ..OutboxOptions::default()
     };
-    let task = tokio::spawn(run_status_sender_with(
+    let task = tokio::spawn(chima_outbox::run(
         store.clone(),
-        gh,
-        log_url,
+        Arc::new(StatusDeliverer::new(gh, log_url)),
         shutdown,
         options,
     ));

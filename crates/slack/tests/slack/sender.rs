@@ -1,10 +1,11 @@
-//! The chat sender with a real SQLite store and the fake Slack: one message per
+//! The chat deliverer, run by the outbox loop, with a real SQLite store and the fake Slack: one message per
 //! deployment, edited in place; rate limits, outages and permanent errors.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chima_slack::run_chat_sender;
+use chima_outbox::{OutboxOptions, StoreChatRecords};
+use chima_slack::ChatDeliverer;
 use chima_store::{NewDeployment, NewLogLine, Outcome, Store, Stream};
 use chima_testkit::slack::{Failure, FakeSlack, PostedMessage, UpdatedMessage};
 use serde_json::json;
@@ -49,8 +50,8 @@ impl Env {
             slack.set_channel(id, name);
         }
         let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(run_chat_sender(
-            Arc::clone(&store),
+        let deliverer = ChatDeliverer::new(
+            Arc::new(StoreChatRecords(Arc::clone(&store))),
             api(&slack),
             Arc::new(log_url),
             Arc::new(move |app: &str| {
@@ -59,7 +60,12 @@ impl Env {
                     channel.to_owned()
                 })
             }),
+        );
+        let task = tokio::spawn(chima_outbox::run(
+            Arc::clone(&store),
+            Arc::new(deliverer),
             shutdown,
+            OutboxOptions::chat(),
         ));
         Env {
             _dir: dir,
