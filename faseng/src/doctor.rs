@@ -17,19 +17,23 @@ pub struct Report {
 }
 
 impl Report {
+    /// Prints a check that passed.
     pub fn ok(&mut self, what: &str) {
         println!("ok   {what}");
     }
 
+    /// Prints a check that failed, why, and what to do; the run will exit non-zero.
     pub fn fail(&mut self, what: &str, why: &str, fix: &str) {
         self.failed = true;
         println!("FAIL {what}: {why}. {fix}");
     }
 
+    /// Prints a check that did not run (its feature is not configured), and why.
     pub fn skip(&mut self, what: &str, why: &str) {
         println!("skip {what}: {why}");
     }
 
+    /// Failure when any check failed, else success.
     pub fn exit_code(&self) -> ExitCode {
         if self.failed {
             ExitCode::FAILURE
@@ -39,6 +43,7 @@ impl Report {
     }
 }
 
+/// `faseng doctor`: runs every check against `args` and reports.
 pub async fn run(mut args: Args) -> ExitCode {
     let mut r = Report::default();
     check_secrets(&mut args, &mut r);

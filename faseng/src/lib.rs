@@ -2,6 +2,8 @@
 //! tested in-process (`web::router` with `tower::ServiceExt::oneshot`) and `main.rs`
 //! stays a thin reader of settings. See ARCHITECTURE.md for how the parts fit.
 
+#![warn(missing_docs)]
+
 mod access;
 mod autodeploy;
 pub mod doctor;

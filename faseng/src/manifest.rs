@@ -14,6 +14,7 @@ use serde_json::{Map, Value, json};
 /// The webhook route of faseng (`web/mod.rs`).
 pub const WEBHOOK_PATH: &str = "/webhooks/github";
 
+/// The arguments of `faseng github-app-manifest`: one of its two steps.
 #[derive(Debug, Clone, Args)]
 #[command(group(clap::ArgGroup::new("step").required(true).args(["url", "exchange"])))]
 pub struct ManifestArgs {

@@ -15,6 +15,8 @@ use crate::links::LinkSigner;
 use crate::web::{self, AppState};
 use crate::{Args, Command};
 
+/// Runs the command `args` names (`serve` when none): `migrate` applies the
+/// migrations and returns; `serve` and `worker` run until shut down.
 pub async fn run(mut args: Args) -> anyhow::Result<()> {
     let command = args.command.clone().unwrap_or(Command::Serve);
     if !matches!(command, Command::Migrate) {
@@ -139,6 +141,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// The GitHub client the settings describe; `None` when no credentials are set.
 pub fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
     use chima_github::{Auth, GitHub, GitHubConfig};
     let auth = Auth::from_settings(
@@ -273,6 +276,8 @@ pub fn github_web_base(api_url: &str) -> String {
     }
 }
 
+/// Loads app.json from `path`; `None` when it is the default path, nothing named it,
+/// and it does not exist: faseng then runs without one.
 pub fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
     let explicit = std::env::var_os("APPS_JSON").is_some() || path != Path::new("config/app.json");
     if !path.exists() && !explicit {

@@ -39,7 +39,7 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// The URL people and GitHub reach faseng at (for log links). Default:
-    /// http://<listen address>.
+    /// `http://<listen address>`.
     #[arg(long, env = "FASENG_PUBLIC_URL", global = true)]
     pub public_url: Option<String>,
 
@@ -205,10 +205,12 @@ pub struct Args {
     #[arg(long, env = "HEROKU_API_KEY_FILE", global = true)]
     pub heroku_api_key_file: Option<PathBuf>,
 
+    /// What to run; `serve` when none is given.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// faseng's subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Web (webhooks, pages) and workers: the default.

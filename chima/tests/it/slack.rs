@@ -397,9 +397,23 @@ async fn a_spent_response_url_sends_the_next_message_to_the_notify_room() {
 
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let success = loop {
-        if let Some(p) = slack.posted().into_iter().find(|p| {
-            p.channel == "C0DEPLOYS" && p.text.as_deref().unwrap_or("").contains("was successful")
-        }) {
+        // The next message goes to the notify_room as a new post: the success itself,
+        // or a running update posted there first and then edited to the success.
+        let updates = slack.updated();
+        let ends_successful = |p: &chima_testkit::slack::PostedMessage| {
+            let last = updates
+                .iter()
+                .rev()
+                .find(|u| u.ts == p.ts && u.channel == p.channel)
+                .and_then(|u| u.text.clone())
+                .or_else(|| p.text.clone());
+            last.unwrap_or_default().contains("was successful")
+        };
+        if let Some(p) = slack
+            .posted()
+            .into_iter()
+            .find(|p| p.channel == "C0DEPLOYS" && ends_successful(p))
+        {
             break p;
         }
         assert!(

@@ -5,6 +5,8 @@
 //! (`config/app.json:4:5: `project-x`: unknown field `enironments`, did you
 //! mean `environments`?`), never message by message at deploy time.
 
+#![warn(missing_docs)]
+
 mod duration;
 mod error;
 mod load;

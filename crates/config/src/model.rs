@@ -38,6 +38,7 @@ impl Provider {
             .map(|(_, p)| *p)
     }
 
+    /// The canonical name, as [`Provider::from_name`] reads it back and payloads carry it.
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Shell => "shell",
@@ -58,12 +59,16 @@ impl fmt::Display for Provider {
 /// objects with these optional fields; both forms load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Environment {
+    /// The name people type, lowercase.
     pub name: String,
     /// GitHub's `production_environment`, when written in the object form.
     pub production: Option<bool>,
     /// The provider's own name for it (a Heroku app, for example).
     pub provider_env_name: Option<String>,
+    /// GitHub's `auto_inactive` for this environment's statuses, when written in the object
+    /// form (hubot-deploy's field, kept so such files load).
     pub auto_inactive: Option<bool>,
+    /// GitHub's `transient_environment`, when written in the object form.
     pub transient: Option<bool>,
 }
 
@@ -81,6 +86,7 @@ pub struct AutoDeployRule {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret read from app.json or a setting.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
@@ -102,9 +108,11 @@ impl fmt::Debug for Secret {
 pub struct App {
     /// The key in app.json: the name people type in chat.
     pub name: String,
+    /// How it is deployed.
     pub provider: Provider,
     /// `owner/name` on GitHub.
     pub repository: String,
+    /// The environments it may be deployed to, in app.json's order.
     pub environments: Vec<Environment>,
     /// Merge the default branch into the ref before deploying (GitHub's auto-merge).
     pub auto_merge: bool,
@@ -115,23 +123,34 @@ pub struct App {
     /// Per environment, who may deploy there (user ids or names). Environments
     /// not listed are open to everyone in an allowed room.
     pub allowed_users: BTreeMap<String, Vec<String>>,
+    /// hubot-deploy's per-app `github_api`, kept so hubot-deploy files load.
     pub github_api: Option<String>,
+    /// hubot-deploy's per-app `github_token`, kept so hubot-deploy files load; a secret,
+    /// so never copied into payloads.
     pub github_token: Option<Secret>,
+    /// heaven's `heroku_name`: the Heroku app when the environment has no `heroku_<env>_name`.
     pub heroku_name: Option<String>,
     /// `heroku_<env>_name`, by environment.
     pub heroku_env_names: BTreeMap<String, String>,
     /// `<env>_url`, by environment: the deployed site, for `environment_url`.
     pub env_urls: BTreeMap<String, String>,
+    /// The `shell` provider's script, relative to the checkout (default `script/deploy`).
     pub deploy_script: Option<String>,
+    /// The environment used when the command names none.
     pub default_environment: Option<String>,
+    /// The ref used when the command names none (else the repository's default branch).
     pub default_ref: Option<String>,
     /// Alias -> environment (`"prod": "production"`).
     pub aliases: BTreeMap<String, String>,
+    /// The environments GitHub treats as production; empty means `production` only
+    /// (see [`App::is_production`]).
     pub production_environments: Vec<String>,
+    /// How long a deploy may run before it is stopped (the engine's default when `None`).
     pub timeout: Option<Duration>,
     /// Where to clone from when the repository is not on GitHub (a URL or a
     /// local path), as in the embedded mode.
     pub clone_url: Option<String>,
+    /// The Fabric task to run instead of the deployment's task.
     pub fabric_task: Option<String>,
     /// The major version of Fabric on faseng's PATH, when the app says so (else
     /// faseng asks `fab --version`).
@@ -152,10 +171,13 @@ pub struct App {
 }
 
 impl App {
+    /// The environment called `name` (canonical names only; see
+    /// [`App::canonical_environment`] for aliases).
     pub fn environment(&self, name: &str) -> Option<&Environment> {
         self.environments.iter().find(|e| e.name == name)
     }
 
+    /// The environments' names, in app.json's order.
     pub fn environment_names(&self) -> Vec<String> {
         self.environments.iter().map(|e| e.name.clone()).collect()
     }

@@ -40,19 +40,30 @@ impl Requester {
 /// behind it"), before the transport adds `payload.notify`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentRequest {
+    /// The app's name in app.json.
     pub app: String,
+    /// The app's GitHub repository, `owner/name`.
     pub repository: String,
+    /// `deploy`, or `deploy:<task>`.
     pub task: String,
     /// `None`: the repository's default branch (looked up by the caller).
     pub git_ref: Option<String>,
+    /// The canonical environment name (aliases followed).
     pub environment: String,
+    /// Host filter (`/hosts`), passed through in `payload.hosts`.
     pub hosts: Option<String>,
+    /// The one-time password typed with the command, passed through in `payload.yubikey`.
     pub yubikey: Option<String>,
+    /// `deploy!`: auto-merge and required contexts are skipped.
     pub force: bool,
+    /// Whether GitHub may merge the default branch into the ref first (the app's
+    /// `auto_merge`, `false` when forced).
     pub auto_merge: bool,
     /// `None`: every context must pass. `Some([])`: none (forced).
     pub required_contexts: Option<Vec<String>>,
+    /// Whether GitHub should treat the environment as production.
     pub production_environment: bool,
+    /// The environment's `transient` setting, when app.json has one.
     pub transient_environment: Option<bool>,
     /// `payload.config`: the app entry without secrets.
     pub config: serde_json::Value,
@@ -61,6 +72,7 @@ pub struct DeploymentRequest {
 /// Where a command lands once aliases and defaults are applied.
 #[derive(Debug, Clone, Copy)]
 pub struct Target<'a> {
+    /// The app.
     pub app: &'a App,
     /// The canonical environment name.
     pub environment: &'a str,

@@ -20,32 +20,57 @@ const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 /// Why a secret setting is refused. `name` is the variable (`GITHUB_WEBHOOK_SECRET`).
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
+    /// The direct setting and the file are both given: which one is meant is a guess.
     #[error("set {name} or {name}_FILE, not both")]
-    Both { name: String },
+    Both {
+        /// The variable.
+        name: String,
+    },
+    /// The file cannot be read.
     #[error("cannot read {name}_FILE `{}`: {source}", path.display())]
     Read {
+        /// The variable.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// Why it cannot be read.
         #[source]
         source: std::io::Error,
     },
+    /// The file is larger than any secret: surely the wrong file.
     #[error("{name}_FILE `{}` is larger than {max} bytes; is it the right file?", path.display())]
     TooLarge {
+        /// The variable.
         name: String,
+        /// The file.
         path: PathBuf,
+        /// The largest size accepted, in bytes.
         max: u64,
     },
+    /// The file is not UTF-8 text.
     #[error("{name}_FILE `{}` is not UTF-8 text", path.display())]
-    NotText { name: String, path: PathBuf },
-    /// `from` is the variable, or `NAME_FILE `path`` for the file form.
+    NotText {
+        /// The variable.
+        name: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// The secret is empty: anyone could sign with it.
     #[error("{from} is empty")]
-    Empty { from: String },
+    Empty {
+        /// The variable, or `NAME_FILE` and the file's path for the file form.
+        from: String,
+    },
+    /// The secret is shorter than the minimum: guessable.
     #[error(
         "{from} is {len} bytes; it must be at least {min} (generate one with `openssl rand -hex 32`)"
     )]
     Short {
+        /// The variable, or `NAME_FILE` and the file's path for the file form.
         from: String,
+        /// Its length, in bytes.
         len: usize,
+        /// The minimum, in bytes.
         min: usize,
     },
 }

@@ -9,6 +9,8 @@
 //!
 //! Types only: no database, no network.
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::time::Duration;
 
@@ -21,11 +23,17 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentState {
+    /// Waiting for a worker.
     Queued,
+    /// Claimed by a worker and running.
     Running,
+    /// The provider ran and exited successfully.
     Succeeded,
+    /// The provider ran and failed (non-zero exit).
     Failed,
+    /// The deployment could not run or its worker was lost (not the provider's fault).
     Errored,
+    /// Stopped on someone's request.
     Cancelled,
 }
 
@@ -67,27 +75,42 @@ impl fmt::Display for DeploymentState {
 /// A deployment as a notification shows it: what the status and the message are made of.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
+    /// The store's id, the one faseng's log page and API use.
     pub id: i64,
     /// Its idempotency key, which also names its chat route (a command's `response_url`).
     pub source_key: String,
+    /// The GitHub deployment id; `None` when GitHub does not know this deployment (so
+    /// it gets no status).
     pub github_deployment_id: Option<i64>,
     /// Its state now (an event may be older).
     pub state: DeploymentState,
+    /// Who asked (chat user or GitHub login).
     pub requester: String,
+    /// The app's name in app.json.
     pub app: String,
+    /// The environment it deploys to.
     pub environment: String,
     /// `owner/name`.
     pub repository: String,
+    /// Branch, tag or sha as the requester wrote it.
     pub git_ref: String,
+    /// The resolved commit, once known.
     pub sha: Option<String>,
+    /// `deploy`, `deploy:migrations`, ...
     pub task: String,
+    /// Host filter (hubot-deploy's `/hosts`), if any.
     pub hosts: Option<String>,
     /// The deployment payload (hubot-deploy compatible, with faseng's notes).
     pub payload: Value,
+    /// When it was queued.
     pub created_at: DateTime<Utc>,
+    /// When a worker claimed it.
     pub started_at: Option<DateTime<Utc>>,
+    /// When it reached its terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The provider's exit code, when it ran and exited.
     pub exit_code: Option<i32>,
+    /// Why it ended as it did; set for every terminal state.
     pub reason: Option<String>,
 }
 
@@ -96,6 +119,7 @@ pub struct Deployment {
 pub struct Event {
     /// The outbox entry's id.
     pub id: i64,
+    /// The deployment whose state change this reports.
     pub deployment_id: i64,
     /// `github`, `chat`, ...
     pub target: String,
@@ -117,12 +141,19 @@ pub enum Outcome {
     /// Not delivered: try again after the loop's backoff, and not before `after` when
     /// the service said how long to wait (a rate limit's reset or `Retry-After`).
     Retry {
+        /// What failed, kept on the event for the admin pages.
         error: String,
+        /// The service's own wait, when it gave one.
         after: Option<Duration>,
     },
     /// Retrying cannot help: the event is done, undelivered. With `record`, the error is
     /// kept on the event (counted as an attempt) for the admin pages.
-    GaveUp { error: String, record: bool },
+    GaveUp {
+        /// What failed.
+        error: String,
+        /// Whether to keep `error` on the event for the admin pages.
+        record: bool,
+    },
 }
 
 /// A service that delivers outbox events of one target.

@@ -37,7 +37,9 @@ pub struct Source {
 /// A finished checkout: the folder and the commit it holds.
 #[derive(Debug)]
 pub struct Checkout {
+    /// The checkout's folder.
     pub dir: PathBuf,
+    /// The full commit id checked out (resolved from the ref when no sha was given).
     pub sha: String,
 }
 

@@ -46,9 +46,11 @@ const REAP_LIMIT: Duration = Duration::from_secs(10);
 pub struct GuardStatus {
     /// The guard's pid and its start time (clock ticks since boot, `/proc/<pid>/stat`).
     pub guard_pid: u32,
+    /// The guard's start time: with it, a pid reused since is not taken for the guard.
     pub guard_start: u64,
     /// The faseng that started it (pid and start time).
     pub parent_pid: u32,
+    /// The faseng's start time, for the same reason.
     pub parent_start: u64,
     /// The provider's process group (its leader's pid), once started.
     pub pgid: Option<u32>,
@@ -89,10 +91,16 @@ impl GuardStatus {
 /// The guard's command line: `guard --status FILE --deadline-ms MS [--uid U --gid G] -- ARGV...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardArgs {
+    /// `--status`: the status file the guard writes.
     pub status: PathBuf,
+    /// `--deadline-ms`: the first deadline, in milliseconds from the guard's start;
+    /// faseng moves it on stdin.
     pub deadline_ms: u64,
+    /// `--uid`: the user the provider runs as ([`RunAs`](crate::runas::RunAs)), when not faseng's.
     pub uid: Option<u32>,
+    /// `--gid`: the provider's group, with `uid`.
     pub gid: Option<u32>,
+    /// The provider's command line, after `--`.
     pub argv: Vec<String>,
 }
 

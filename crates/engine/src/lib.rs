@@ -2,6 +2,8 @@
 //! and run them. The same engine runs in faseng and, in-process, in chima's
 //! embedded mode: there is no separate demo path.
 
+#![warn(missing_docs)]
+
 mod admission;
 mod checkout;
 pub mod guard;
@@ -36,6 +38,7 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// The program a guard is: a binary that calls [`guard::main_if_guard`] first.
 #[derive(Debug, Clone)]
 pub struct GuardProgram {
+    /// The binary to run.
     pub program: PathBuf,
     /// Its arguments before the guard's own (`["guard"]`).
     pub prefix: Vec<String>,
@@ -98,6 +101,8 @@ pub struct EngineConfig {
 }
 
 impl EngineConfig {
+    /// The defaults (4 workers, a 60 s lease, a 30-minute timeout, GitHub's public hosts, no
+    /// guard): `apps` (`None` when there is no app.json yet) and the folder it was read from.
     pub fn new(apps: Option<Arc<Apps>>, apps_dir: &Path) -> Self {
         EngineConfig {
             workers: 4,

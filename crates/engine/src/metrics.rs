@@ -28,6 +28,7 @@ impl Default for Histogram {
 }
 
 impl Histogram {
+    /// Counts one observation of `seconds` (negative or not finite counts as 0).
     pub fn observe(&self, seconds: f64) {
         let seconds = if seconds.is_finite() {
             seconds.max(0.0)
@@ -82,6 +83,7 @@ impl EngineMetrics {
         }
     }
 
+    /// Appends the engine's metrics in the Prometheus text format.
     pub fn render(&self, out: &mut String) {
         out.push_str(
             "# HELP faseng_deployments_finished_total Deployments this process ran to an end, by state.\n",

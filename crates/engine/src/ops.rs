@@ -48,7 +48,9 @@ pub async fn cancel(
 /// and the newest earlier success of another commit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rollback {
+    /// The live deployment: the newest success.
     pub current: Deployment,
+    /// The newest earlier success of another commit: what a rollback deploys.
     pub target: Deployment,
 }
 
@@ -61,6 +63,7 @@ pub enum NoRollback {
     NothingBefore(Box<Deployment>),
 }
 
+/// `rollback`: where a rollback of app+environment would go, or why there is nowhere.
 pub async fn rollback_target(
     store: &dyn Store,
     app: &str,

@@ -46,6 +46,7 @@ pub enum Exit {
 /// reason quotes: tools print their error last).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finished {
+    /// How it ended.
     pub exit: Exit,
     /// The last non-empty stderr line, as printed (not yet redacted).
     pub last_stderr: Option<String>,
@@ -54,10 +55,13 @@ pub struct Finished {
 /// One command to run.
 #[derive(Debug, Clone)]
 pub struct Spec<'a> {
+    /// The program and its arguments; never run through a shell.
     pub argv: &'a [String],
+    /// The working folder (the job's checkout).
     pub dir: &'a Path,
     /// The whole environment of the process: nothing is inherited.
     pub env: &'a [(String, String)],
+    /// When the command times out and its group is killed ([`Exit::TimedOut`]).
     pub deadline: Instant,
     /// Another user to run as (faseng is root), or `None` for faseng's own user.
     pub run_as: Option<&'a crate::runas::RunAs>,
@@ -71,6 +75,7 @@ pub struct Spec<'a> {
 pub struct Guarded {
     /// The guard's program and its first arguments (`faseng`, `guard`).
     pub program: std::path::PathBuf,
+    /// The arguments before the guard's own (`["guard"]`).
     pub prefix: Vec<String>,
     /// Where the guard's status file goes: faseng's private work folder, never the
     /// checkout a provider can write to.
@@ -88,11 +93,15 @@ pub struct Guarded {
 /// Why a command could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
+    /// The argv is empty.
     #[error("no command to run")]
     Empty,
+    /// The program could not be started (not found, not executable, ...).
     #[error("cannot start `{program}`: {source}")]
     Start {
+        /// The program, as the argv names it (or the guard's).
         program: String,
+        /// Why it could not be started.
         source: std::io::Error,
     },
 }
@@ -126,22 +135,7 @@ pub async fn run(
         source,
     })?;
     let pgid = child.id();
-    let last_stderr = Arc::new(Mutex::new(None));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone(), None))),
-        child.stderr.take().map(|e| {
-            tokio::spawn(pump(
-                e,
-                Stream::Stderr,
-                lines.clone(),
-                Some(last_stderr.clone()),
-            ))
-        }),
-    ];
-    drop(lines);
+    let (readers, last_stderr) = read_output(&mut child, lines);
 
     let exit = tokio::select! {
         status = child.wait() => Exit::Exited(status.ok().and_then(|s| s.code())),
@@ -222,22 +216,7 @@ async fn run_guarded(
         let _ = tell.send((pid, start));
     }
     let mut stdin = child.stdin.take();
-    let last_stderr = Arc::new(Mutex::new(None));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone(), None))),
-        child.stderr.take().map(|e| {
-            tokio::spawn(pump(
-                e,
-                Stream::Stderr,
-                lines.clone(),
-                Some(last_stderr.clone()),
-            ))
-        }),
-    ];
-    drop(lines);
+    let (readers, last_stderr) = read_output(&mut child, lines);
     let mut decided: Option<Exit> = None;
     let mut deadline_open = true;
     let mut cancel_open = true;
@@ -292,7 +271,31 @@ async fn run_guarded(
     Ok(Finished { exit, last_stderr })
 }
 
-async fn join_all(readers: [Option<tokio::task::JoinHandle<()>>; 2]) {
+/// The readers of a child's stdout and stderr, and where the last stderr line is kept.
+type Readers = [Option<tokio::task::JoinHandle<()>>; 2];
+
+/// Starts forwarding the child's output line by line; `lines` is given up, so the
+/// receiver ends once both pipes are closed.
+fn read_output(child: &mut Child, lines: LineSender) -> (Readers, Arc<Mutex<Option<String>>>) {
+    let last_stderr = Arc::new(Mutex::new(None));
+    let readers = [
+        child
+            .stdout
+            .take()
+            .map(|o| tokio::spawn(pump(o, Stream::Stdout, lines.clone(), None))),
+        child.stderr.take().map(|e| {
+            tokio::spawn(pump(
+                e,
+                Stream::Stderr,
+                lines.clone(),
+                Some(last_stderr.clone()),
+            ))
+        }),
+    ];
+    (readers, last_stderr)
+}
+
+async fn join_all(readers: Readers) {
     for r in readers.into_iter().flatten() {
         let _ = r.await;
     }

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 pub struct RunAs {
     /// The user's name (or the `uid:gid` given).
     pub name: String,
+    /// The uid the provider runs as.
     pub uid: u32,
+    /// The gid the provider runs as (the user's primary group, or the gid given).
     pub gid: u32,
     /// Its home folder, the provider's `HOME` (`/` when it has none).
     pub home: PathBuf,
@@ -22,12 +24,16 @@ pub struct RunAs {
 /// Why `FASENG_RUN_AS` cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RunAsError {
+    /// No user of that name in `/etc/passwd`.
     #[error("FASENG_RUN_AS={0:?}: no such user in /etc/passwd (give a user name, or uid:gid)")]
     NoSuchUser(String),
+    /// The user or its group is root: switching to it would protect nothing.
     #[error("FASENG_RUN_AS={0:?}: that is root; choose an unprivileged user")]
     Root(String),
+    /// `/etc/passwd` (or faseng's own uid) cannot be read.
     #[error("cannot read /etc/passwd to find FASENG_RUN_AS: {0}")]
     Passwd(#[source] std::io::Error),
+    /// faseng is not root (its uid is given), so it cannot start providers as another user.
     #[error(
         "FASENG_RUN_AS needs faseng to run as root (it runs as uid {0}); unset it, or start faseng as root"
     )]

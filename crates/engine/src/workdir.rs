@@ -16,43 +16,75 @@ use std::path::{Path, PathBuf};
 /// wrong and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkdirError {
+    /// faseng's own uid, which the folder must belong to, cannot be read.
     #[error("cannot learn faseng's own uid (from /proc/self): {0}")]
     Uid(#[source] io::Error),
+    /// The folder does not exist and cannot be created.
     #[error("cannot create the work folder `{}`: {source}", path.display())]
     Create {
+        /// The folder.
         path: PathBuf,
+        /// Why it cannot be created.
         #[source]
         source: io::Error,
     },
+    /// The folder's owner and mode cannot be read.
     #[error("cannot inspect the work folder `{}`: {source}", path.display())]
     Inspect {
+        /// The folder.
         path: PathBuf,
+        /// Why it cannot be inspected.
         #[source]
         source: io::Error,
     },
+    /// The folder is a symbolic link, which whoever owns it could point elsewhere.
     #[error(
         "`{}` is a symbolic link; faseng does not follow one to its work folder: choose another FASENG_WORKDIR or replace the link by a folder",
         path.display()
     )]
-    Symlink { path: PathBuf },
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// Something that is not a folder is in the way.
     #[error(
         "`{}` exists and is not a folder: choose another FASENG_WORKDIR or move that file away",
         path.display()
     )]
-    NotDir { path: PathBuf },
+    NotDir {
+        /// What is in the way.
+        path: PathBuf,
+    },
+    /// The folder belongs to another user, who could swap its checkouts.
     #[error(
         "`{}` is owned by uid {owner}, not by faseng's uid {uid}: choose another FASENG_WORKDIR or fix its owner",
         path.display()
     )]
-    Owner { path: PathBuf, owner: u32, uid: u32 },
+    Owner {
+        /// The folder.
+        path: PathBuf,
+        /// The uid that owns it.
+        owner: u32,
+        /// faseng's uid.
+        uid: u32,
+    },
+    /// The folder's parent lets others rename the folder away and put another in its place.
     #[error(
         "the work folder's parent `{}` {why}, so others could swap the work folder: choose another FASENG_WORKDIR or fix that folder",
         path.display()
     )]
-    Parent { path: PathBuf, why: String },
+    Parent {
+        /// The parent folder.
+        path: PathBuf,
+        /// What is wrong with it, e.g. who else owns it.
+        why: String,
+    },
+    /// The folder's mode cannot be set to 0700.
     #[error("cannot set the mode of the work folder `{}` to 0700: {source}", path.display())]
     Chmod {
+        /// The folder.
         path: PathBuf,
+        /// Why the mode cannot be set.
         #[source]
         source: io::Error,
     },

@@ -19,10 +19,14 @@ use crate::GitHubError;
 /// The settings of an App GitHub just created from a manifest.
 #[derive(Debug, Clone)]
 pub struct ConvertedApp {
+    /// The App's id (`GITHUB_APP_ID`).
     pub id: u64,
+    /// The App's URL name (`https://github.com/apps/<slug>`), where it is installed.
     pub slug: String,
     /// The App's private key (PEM).
     pub pem: Secret,
+    /// The secret GitHub signs the App's webhooks with (`GITHUB_WEBHOOK_SECRET`); empty
+    /// when GitHub sent none.
     pub webhook_secret: Secret,
 }
 

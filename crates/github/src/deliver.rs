@@ -40,6 +40,8 @@ pub struct StatusDeliverer {
 }
 
 impl StatusDeliverer {
+    /// A deliverer posting through `gh`; `log_url` gives faseng's log page of a deployment
+    /// id.
     pub fn new(gh: GitHub, log_url: Arc<dyn Fn(i64) -> String + Send + Sync>) -> Self {
         StatusDeliverer { gh, log_url }
     }

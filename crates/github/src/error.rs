@@ -13,25 +13,45 @@ pub enum GitHubError {
     /// 401: the token is wrong or expired (the message names `GITHUB_TOKEN`, or
     /// `GITHUB_APP_ID` / `GITHUB_APP_PRIVATE_KEY`).
     #[error("GitHub refused the credentials: {message}")]
-    Unauthorized { message: String },
+    Unauthorized {
+        /// GitHub's message, and which credentials to check.
+        message: String,
+    },
     /// 403: the token lacks a scope or the App a permission (the message names it:
     /// `repo_deployment`, Deployments: write...).
     #[error("GitHub denied access: {message}")]
-    Forbidden { message: String },
+    Forbidden {
+        /// GitHub's message, and the scope or permission that is missing.
+        message: String,
+    },
     /// 404: the repository (or deployment, or ref) does not exist or is not visible
     /// to these credentials; GitHub does not tell the two apart, so neither can we.
     #[error("not found on GitHub: {what}")]
-    NotFound { what: String },
+    NotFound {
+        /// What was looked for, with the call and how GitHub answered it.
+        what: String,
+    },
     /// 422 and other 4xx: GitHub's message and its `errors`.
     #[error("GitHub rejected the request ({status}): {message}")]
-    Rejected { status: u16, message: String },
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+        /// GitHub's message and its `errors`.
+        message: String,
+    },
     /// 5xx or rate limit after retries, network failures, answers we cannot read.
     #[error("GitHub is unavailable: {message}")]
-    Unavailable { message: String },
+    Unavailable {
+        /// What failed: GitHub's status and message, or the network error, and the call.
+        message: String,
+    },
     /// Our own bad input or settings (a repository that is not `owner/name`, an
     /// `api_url` that is not a URL, a private key that is not PEM...).
     #[error("invalid GitHub request: {message}")]
-    Invalid { message: String },
+    Invalid {
+        /// What is wrong, and which setting holds it.
+        message: String,
+    },
 }
 
 impl GitHubError {

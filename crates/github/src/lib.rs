@@ -23,6 +23,8 @@
 //! which is not idempotent, is never sent twice blindly (see
 //! [`GitHub::create_deployment`]).
 
+#![warn(missing_docs)]
+
 use std::fmt;
 use std::sync::Arc;
 
@@ -61,6 +63,7 @@ pub struct GitHubConfig {
     /// `GITHUB_API_URL`: [`DEFAULT_API_URL`], or `https://HOST/api/v3` for GitHub
     /// Enterprise Server.
     pub api_url: String,
+    /// Who we are: a token or a GitHub App.
     pub auth: Auth,
 }
 
@@ -75,7 +78,12 @@ pub enum Auth {
     /// `Authorization: Bearer`.
     Token(Secret),
     /// `GITHUB_APP_ID` + `GITHUB_APP_PRIVATE_KEY` (the PEM GitHub generates).
-    App { app_id: u64, private_key: Secret },
+    App {
+        /// `GITHUB_APP_ID`: the App's numeric id.
+        app_id: u64,
+        /// `GITHUB_APP_PRIVATE_KEY`: the App's private key, PEM.
+        private_key: Secret,
+    },
 }
 
 impl Auth {

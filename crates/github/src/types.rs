@@ -11,19 +11,28 @@ pub const MAX_DESCRIPTION_CHARS: usize = 140;
 /// (hubot-deploy's payload fields) so that heaven-era consumers of the deployment still work.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeploymentBody {
+    /// The branch, tag or sha to deploy (`ref` on the wire).
     #[serde(rename = "ref")]
     pub git_ref: String,
+    /// `deploy`, `deploy:migrations`, ...
     pub task: String,
+    /// Whether GitHub may merge the default branch into the ref first (it answers 202
+    /// then, and creates nothing).
     pub auto_merge: bool,
     /// `None` = GitHub checks all contexts (omitted from the body); `Some(vec![])` =
     /// none (sent as `[]`, which is how a forced deploy skips the checks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub required_contexts: Option<Vec<String>>,
+    /// The environment to deploy to.
     pub environment: String,
+    /// Shown on GitHub; hubot-deploy writes who asked for what here.
     pub description: String,
+    /// Whether GitHub should treat the environment as production.
     pub production_environment: bool,
+    /// Whether the environment goes away (review apps); `None` omits it from the body.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transient_environment: Option<bool>,
+    /// The deployment payload, read back from the `deployment` webhook.
     pub payload: serde_json::Value,
 }
 
@@ -32,26 +41,47 @@ pub struct DeploymentBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreateOutcome {
     /// 201: the deployment exists; its webhook is on its way.
-    Created { id: i64, sha: String, url: String },
+    Created {
+        /// The GitHub deployment id.
+        id: i64,
+        /// The commit the ref resolved to.
+        sha: String,
+        /// The deployment's API URL.
+        url: String,
+    },
     /// 202: GitHub merged the default branch into the ref; no deployment was created.
     /// Deploying again deploys the merge commit.
-    AutoMerged { message: String },
+    AutoMerged {
+        /// GitHub's message.
+        message: String,
+    },
     /// 409 because required contexts failed or are pending: they are named here
     /// (empty when GitHub did not list them).
     FailingContexts {
+        /// GitHub's message.
         message: String,
+        /// The contexts that are not green.
         contexts: Vec<ContextState>,
     },
     /// 409: merging the default branch into the ref conflicted.
-    MergeConflict { message: String },
+    MergeConflict {
+        /// GitHub's message.
+        message: String,
+    },
     /// GitHub failed (a 5xx, or no answer) on the create and on its one retry, and
     /// its list of the ref's deployments shows none from this request: nothing was
     /// created, nothing will run.
-    NotCreated { message: String },
+    NotCreated {
+        /// What failed, attempt by attempt.
+        message: String,
+    },
     /// GitHub failed on the create and its deployments could not be listed to see
     /// whether it had created one anyway: the deployment may exist and run. Nothing
     /// was sent a second time.
-    Unconfirmed { message: String },
+    Unconfirmed {
+        /// What failed, and why the deployments could not be listed.
+        message: String,
+    },
 }
 
 /// How a deployment made by one create request is recognised among the ref's
@@ -61,7 +91,12 @@ pub enum CreateOutcome {
 pub enum RequestId {
     /// The payload holds this value, unique to the request, at this JSON pointer:
     /// chima's signed request carries a random nonce at `/chima/request/nonce`.
-    InPayload { pointer: String, value: String },
+    InPayload {
+        /// A JSON pointer into the payload.
+        pointer: String,
+        /// The string found there.
+        value: String,
+    },
     /// Nothing unique in the payload (no signing key): a deployment of the same ref,
     /// environment and task, with the same description and an identical payload,
     /// created at most a minute before the request was sent. A request made twice
@@ -99,20 +134,28 @@ impl RequestId {
 /// One commit status context and its state (`failure`, `pending`, `error`...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContextState {
+    /// The context's name, e.g. `ci/circleci`.
     pub context: String,
+    /// Its state as GitHub reports it.
     pub state: String,
 }
 
 /// One deployment as `deploys <app>` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentSummary {
+    /// The GitHub deployment id.
     pub id: i64,
+    /// The commit deployed.
     pub sha: String,
+    /// The ref as requested.
     pub git_ref: String,
+    /// `deploy`, `deploy:migrations`, ...
     pub task: String,
+    /// The environment deployed to.
     pub environment: String,
     /// Login of who created it (for chat deploys: the bot's account).
     pub creator: String,
+    /// When it was created.
     pub created_at: DateTime<Utc>,
     /// The state of its latest status; `None` when it has no status yet.
     pub state: Option<String>,
@@ -123,8 +166,11 @@ pub struct DeploymentSummary {
 /// A deployment status to post.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusBody {
+    /// The new state.
     pub state: StatusState,
+    /// Where the deployment's log is (faseng's log page); GitHub links it as "View logs".
     pub log_url: Option<String>,
+    /// Where the deployed environment can be reached, if the app says.
     pub environment_url: Option<String>,
     /// Cut to [`MAX_DESCRIPTION_CHARS`] before sending: GitHub refuses longer ones
     /// with a 422, and a long failure reason must not cost the status.
@@ -136,12 +182,19 @@ pub struct StatusBody {
 /// The states of a deployment status, as GitHub names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StatusState {
+    /// Waiting to run.
     Queued,
+    /// Running.
     InProgress,
+    /// Finished successfully.
     Success,
+    /// The deploy itself failed.
     Failure,
+    /// The deploy errored or was cancelled: it did not fail on its own.
     Error,
+    /// Superseded by a later successful deployment.
     Inactive,
+    /// GitHub's legacy "not started yet" state.
     Pending,
 }
 
@@ -176,7 +229,9 @@ pub struct CiState {
     /// `success`, `pending`, `failure` or `error`, over statuses *and* check runs (see
     /// [`crate::GitHub::ci_state`]).
     pub state: String,
+    /// Every commit status of the commit.
     pub statuses: Vec<CommitStatus>,
+    /// Every check run of the commit.
     pub check_runs: Vec<CheckRun>,
 }
 
@@ -184,21 +239,27 @@ pub struct CiState {
 /// `required_contexts`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitStatus {
+    /// The context's name, e.g. `ci/circleci`.
     pub context: String,
+    /// `success`, `pending`, `failure` or `error`.
     pub state: String,
+    /// Where the CI service shows the details.
     pub target_url: Option<String>,
+    /// The CI service's one-line summary.
     pub description: Option<String>,
 }
 
 /// One check run (GitHub Actions and other GitHub Apps).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckRun {
+    /// The check's name, e.g. an Actions job.
     pub name: String,
     /// `queued`, `in_progress`, `completed`...
     pub status: String,
     /// Set once completed: `success`, `failure`, `neutral`, `cancelled`, `skipped`,
     /// `timed_out`, `action_required`...
     pub conclusion: Option<String>,
+    /// Where GitHub shows the run.
     pub html_url: Option<String>,
 }
 

@@ -14,13 +14,16 @@ use sha2::Sha256;
 /// body and the log, and says what to check.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
+    /// No signature header: the webhook has no secret on GitHub's side.
     #[error(
         "the X-Hub-Signature-256 header is missing: set the webhook's secret on GitHub to \
          GITHUB_WEBHOOK_SECRET"
     )]
     Missing,
+    /// The header is there but not a SHA-256 signature.
     #[error("the X-Hub-Signature-256 header is not `sha256=` and 64 hex digits")]
     Malformed,
+    /// The signature is well-formed but wrong: another secret, or a forged or altered body.
     #[error(
         "the X-Hub-Signature-256 signature does not match the body: is GITHUB_WEBHOOK_SECRET \
          the webhook's secret?"
@@ -92,21 +95,32 @@ pub enum Event {
     Deployment(DeploymentEvent),
     /// `ping`: sent when the webhook is set up; answer 200.
     Ping {
+        /// GitHub's zen line of the day.
         zen: Option<String>,
+        /// The webhook's id on GitHub.
         hook_id: Option<i64>,
     },
     /// Anything else (`deployment_status`, `status`, `push`...): acknowledged, ignored.
-    Other { event: String },
+    Other {
+        /// The `X-GitHub-Event` header value.
+        event: String,
+    },
 }
 
 /// What faseng needs from a `deployment` delivery.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentEvent {
+    /// `deployment.id`: the GitHub deployment id.
     pub deployment_id: i64,
+    /// `deployment.sha`: the commit to deploy.
     pub sha: String,
+    /// `deployment.ref` as the requester wrote it.
     pub git_ref: String,
+    /// `deployment.task`; `deploy` when missing or empty.
     pub task: String,
+    /// `deployment.environment`.
     pub environment: String,
+    /// `deployment.description`.
     pub description: Option<String>,
     /// `deployment.created_at` (RFC 3339), as GitHub wrote it; chima's signed request
     /// must be from about the same moment.
@@ -118,6 +132,7 @@ pub struct DeploymentEvent {
     pub creator: String,
     /// `repository.full_name`.
     pub repository: String,
+    /// `repository.clone_url`.
     pub clone_url: String,
     /// Set when the webhook belongs to a GitHub App.
     pub installation_id: Option<i64>,
@@ -126,15 +141,30 @@ pub struct DeploymentEvent {
 /// What is wrong with a delivery body; the `Display` text is meant for the 400 body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
+    /// The body does not parse as JSON (a form-encoded webhook, typically).
     #[error("the body is not JSON ({detail}); set the webhook's content type to application/json")]
-    NotJson { detail: String },
+    NotJson {
+        /// The parser's complaint, or `it is form-encoded`.
+        detail: String,
+    },
+    /// The body is JSON but not an object.
     #[error("the body is JSON but not an object (it is {found})")]
-    NotObject { found: &'static str },
+    NotObject {
+        /// What it is instead, e.g. `an array`.
+        found: &'static str,
+    },
+    /// A field faseng needs is absent or `null`.
     #[error("`{field}` is missing")]
-    Missing { field: String },
+    Missing {
+        /// Its path, e.g. `deployment.sha`.
+        field: String,
+    },
+    /// A field has the wrong JSON type.
     #[error("`{field}` is not {expected}")]
     WrongType {
+        /// Its path, e.g. `deployment.id`.
         field: String,
+        /// What it should be, e.g. `an integer`.
         expected: &'static str,
     },
 }

@@ -11,6 +11,8 @@
 //! [`Outcome`]: delivered, retried with backoff (the service's own wait honoured), or
 //! given up.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -62,7 +62,9 @@ pub struct BotIdentity {
 /// name is edited through the id) and its timestamp id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Posted {
+    /// The channel id (`C...`), even when the message was posted to a name.
     pub channel: String,
+    /// The message's timestamp id, which edits address.
     pub ts: String,
 }
 
@@ -180,7 +182,7 @@ impl SlackApi {
 
     /// Posts `msg` to a slash command's `response_url`, seen by the whole channel
     /// (`response_type: in_channel`), replacing the message posted there before when
-    /// `replace_original` (https://api.slack.com/interactivity/handling#message_responses).
+    /// `replace_original` (<https://api.slack.com/interactivity/handling#message_responses>).
     /// Works in DMs and private channels the bot is not in; Slack takes up to 5 posts
     /// within 30 minutes and answers `used_url` / `expired_url` (HTTP 404) after that,
     /// returned as [`SlackError::Api`] codes. The URL is a credential: it never appears
@@ -413,8 +415,8 @@ impl SlackApi {
     }
 
     /// Opens one Socket Mode connection URL with the app-level token
-    /// (`apps.connections.open`, https://api.slack.com/methods/apps.connections.open).
-    /// Tier 1 (https://api.slack.com/apis/rate-limits): one call per connection attempt,
+    /// (`apps.connections.open`, <https://api.slack.com/methods/apps.connections.open>).
+    /// Tier 1 (<https://api.slack.com/apis/rate-limits>): one call per connection attempt,
     /// never one to check the token and another to connect.
     pub(crate) async fn open_connection(
         &self,

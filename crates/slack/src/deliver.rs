@@ -63,6 +63,9 @@ pub struct ChatDeliverer {
 }
 
 impl ChatDeliverer {
+    /// A deliverer posting through `api` and keeping its message ids in `records`.
+    /// `log_url` links each message to its deployment's log; `fallback_channel` gives the
+    /// channel for an app's deployments that name no room.
     pub fn new(
         records: Arc<dyn ChatRecords>,
         api: SlackApi,

@@ -9,22 +9,39 @@ pub enum SlackError {
     /// Slack answered 429: wait `retry_after` (its `Retry-After`) before calling again.
     #[error("Slack rate-limited {method}{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
     RateLimited {
+        /// The Web API method called, e.g. `chat.postMessage`.
         method: String,
+        /// Slack's `Retry-After`, when it sent one.
         retry_after: Option<Duration>,
     },
 
     /// Slack answered `{"ok": false, "error": "<code>"}`: `channel_not_found`,
     /// `not_in_channel`, `invalid_auth`, `missing_scope`, ...
     #[error("Slack refused {method}: {error}")]
-    Api { method: String, error: String },
+    Api {
+        /// The Web API method called.
+        method: String,
+        /// Slack's error code.
+        error: String,
+    },
 
     /// Slack could not be reached or answered with a server error: try again later.
     #[error("Slack is unavailable ({method}): {message}")]
-    Unavailable { method: String, message: String },
+    Unavailable {
+        /// The Web API method called.
+        method: String,
+        /// What failed: the HTTP status, the network error or the timeout.
+        message: String,
+    },
 
     /// Slack answered something we cannot read (not the documented shape).
     #[error("unexpected answer from Slack to {method}: {message}")]
-    Protocol { method: String, message: String },
+    Protocol {
+        /// The Web API method called.
+        method: String,
+        /// What could not be read.
+        message: String,
+    },
 
     /// Our own settings are wrong (an empty token, an unusable URL, no TLS roots).
     #[error("Slack settings: {0}")]
@@ -123,7 +140,10 @@ pub enum SignatureError {
     /// The timestamp is more than five minutes away from now: a replay, or a clock
     /// that is badly off.
     #[error("the Slack request timestamp is {age_secs}s away from now (at most 300s allowed)")]
-    Stale { age_secs: i64 },
+    Stale {
+        /// How far the timestamp is from now, in seconds.
+        age_secs: i64,
+    },
     /// The signature is not `v0=<64 hex digits>`.
     #[error("the Slack signature is not of the form v0=<hex>")]
     Malformed,

@@ -25,7 +25,9 @@ pub struct Incoming {
     /// `/deploy web to prod` gives `web to prod` (the command is in
     /// [`IncomingKind::SlashCommand`]).
     pub text: String,
+    /// The channel id (`C...`, `D...` for a direct message).
     pub channel_id: String,
+    /// The user id (`U...`): permissions are checked against it, never the name.
     pub user_id: String,
     /// The user's name when the payload carries it (slash commands over HTTP).
     pub user_name: Option<String>,
@@ -35,6 +37,7 @@ pub struct Incoming {
     pub thread_ts: Option<String>,
     /// A direct message to the bot (`channel_type` `im`): no prefix needed.
     pub direct: bool,
+    /// How it reached the bot.
     pub kind: IncomingKind,
 }
 
@@ -58,6 +61,7 @@ pub enum IncomingKind {
 /// answered; it replies itself (through [`crate::SlackApi`] or the response URL).
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Handles one line.
     async fn handle(&self, incoming: Incoming);
 }
 
@@ -67,15 +71,22 @@ pub enum Payload {
     /// A line for the handler. `event_id` is the Events API's id (a redelivery carries
     /// the same one).
     Line {
+        /// The line.
         incoming: Incoming,
+        /// The Events API's id, by which a redelivery is recognised and dropped.
         event_id: Option<String>,
     },
     /// The Events API's `url_verification`: answer with the challenge.
-    UrlVerification { challenge: String },
+    UrlVerification {
+        /// The value to send back.
+        challenge: String,
+    },
     /// Nothing for the handler (a `hello`, another bot's message, an edit, an event type
     /// the bot does not use...), with why.
     Ignored {
+        /// Why it is ignored, for the log.
         why: String,
+        /// The Events API's id, when the payload had one.
         event_id: Option<String>,
     },
 }

@@ -22,6 +22,8 @@
 //! Tokens and secrets are [`chima_config::Secret`]s: no error, log line or `Debug`
 //! output of this crate contains one.
 
+#![warn(missing_docs)]
+
 mod api;
 mod deliver;
 mod error;
@@ -52,7 +54,7 @@ use chima_config::Secret;
 /// Slack's Web API, the default of `SLACK_API_URL`.
 pub const DEFAULT_API_URL: &str = "https://slack.com/api";
 
-/// Where Slack's response URLs live (https://api.slack.com/interactivity/handling#message_responses).
+/// Where Slack's response URLs live (<https://api.slack.com/interactivity/handling#message_responses>).
 pub const RESPONSE_URL_ORIGIN: &str = "https://hooks.slack.com";
 
 /// Whether `response_url` may be posted to: Slack's own (`https://hooks.slack.com/...`)

@@ -40,8 +40,11 @@ pub enum TokenKind {
 /// type: chima asks for all of them, since commands come from every kind).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiMethod {
+    /// The method's name, e.g. `chat.postMessage`.
     pub name: &'static str,
+    /// Which token it is called with.
     pub token: TokenKind,
+    /// The scopes Slack lists for it (when several, the one for the conversation's type is needed); empty when none.
     pub scopes: &'static [&'static str],
 }
 
@@ -104,6 +107,7 @@ pub struct BotEvent {
     pub event_type: &'static str,
     /// For `message`: the kind of conversation (`message.channels`, ...).
     pub conversation: Option<&'static str>,
+    /// The bot scope Slack requires for the subscription.
     pub scope: &'static str,
 }
 

@@ -1,4 +1,4 @@
-//! Slack's text format both ways (https://api.slack.com/reference/surfaces/formatting).
+//! Slack's text format both ways (<https://api.slack.com/reference/surfaces/formatting>).
 //!
 //! Slack never hands an app the text a person typed: `&`, `<` and `>` arrive as `&amp;`,
 //! `&lt;` and `&gt;`, host names and URLs as links (`<http://web1.example.com|web1.example.com>`),
@@ -11,22 +11,22 @@
 //! [`cap`] keeps posted text within Slack's limits without breaking that markup.
 
 /// Characters of a section block's text, at most
-/// (https://api.slack.com/reference/block-kit/blocks#section: "Maximum length for the
+/// (<https://api.slack.com/reference/block-kit/blocks#section>: "Maximum length for the
 /// text in this field is 3000 characters"; the same for text objects of context blocks,
-/// https://api.slack.com/reference/block-kit/composition-objects#text).
+/// <https://api.slack.com/reference/block-kit/composition-objects#text>).
 pub const MAX_SECTION_CHARS: usize = 3000;
 
-/// Blocks in one message, at most (https://api.slack.com/reference/block-kit/blocks:
+/// Blocks in one message, at most (<https://api.slack.com/reference/block-kit/blocks>:
 /// "You can include up to 50 blocks in each message").
 pub const MAX_BLOCKS: usize = 50;
 
 /// Characters of a message's `text`, at most: beyond this `chat.postMessage` answers
-/// `msg_too_long` (https://api.slack.com/methods/chat.postMessage#errors,
-/// https://api.slack.com/methods/chat.postMessage#truncating: 40,000 characters).
+/// `msg_too_long` (<https://api.slack.com/methods/chat.postMessage#errors>,
+/// <https://api.slack.com/methods/chat.postMessage#truncating>: 40,000 characters).
 pub const MAX_TEXT_CHARS: usize = 40_000;
 
 /// Text as Slack shows it as written: `&`, `<` and `>` as entities
-/// (https://api.slack.com/reference/surfaces/formatting#escaping). Nothing else is
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>). Nothing else is
 /// escaped: `*bold*` and `` `code` `` stay mrkdwn.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -42,7 +42,7 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The line a person typed, from the text Slack sent
-/// (https://api.slack.com/reference/surfaces/formatting#retrieving-messages):
+/// (<https://api.slack.com/reference/surfaces/formatting#retrieving-messages>):
 ///
 /// * `&amp;` `&lt;` `&gt;` are `&` `<` `>` again (one pass: `&amp;lt;` is `&lt;`);
 /// * a link with a label is its label (`<http://web1.example.com|web1.example.com>` and

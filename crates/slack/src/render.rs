@@ -16,6 +16,7 @@ pub const MAX_LOG_LINE_CHARS: usize = 200;
 /// What a deployment message is made of.
 #[derive(Debug, Clone, Copy)]
 pub struct DeploymentView<'a> {
+    /// The deployment the message reports.
     pub deployment: &'a Deployment,
     /// The deployment's log page (faseng's `/deployments/{id}`).
     pub log_url: Option<&'a str>,

@@ -8,6 +8,8 @@
 
 use crate::model::DeploymentState;
 
+/// What can go wrong in the store. See the module docs for how callers should sort the
+/// variants.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The record does not exist.
@@ -20,20 +22,34 @@ pub enum StoreError {
     /// The deployment is not in a state that allows the change; nothing changed.
     #[error("deployment {id} cannot go from {from} to {to}: {detail}")]
     InvalidTransition {
+        /// The deployment's id.
         id: i64,
+        /// The state it is in.
         from: DeploymentState,
+        /// The state the change would have put it in.
         to: DeploymentState,
+        /// Why the change is refused.
         detail: String,
     },
 
     /// The change collides with someone else's (e.g. finishing a deployment whose lease
     /// another worker holds); nothing changed.
     #[error("{op}: {detail}")]
-    Conflict { op: String, detail: String },
+    Conflict {
+        /// What was attempted, e.g. `finish deployment 42`.
+        op: String,
+        /// What collided.
+        detail: String,
+    },
 
     /// The arguments make no sense (e.g. finishing with a non-terminal state).
     #[error("{op}: {detail}")]
-    InvalidInput { op: String, detail: String },
+    InvalidInput {
+        /// What was attempted, e.g. `finish deployment 42`.
+        op: String,
+        /// What is wrong with the arguments.
+        detail: String,
+    },
 
     /// The database holds migrations that this build does not know: it was migrated by a
     /// newer faseng. Running old code against a newer schema could corrupt it, so we stop.
@@ -44,14 +60,18 @@ pub enum StoreError {
     NewerMigrations {
         /// The database URL without password.
         location: String,
+        /// The newest migration version the database has.
         found: i64,
+        /// The newest migration version this build carries.
         newest_known: i64,
     },
 
     /// Applying migrations failed.
     #[error("migrating the database at {location} failed: {source}")]
     Migrate {
+        /// The database URL without password.
         location: String,
+        /// What sqlx's migrator said.
         #[source]
         source: sqlx::migrate::MigrateError,
     },
@@ -61,13 +81,16 @@ pub enum StoreError {
     InvalidUrl {
         /// The URL without password.
         url: String,
+        /// What is wrong with it.
         detail: String,
     },
 
     /// Connecting failed.
     #[error("cannot connect to the database at {location}: {source}")]
     Connect {
+        /// The database URL without password.
         location: String,
+        /// What sqlx said.
         #[source]
         source: sqlx::Error,
     },
@@ -77,17 +100,22 @@ pub enum StoreError {
     Database {
         /// What we were doing, e.g. `finish deployment 42`.
         op: String,
+        /// What sqlx said.
         #[source]
         source: sqlx::Error,
     },
 
     /// A stored value could not be read back (a bug, or someone edited the tables by hand).
     #[error("unreadable data while trying to {op}: {detail}")]
-    Corrupt { op: String, detail: String },
+    Corrupt {
+        /// What was attempted, e.g. `finish deployment 42`.
+        op: String,
+        /// Which value could not be read, and why.
+        detail: String,
+    },
 }
 
 impl StoreError {
-    /// Wraps a query error with the operation it belongs to.
     /// Wraps a query error with the operation it belongs to. A value that cannot be
     /// decoded is not the database failing but bad data: it becomes [`StoreError::Corrupt`].
     pub(crate) fn db(op: impl Into<String>, source: sqlx::Error) -> Self {

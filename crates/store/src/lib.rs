@@ -24,6 +24,8 @@
 //! Queries are plain runtime queries (`query` / `query_as` with `$N` placeholders), so
 //! the crate builds without a database.
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -55,7 +57,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
+    /// PostgreSQL ([`PgStore`]): production, many faseng processes on one database.
     Postgres,
+    /// SQLite ([`SqliteStore`]): chima's embedded mode, one process and one file.
     Sqlite,
 }
 
@@ -173,14 +177,14 @@ pub trait Store: Send + Sync {
     /// renewed after the reaper looked is never reaped.
     async fn renew_lease(&self, id: i64, worker_id: &str, lease: Duration) -> Result<LeaseStatus>;
 
-    /// Ends a running deployment held by `worker_id` with a terminal outcome.
-    /// [`StoreError::InvalidTransition`] when it is not running,
-    /// [`StoreError::Conflict`] when another worker holds it; nothing changes then.
     /// Records the commit a running deployment's checkout resolved its ref to
     /// (deployments made from chat name a ref, not a sha). Only by the lease
     /// holder, and never changes a sha that is already known.
     async fn record_sha(&self, id: i64, worker_id: &str, sha: &str) -> Result<()>;
 
+    /// Ends a running deployment held by `worker_id` with a terminal outcome.
+    /// [`StoreError::InvalidTransition`] when it is not running,
+    /// [`StoreError::Conflict`] when another worker holds it; nothing changes then.
     async fn finish(&self, id: i64, worker_id: &str, outcome: Outcome) -> Result<Deployment>;
 
     /// Ends a *queued* deployment without running it (environment locked by someone else,

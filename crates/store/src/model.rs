@@ -87,7 +87,9 @@ pub struct NewDeployment {
     pub source_key: String,
     /// Who asked (chat user or GitHub login).
     pub requester: String,
+    /// The app's name in app.json.
     pub app: String,
+    /// The environment to deploy to (`production`, `staging`, ...).
     pub environment: String,
     /// `owner/name`.
     pub repository: String,
@@ -99,6 +101,8 @@ pub struct NewDeployment {
     pub task: String,
     /// Host filter (hubot-deploy's `/hosts`), if any.
     pub hosts: Option<String>,
+    /// The provider that runs it (`shell`, `fabric`, `capistrano`, `heroku`, ...), as app.json
+    /// names it.
     pub provider: String,
     /// The deployment payload (hubot-deploy compatible).
     pub payload: serde_json::Value,
@@ -114,22 +118,38 @@ pub struct NewDeployment {
 /// A deployment as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Deployment {
+    /// The store's id, the one the API, the web pages and the logs use.
     pub id: i64,
+    /// The idempotency key it was created with ([`NewDeployment::source_key`]).
     pub source_key: String,
+    /// The GitHub deployment id, when GitHub knows this deployment.
     pub github_deployment_id: Option<i64>,
+    /// Where it is in its life.
     pub state: DeploymentState,
+    /// Who asked (chat user or GitHub login).
     pub requester: String,
+    /// The app's name in app.json.
     pub app: String,
+    /// The environment it deploys to.
     pub environment: String,
+    /// `owner/name`.
     pub repository: String,
+    /// Branch, tag or sha as the requester wrote it.
     pub git_ref: String,
+    /// The resolved commit, once known.
     pub sha: Option<String>,
+    /// `deploy`, `deploy:migrations`, ...
     pub task: String,
+    /// Host filter (hubot-deploy's `/hosts`), if any.
     pub hosts: Option<String>,
+    /// The provider that runs it.
     pub provider: String,
+    /// The deployment payload (hubot-deploy compatible).
     pub payload: serde_json::Value,
+    /// Outbox targets: each state change queues one event per target.
     #[sqlx(try_from = "crate::columns::Targets")]
     pub notify: Vec<String>,
+    /// Provider timeout, if the app sets one.
     pub timeout_secs: Option<i64>,
     /// When it was queued.
     pub created_at: DateTime<Utc>,
@@ -137,6 +157,7 @@ pub struct Deployment {
     pub started_at: Option<DateTime<Utc>>,
     /// When it reached its terminal state.
     pub finished_at: Option<DateTime<Utc>>,
+    /// The provider's exit code, when it ran and exited.
     pub exit_code: Option<i32>,
     /// Why it ended as it did; set for every terminal state.
     pub reason: Option<String>,
@@ -151,6 +172,7 @@ pub struct Deployment {
 /// What `create_deployment` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Created {
+    /// The new deployment, or the existing one when [`already_existed`](Self::already_existed).
     pub deployment: Deployment,
     /// `true` when a deployment with the same source key (or GitHub deployment id) existed:
     /// nothing was created and `deployment` is the existing one.
@@ -162,6 +184,7 @@ pub struct Created {
 pub struct Outcome {
     /// A terminal state.
     pub state: DeploymentState,
+    /// The provider's exit code, when it ran and exited.
     pub exit_code: Option<i32>,
     /// Why; when `None` the store writes a short default (every terminal state has a reason).
     pub reason: Option<String>,
@@ -227,17 +250,22 @@ pub struct Runner {
     pub boot: String,
     /// The faseng process and its start time (clock ticks since boot).
     pub pid: u32,
+    /// The start time of `pid`: with it a reused pid is not mistaken for the faseng that died.
     pub pid_start: u64,
     /// The guard running the provider now, when one is.
     pub guard_pid: Option<u32>,
+    /// The start time of `guard_pid`, for the same reason as `pid_start`.
     pub guard_start: Option<u64>,
 }
 
 /// A running deployment with its recorded [`Runner`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunningOn {
+    /// The deployment's id.
     pub id: i64,
+    /// The worker that claimed it.
     pub worker_id: String,
+    /// Where that worker (and its guard) runs.
     pub runner: Runner,
 }
 
@@ -256,11 +284,14 @@ pub enum CancelResult {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stream {
+    /// The provider's standard output.
     Stdout,
+    /// The provider's standard error (and faseng's own notes on the run).
     Stderr,
 }
 
 impl Stream {
+    /// The text stored in the database and shown in logs.
     pub fn as_str(self) -> &'static str {
         match self {
             Stream::Stdout => "stdout",
@@ -290,26 +321,35 @@ impl FromStr for Stream {
 /// A log line to append.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewLogLine {
+    /// Which stream the line came from.
     pub stream: Stream,
+    /// The line, without its newline.
     pub line: String,
+    /// When the line was read.
     pub at: DateTime<Utc>,
 }
 
 /// A stored log line.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct LogLine {
+    /// The deployment the line belongs to.
     pub deployment_id: i64,
     /// 1-based, consecutive per deployment.
     pub seq: i64,
+    /// Which stream the line came from.
     pub stream: Stream,
+    /// The line, without its newline.
     pub line: String,
+    /// When the line was read.
     pub at: DateTime<Utc>,
 }
 
 /// An environment lock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Lock {
+    /// The app locked.
     pub app: String,
+    /// The environment locked: locks are per app and environment.
     pub environment: String,
     /// Who holds it, as people read it.
     pub holder: String,
@@ -317,7 +357,9 @@ pub struct Lock {
     /// locks taken by name only (before identities were verified).
     #[serde(default)]
     pub holder_id: Option<String>,
+    /// Why, as the holder gave it.
     pub reason: Option<String>,
+    /// When it was taken (or last updated by its holder).
     pub created_at: DateTime<Utc>,
     /// After this instant the lock counts as absent.
     pub expires_at: Option<DateTime<Utc>>,
@@ -348,7 +390,9 @@ pub enum LockResult {
 /// One notification event to deliver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct OutboxEntry {
+    /// The event's id; deliveries are recorded against it.
     pub id: i64,
+    /// The deployment whose state change this reports.
     pub deployment_id: i64,
     /// Who it is for: `github`, `chat`, ...
     pub target: String,
@@ -356,12 +400,15 @@ pub struct OutboxEntry {
     pub event: DeploymentState,
     /// `{"state": ..., "reason": ..., "exit_code": ...}` as of the change.
     pub payload: serde_json::Value,
+    /// When the state change queued it.
     pub created_at: DateTime<Utc>,
     /// Not handed out before this instant.
     pub due_at: DateTime<Utc>,
     /// Failed delivery attempts so far.
     pub attempts: i32,
+    /// Why the last failed attempt failed, for the operator.
     pub last_error: Option<String>,
+    /// When it was delivered (or given up); `None` while pending.
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
@@ -369,6 +416,7 @@ pub struct OutboxEntry {
 /// every state change (ARCHITECTURE.md, "The crates": the outbox).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct ChatMessage {
+    /// The deployment the message reports.
     pub deployment_id: i64,
     /// The channel id the chat service answered with (not the name it was posted to):
     /// edits address the message by channel id and timestamp.
@@ -383,31 +431,43 @@ pub struct ChatMessage {
 /// these contexts were green.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AutoDeploy {
+    /// The app deployed.
     pub app: String,
+    /// The environment deployed to.
     pub environment: String,
+    /// The commit deployed: one auto-deploy per app, environment and sha.
     pub sha: String,
     /// The contexts that let it through, comma-separated.
     pub contexts: String,
     /// The GitHub deployment created for it, once created.
     pub github_deployment_id: Option<i64>,
+    /// When faseng decided on it.
     pub created_at: DateTime<Utc>,
 }
 
 /// Auto-deploy paused for an environment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
 pub struct AutoDeployPause {
+    /// The app paused.
     pub app: String,
+    /// The environment paused.
     pub environment: String,
+    /// Who paused it.
     pub paused_by: String,
+    /// Why, as they gave it.
     pub reason: Option<String>,
+    /// When it was paused.
     pub created_at: DateTime<Utc>,
 }
 
 /// Filter for `list_deployments`; empty fields match everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeploymentFilter {
+    /// Only this app.
     pub app: Option<String>,
+    /// Only this environment.
     pub environment: Option<String>,
+    /// Only deployments in this state.
     pub state: Option<DeploymentState>,
     /// Only deployments with a smaller id (for paging back through history).
     pub before_id: Option<i64>,

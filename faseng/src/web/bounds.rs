@@ -39,6 +39,7 @@ pub struct Bound {
 }
 
 impl Bound {
+    /// A bound of `max` requests at once; `what` names them in the 503.
     pub fn new(what: &'static str, max: u32) -> Bound {
         Bound {
             permits: Arc::new(Semaphore::new(max as usize)),
@@ -87,6 +88,7 @@ pub struct Bounds {
 }
 
 impl Bounds {
+    /// The bounds of `FASENG_MAX_STREAMS` and `FASENG_MAX_PAGE_LOADS`.
     pub fn new(max_streams: u32, max_page_loads: u32) -> Bounds {
         Bounds {
             streams: Bound::new("open log streams", max_streams),

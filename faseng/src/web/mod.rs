@@ -24,10 +24,15 @@ use crate::metrics::Metrics;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    /// The job store.
     pub store: Arc<dyn Store>,
+    /// This process's app.json, if it has one.
     pub apps: Option<Arc<Apps>>,
+    /// Signs and checks the log page links, so that only people given a link can read a log.
     pub links: LinkSigner,
+    /// The URL people and GitHub reach faseng at, for links.
     pub public_url: String,
+    /// `GITHUB_WEBHOOK_SECRET`: without it, webhooks are refused (503).
     pub webhook_secret: Option<Secret>,
     /// `FASENG_API_TOKEN`: the bearer token of `/api/`.
     pub api_token: Option<Secret>,
@@ -35,6 +40,7 @@ pub struct AppState {
     pub metrics_token: Option<Secret>,
     /// The key chima's requests are signed with, if any (ARCHITECTURE.md, "Trust").
     pub signing_key: Option<chima_payload::SigningKey>,
+    /// The webhook counters of `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Auto-deploy on green CI, when GitHub is configured.
     pub autodeploy: Option<crate::autodeploy::AutoDeployer>,
@@ -48,6 +54,7 @@ pub struct AppState {
     pub bounds: bounds::Bounds,
 }
 
+/// faseng's HTTP routes (webhooks, API, pages, `/metrics`, health) over `state`.
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/deployments", get(api::list).post(api::create))

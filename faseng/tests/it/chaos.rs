@@ -152,6 +152,23 @@ impl Pair {
         self.peers.push((name.to_string(), p));
     }
 
+    /// The name of the peer whose process is `pid`.
+    fn name_of(&self, pid: u32) -> String {
+        self.peers
+            .iter()
+            .find(|(_, peer)| peer.child.id() == Some(pid))
+            .map(|(n, _)| n.clone())
+            .expect("the owner is one of the peers")
+    }
+
+    /// Kills peer `name` with SIGKILL, as a crash or the OOM killer would.
+    async fn kill9(&mut self, name: &str) {
+        if let Some((_, peer)) = self.peers.iter_mut().find(|(n, _)| n == name) {
+            peer.child.start_kill().unwrap();
+            let _ = peer.child.wait().await;
+        }
+    }
+
     fn store(&self) -> &dyn Store {
         self.f.store.as_ref()
     }
@@ -330,16 +347,8 @@ async fn kill_once() -> Counts {
     let running = p.until_beating(first, 5).await;
     let owner = owner_pid(&running);
     let killed_ns = now_ns();
-    let name = p
-        .peers
-        .iter()
-        .find(|(_, peer)| peer.child.id() == Some(owner))
-        .map(|(n, _)| n.clone())
-        .expect("the owner is one of the peers");
-    if let Some((_, peer)) = p.peers.iter_mut().find(|(n, _)| *n == name) {
-        peer.child.start_kill().unwrap();
-        let _ = peer.child.wait().await;
-    }
+    let name = p.name_of(owner);
+    p.kill9(&name).await;
     let (second, second_gh) = p.deploy().await;
     let next = p.until_ended(second, Duration::from_secs(90)).await;
     let lost = p.until_ended(first, Duration::from_secs(30)).await;
@@ -499,22 +508,14 @@ async fn a_restarted_faseng_kills_what_its_dead_predecessor_left_before_claiming
         .status()
         .unwrap();
     assert!(ok.success());
-    let name = p
-        .peers
-        .iter()
-        .find(|(_, peer)| peer.child.id() == Some(owner))
-        .map(|(n, _)| n.clone())
-        .expect("the owner is one of the peers");
+    let name = p.name_of(owner);
     let workdir = p.f.dir.path().join(format!("{name}-work"));
     let job = workdir.join(format!("job-{first}-{owner}"));
     assert!(
         job.exists(),
         "the job folder {job:?} is there while it runs"
     );
-    if let Some((_, peer)) = p.peers.iter_mut().find(|(n, _)| *n == name) {
-        peer.child.start_kill().unwrap();
-        let _ = peer.child.wait().await;
-    }
+    p.kill9(&name).await;
     let started = tokio::time::Instant::now();
     assert!(
         Path::new(&format!("/proc/{guard}")).exists(),

@@ -181,14 +181,17 @@ impl Apps {
         &self.path
     }
 
+    /// The app called `name`, in any case (app names are lowercase).
     pub fn get(&self, name: &str) -> Option<&App> {
         self.apps.get(&name.to_ascii_lowercase())
     }
 
+    /// Every app, by name.
     pub fn iter(&self) -> impl Iterator<Item = &App> {
         self.apps.values()
     }
 
+    /// Every app's name, sorted.
     pub fn names(&self) -> Vec<String> {
         self.apps.keys().cloned().collect()
     }

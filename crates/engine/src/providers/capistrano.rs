@@ -6,6 +6,8 @@
 
 use super::{Job, Plan, Setup};
 
+/// Plans `cap <env> <task>`, behind `bundle exec` and a `bundle install` step when the
+/// checkout has a Gemfile.
 pub fn plan(job: Job<'_>) -> Result<Plan, String> {
     let env_name = job.deployment.environment.clone();
     let task = job.task().to_string();

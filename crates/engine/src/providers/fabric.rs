@@ -22,6 +22,8 @@ pub struct FabricInfo {
     pub tasks: Vec<String>,
 }
 
+/// Plans `fab` the way the installed Fabric's major version reads it (see the module
+/// docs).
 pub fn plan(job: Job<'_>, info: &FabricInfo) -> Result<Plan, String> {
     let mut argv = vec!["fab".to_string()];
     if info.major <= 1 {

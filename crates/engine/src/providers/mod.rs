@@ -18,8 +18,11 @@ pub enum Plan {
     /// Run this argv in the checkout, with the common variables plus `env`, after the
     /// `setup` steps (each must succeed).
     Command {
+        /// The program and its arguments; run directly, never through a shell.
         argv: Vec<String>,
+        /// Variables the provider adds (`DEPLOY_ENV`, `BRANCH`, ...).
         env: Vec<(String, String)>,
+        /// Steps to run first, in order.
         setup: Vec<Setup>,
     },
     /// Build on Heroku.
@@ -41,14 +44,18 @@ impl Plan {
 /// one exits 0; when none does, the deployment fails with the last one's error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Setup {
+    /// What the step is, as the log names it (`bundle install`).
     pub what: &'static str,
+    /// The argvs to try, in order.
     pub attempts: Vec<Vec<String>>,
 }
 
 /// What a provider needs to plan a job.
 #[derive(Debug, Clone, Copy)]
 pub struct Job<'a> {
+    /// The deployment to run.
     pub deployment: &'a Deployment,
+    /// Its app, from this process's app.json (never from the payload).
     pub app: &'a App,
     /// The per-job checkout (empty for providers that need none).
     pub checkout: &'a Path,
@@ -64,6 +71,7 @@ impl Job<'_> {
         &self.deployment.task
     }
 
+    /// The ref as the requester wrote it (`BRANCH`, `--branch-name`).
     pub fn git_ref(&self) -> &str {
         &self.deployment.git_ref
     }

@@ -4,8 +4,10 @@
 
 use super::{Job, Plan};
 
+/// The script run when the app names no `deploy_script`.
 pub const DEFAULT_SCRIPT: &str = "script/deploy";
 
+/// Plans `./<deploy_script>`; refuses a path that could leave the checkout.
 pub fn plan(job: Job<'_>) -> Result<Plan, String> {
     let script = job.app.deploy_script.as_deref().unwrap_or(DEFAULT_SCRIPT);
     if script.starts_with('/') || script.starts_with('-') || script.split('/').any(|p| p == "..") {

@@ -52,6 +52,8 @@ pub struct HerokuPlan {
     pub version: String,
 }
 
+/// Plans a Heroku build of the commit from `source_url` (its tarball); refuses an app
+/// with no Heroku app for the environment.
 pub fn plan(job: Job<'_>, source_url: String) -> Result<Plan, String> {
     let env = &job.deployment.environment;
     let app_name = job
