@@ -1,19 +1,21 @@
-//! The bot's core: one chat line in, replies out, whatever the transport
-//! (terminal, Slack) and whatever the backend (the in-process engine, or
-//! GitHub Deployments with faseng behind them). Every line addressed to the
-//! bot gets a reply that says what was done, or why nothing was.
+//! The bot's core, the one command path: one chat line in, replies out,
+//! whatever the transport (terminal, Slack) and whatever the [`Backend`] (the
+//! in-process engine, or GitHub Deployments with faseng behind them). Every line
+//! addressed to the bot gets a reply that says what was done, or why nothing was.
+//! The texts are [`crate::replies`]'s.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use chima_api_types::{LockRequest, PauseRequest};
 use chima_command::{Addressee, Command, ParseError, parse};
 use chima_config::{Apps, DeploymentRequest, Refusal, Requester};
-use chima_payload::{ChatTarget, DeploymentPayload, FasengNotes, Identity, IdentitySource, Notify};
-use serde_json::Value;
+use chima_payload::{DeploymentPayload, Identity, IdentitySource, Notify};
+use chima_store::{DeploymentState, LockResult};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::embedded::Embedded;
-use crate::hub::GitHubBackend;
+use crate::backend::{Backend, Created, GitHubFailed, History};
+use crate::replies;
 
 /// Where replies go: the transport reads this channel and shows each message.
 pub type Say = UnboundedSender<String>;
@@ -69,24 +71,32 @@ impl Chat {
     }
 }
 
-/// Where deployments go.
-pub enum Backend {
-    /// The engine in this process, on a local store.
-    Embedded(Embedded),
-    /// GitHub Deployments; faseng picks them up from the webhook.
-    GitHub(Box<GitHubBackend>),
-}
-
 pub struct Bot {
     pub addressee: Addressee,
     pub apps: Arc<Apps>,
     pub default_env: String,
-    pub backend: Backend,
+    pub backend: Box<dyn Backend>,
+}
+
+/// Replies with `text` and ends with `ending`.
+fn reply(to: &Say, text: impl Into<String>, ending: Ending) -> anyhow::Result<Ending> {
+    say(to, text);
+    Ok(ending)
+}
+
+/// Unwraps a config lookup, or replies with its refusal and returns.
+macro_rules! or_refuse {
+    ($to:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return Ok(refuse($to, &r)),
+        }
+    };
 }
 
 impl Bot {
     /// Handles one line. `follow`: for the terminal, print the deployment's
-    /// progress and log until it ends (embedded backend only).
+    /// progress and log until it ends (local backend only).
     pub async fn handle(&self, line: &str, chat: &Chat, to: &Say, follow: bool) -> Ending {
         self.handle_as(line, chat, to, follow, self.addressee.direct)
             .await
@@ -119,78 +129,24 @@ impl Bot {
         if let Some(refusal) = self.refusal(&command, &chat.requester) {
             return refuse(to, &refusal);
         }
-        let result = match command {
-            Command::Help => {
-                say(to, help_text(&self.addressee.name));
-                Ok(Ending::Ok)
-            }
-            Command::Version => {
-                say(to, format!("chima {}", env!("CARGO_PKG_VERSION")));
-                Ok(Ending::Ok)
-            }
-            Command::Deploy(d) => {
-                match self
-                    .apps
-                    .resolve_deploy(&d, &chat.requester, &self.default_env)
-                {
-                    Err(refusal) => Ok(refuse(to, &refusal)),
-                    Ok(request) => {
-                        let payload = payload(&request, chat, &self.addressee.name);
-                        match &self.backend {
-                            Backend::Embedded(e) => {
-                                e.deploy(&request, payload, chat, to, follow).await
-                            }
-                            Backend::GitHub(g) => g.deploy(&request, payload, chat, to).await,
-                        }
-                    }
-                }
-            }
-            other => match &self.backend {
-                Backend::Embedded(e) if is_env_command(&other) => env_command(
-                    &self.apps,
-                    &self.default_env,
-                    e,
-                    &other,
-                    &identity(chat),
-                    to,
-                )
-                .await
-                .map(|r| r.unwrap_or(Ending::Usage)),
-                Backend::GitHub(g) if is_env_command(&other) && g.faseng.is_some() => env_command(
-                    &self.apps,
-                    &self.default_env,
-                    g.as_ref(),
-                    &other,
-                    &identity(chat),
-                    to,
-                )
-                .await
-                .map(|r| r.unwrap_or(Ending::Usage)),
-                Backend::Embedded(e) => {
-                    e.command(&self.apps, &self.default_env, other, chat, to)
-                        .await
-                }
-                Backend::GitHub(g) => {
-                    g.command(&self.apps, &self.default_env, other, chat, to)
-                        .await
-                }
-            },
-        };
-        match result {
+        if let Some(text) = self.backend.unavailable(&command) {
+            say(to, text);
+            return Ending::Usage;
+        }
+        match self.run(command, chat, to, follow).await {
             Ok(ending) => ending,
             Err(e) => {
+                if let Some(f) = e.downcast_ref::<GitHubFailed>() {
+                    say(to, replies::github_error(&f.error, &f.repo));
+                    return Ending::Failed;
+                }
                 tracing::error!(error = %format!("{e:#}"), "command failed");
-                say(
-                    to,
-                    format!("Something went wrong on my side, nothing more was done: {e:#}"),
-                );
+                say(to, replies::went_wrong(&e));
                 Ending::Failed
             }
         }
     }
-}
 
-impl Bot {
     /// Why `who` may not run a state-changing `command`, if so: the target
     /// environment's `allowed_rooms` and `allowed_users`. Unknown apps and
     /// environments are left to the command's own reply.
@@ -210,6 +166,205 @@ impl Bot {
         };
         let target = self.apps.target(app, Some(env), &self.default_env).ok()?;
         self.apps.check_permissions(target, who).err()
+    }
+
+    /// One command, whichever backend.
+    async fn run(
+        &self,
+        command: Command,
+        chat: &Chat,
+        to: &Say,
+        follow: bool,
+    ) -> anyhow::Result<Ending> {
+        let (apps, default_env, backend) = (&self.apps, self.default_env.as_str(), &self.backend);
+        let who = identity(chat);
+        let user = who.display();
+        match command {
+            Command::Help => reply(to, replies::help(&self.addressee.name), Ending::Ok),
+            Command::Version => reply(to, replies::version(), Ending::Ok),
+            Command::Deploy(d) => {
+                let request = or_refuse!(to, apps.resolve_deploy(&d, &chat.requester, default_env));
+                if let Some(lock) = backend.lock_of(&request.app, &request.environment).await?
+                    && !lock.held_by(&who.key(), &chat.requester.user_name)
+                {
+                    return reply(
+                        to,
+                        replies::locked_out(&request.environment, &lock),
+                        Ending::Failed,
+                    );
+                }
+                let payload = payload(&request, chat, &self.addressee.name);
+                let created = backend.create(&request, payload, chat).await?;
+                self.created(created, to, follow).await
+            }
+            Command::Deploys { app, env, .. } => {
+                let (a, env) = match &env {
+                    Some(e) => {
+                        let t = or_refuse!(to, apps.target(&app, Some(e), default_env));
+                        (t.app, Some(t.environment))
+                    }
+                    None => (or_refuse!(to, apps.app(&app)), None),
+                };
+                let text = match backend.history(a, env).await? {
+                    History::Stored(list) => replies::history(&app, &list),
+                    History::GitHub(list) => replies::github_history(&app, &list),
+                };
+                reply(to, text, Ending::Ok)
+            }
+            Command::Where { app } => {
+                let app = or_refuse!(to, apps.app(&app));
+                let mut lines = vec![replies::where_head(&app.name)];
+                for env in &app.environments {
+                    let lock = backend.lock_of(&app.name, &env.name).await?;
+                    lines.push(replies::where_env(&env.name, lock.as_ref()));
+                    if let Some(rule) = app.auto_deploy.get(&env.name) {
+                        let (pause, last) = backend.autodeploy_state(&app.name, &env.name).await?;
+                        lines.push(replies::autodeploy_line(
+                            &env.name,
+                            rule,
+                            pause.as_ref(),
+                            last.as_ref(),
+                        ));
+                    }
+                }
+                reply(to, lines.join("\n"), Ending::Ok)
+            }
+            Command::Lock {
+                app,
+                env,
+                expires_in,
+                reason,
+            } => {
+                let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
+                let (app, env) = (t.app.name.as_str(), t.environment);
+                let ask = LockRequest {
+                    holder: user.clone(),
+                    holder_id: Some(who.key()),
+                    reason,
+                    expires_in: expires_in.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                };
+                match backend.lock(app, env, &ask).await? {
+                    LockResult::Acquired(l) => reply(to, replies::locked(app, env, &l), Ending::Ok),
+                    LockResult::HeldBy(l) => {
+                        reply(to, replies::already_locked(app, env, &l), Ending::Failed)
+                    }
+                }
+            }
+            Command::Unlock { app, env } => {
+                let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
+                let (app, env) = (t.app.name.as_str(), t.environment);
+                let was = backend.unlock(app, env).await?;
+                let yours = was.as_ref().is_some_and(|l| l.held_by(&who.key(), &user));
+                reply(
+                    to,
+                    replies::unlocked(app, env, was.as_ref(), yours, &user),
+                    Ending::Ok,
+                )
+            }
+            Command::Cancel { app, env } => {
+                let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
+                let (app, env) = (t.app.name.as_str(), t.environment);
+                let cancelled = backend.cancel(app, env, &user).await?;
+                let ending = match cancelled {
+                    chima_engine::ops::Cancelled::Nothing => Ending::Failed,
+                    _ => Ending::Ok,
+                };
+                reply(to, replies::cancelled(app, env, &cancelled), ending)
+            }
+            Command::Rollback { app, env } => {
+                let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
+                let (app, env) = (t.app.name.as_str(), t.environment);
+                let r = match backend.rollback_target(app, env).await? {
+                    Ok(r) => r,
+                    Err(chima_engine::ops::NoRollback::NeverDeployed) => {
+                        return reply(to, replies::no_rollback(app, env, None), Ending::Failed);
+                    }
+                    Err(chima_engine::ops::NoRollback::NothingBefore(c)) => {
+                        return reply(to, replies::no_rollback(app, env, Some(&c)), Ending::Failed);
+                    }
+                };
+                say(to, replies::rolling_back(&r.current, &r.target));
+                if r.target.sha.is_none() {
+                    return Ok(Ending::Failed);
+                }
+                let created = backend.redeploy(apps, &r.target, chat).await?;
+                self.created(created, to, false).await
+            }
+            Command::Status { app, git_ref } => {
+                let a = or_refuse!(to, apps.app(&app));
+                let git_ref = git_ref.or_else(|| a.default_ref.clone());
+                let (git_ref, ci) = backend.ci_status(a, git_ref).await?;
+                reply(to, replies::ci_status(&app, &git_ref, &ci), Ending::Ok)
+            }
+            Command::AutoDeploy {
+                app,
+                env,
+                enabled,
+                reason,
+            } => {
+                let a = or_refuse!(to, apps.app(&app));
+                let Some((env, on)) = env.zip(enabled) else {
+                    if a.auto_deploy.is_empty() {
+                        return reply(to, replies::no_autodeploy(&a.name), Ending::Ok);
+                    }
+                    let mut lines = vec![replies::autodeploy_head(&a.name)];
+                    for (env, rule) in &a.auto_deploy {
+                        let (pause, last) = backend.autodeploy_state(&a.name, env).await?;
+                        lines.push(replies::autodeploy_line(
+                            env,
+                            rule,
+                            pause.as_ref(),
+                            last.as_ref(),
+                        ));
+                    }
+                    return reply(to, lines.join("\n"), Ending::Ok);
+                };
+                let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
+                let (name, env) = (&a.name, t.environment);
+                if !a.auto_deploy.contains_key(env) {
+                    return reply(to, replies::no_autodeploy_for(name, env), Ending::Failed);
+                }
+                let text = if on {
+                    let was = backend.set_autodeploy(name, env, None).await?;
+                    replies::autodeploy_resumed(name, env, was.as_ref())
+                } else {
+                    let text = replies::autodeploy_paused(name, env, reason.as_deref());
+                    let off = PauseRequest {
+                        by: chat.requester.user_name.clone(),
+                        reason,
+                    };
+                    backend.set_autodeploy(name, env, Some(&off)).await?;
+                    text
+                };
+                reply(to, text, Ending::Ok)
+            }
+        }
+    }
+
+    /// Says what creating a deployment did; for a queued one with `follow`, its
+    /// news until it ends.
+    async fn created(&self, created: Created, to: &Say, follow: bool) -> anyhow::Result<Ending> {
+        match created {
+            Created::Queued(d) => {
+                say(to, replies::queued(&d));
+                if !follow {
+                    return Ok(Ending::Ok);
+                }
+                Ok(match self.backend.follow(d.id, to).await? {
+                    Some(done) if done.state != DeploymentState::Succeeded => Ending::Failed,
+                    _ => Ending::Ok,
+                })
+            }
+            Created::OnGitHub {
+                app,
+                environment,
+                git_ref,
+                outcome,
+            } => {
+                let (text, ok) = replies::github_created(&app, &git_ref, &environment, &outcome);
+                reply(to, text, if ok { Ending::Ok } else { Ending::Failed })
+            }
+        }
     }
 }
 
@@ -249,22 +404,6 @@ pub fn payload(request: &DeploymentRequest, chat: &Chat, robot: &str) -> Deploym
     }
 }
 
-/// The payload as the in-process engine stores it: with the notes faseng's intake
-/// would write (who asked, where to answer), which chima vouches for itself here.
-pub fn local_payload(payload: &DeploymentPayload, chat: &Chat) -> Value {
-    let notes = FasengNotes {
-        delivery: None,
-        identity: identity(chat),
-        chat: Some(ChatTarget {
-            adapter: chat.adapter.to_string(),
-            room: chat.room.clone(),
-            thread_ts: chat.thread_ts.clone(),
-        }),
-        notes: Vec::new(),
-    };
-    DeploymentPayload::with_notes(&payload.to_value(), &notes)
-}
-
 /// Replies with a refusal from the config checks.
 pub fn refuse(to: &Say, refusal: &Refusal) -> Ending {
     say(to, refusal.to_string());
@@ -272,344 +411,4 @@ pub fn refuse(to: &Say, refusal: &Refusal) -> Ending {
         Refusal::UnknownApp { .. } | Refusal::UnknownEnvironment { .. } => Ending::Usage,
         Refusal::RoomNotAllowed { .. } | Refusal::UserNotAllowed { .. } => Ending::Failed,
     }
-}
-
-pub fn help_text(name: &str) -> String {
-    [
-        format!("{name} deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] - deploy (! skips merge and CI checks)"),
-        format!("{name} deploys <app>[/<ref>] [in <env>] - recent deployments"),
-        format!("{name} where can i deploy <app> - environments and their locks"),
-        format!("{name} lock <app> in <env> [reason] - stop others deploying there"),
-        format!("{name} unlock <app> in <env> - lift the lock"),
-        format!("{name} cancel <app> in <env> - stop the running or queued deployment"),
-        format!("{name} rollback <app> in <env> - redeploy the last good commit"),
-        format!("{name} status <app>[/<ref>] - CI state of a ref"),
-        format!("{name} autodeploy <app> [in <env> on|off [reason]] - auto-deploy on green CI: state, pause, resume"),
-        format!("{name} deploy:version - my version"),
-        format!("{name} help - this list"),
-    ]
-    .join("\n")
-}
-
-/// One line of `deploys`: state, what, who, short sha, duration or age.
-pub fn summary(d: &chima_store::Deployment) -> String {
-    use chima_store::DeploymentState;
-    let why = match (d.state, &d.reason) {
-        (DeploymentState::Succeeded, _) | (_, None) => String::new(),
-        (_, Some(r)) => format!(": {r}"),
-    };
-    let took = match (d.started_at, d.finished_at) {
-        (Some(s), Some(f)) => format!(", took {}", human((f - s).num_seconds())),
-        (Some(s), None) => format!(
-            ", running for {}",
-            human((chrono::Utc::now() - s).num_seconds())
-        ),
-        _ => String::new(),
-    };
-    let auto = d
-        .payload
-        .pointer("/auto_deploy/contexts")
-        .and_then(|c| c.as_array())
-        .map(|c| {
-            let names: Vec<&str> = c.iter().filter_map(|v| v.as_str()).collect();
-            format!(" [auto-deploy: {} green]", names.join(", "))
-        })
-        .unwrap_or_default();
-    format!(
-        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}",
-        d.id,
-        d.state,
-        d.app,
-        d.git_ref,
-        d.environment,
-        d.requester,
-        d.sha
-            .as_deref()
-            .map(|s| &s[..s.len().min(7)])
-            .unwrap_or("-")
-    )
-}
-
-/// `42s`, `3m`, `2h`, `5d`.
-pub fn human(secs: i64) -> String {
-    let s = secs.max(0);
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{}s", s / 60, s % 60),
-        3600..86400 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
-        _ => format!("{}d", s / 86400),
-    }
-}
-
-/// `lock app in env for 2h db work`: the expiry, when the reason starts with
-/// `for <duration>`, and the rest of the reason.
-pub fn lock_expiry(reason: Option<&str>) -> (Option<std::time::Duration>, Option<String>) {
-    let Some(r) = reason else { return (None, None) };
-    let mut words = r.split_whitespace();
-    if let (Some("for"), Some(d)) = (words.next(), words.next())
-        && let Ok(d) = chima_config::parse_duration(d)
-    {
-        let rest: Vec<&str> = words.collect();
-        return (Some(d), (!rest.is_empty()).then(|| rest.join(" ")));
-    }
-    (None, Some(r.to_string()))
-}
-
-/// One environment's auto-deploy state, for `autodeploy <app>` and `where`.
-pub fn autodeploy_line(
-    env: &str,
-    rule: &chima_config::AutoDeployRule,
-    pause: Option<&chima_store::AutoDeployPause>,
-    last: Option<&chima_store::AutoDeploy>,
-) -> String {
-    let what = format!(
-        "deploys the head of {} when {} green",
-        rule.git_ref.as_deref().unwrap_or("the default branch"),
-        rule.required_contexts
-            .as_ref()
-            .map(|c| format!("{} are", c.join(", ")))
-            .unwrap_or_else(|| "every reported context is".to_string())
-    );
-    let state = match pause {
-        Some(p) => format!(
-            "off (paused by {}{})",
-            p.paused_by,
-            p.reason
-                .as_deref()
-                .map(|r| format!(": {r}"))
-                .unwrap_or_default()
-        ),
-        None => "on".to_string(),
-    };
-    let shipped = match last {
-        Some(l) => format!(
-            "; last shipped {} on {} ({})",
-            &l.sha[..l.sha.len().min(7)],
-            l.created_at.format("%Y-%m-%d %H:%M UTC"),
-            l.contexts
-        ),
-        None => "; nothing shipped yet".to_string(),
-    };
-    format!("  {env}: auto-deploy {state}, {what}{shipped}")
-}
-
-/// Where auto-deploy pauses live: the local store (embedded) or faseng's API.
-#[async_trait::async_trait]
-pub trait AutoDeploySwitch: Sync {
-    async fn pause(
-        &self,
-        app: &str,
-        env: &str,
-        by: &str,
-        reason: Option<&str>,
-    ) -> anyhow::Result<()>;
-    async fn resume(
-        &self,
-        app: &str,
-        env: &str,
-    ) -> anyhow::Result<Option<chima_store::AutoDeployPause>>;
-    async fn state(
-        &self,
-        app: &str,
-        env: &str,
-    ) -> anyhow::Result<(
-        Option<chima_store::AutoDeployPause>,
-        Option<chima_store::AutoDeploy>,
-    )>;
-}
-
-/// `autodeploy <app> [in <env> on|off [reason]]`, the same in both modes.
-#[allow(clippy::too_many_arguments)]
-pub async fn autodeploy(
-    apps: &Apps,
-    default_env: &str,
-    switch: &dyn AutoDeploySwitch,
-    app: &str,
-    env: Option<String>,
-    enabled: Option<bool>,
-    reason: Option<String>,
-    user: &str,
-    to: &Say,
-) -> anyhow::Result<Ending> {
-    let a = match apps.app(app) {
-        Ok(a) => a,
-        Err(r) => return Ok(refuse(to, &r)),
-    };
-    if let (Some(env), Some(on)) = (env, enabled) {
-        let t = match apps.target(app, Some(&env), default_env) {
-            Ok(t) => t,
-            Err(r) => return Ok(refuse(to, &r)),
-        };
-        let (name, env) = (&a.name, t.environment);
-        if !a.auto_deploy.contains_key(env) {
-            say(
-                to,
-                format!("{name} has no auto-deploy for {env} in app.json; nothing to switch."),
-            );
-            return Ok(Ending::Failed);
-        }
-        if on {
-            let text = match switch.resume(name, env).await? {
-                Some(p) => format!(
-                    "Auto-deploy of {name} to {env} is on again (it was paused by {}).",
-                    p.paused_by
-                ),
-                None => format!("Auto-deploy of {name} to {env} was already on."),
-            };
-            say(to, text);
-        } else {
-            switch.pause(name, env, user, reason.as_deref()).await?;
-            say(
-                to,
-                format!(
-                    "Auto-deploy of {name} to {env} is off{}. Say `autodeploy {name} in {env} on` to resume.",
-                    reason.map(|r| format!(": {r}")).unwrap_or_default()
-                ),
-            );
-        }
-        return Ok(Ending::Ok);
-    }
-    if a.auto_deploy.is_empty() {
-        say(to, format!("{} has no auto-deploy in app.json.", a.name));
-        return Ok(Ending::Ok);
-    }
-    let mut lines = vec![format!("Auto-deploy of {}:", a.name)];
-    for (env, rule) in &a.auto_deploy {
-        let (pause, last) = switch.state(&a.name, env).await?;
-        lines.push(autodeploy_line(env, rule, pause.as_ref(), last.as_ref()));
-    }
-    say(to, lines.join("\n"));
-    Ok(Ending::Ok)
-}
-
-/// Locks and cancel, wherever they live: the local store (embedded) or
-/// faseng's API. The replies are the same either way.
-#[async_trait::async_trait]
-pub trait EnvOps: Sync {
-    /// Locks for `holder` (a name), identified by `holder_id` (an identity key).
-    async fn lock(
-        &self,
-        app: &str,
-        env: &str,
-        holder: &str,
-        holder_id: &str,
-        reason: Option<&str>,
-        expires_in: Option<std::time::Duration>,
-    ) -> anyhow::Result<chima_store::LockResult>;
-    async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<chima_store::Lock>>;
-    async fn cancel(
-        &self,
-        app: &str,
-        env: &str,
-        by: &str,
-    ) -> anyhow::Result<chima_engine::ops::Cancelled>;
-}
-
-/// `lock`, `unlock` and `cancel`; `None` for other commands.
-pub async fn env_command(
-    apps: &Apps,
-    default_env: &str,
-    ops: &dyn EnvOps,
-    command: &Command,
-    who: &Identity,
-    to: &Say,
-) -> anyhow::Result<Option<Ending>> {
-    let user = who.display();
-    let user = user.as_str();
-    use chima_engine::ops::Cancelled;
-    use chima_store::LockResult;
-    let (app, env) = match command {
-        Command::Lock { app, env, .. }
-        | Command::Unlock { app, env }
-        | Command::Cancel { app, env } => (app, env),
-        _ => return Ok(None),
-    };
-    let t = match apps.target(app, Some(env), default_env) {
-        Ok(t) => t,
-        Err(r) => return Ok(Some(refuse(to, &r))),
-    };
-    let (app, env) = (t.app.name.as_str(), t.environment);
-    let ending = match command {
-        Command::Lock { reason, .. } => {
-            let (expiry, reason) = lock_expiry(reason.as_deref());
-            match ops
-                .lock(app, env, user, &who.key(), reason.as_deref(), expiry)
-                .await?
-            {
-                LockResult::Acquired(l) => {
-                    say(
-                        to,
-                        format!(
-                            "Locked {app} in {env}{}{}. Others cannot deploy there until `unlock {app} in {env}`.",
-                            l.reason.map(|r| format!(": {r}")).unwrap_or_default(),
-                            l.expires_at
-                                .map(|e| format!(" (until {})", e.format("%Y-%m-%d %H:%M UTC")))
-                                .unwrap_or_default(),
-                        ),
-                    );
-                    Ending::Ok
-                }
-                LockResult::HeldBy(l) => {
-                    say(
-                        to,
-                        format!(
-                            "{app} in {env} is already locked by {}: {}.",
-                            l.holder,
-                            l.reason.as_deref().unwrap_or("no reason given")
-                        ),
-                    );
-                    Ending::Failed
-                }
-            }
-        }
-        Command::Unlock { .. } => {
-            let text = match ops.unlock(app, env).await? {
-                Some(l) if l.held_by(&who.key(), user) => format!("Unlocked {app} in {env}."),
-                Some(l) => format!(
-                    "Unlocked {app} in {env}. {}, your lock was lifted by {user}.",
-                    l.holder
-                ),
-                None => format!("{app} in {env} was not locked; nothing to do."),
-            };
-            say(to, text);
-            Ending::Ok
-        }
-        _ => match ops.cancel(app, env, user).await? {
-            Cancelled::Dequeued(d) => {
-                say(
-                    to,
-                    format!(
-                        "Cancelled deployment #{} of {}/{} to {} before it started.",
-                        d.id, d.app, d.git_ref, d.environment
-                    ),
-                );
-                Ending::Ok
-            }
-            Cancelled::Stopping(d) => {
-                say(
-                    to,
-                    format!(
-                        "Stopping deployment #{} of {}/{} to {}: its processes are being killed.",
-                        d.id, d.app, d.git_ref, d.environment
-                    ),
-                );
-                Ending::Ok
-            }
-            Cancelled::Nothing => {
-                say(
-                    to,
-                    format!("Nothing is running or queued for {app} in {env}; nothing to cancel."),
-                );
-                Ending::Failed
-            }
-        },
-    };
-    Ok(Some(ending))
-}
-
-fn is_env_command(c: &Command) -> bool {
-    matches!(
-        c,
-        Command::Lock { .. } | Command::Unlock { .. } | Command::Cancel { .. }
-    )
 }

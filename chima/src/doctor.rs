@@ -10,8 +10,6 @@ use anyhow::Context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use crate::settings::Settings;
@@ -37,12 +35,8 @@ impl Report {
 }
 
 pub fn main(s: &mut Settings) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("chima: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = crate::settings::runtime() else {
+        return ExitCode::from(2);
     };
     let mut r = Report::default();
     runtime.block_on(run(s, &mut r));
@@ -84,13 +78,7 @@ struct SlackAnswer {
 }
 
 async fn slack_call(api_url: &str, method: &str, token: &str) -> anyhow::Result<SlackAnswer> {
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_native_roots()
-        .context("cannot load the system's root certificates")?
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(https);
+    let client = crate::faseng_api::https_client()?;
     let url = format!("{}/{method}", api_url.trim_end_matches('/'));
     let req = Request::builder()
         .method(Method::POST)
@@ -209,24 +197,44 @@ async fn check_slack(s: &Settings, refused: &BTreeSet<&str>, r: &mut Report) {
     }
 }
 
-async fn check_github(s: &Settings, r: &mut Report) {
-    let gh = match s.github() {
-        Ok(Some(gh)) => gh,
+/// A client the settings may configure: what it is, what its absence means, and
+/// the fix when its settings are wrong.
+struct Client {
+    what: &'static str,
+    unset: &'static str,
+    fix: &'static str,
+}
+
+const GITHUB: Client = Client {
+    what: "GitHub credentials",
+    unset: "not configured (GITHUB_TOKEN or GITHUB_APP_ID): deployments run in chima's embedded engine",
+    fix: "Fix GITHUB_TOKEN or GITHUB_APP_ID / GITHUB_APP_PRIVATE_KEY",
+};
+
+const FASENG: Client = Client {
+    what: "faseng (FASENG_URL)",
+    unset: "not configured (no locks, cancel or history)",
+    fix: "Set FASENG_API_TOKEN to faseng's FASENG_API_TOKEN",
+};
+
+/// The client, if configured: `skip` when it is not, `fail` when its settings are wrong.
+fn configured<T>(r: &mut Report, got: anyhow::Result<Option<T>>, c: &Client) -> Option<T> {
+    match got {
+        Ok(Some(t)) => Some(t),
         Ok(None) => {
-            r.skip(
-                "GitHub credentials",
-                "not configured (GITHUB_TOKEN or GITHUB_APP_ID): deployments run in chima's embedded engine",
-            );
-            return;
+            r.skip(c.what, c.unset);
+            None
         }
         Err(e) => {
-            r.fail(
-                "GitHub credentials",
-                &format!("{e:#}"),
-                "Fix GITHUB_TOKEN or GITHUB_APP_ID / GITHUB_APP_PRIVATE_KEY",
-            );
-            return;
+            r.fail(c.what, &format!("{e:#}"), c.fix);
+            None
         }
+    }
+}
+
+async fn check_github(s: &Settings, r: &mut Report) {
+    let Some(gh) = configured(r, s.github(), &GITHUB) else {
+        return;
     };
     let apps = match chima_config::Apps::load(&s.apps) {
         Ok(apps) => apps,
@@ -254,37 +262,19 @@ async fn check_github(s: &Settings, r: &mut Report) {
 }
 
 async fn check_faseng(s: &Settings, r: &mut Report) {
-    let api = match s.faseng() {
-        Ok(Some(api)) => api,
-        Ok(None) => {
-            r.skip(
-                "faseng (FASENG_URL)",
-                "not configured (no locks, cancel or history)",
-            );
-            return;
-        }
-        Err(e) => {
-            r.fail(
-                "faseng (FASENG_URL)",
-                &format!("{e:#}"),
-                "Set FASENG_API_TOKEN to faseng's FASENG_API_TOKEN",
-            );
-            return;
-        }
+    let Some(api) = configured(r, s.faseng(), &FASENG) else {
+        return;
     };
     let url = s.faseng_url.clone().unwrap_or_default();
-    match api.get("/locks").await {
-        Ok(a) if a.status == 200 => r.ok(&format!("faseng answers at {url} with the token")),
-        Ok(a) => r.fail(
-            &format!("faseng at {url}"),
-            &format!("GET /api/locks answered {}", a.status),
-            "Check that FASENG_URL is faseng's base URL",
-        ),
+    match api.locks().await {
+        Ok(_) => r.ok(&format!("faseng answers at {url} with the token")),
         Err(e) => {
             let e = format!("{e:#}");
             // The client says so in these words; a port such as 44017 must not match.
-            let fix = if e.contains("refused FASENG_API_TOKEN (401)") {
+            let fix = if e.contains("(check FASENG_API_TOKEN)") {
                 "Set FASENG_API_TOKEN to the same value as faseng's FASENG_API_TOKEN"
+            } else if e.contains("(check FASENG_URL)") {
+                "Check that FASENG_URL is faseng's base URL"
             } else {
                 "Start faseng, or set FASENG_URL to where it listens (FASENG_LISTEN / FASENG_PUBLIC_URL)"
             };

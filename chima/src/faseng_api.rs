@@ -1,17 +1,27 @@
-//! chima's client for faseng's JSON API (`FASENG_URL`, `FASENG_API_TOKEN`):
-//! locks, cancel, rollback targets and history, where GitHub has none.
+//! chima's typed client for faseng's JSON API (`FASENG_URL`, `FASENG_API_TOKEN`):
+//! locks, cancel, rollback targets, history and auto-deploy pauses, where GitHub
+//! has none. The bodies are faseng's own types (`chima-api-types`). Any status
+//! other than the ones a call expects is an error naming the URL and the status:
+//! a wrong FASENG_URL answering 404 is never read as "no locks".
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow};
+use chima_api_types::{
+    AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, DeploymentList,
+    ErrorBody, LockAnswer, LockRequest, Locks, PauseRequest, Paused, Resumed, RollbackTarget,
+    UnlockAnswer,
+};
 use chima_config::Secret;
+use chima_store::AutoDeployPause;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 type Https = hyper_rustls::HttpsConnector<HttpConnector>;
 
@@ -28,37 +38,45 @@ impl std::fmt::Debug for FasengApi {
     }
 }
 
-/// What faseng answered: status and JSON body.
-pub struct Answer {
-    pub status: u16,
-    pub body: Value,
+/// An HTTP(S) client with the system's root certificates.
+pub fn https_client() -> anyhow::Result<Client<Https, Full<Bytes>>> {
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_native_roots()
+        .context("cannot load the system's root certificates")?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new()).build(https))
 }
+
+/// A call without a body.
+const NO_BODY: Option<&()> = None;
 
 impl FasengApi {
     pub fn new(base: &str, token: Secret) -> anyhow::Result<FasengApi> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("cannot load the system's root certificates")?
-            .https_or_http()
-            .enable_http1()
-            .build();
         Ok(FasengApi {
             base: base.trim_end_matches('/').to_string(),
             token,
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: https_client()?,
         })
     }
 
-    pub async fn call(
+    /// One call: `expected` are the statuses whose body is a `T`; any other is an
+    /// error that names the URL, the status and faseng's `error`, if it sent one.
+    async fn call<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Answer> {
+        body: Option<&B>,
+        expected: &[u16],
+    ) -> anyhow::Result<(u16, T)> {
         let url = format!("{}/api{path}", self.base);
-        let bytes = body.map(|b| b.to_string()).unwrap_or_default();
+        let bytes = match body {
+            Some(b) => serde_json::to_vec(b).context("cannot write the request to faseng")?,
+            None => Vec::new(),
+        };
         let req = Request::builder()
-            .method(method)
+            .method(&method)
             .uri(&url)
             .header("authorization", format!("Bearer {}", self.token.expose()))
             .header("content-type", "application/json")
@@ -73,26 +91,118 @@ impl FasengApi {
             .into_body()
             .collect()
             .await
-            .context("cannot read faseng's answer")?
+            .with_context(|| format!("cannot read faseng's answer to {method} {url}"))?
             .to_bytes();
-        let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-        if status == 401 {
-            bail!("faseng refused FASENG_API_TOKEN (401)");
+        if !expected.contains(&status) {
+            let details = serde_json::from_slice::<ErrorBody>(&raw)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| "no details".to_string());
+            let hint = match status {
+                401 => " (check FASENG_API_TOKEN)",
+                404 => " (check FASENG_URL)",
+                _ => "",
+            };
+            return Err(anyhow!(
+                "faseng answered {status} to {method} {url}{hint}: {details}"
+            ));
         }
-        if status >= 500 {
-            bail!(
-                "faseng answered {status}: {}",
-                body.get("error")
-                    .and_then(Value::as_str)
-                    .unwrap_or("no details")
-            );
-        }
-        Ok(Answer { status, body })
+        let answer = serde_json::from_slice(&raw).with_context(|| {
+            format!("faseng answered {status} to {method} {url} with a body I cannot read")
+        })?;
+        Ok((status, answer))
     }
 
-    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
-        self.call(Method::GET, path, None).await
+    /// Every lock.
+    pub async fn locks(&self) -> anyhow::Result<Locks> {
+        Ok(self.call(Method::GET, "/locks", NO_BODY, &[200]).await?.1)
     }
+
+    /// Locks app+environment: `Locked`, or `Held` by someone else.
+    pub async fn lock(
+        &self,
+        app: &str,
+        env: &str,
+        body: &LockRequest,
+    ) -> anyhow::Result<LockAnswer> {
+        let path = under("/locks", app, env);
+        Ok(self
+            .call(Method::PUT, &path, Some(body), &[201, 409])
+            .await?
+            .1)
+    }
+
+    pub async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<UnlockAnswer> {
+        let path = under("/locks", app, env);
+        Ok(self.call(Method::DELETE, &path, NO_BODY, &[200]).await?.1)
+    }
+
+    /// Cancels what runs or waits in app+environment.
+    pub async fn cancel(&self, app: &str, env: &str, by: &str) -> anyhow::Result<CancelAnswer> {
+        let path = under("/environments", app, env) + "/cancel";
+        let body = By { by: by.to_string() };
+        Ok(self.call(Method::POST, &path, Some(&body), &[200]).await?.1)
+    }
+
+    pub async fn rollback_target(&self, app: &str, env: &str) -> anyhow::Result<RollbackTarget> {
+        let path = under("/environments", app, env) + "/rollback";
+        Ok(self.call(Method::GET, &path, NO_BODY, &[200]).await?.1)
+    }
+
+    /// `deploys`: queued and running first, then the most recent.
+    pub async fn history(
+        &self,
+        app: &str,
+        env: Option<&str>,
+        limit: i64,
+    ) -> anyhow::Result<DeploymentList> {
+        let mut path = format!("/deployments?view=history&limit={limit}&app={}", enc(app));
+        if let Some(e) = env {
+            path.push_str(&format!("&environment={}", enc(e)));
+        }
+        Ok(self.call(Method::GET, &path, NO_BODY, &[200]).await?.1)
+    }
+
+    /// Where the deployment with `source_key` posts its chat messages for a while.
+    pub async fn set_chat_route(
+        &self,
+        source_key: &str,
+        body: &ChatRouteRequest,
+    ) -> anyhow::Result<ChatRouteAnswer> {
+        let path = format!("/chat-routes/{}", enc(source_key));
+        Ok(self.call(Method::PUT, &path, Some(body), &[200]).await?.1)
+    }
+
+    pub async fn autodeploy_state(&self, app: &str, env: &str) -> anyhow::Result<AutoDeployState> {
+        let path = under("/autodeploy", app, env);
+        Ok(self.call(Method::GET, &path, NO_BODY, &[200]).await?.1)
+    }
+
+    /// Pauses auto-deploy (`off`: the new pause) or resumes it (`None`: the pause lifted).
+    pub async fn set_autodeploy(
+        &self,
+        app: &str,
+        env: &str,
+        off: Option<&PauseRequest>,
+    ) -> anyhow::Result<Option<AutoDeployPause>> {
+        let path = under("/autodeploy", app, env);
+        Ok(match off {
+            Some(body) => {
+                let (_, paused): (_, Paused) =
+                    self.call(Method::PUT, &path, Some(body), &[200]).await?;
+                Some(paused.pause)
+            }
+            None => {
+                let (_, resumed): (_, Resumed) =
+                    self.call(Method::DELETE, &path, NO_BODY, &[200]).await?;
+                resumed.resumed
+            }
+        })
+    }
+}
+
+/// `{prefix}/{app}/{env}`, encoded.
+fn under(prefix: &str, app: &str, env: &str) -> String {
+    format!("{prefix}/{}/{}", enc(app), enc(env))
 }
 
 /// Percent-encodes a path segment or query value.

@@ -3,16 +3,18 @@
 //! grammar lives in `chima-command`, the config in `chima-config`, the bot's
 //! replies in `bot.rs`.
 
+mod backend;
 mod bot;
 mod cli;
 mod doctor;
-mod embedded;
 mod faseng_api;
-mod hub;
+mod local;
 mod manifest;
+mod remote;
+mod replies;
 mod settings;
-mod shell;
 mod slack;
+mod terminal;
 
 use std::process::ExitCode;
 
@@ -90,12 +92,12 @@ fn main() -> ExitCode {
         }) => cli::parse_one(line, &s.addressee()),
         Some(Command::Parse { line: None, .. }) => cli::parse_lines(&s.addressee()),
         Some(Command::Check) => cli::check(&s.apps),
-        Some(Command::Run { line }) => shell::main(s, Some(line)),
+        Some(Command::Run { line }) => terminal::main(s, Some(line)),
         Some(Command::SlackManifest { events_url }) => {
             manifest::slack_manifest(&s.name, events_url.as_deref())
         }
         Some(Command::Doctor) => doctor::main(&mut s.clone()),
         None if s.slack_bot_token.as_deref().is_some_and(|t| !t.is_empty()) => slack::main(s),
-        None => shell::main(s, None),
+        None => terminal::main(s, None),
     }
 }

@@ -301,3 +301,10 @@ pub fn init_tracing(default: &str) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// The async runtime; `None`, said on stderr, when it cannot start.
+pub fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| eprintln!("chima: cannot start the async runtime: {e}"))
+        .ok()
+}

@@ -20,19 +20,13 @@ use chima_slack::{
     Handler, Incoming, IncomingKind, MAX_TEXT_CHARS, Message, SlackApi, SlackConfig, SlackError,
 };
 
-use crate::bot::{Backend, Bot, Chat, RESPONSE_URL_USES};
-use crate::embedded::Embedded;
-use crate::hub::GitHubBackend;
+use crate::bot::{Bot, Chat, RESPONSE_URL_USES};
 use crate::settings::Settings;
 
 pub fn main(settings: &Settings) -> ExitCode {
     crate::settings::init_tracing("info");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("chima: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = crate::settings::runtime() else {
+        return ExitCode::from(2);
     };
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -55,38 +49,23 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     let apps = Arc::new(apps);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    let backend = match settings.github()? {
-        Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
-            gh,
-            faseng: settings.faseng()?,
-            signing_key: settings.signing_key(),
-        })),
-        None => {
-            let e = Embedded::start(
-                apps.clone(),
-                &settings.apps,
-                &settings.database_url,
-                settings.workers,
-                settings.lease(),
-            )
-            .await?;
-            // No faseng: the in-process engine's notifications go to Slack from here.
-            let rooms = apps.clone();
-            let chat = chima_slack::ChatDeliverer::new(
-                Arc::new(chima_outbox::StoreChatRecords(e.store.clone())),
-                api.clone(),
-                Arc::new(|_| String::new()),
-                Arc::new(move |app: &str| rooms.get(app).and_then(|a| a.notify_room.clone())),
-            );
-            tasks.push(tokio::spawn(chima_outbox::run(
-                e.store.clone(),
-                Arc::new(chat),
-                shutdown_rx.clone(),
-                chima_outbox::OutboxOptions::chat(),
-            )));
-            Backend::Embedded(e)
-        }
-    };
+    let (backend, local_store) = crate::backend::open(settings, apps.clone()).await?;
+    if let Some(store) = local_store {
+        // No faseng: the in-process engine's notifications go to Slack from here.
+        let rooms = apps.clone();
+        let chat = chima_slack::ChatDeliverer::new(
+            Arc::new(chima_outbox::StoreChatRecords(store.clone())),
+            api.clone(),
+            Arc::new(|_| String::new()),
+            Arc::new(move |app: &str| rooms.get(app).and_then(|a| a.notify_room.clone())),
+        );
+        tasks.push(tokio::spawn(chima_outbox::run(
+            store,
+            Arc::new(chat),
+            shutdown_rx.clone(),
+            chima_outbox::OutboxOptions::chat(),
+        )));
+    }
     let mut addressee = settings.addressee();
     addressee.user_id = Some(me.user_id.clone());
     let bot = Arc::new(Bot {
@@ -138,9 +117,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     for t in tasks {
         let _ = t.await;
     }
-    if let Backend::Embedded(e) = &bot.backend {
-        e.stop().await;
-    }
+    bot.backend.stop().await;
     Ok(())
 }
 

@@ -329,3 +329,47 @@ async fn chima_signs_who_asked_when_it_has_a_key_and_says_so_when_not() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("CHIMA_SIGNING_KEY is 5 bytes"), "{text}");
 }
+
+/// A server that answers 404 to everything: what a wrong FASENG_URL finds.
+async fn answers_404() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new()
+        .fallback(|| async { (axum::http::StatusCode::NOT_FOUND, "<html>Not Found</html>") });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}/wrong")
+}
+
+/// A wrong FASENG_URL is an error naming the URL and the status, never "no locks":
+/// `lock` fails, and a deploy, which checks the lock first, creates nothing.
+#[tokio::test]
+async fn a_wrong_faseng_url_is_an_error_not_no_locks() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = apps(dir.path());
+    let gh = fake().await;
+    let url = answers_404().await;
+    let env = [
+        ("FASENG_URL", url.as_str()),
+        ("FASENG_API_TOKEN", "faseng-api-token-for-these-tests"),
+    ];
+    let (code, text) = chima_with(&gh, &apps, "chima lock project-x in prod", &env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "faseng answered 404 to PUT {url}/api/locks/project-x/production"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("Locked"), "{text}");
+
+    let (code, text) = chima_with(&gh, &apps, "chima deploy project-x/feature to prod", &env).await;
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("faseng answered 404 to GET {url}/api/locks")),
+        "{text}"
+    );
+    assert!(text.contains("nothing more was done"), "{text}");
+    assert!(gh.deployments("example/project-x").is_empty(), "{text}");
+}

@@ -2,6 +2,9 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use std::time::Duration;
+
+use crate::duration::{format_duration, parse_duration};
 use crate::error::ParseError;
 use crate::validate::{check_hosts, check_ref, closest, is_hidden, is_otp, is_slug};
 
@@ -38,10 +41,12 @@ pub enum Command {
     Where {
         app: String,
     },
-    /// `lock <app> in <env> [reason...]`.
+    /// `lock <app> in <env> [for <duration>] [reason...]`.
     Lock {
         app: String,
         env: String,
+        /// `for 2h`: the lock lapses by itself after this long.
+        expires_in: Option<Duration>,
         reason: Option<String>,
     },
     /// `unlock <app> in <env>`.
@@ -170,10 +175,23 @@ impl Command {
                 s
             }
             Command::Where { app } => format!("where can i deploy {app}"),
-            Command::Lock { app, env, reason } => match reason {
-                Some(r) => format!("lock {app} in {env} {r}"),
-                None => format!("lock {app} in {env}"),
-            },
+            Command::Lock {
+                app,
+                env,
+                expires_in,
+                reason,
+            } => {
+                let mut s = format!("lock {app} in {env}");
+                if let Some(d) = expires_in {
+                    s.push_str(" for ");
+                    s.push_str(&format_duration(*d));
+                }
+                if let Some(r) = reason {
+                    s.push(' ');
+                    s.push_str(r);
+                }
+                s
+            }
             Command::Unlock { app, env } => format!("unlock {app} in {env}"),
             Command::Cancel { app, env } => format!("cancel {app} in {env}"),
             Command::Rollback { app, env } => format!("rollback {app} in {env}"),
@@ -222,9 +240,18 @@ impl Serialize for Command {
                 m.serialize_entry("env", env)?;
             }
             Command::Where { app } => m.serialize_entry("app", app)?,
-            Command::Lock { app, env, reason } => {
+            Command::Lock {
+                app,
+                env,
+                expires_in,
+                reason,
+            } => {
                 m.serialize_entry("app", app)?;
                 m.serialize_entry("env", env)?;
+                // Only when typed: `"for": "2h"`.
+                if let Some(d) = expires_in {
+                    m.serialize_entry("for", &format_duration(*d))?;
+                }
                 m.serialize_entry("reason", reason)?;
             }
             Command::Unlock { app, env }
@@ -277,7 +304,13 @@ pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         "where" => parse_where(rest),
         "lock" | "deploy:lock" => {
             let (app, env, reason) = app_in_env("lock", rest, true)?;
-            Ok(Command::Lock { app, env, reason })
+            let (expires_in, reason) = lock_expiry(reason);
+            Ok(Command::Lock {
+                app,
+                env,
+                expires_in,
+                reason,
+            })
         }
         "unlock" | "deploy:unlock" => {
             let (app, env, _) = app_in_env("unlock", rest, false)?;
@@ -548,7 +581,7 @@ fn app_in_env(
     takes_reason: bool,
 ) -> Result<(String, String, Option<String>), ParseError> {
     let usage = if takes_reason {
-        format!("`{command} <app> in <environment> [reason]`")
+        format!("`{command} <app> in <environment> [for <duration>] [reason]`")
     } else {
         format!("`{command} <app> in <environment>`")
     };
@@ -598,6 +631,22 @@ fn app_in_env(
         }
     };
     Ok((app, env, reason))
+}
+
+/// `lock app in env for 2h db work`: the expiry, when the reason starts with
+/// `for <duration>`, and the rest of the reason. `for` followed by anything else
+/// is part of the reason (`lock app in prod for the release`).
+fn lock_expiry(reason: Option<String>) -> (Option<Duration>, Option<String>) {
+    let Some(r) = reason else { return (None, None) };
+    let mut words = r.split(' ');
+    if let (Some(w), Some(d)) = (words.next(), words.next())
+        && w == "for"
+        && let Ok(d) = parse_duration(d)
+    {
+        let rest: Vec<&str> = words.collect();
+        return (Some(d), (!rest.is_empty()).then(|| rest.join(" ")));
+    }
+    (None, Some(r))
 }
 
 fn parse_status(rest: &[&str]) -> Result<Command, ParseError> {

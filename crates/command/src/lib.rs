@@ -11,7 +11,7 @@
 //! deploy[:task][!] <app>[/<ref>] [to|in|on <env>[/<hosts>]] [<otp>]
 //! deploys <app>[/<ref>] [in <env>]
 //! where can i deploy <app>[?]
-//! lock <app> in <env> [reason...]        (also deploy:lock)
+//! lock <app> in <env> [for <duration>] [reason...]   (also deploy:lock)
 //! unlock <app> in <env>                  (also deploy:unlock)
 //! cancel <app> in <env>
 //! rollback <app> in <env>
@@ -28,12 +28,14 @@
 
 mod address;
 mod command;
+mod duration;
 mod error;
 mod lexer;
 mod validate;
 
 pub use address::{Addressee, strip_address};
 pub use command::{Command, Deploy};
+pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::ParseError;
 pub use validate::{MAX_LINE_CHARS, check_hosts, check_ref, closest, is_slug};
 

@@ -229,12 +229,69 @@ fn where_rows() {
 }
 
 #[test]
+fn lock_for_a_while() {
+    use std::time::Duration;
+    assert_eq!(
+        ok("chima lock hubot in production for 2h db work"),
+        Command::Lock {
+            app: "hubot".into(),
+            env: "production".into(),
+            expires_in: Some(Duration::from_secs(7200)),
+            reason: Some("db work".into())
+        }
+    );
+    assert_eq!(
+        ok("chima lock hubot in production for 1h30m"),
+        Command::Lock {
+            app: "hubot".into(),
+            env: "production".into(),
+            expires_in: Some(Duration::from_secs(5400)),
+            reason: None
+        }
+    );
+    // `for` and no duration after it: all reason, as before.
+    for (line, reason) in [
+        (
+            "chima lock hubot in production for the release",
+            "for the release",
+        ),
+        ("chima lock hubot in production for", "for"),
+        ("chima lock hubot in production for 2d", "for 2d"),
+        ("chima lock hubot in production for 0m", "for 0m"),
+        (
+            "chima lock hubot in production release for 2h",
+            "release for 2h",
+        ),
+    ] {
+        assert_eq!(
+            ok(line),
+            Command::Lock {
+                app: "hubot".into(),
+                env: "production".into(),
+                expires_in: None,
+                reason: Some(reason.into())
+            },
+            "{line}"
+        );
+    }
+    assert_eq!(
+        json("chima lock hubot in prod for 30m friday"),
+        r#"{"command":"lock","app":"hubot","env":"prod","for":"30m","reason":"friday"}"#
+    );
+    assert_eq!(
+        ok("chima lock hubot in prod for 90m").to_line(),
+        "lock hubot in prod for 1h30m"
+    );
+}
+
+#[test]
 fn lock_and_unlock_rows() {
     assert_eq!(
         ok("chima lock hubot in production"),
         Command::Lock {
             app: "hubot".into(),
             env: "production".into(),
+            expires_in: None,
             reason: None
         }
     );
@@ -243,6 +300,7 @@ fn lock_and_unlock_rows() {
         Command::Lock {
             app: "hubot".into(),
             env: "production".into(),
+            expires_in: None,
             reason: Some("db migration running".into())
         }
     );
@@ -445,9 +503,15 @@ fn command() -> impl Strategy<Value = Command> {
         (
             slug(),
             slug(),
+            proptest::option::of(1u64..=24 * 3600),
             proptest::option::of("[a-z]{1,8}( [a-z]{1,8}){0,3}")
         )
-            .prop_map(|(app, env, reason)| Command::Lock { app, env, reason }),
+            .prop_map(|(app, env, secs, reason)| Command::Lock {
+                app,
+                env,
+                expires_in: secs.map(std::time::Duration::from_secs),
+                reason
+            }),
         (slug(), slug()).prop_map(|(app, env)| Command::Unlock { app, env }),
         (slug(), slug()).prop_map(|(app, env)| Command::Cancel { app, env }),
         (slug(), slug()).prop_map(|(app, env)| Command::Rollback { app, env }),

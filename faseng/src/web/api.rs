@@ -7,11 +7,16 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chima_api_types::{
+    AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, CreateDeployment,
+    Created, DeploymentList, LinkedDeployment, LockAnswer, LockRequest, Locks, LogLines,
+    NoRollbackWhy, PauseRequest, Paused, Resumed, RollbackTarget, UnlockAnswer,
+};
 use chima_engine::ops::{self, Cancelled, NoRollback};
 use chima_store::{DeploymentFilter, DeploymentState, LockResult, NewDeployment};
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sha2::Sha256;
 
 use super::AppState;
@@ -61,15 +66,11 @@ fn same(expected: &str, given: &str) -> bool {
     mac.verify_slice(&want).is_ok()
 }
 
-fn with_link(state: &AppState, d: &chima_store::Deployment) -> Value {
-    let mut v = serde_json::to_value(d).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert(
-            "log_url".to_string(),
-            json!(state.links.url(&state.public_url, d.id)),
-        );
+fn with_link(state: &AppState, d: &chima_store::Deployment) -> LinkedDeployment {
+    LinkedDeployment {
+        log_url: state.links.url(&state.public_url, d.id),
+        deployment: d.clone(),
     }
-    v
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,9 +118,9 @@ pub async fn list(
         }
     };
     Ok(match result {
-        Ok(list) => Json(json!({
-            "deployments": list.iter().map(|d| with_link(&state, d)).collect::<Vec<_>>()
-        }))
+        Ok(list) => Json(DeploymentList {
+            deployments: list.iter().map(|d| with_link(&state, d)).collect(),
+        })
         .into_response(),
         Err(e) => return Err(e.into()),
     })
@@ -138,36 +139,9 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<i64>) -> Result<R
     })
 }
 
-/// A deployment created directly (no GitHub): the app must be in faseng's
-/// app.json; `key` makes the call idempotent.
-#[derive(Debug, Deserialize)]
-pub struct CreateBody {
-    app: String,
-    environment: String,
-    #[serde(rename = "ref")]
-    git_ref: String,
-    #[serde(default)]
-    sha: Option<String>,
-    #[serde(default = "default_task")]
-    task: String,
-    #[serde(default)]
-    hosts: Option<String>,
-    requester: String,
-    /// The requester's identity key (`chat:<id>`), as the token holder vouches for it.
-    #[serde(default)]
-    requester_id: Option<String>,
-    key: String,
-    #[serde(default)]
-    payload: Option<Value>,
-}
-
-fn default_task() -> String {
-    "deploy".to_string()
-}
-
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<CreateBody>, JsonRejection>,
+    body: Result<Json<CreateDeployment>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     let Some(apps) = state.apps.as_ref() else {
@@ -242,35 +216,37 @@ pub async fn create(
             } else {
                 StatusCode::CREATED
             };
-            (status, Json(json!({"already_existed": c.already_existed, "deployment": with_link(&state, &c.deployment)}))).into_response()
+            let created = Created {
+                already_existed: c.already_existed,
+                deployment: with_link(&state, &c.deployment),
+            };
+            (status, Json(created)).into_response()
         }
         Err(e) => return Err(e.into()),
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ByBody {
-    by: String,
 }
 
 /// Cancels one deployment by id.
 pub async fn cancel_one(
     State(state): State<AppState>,
     Path(id): Path<i64>,
-    body: Result<Json<ByBody>, JsonRejection>,
+    body: Result<Json<By>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     Ok(match state.store.request_cancel(id, &body.by).await {
-        Ok(chima_store::CancelResult::Cancelled(d)) => {
-            Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
-                .into_response()
-        }
-        Ok(chima_store::CancelResult::Requested(d)) => {
-            Json(json!({"result": "stopping", "deployment": with_link(&state, &d)})).into_response()
-        }
+        Ok(chima_store::CancelResult::Cancelled(d)) => Json(CancelAnswer::Cancelled {
+            deployment: with_link(&state, &d),
+        })
+        .into_response(),
+        Ok(chima_store::CancelResult::Requested(d)) => Json(CancelAnswer::Stopping {
+            deployment: with_link(&state, &d),
+        })
+        .into_response(),
         Ok(chima_store::CancelResult::AlreadyFinished(d)) => (
             StatusCode::CONFLICT,
-            Json(json!({"result": "finished", "deployment": with_link(&state, &d)})),
+            Json(CancelAnswer::Finished {
+                deployment: with_link(&state, &d),
+            }),
         )
             .into_response(),
         Err(e) => return Err(e.into()),
@@ -281,20 +257,20 @@ pub async fn cancel_one(
 pub async fn cancel_env(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    body: Result<Json<ByBody>, JsonRejection>,
+    body: Result<Json<By>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     Ok(
         match ops::cancel(state.store.as_ref(), &app, &env, &body.by).await {
-            Ok(Cancelled::Dequeued(d)) => {
-                Json(json!({"result": "cancelled", "deployment": with_link(&state, &d)}))
-                    .into_response()
-            }
-            Ok(Cancelled::Stopping(d)) => {
-                Json(json!({"result": "stopping", "deployment": with_link(&state, &d)}))
-                    .into_response()
-            }
-            Ok(Cancelled::Nothing) => Json(json!({"result": "nothing"})).into_response(),
+            Ok(Cancelled::Dequeued(d)) => Json(CancelAnswer::Cancelled {
+                deployment: with_link(&state, &d),
+            })
+            .into_response(),
+            Ok(Cancelled::Stopping(d)) => Json(CancelAnswer::Stopping {
+                deployment: with_link(&state, &d),
+            })
+            .into_response(),
+            Ok(Cancelled::Nothing) => Json(CancelAnswer::Nothing).into_response(),
             Err(e) => return Err(e.into()),
         },
     )
@@ -305,12 +281,24 @@ pub async fn rollback_target(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    Ok(match ops::rollback_target(state.store.as_ref(), &app, &env).await {
-        Ok(Ok(r)) => Json(json!({"current": with_link(&state, &r.current), "target": with_link(&state, &r.target)})).into_response(),
-        Ok(Err(NoRollback::NeverDeployed)) => Json(json!({"target": null, "why": "never_deployed"})).into_response(),
-        Ok(Err(NoRollback::NothingBefore(c))) => Json(json!({"target": null, "why": "nothing_before", "current": with_link(&state, &c)})).into_response(),
-        Err(e) => return Err(e.into()),
-    })
+    let answer = match ops::rollback_target(state.store.as_ref(), &app, &env).await? {
+        Ok(r) => RollbackTarget {
+            current: Some(with_link(&state, &r.current)),
+            target: Some(with_link(&state, &r.target)),
+            why: None,
+        },
+        Err(NoRollback::NeverDeployed) => RollbackTarget {
+            current: None,
+            target: None,
+            why: Some(NoRollbackWhy::NeverDeployed),
+        },
+        Err(NoRollback::NothingBefore(c)) => RollbackTarget {
+            current: Some(with_link(&state, &c)),
+            target: None,
+            why: Some(NoRollbackWhy::NothingBefore),
+        },
+    };
+    Ok(Json(answer).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -334,7 +322,7 @@ pub async fn log(
             )
             .await
         {
-            Ok(lines) => Json(json!({"lines": lines})).into_response(),
+            Ok(lines) => Json(LogLines { lines }).into_response(),
             Err(e) => return Err(e.into()),
         },
     )
@@ -342,27 +330,15 @@ pub async fn log(
 
 pub async fn locks(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(match state.store.list_locks().await {
-        Ok(l) => Json(json!({"locks": l})).into_response(),
+        Ok(locks) => Json(Locks { locks }).into_response(),
         Err(e) => return Err(e.into()),
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct LockBody {
-    holder: String,
-    /// The holder's identity key (`chat:<id>`, `github:<login>`): the lock yields to
-    /// that identity only.
-    #[serde(default)]
-    holder_id: Option<String>,
-    reason: Option<String>,
-    /// Seconds until the lock lapses by itself.
-    expires_in: Option<i64>,
 }
 
 pub async fn lock(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    body: Result<Json<LockBody>, JsonRejection>,
+    body: Result<Json<LockRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     if body.holder.is_empty() || body.holder.len() > 200 {
@@ -404,16 +380,12 @@ pub async fn lock(
             )
             .await
         {
-            Ok(LockResult::Acquired(l)) => (
-                StatusCode::CREATED,
-                Json(json!({"result": "locked", "lock": l})),
-            )
-                .into_response(),
-            Ok(LockResult::HeldBy(l)) => (
-                StatusCode::CONFLICT,
-                Json(json!({"result": "held", "lock": l})),
-            )
-                .into_response(),
+            Ok(LockResult::Acquired(lock)) => {
+                (StatusCode::CREATED, Json(LockAnswer::Locked { lock })).into_response()
+            }
+            Ok(LockResult::HeldBy(lock)) => {
+                (StatusCode::CONFLICT, Json(LockAnswer::Held { lock })).into_response()
+            }
             Err(e) => return Err(e.into()),
         },
     )
@@ -424,21 +396,10 @@ pub async fn unlock(
     Path((app, env)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     Ok(match state.store.unlock(&app, &env).await {
-        Ok(Some(l)) => Json(json!({"result": "unlocked", "lock": l})).into_response(),
-        Ok(None) => Json(json!({"result": "not_locked"})).into_response(),
+        Ok(Some(lock)) => Json(UnlockAnswer::Unlocked { lock }).into_response(),
+        Ok(None) => Json(UnlockAnswer::NotLocked).into_response(),
         Err(e) => return Err(e.into()),
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ChatRouteBody {
-    /// A slash command's `response_url`: Slack's (`https://hooks.slack.com/...`) or on
-    /// the host of `SLACK_API_URL`.
-    response_url: String,
-    /// Seconds it stays usable: Slack's 30 minutes at most.
-    expires_in_secs: i64,
-    /// Posts left: Slack's 5 at most, less those chima used.
-    uses_left: i32,
 }
 
 /// Slack's limits on a response_url
@@ -454,7 +415,7 @@ const MAX_ROUTE_USES: i32 = 5;
 pub async fn set_chat_route(
     State(state): State<AppState>,
     Path(source_key): Path<String>,
-    body: Result<Json<ChatRouteBody>, JsonRejection>,
+    body: Result<Json<ChatRouteRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     if source_key.trim().is_empty() || source_key.len() > 200 {
@@ -490,9 +451,10 @@ pub async fn set_chat_route(
             .set_chat_route(&source_key, &body.response_url, expires_at, body.uses_left)
             .await
         {
-            Ok(()) => Json(
-                json!({"result": "routed", "source_key": source_key, "uses_left": body.uses_left}),
-            )
+            Ok(()) => Json(ChatRouteAnswer::Routed {
+                source_key,
+                uses_left: body.uses_left,
+            })
             .into_response(),
             Err(e) => return Err(e.into()),
         },
@@ -505,7 +467,7 @@ pub async fn drop_chat_route(
     Path(source_key): Path<String>,
 ) -> Result<Response, ApiError> {
     Ok(match state.store.drop_chat_route(&source_key).await {
-        Ok(()) => Json(json!({"result": "dropped"})).into_response(),
+        Ok(()) => Json(ChatRouteAnswer::Dropped).into_response(),
         Err(e) => return Err(e.into()),
     })
 }
@@ -517,21 +479,15 @@ pub async fn autodeploy_state(
     let pause = state.store.auto_deploy_pause(&app, &env).await;
     let last = state.store.last_auto_deploy(&app, &env).await;
     Ok(match (pause, last) {
-        (Ok(pause), Ok(last)) => Json(json!({"pause": pause, "last": last})).into_response(),
+        (Ok(pause), Ok(last)) => Json(AutoDeployState { pause, last }).into_response(),
         (Err(e), _) | (_, Err(e)) => return Err(e.into()),
     })
-}
-
-#[derive(Debug, Deserialize)]
-pub struct PauseBody {
-    by: String,
-    reason: Option<String>,
 }
 
 pub async fn autodeploy_pause(
     State(state): State<AppState>,
     Path((app, env)): Path<(String, String)>,
-    body: Result<Json<PauseBody>, JsonRejection>,
+    body: Result<Json<PauseRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
     if body.by.is_empty() || body.by.len() > 200 {
@@ -546,7 +502,7 @@ pub async fn autodeploy_pause(
             .pause_auto_deploy(&app, &env, &body.by, body.reason.as_deref())
             .await
         {
-            Ok(p) => Json(json!({"pause": p})).into_response(),
+            Ok(pause) => Json(Paused { pause }).into_response(),
             Err(e) => return Err(e.into()),
         },
     )
@@ -557,7 +513,7 @@ pub async fn autodeploy_resume(
     Path((app, env)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     Ok(match state.store.resume_auto_deploy(&app, &env).await {
-        Ok(p) => Json(json!({"resumed": p})).into_response(),
+        Ok(resumed) => Json(Resumed { resumed }).into_response(),
         Err(e) => return Err(e.into()),
     })
 }

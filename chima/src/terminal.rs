@@ -1,4 +1,4 @@
-//! The shell adapter: a prompt in the terminal, as Hubot's shell adapter had,
+//! The terminal adapter (hubot's `shell`): a prompt in the terminal, as Hubot's shell adapter had,
 //! or one line with `chima run`. Replies and notifications are plain text.
 
 use std::io::{BufRead, Write};
@@ -7,19 +7,13 @@ use std::sync::Arc;
 
 use chima_config::{Apps, Requester};
 
-use crate::bot::{Backend, Bot, Chat, Ending};
-use crate::embedded::Embedded;
-use crate::hub::GitHubBackend;
+use crate::bot::{Bot, Chat, Ending};
 use crate::settings::Settings;
 
 pub fn main(settings: &Settings, line: Option<&str>) -> ExitCode {
     crate::settings::init_tracing("warn");
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("chima: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
+    let Some(runtime) = crate::settings::runtime() else {
+        return ExitCode::from(2);
     };
     runtime.block_on(run(settings, line))
 }
@@ -54,33 +48,15 @@ async fn run(settings: &Settings, line: Option<&str>) -> ExitCode {
         },
         None => repl(&bot, &chat).await,
     };
-    if let Backend::Embedded(e) = &bot.backend {
-        e.stop().await;
-    }
+    bot.backend.stop().await;
     code
 }
 
 /// The bot for the terminal: GitHub when credentials are set, else the
-/// embedded engine.
+/// local engine.
 async fn build(settings: &Settings) -> anyhow::Result<Bot> {
     let apps = Arc::new(Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let backend = match settings.github()? {
-        Some(gh) => Backend::GitHub(Box::new(GitHubBackend {
-            gh,
-            faseng: settings.faseng()?,
-            signing_key: settings.signing_key(),
-        })),
-        None => Backend::Embedded(
-            Embedded::start(
-                apps.clone(),
-                &settings.apps,
-                &settings.database_url,
-                settings.workers,
-                settings.lease(),
-            )
-            .await?,
-        ),
-    };
+    let (backend, _) = crate::backend::open(settings, apps.clone()).await?;
     let mut addressee = settings.addressee();
     // In a terminal every line is for the bot, with or without its name.
     addressee.direct = true;
@@ -110,10 +86,7 @@ async fn one(bot: &Bot, line: &str, chat: &Chat) -> Ending {
 
 async fn repl(bot: &Bot, chat: &Chat) -> ExitCode {
     let name = bot.addressee.name.clone();
-    let mode = match bot.backend {
-        Backend::Embedded(_) => "embedded mode: deployments run here, stored in DATABASE_URL",
-        Backend::GitHub(_) => "GitHub mode: deployments are created on GitHub for faseng to run",
-    };
+    let mode = bot.backend.mode();
     println!("{name} ({mode}). Try `deploy demo to staging`, `help`; Ctrl-D quits.");
     let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(16);
     std::thread::spawn(move || {

@@ -1,0 +1,297 @@
+//! The local backend: no GitHub. Deployments go to the same store and engine
+//! faseng uses, in this process (an SQLite file by default).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chima_api_types::{LockRequest, PauseRequest};
+use chima_command::Command;
+use chima_config::{App, Apps, DeploymentRequest};
+use chima_engine::ops::Cancelled;
+use chima_engine::{Engine, EngineConfig};
+use chima_github::CiState;
+use chima_payload::{ChatTarget, DeploymentPayload, FasengNotes};
+use chima_store::{Deployment, Lock, LockResult, NewDeployment, OutboxEntry, Store};
+use serde_json::Value;
+
+use crate::backend::{AutoDeployNow, Backend, Created, History, RollbackTo, Switched};
+use crate::bot::{Chat, Say, identity, say};
+use crate::replies;
+
+pub struct Local {
+    pub store: Arc<dyn Store>,
+    engine: tokio::sync::Mutex<Option<Engine>>,
+}
+
+impl Local {
+    /// Opens the store and starts the engine's workers.
+    pub async fn start(
+        apps: Arc<Apps>,
+        apps_path: &Path,
+        database_url: &str,
+        workers: usize,
+        lease: Duration,
+    ) -> anyhow::Result<Local> {
+        let store = chima_store::open(database_url)
+            .await
+            .with_context(|| "cannot open the deployment store (DATABASE_URL)")?;
+        let apps_dir = apps_path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| Path::new(".").to_path_buf());
+        let mut cfg = EngineConfig::new(Some(apps), &apps_dir);
+        cfg.workers = workers.max(1);
+        cfg.instance = "chima".to_string();
+        cfg.lease = lease;
+        // Providers run under a guard (this binary, `chima guard`), as in faseng.
+        cfg.guard = chima_engine::GuardProgram::this_binary()
+            .map_err(|e| tracing::warn!(error = %e, "cannot find chima's own binary; providers run unguarded"))
+            .ok();
+        let engine = Engine::start(store.clone(), cfg);
+        Ok(Local {
+            store,
+            engine: tokio::sync::Mutex::new(Some(engine)),
+        })
+    }
+
+    /// Says one outbox entry in chat and marks it delivered.
+    async fn notify(&self, entry: &OutboxEntry, to: &Say) -> anyhow::Result<()> {
+        let d = self.store.get_deployment(entry.deployment_id).await?;
+        if let Some(text) = d.and_then(|d| replies::notification(&d, entry.event)) {
+            say(to, text);
+        }
+        self.store.mark_delivered(entry.id).await?;
+        Ok(())
+    }
+}
+
+/// A source key no other deployment has.
+fn source_key(what: &str) -> String {
+    format!(
+        "chima-{what}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    )
+}
+
+/// The payload as the in-process engine stores it: with the notes faseng's intake
+/// would write (who asked, where to answer), which chima vouches for itself here.
+fn local_payload(payload: &DeploymentPayload, chat: &Chat) -> Value {
+    let notes = FasengNotes {
+        delivery: None,
+        identity: identity(chat),
+        chat: Some(ChatTarget {
+            adapter: chat.adapter.to_string(),
+            room: chat.room.clone(),
+            thread_ts: chat.thread_ts.clone(),
+        }),
+        notes: Vec::new(),
+    };
+    DeploymentPayload::with_notes(&payload.to_value(), &notes)
+}
+
+#[async_trait::async_trait]
+impl Backend for Local {
+    fn mode(&self) -> &'static str {
+        "embedded mode: deployments run here, stored in DATABASE_URL"
+    }
+
+    fn unavailable(&self, command: &Command) -> Option<String> {
+        matches!(command, Command::Status { .. })
+            .then(|| replies::not_in_local_mode(command.name()))
+    }
+
+    async fn create(
+        &self,
+        request: &DeploymentRequest,
+        payload: DeploymentPayload,
+        chat: &Chat,
+    ) -> anyhow::Result<Created> {
+        let git_ref = request
+            .git_ref
+            .clone()
+            .unwrap_or_else(|| "HEAD".to_string());
+        let source_key = source_key(chat.adapter);
+        // A slash command's deployment reports through its response_url while it
+        // lasts: the route is in the store before the deployment, so that its first
+        // message already finds it.
+        if let Some(url) = &chat.response_url {
+            let expires_at = chrono::Utc::now()
+                + chrono::Duration::from_std(crate::bot::RESPONSE_URL_LIFETIME)
+                    .unwrap_or(chrono::Duration::minutes(30));
+            if let Err(e) = self
+                .store
+                .set_chat_route(&source_key, url, expires_at, chat.route_uses_left())
+                .await
+            {
+                tracing::warn!(error = %e, "cannot record the slash command's response_url: the deployment's messages go to the app's notify_room");
+            }
+        }
+        let new = NewDeployment {
+            source_key,
+            requester: chat.requester.user_name.clone(),
+            app: request.app.clone(),
+            environment: request.environment.clone(),
+            repository: request.repository.clone(),
+            git_ref,
+            sha: None,
+            task: request.task.clone(),
+            hosts: request.hosts.clone(),
+            provider: request
+                .config
+                .get("provider")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            payload: local_payload(&payload, chat),
+            github_deployment_id: None,
+            notify: vec!["chat".to_string()],
+            timeout_secs: None,
+        };
+        let created = self.store.create_deployment(new).await?;
+        Ok(Created::Queued(Box::new(created.deployment)))
+    }
+
+    async fn redeploy(&self, _apps: &Apps, d: &Deployment, chat: &Chat) -> anyhow::Result<Created> {
+        let sha = d
+            .sha
+            .clone()
+            .context("the deployment to redeploy has no sha")?;
+        // The redeploy is this user's request: the old deployment's payload carries
+        // the old requester's identity.
+        let (mut sent, _) = DeploymentPayload::read(&d.payload);
+        sent.faseng = None;
+        let new = NewDeployment {
+            source_key: source_key("rollback"),
+            requester: chat.requester.user_name.clone(),
+            app: d.app.clone(),
+            environment: d.environment.clone(),
+            repository: d.repository.clone(),
+            git_ref: sha.clone(),
+            sha: Some(sha),
+            task: d.task.clone(),
+            hosts: d.hosts.clone(),
+            provider: d.provider.clone(),
+            payload: local_payload(&sent, chat),
+            github_deployment_id: None,
+            notify: vec!["chat".to_string()],
+            timeout_secs: d.timeout_secs,
+        };
+        let created = self.store.create_deployment(new).await?;
+        Ok(Created::Queued(Box::new(created.deployment)))
+    }
+
+    /// Shows the deployment's chat notifications (from the outbox) and its log
+    /// as they come, until it ends.
+    async fn follow(&self, id: i64, to: &Say) -> anyhow::Result<Option<Deployment>> {
+        let mut seq = 0;
+        // Taken from the outbox but held: how it ended is said after its last log line.
+        let mut ending = Vec::new();
+        loop {
+            // News of the deployment as it comes, except how it ended.
+            for entry in self.store.take_due_outbox("chat", 100).await? {
+                if entry.event.is_terminal() && entry.deployment_id == id {
+                    ending.push(entry);
+                    continue;
+                }
+                self.notify(&entry, to).await?;
+            }
+            // The state is read before the log: a deployment seen ended has all its
+            // lines stored, so the lines read next are the last ones.
+            let d = self
+                .store
+                .get_deployment(id)
+                .await?
+                .with_context(|| format!("deployment #{id} disappeared"))?;
+            for line in self.store.read_logs(id, seq, 1000).await? {
+                seq = line.seq;
+                say(to, format!("  | {}", line.line));
+            }
+            let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
+            if drained && d.state.is_terminal() {
+                for entry in ending.drain(..) {
+                    self.notify(&entry, to).await?;
+                }
+            }
+            let notified = self
+                .store
+                .outbox_for_deployment(id)
+                .await?
+                .iter()
+                .all(|e| e.target != "chat" || e.delivered_at.is_some());
+            if d.state.is_terminal() && drained && notified {
+                return Ok(Some(d));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn history(&self, app: &App, env: Option<&str>) -> anyhow::Result<History> {
+        Ok(History::Stored(
+            chima_engine::ops::history(self.store.as_ref(), &app.name, env, 10).await?,
+        ))
+    }
+
+    async fn lock_of(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>> {
+        Ok(self.store.get_lock(app, env).await?)
+    }
+
+    async fn lock(&self, app: &str, env: &str, ask: &LockRequest) -> anyhow::Result<LockResult> {
+        let expires_at = ask
+            .expires_in
+            .map(|s| chrono::Utc::now() + chrono::TimeDelta::seconds(s));
+        let (holder, reason) = (&ask.holder, ask.reason.as_deref());
+        let holder_id = ask.holder_id.as_deref();
+        Ok(self
+            .store
+            .lock_by(app, env, holder, holder_id, reason, expires_at)
+            .await?)
+    }
+
+    async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>> {
+        Ok(self.store.unlock(app, env).await?)
+    }
+
+    async fn cancel(&self, app: &str, env: &str, by: &str) -> anyhow::Result<Cancelled> {
+        Ok(chima_engine::ops::cancel(self.store.as_ref(), app, env, by).await?)
+    }
+
+    async fn rollback_target(&self, app: &str, env: &str) -> anyhow::Result<RollbackTo> {
+        Ok(chima_engine::ops::rollback_target(self.store.as_ref(), app, env).await?)
+    }
+
+    async fn set_autodeploy(&self, app: &str, env: &str, off: Option<&PauseRequest>) -> Switched {
+        Ok(match off {
+            Some(p) => Some(
+                self.store
+                    .pause_auto_deploy(app, env, &p.by, p.reason.as_deref())
+                    .await?,
+            ),
+            None => self.store.resume_auto_deploy(app, env).await?,
+        })
+    }
+
+    async fn autodeploy_state(&self, app: &str, env: &str) -> anyhow::Result<AutoDeployNow> {
+        Ok((
+            self.store.auto_deploy_pause(app, env).await?,
+            self.store.last_auto_deploy(app, env).await?,
+        ))
+    }
+
+    async fn ci_status(
+        &self,
+        _app: &App,
+        _git_ref: Option<String>,
+    ) -> anyhow::Result<(String, CiState)> {
+        bail!("CI states come from GitHub, which the embedded mode does not use")
+    }
+
+    async fn stop(&self) {
+        if let Some(engine) = self.engine.lock().await.take() {
+            engine.shutdown().await;
+        }
+    }
+}
