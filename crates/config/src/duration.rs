@@ -1,49 +1,21 @@
-//! `"20m"`, `"1h30m"`, `"90s"`: the deploy timeout as people write it.
+//! `"20m"`, `"1h30m"`, `"90s"`: the deploy timeout as people write it. The reading is
+//! the chat grammar's (`chima_command::parse_duration`, the same units and limit);
+//! only the message for zero says why a timeout cannot be zero.
 
 use std::time::Duration;
 
 /// The longest timeout accepted. A deploy that needs more is stuck.
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_TIMEOUT: Duration = chima_command::MAX_DURATION;
 
 /// Parses a duration made of `<number><unit>` parts, units `h`, `m`, `s`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration: write it like `20m`, `1h30m` or `90s`");
-    if s.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
+    chima_command::parse_duration(s).map_err(|e| {
+        if e.ends_with(" is zero") {
+            format!("{e}: a deploy needs some time")
+        } else {
+            e
         }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!(
-            "`{s}` has no unit after `{digits}`: write `{digits}s` or `{digits}m`"
-        ));
-    }
-    let d = Duration::from_secs(total);
-    if d.is_zero() {
-        return Err(format!("`{s}` is zero: a deploy needs some time"));
-    }
-    if d > MAX_TIMEOUT {
-        return Err(format!("`{s}` is longer than the 24h limit"));
-    }
-    Ok(d)
+    })
 }
 
 #[cfg(test)]
