@@ -147,8 +147,8 @@ pub async fn open(
     }
     let local = Local::start(
         apps,
-        &settings.apps,
-        &settings.database_url,
+        &settings.deploy.apps,
+        &settings.deploy.database_url,
         settings.workers,
         settings.lease(),
     )

@@ -56,7 +56,7 @@ pub struct Chat {
 }
 
 /// Slack takes this many posts to one `response_url`
-/// (https://api.slack.com/interactivity/handling#message_responses).
+/// (<https://api.slack.com/interactivity/handling#message_responses>).
 pub const RESPONSE_URL_USES: u32 = 5;
 
 /// A `response_url` works this long after the command.

@@ -58,7 +58,7 @@ async fn run(s: &mut Settings, r: &mut Report) {
     check_slack(s, &refused, r).await;
     check_github(s, r).await;
     check_faseng(s, r).await;
-    if s.chima_signing_key.is_some() || s.faseng_api_token.is_some() {
+    if s.keys.chima_signing_key.is_some() || s.keys.faseng_api_token.is_some() {
         r.ok("signing key set (CHIMA_SIGNING_KEY, or derived from FASENG_API_TOKEN)");
     } else {
         r.skip(
@@ -115,11 +115,11 @@ async fn slack_call(api_url: &str, method: &str, token: &str) -> anyhow::Result<
 }
 
 async fn check_slack(s: &Settings, refused: &BTreeSet<&str>, r: &mut Report) {
-    let Some(bot) = s.slack_bot_token.as_ref().filter(|t| !t.is_empty()) else {
+    let Some(bot) = s.slack.bot_token() else {
         r.skip("Slack (SLACK_BOT_TOKEN)", "not configured");
         return;
     };
-    match slack_call(&s.slack_api_url, chima_slack::manifest::AUTH_TEST, bot).await {
+    match slack_call(&s.slack.slack_api_url, chima_slack::manifest::AUTH_TEST, bot).await {
         Ok(answer) => {
             r.ok(&format!(
                 "Slack token valid (bot {})",
@@ -164,7 +164,7 @@ async fn check_slack(s: &Settings, refused: &BTreeSet<&str>, r: &mut Report) {
     match app_token {
         Some(token) => {
             match slack_call(
-                &s.slack_api_url,
+                &s.slack.slack_api_url,
                 chima_slack::manifest::APPS_CONNECTIONS_OPEN,
                 token,
             )
@@ -236,11 +236,11 @@ async fn check_github(s: &Settings, r: &mut Report) {
     let Some(gh) = configured(r, s.github(), &GITHUB) else {
         return;
     };
-    let apps = match chima_config::Apps::load(&s.apps) {
+    let apps = match chima_config::Apps::load(&s.deploy.apps) {
         Ok(apps) => apps,
         Err(e) => {
             r.fail(
-                &format!("app.json {}", s.apps.display()),
+                &format!("app.json {}", s.deploy.apps.display()),
                 &e.to_string(),
                 "Fix the file (APPS_JSON), `chima check` shows each error",
             );
@@ -248,7 +248,7 @@ async fn check_github(s: &Settings, r: &mut Report) {
         }
     };
     let repos: BTreeSet<String> = apps.iter().map(|a| a.repository.clone()).collect();
-    let fix = if s.github_app_id.is_some() {
+    let fix = if s.github.github_app_id.is_some() {
         "Install the GitHub App (GITHUB_APP_ID) on that repository, with deployments write access"
     } else {
         "Give GITHUB_TOKEN access to that repository (or fix the repository in app.json)"

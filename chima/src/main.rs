@@ -54,7 +54,7 @@ enum Command {
         line: String,
     },
     /// Print the Slack app manifest (YAML) asking for what chima uses: paste it in
-    /// https://api.slack.com/apps, "Create New App", "From an app manifest".
+    /// api.slack.com/apps, "Create New App", "From an app manifest".
     SlackManifest {
         /// chima's public URL: the Events API at URL/slack/events (and the slash
         /// command and interactivity next to it) instead of Socket Mode.
@@ -91,13 +91,13 @@ fn main() -> ExitCode {
             line: Some(line), ..
         }) => cli::parse_one(line, &s.addressee()),
         Some(Command::Parse { line: None, .. }) => cli::parse_lines(&s.addressee()),
-        Some(Command::Check) => cli::check(&s.apps),
+        Some(Command::Check) => cli::check(&s.deploy.apps),
         Some(Command::Run { line }) => terminal::main(s, Some(line)),
         Some(Command::SlackManifest { events_url }) => {
             manifest::slack_manifest(&s.name, events_url.as_deref())
         }
         Some(Command::Doctor) => doctor::main(&mut s.clone()),
-        None if s.slack_bot_token.as_deref().is_some_and(|t| !t.is_empty()) => slack::main(s),
+        None if s.slack.bot_token().is_some() => slack::main(s),
         None => terminal::main(s, None),
     }
 }

@@ -24,7 +24,7 @@ use crate::bot::{Bot, Chat, RESPONSE_URL_USES};
 use crate::settings::Settings;
 
 pub fn main(settings: &Settings) -> ExitCode {
-    crate::settings::init_tracing("info");
+    chima_settings::init_tracing("info");
     let Some(runtime) = crate::settings::runtime() else {
         return ExitCode::from(2);
     };
@@ -38,13 +38,15 @@ pub fn main(settings: &Settings) -> ExitCode {
 }
 
 async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let cfg = settings.slack().context("SLACK_BOT_TOKEN is not set")?;
+    let cfg = settings
+        .slack_config()
+        .context("SLACK_BOT_TOKEN is not set")?;
     let api = SlackApi::new(&cfg).context("cannot set up the Slack client")?;
     let me = api
         .auth_test()
         .await
         .context("Slack refused SLACK_BOT_TOKEN (auth.test)")?;
-    let mut apps = Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut apps = Apps::load(&settings.deploy.apps).map_err(|e| anyhow::anyhow!("{e}"))?;
     resolve_names(&api, &mut apps).await;
     let apps = Arc::new(apps);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
@@ -112,7 +114,7 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         );
     }
     tracing::info!(bot = %me.name, "chima is on Slack");
-    shutdown_signal().await;
+    chima_settings::shutdown_signal().await;
     let _ = shutdown_tx.send(true);
     for t in tasks {
         let _ = t.await;
@@ -240,19 +242,19 @@ const MAX_REPLY_WAIT: Duration = Duration::from_secs(120);
 
 /// Without a `Retry-After`, a rate-limited reply waits this long. `chat.postMessage`
 /// allows about one message a second per channel
-/// (https://api.slack.com/methods/chat.postMessage#rate_limiting).
+/// (<https://api.slack.com/methods/chat.postMessage#rate_limiting>).
 const DEFAULT_REPLY_WAIT: Duration = Duration::from_secs(1);
 
 /// The message of a reply: the bot's text shown as written. Its `<app>`, `<env>` and
 /// users' `&` would otherwise be Slack markup, and dropped
-/// (https://api.slack.com/reference/surfaces/formatting#escaping); cut to Slack's
+/// (<https://api.slack.com/reference/surfaces/formatting#escaping>); cut to Slack's
 /// 40,000 characters (`msg_too_long` beyond).
 fn reply_message(text: &str) -> Message {
     Message::text(chima_slack::cap(&chima_slack::escape(text), MAX_TEXT_CHARS))
 }
 
 /// Posts one reply in the thread. A 429 is waited out (its `Retry-After`,
-/// https://api.slack.com/apis/rate-limits) and the reply tried again, up to
+/// <https://api.slack.com/apis/rate-limits>) and the reply tried again, up to
 /// [`REPLY_RETRIES`] times, so that a burst of replies is slowed down rather than lost;
 /// replies to one line go out one after the other, in order. Other failures are logged:
 /// the reply cannot be given anywhere else.
@@ -298,28 +300,13 @@ fn slash_line(args: &str) -> String {
     }
 }
 
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 impl Settings {
     /// The Slack settings, when `SLACK_BOT_TOKEN` is set.
-    pub fn slack(&self) -> Option<SlackConfig> {
-        let bot = self.slack_bot_token.as_ref().filter(|t| !t.is_empty())?;
+    pub fn slack_config(&self) -> Option<SlackConfig> {
+        let bot = self.slack.bot_token()?;
         Some(SlackConfig {
-            api_url: self.slack_api_url.clone(),
-            bot_token: Secret::new(bot.clone()),
+            api_url: self.slack.slack_api_url.clone(),
+            bot_token: Secret::new(bot.to_string()),
             app_token: self
                 .slack_app_token
                 .as_ref()

@@ -11,7 +11,7 @@ use crate::bot::{Bot, Chat, Ending};
 use crate::settings::Settings;
 
 pub fn main(settings: &Settings, line: Option<&str>) -> ExitCode {
-    crate::settings::init_tracing("warn");
+    chima_settings::init_tracing("warn");
     let Some(runtime) = crate::settings::runtime() else {
         return ExitCode::from(2);
     };
@@ -55,7 +55,7 @@ async fn run(settings: &Settings, line: Option<&str>) -> ExitCode {
 /// The bot for the terminal: GitHub when credentials are set, else the
 /// local engine.
 async fn build(settings: &Settings) -> anyhow::Result<Bot> {
-    let apps = Arc::new(Apps::load(&settings.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let apps = Arc::new(Apps::load(&settings.deploy.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
     let (backend, _) = crate::backend::open(settings, apps.clone()).await?;
     let mut addressee = settings.addressee();
     // In a terminal every line is for the bot, with or without its name.

@@ -48,9 +48,9 @@ pub async fn run(mut args: Args) -> ExitCode {
     let mut r = Report::default();
     check_secrets(&mut args, &mut r);
     check_database(&args, &mut r).await;
-    let apps = match serve::load_apps(&args.apps) {
+    let apps = match serve::load_apps(&args.deploy.apps) {
         Ok(Some(apps)) => {
-            r.ok(&format!("app.json {}", args.apps.display()));
+            r.ok(&format!("app.json {}", args.deploy.apps.display()));
             Some(apps)
         }
         Ok(None) => {
@@ -62,7 +62,7 @@ pub async fn run(mut args: Args) -> ExitCode {
         }
         Err(e) => {
             r.fail(
-                &format!("app.json {}", args.apps.display()),
+                &format!("app.json {}", args.deploy.apps.display()),
                 &e.to_string(),
                 "Fix the file (APPS_JSON)",
             );
@@ -100,8 +100,8 @@ fn check_secrets(args: &mut Args, r: &mut Report) {
             Ok(()) => {
                 let set = match name {
                     "GITHUB_WEBHOOK_SECRET" => args.webhook_secret.is_some(),
-                    "FASENG_API_TOKEN" => args.api_token.is_some(),
-                    "CHIMA_SIGNING_KEY" => args.chima_signing_key.is_some(),
+                    "FASENG_API_TOKEN" => args.keys.faseng_api_token.is_some(),
+                    "CHIMA_SIGNING_KEY" => args.keys.chima_signing_key.is_some(),
                     "FASENG_METRICS_TOKEN" => args.metrics_token.is_some(),
                     // Tokens of other services are checked against their service below.
                     _ => continue,
@@ -132,7 +132,7 @@ fn check_secrets(args: &mut Args, r: &mut Report) {
 
 async fn check_database(args: &Args, r: &mut Report) {
     let what = "database (DATABASE_URL)";
-    match chima_store::open(&args.database_url).await {
+    match chima_store::open(&args.deploy.database_url).await {
         Ok(store) => match store.ping().await {
             Ok(()) => r.ok("database reachable and migrated"),
             Err(e) => r.fail(
@@ -168,7 +168,7 @@ async fn check_github(args: &Args, repos: &BTreeSet<String>, r: &mut Report) {
             return;
         }
     };
-    let fix = if args.github_app_id.is_some() {
+    let fix = if args.github.github_app_id.is_some() {
         "Install the GitHub App (GITHUB_APP_ID) on that repository, with metadata read access"
     } else {
         "Give GITHUB_TOKEN access to that repository (or fix the repository in app.json)"
@@ -220,12 +220,12 @@ async fn check_tool(tool: &str, name: &str, r: &mut Report) {
 }
 
 async fn check_slack(args: &Args, r: &mut Report) {
-    let Some(token) = args.slack_bot_token.as_ref().filter(|t| !t.is_empty()) else {
+    let Some(token) = args.slack.bot_token() else {
         r.skip("Slack (SLACK_BOT_TOKEN)", "not configured");
         return;
     };
-    let mut cfg = chima_slack::SlackConfig::new(chima_config::Secret::new(token.clone()));
-    cfg.api_url = args.slack_api_url.clone();
+    let mut cfg = chima_slack::SlackConfig::new(chima_config::Secret::new(token.to_string()));
+    cfg.api_url = args.slack.slack_api_url.clone();
     let result = match chima_slack::SlackApi::new(&cfg) {
         Ok(api) => api.auth_test().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),

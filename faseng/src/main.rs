@@ -17,21 +17,13 @@ fn main() -> ExitCode {
     }
     let args = Args::parse();
     if let Some(Command::GithubAppManifest(m)) = &args.command {
-        return manifest::main(m, &args.github_api_url);
+        return manifest::main(m, &args.github.github_api_url);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // doctor says what it found on stdout; the clients' retries are noise.
-                let level = match args.command {
-                    Some(Command::Doctor) => "off",
-                    _ => "info",
-                };
-                tracing_subscriber::EnvFilter::new(level)
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // doctor says what it found on stdout; the clients' retries are noise.
+    chima_settings::init_tracing(match args.command {
+        Some(Command::Doctor) => "off",
+        _ => "info",
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -22,14 +22,14 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
     if !matches!(command, Command::Migrate) {
         load_secrets(&mut args)?;
     }
-    let store = chima_store::open(&args.database_url)
+    let store = chima_store::open(&args.deploy.database_url)
         .await
         .context("cannot open the job store (DATABASE_URL)")?;
     if let Command::Migrate = command {
         tracing::info!("migrations applied");
         return Ok(());
     }
-    let apps = load_apps(&args.apps)?;
+    let apps = load_apps(&args.deploy.apps)?;
     if signing_key(&args).is_none() {
         tracing::warn!(
             "neither CHIMA_SIGNING_KEY nor FASENG_API_TOKEN is set: chima's requests cannot be verified, so every deployment counts as its GitHub creator only (allowed_users need github:<login> entries)"
@@ -62,9 +62,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         );
     }
     let mut slack = None;
-    if let Some(token) = args.slack_bot_token.as_ref().filter(|t| !t.is_empty()) {
-        let mut cfg = chima_slack::SlackConfig::new(Secret::new(token.clone()));
-        cfg.api_url = args.slack_api_url.clone();
+    if let Some(token) = args.slack.bot_token() {
+        let mut cfg = chima_slack::SlackConfig::new(Secret::new(token.to_string()));
+        cfg.api_url = args.slack.slack_api_url.clone();
         let api = chima_slack::SlackApi::new(&cfg).context("cannot set up the Slack client")?;
         slack = Some(api.clone());
         let (links, public_url) = (links.clone(), public_url.clone());
@@ -86,9 +86,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             shutdown_rx.clone(),
             chima_outbox::OutboxOptions::chat(),
         )));
-        engine_cfg.secrets.push(token.clone());
+        engine_cfg.secrets.push(token.to_string());
     }
-    if let Some(t) = &args.github_token {
+    if let Some(t) = &args.github.github_token {
         engine_cfg.secrets.push(t.clone());
     }
     let autodeploy = match (&github, &apps) {
@@ -112,7 +112,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
 
     let result = match command {
         Command::Worker => {
-            shutdown_signal().await;
+            chima_settings::shutdown_signal().await;
             Ok(())
         }
         _ => {
@@ -143,19 +143,9 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
 
 /// The GitHub client the settings describe; `None` when no credentials are set.
 pub fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>> {
-    use chima_github::{Auth, GitHub, GitHubConfig};
-    let auth = Auth::from_settings(
-        args.github_token.as_deref(),
-        args.github_app_id,
-        args.github_app_private_key.as_deref(),
-    )?;
-    let Some(auth) = auth else { return Ok(None) };
-    let gh = GitHub::new(GitHubConfig {
-        api_url: args.github_api_url.clone(),
-        auth,
-    })
-    .context("cannot set up the GitHub client")?;
-    Ok(Some(gh))
+    args.github
+        .client()
+        .context("cannot set up the GitHub client")
 }
 
 /// Every secret from its setting or its `*_FILE`, checked: the shared secrets
@@ -164,90 +154,47 @@ pub fn github_client(args: &Args) -> anyhow::Result<Option<chima_github::GitHub>
 /// (`GITHUB_TOKEN=`) reads as unset, as it always did. A refused
 /// secret stops faseng at start, saying which and what to do, never its value.
 pub fn load_secrets(args: &mut Args) -> anyhow::Result<()> {
-    match check_secrets(args).into_iter().find_map(|(_, r)| r.err()) {
-        Some(e) => Err(anyhow::anyhow!("{e}")),
-        None => Ok(()),
-    }
+    chima_settings::first_refusal(check_secrets(args)).map_err(anyhow::Error::msg)
 }
 
 /// [`load_secrets`] for each secret, in order: its name and whether it loaded (a
 /// refused one's message says which setting and what to do).
 pub fn check_secrets(args: &mut Args) -> Vec<(&'static str, Result<(), String>)> {
-    use chima_config::SecretKind::{Issued, Shared};
-    let mut results = Vec::new();
-    for (name, value, file, kind) in [
-        (
+    use chima_settings::SecretSetting;
+    let mut secrets = vec![
+        SecretSetting::shared(
             "GITHUB_WEBHOOK_SECRET",
             &mut args.webhook_secret,
             &args.webhook_secret_file,
-            Shared,
         ),
-        (
-            "FASENG_API_TOKEN",
-            &mut args.api_token,
-            &args.api_token_file,
-            Shared,
-        ),
-        (
-            "CHIMA_SIGNING_KEY",
-            &mut args.chima_signing_key,
-            &args.chima_signing_key_file,
-            Shared,
-        ),
-        (
+        SecretSetting::shared(
             "FASENG_METRICS_TOKEN",
             &mut args.metrics_token,
             &args.metrics_token_file,
-            Shared,
         ),
-        (
-            "GITHUB_TOKEN",
-            &mut args.github_token,
-            &args.github_token_file,
-            Issued,
-        ),
-        (
-            "GITHUB_APP_PRIVATE_KEY",
-            &mut args.github_app_private_key,
-            &args.github_app_private_key_file,
-            Issued,
-        ),
-        (
-            "SLACK_BOT_TOKEN",
-            &mut args.slack_bot_token,
-            &args.slack_bot_token_file,
-            Issued,
-        ),
-        (
-            "HEROKU_API_KEY",
-            &mut args.heroku_api_key,
-            &args.heroku_api_key_file,
-            Issued,
-        ),
-    ] {
-        let loaded = chima_config::load_secret(name, value, file.as_deref(), kind)
-            .map_err(|e| e.to_string());
-        results.push((name, loaded));
-    }
-    results
+    ];
+    secrets.extend(args.keys.secrets());
+    secrets.extend(args.github.secrets());
+    secrets.extend(args.slack.secrets());
+    secrets.push(SecretSetting::issued(
+        "HEROKU_API_KEY",
+        &mut args.heroku_api_key,
+        &args.heroku_api_key_file,
+    ));
+    chima_settings::check_secrets(secrets)
 }
 
 /// The key chima's requests are checked with: CHIMA_SIGNING_KEY, else one derived
 /// from FASENG_API_TOKEN (chima derives the same).
 pub fn signing_key(args: &Args) -> Option<chima_payload::SigningKey> {
-    match (&args.chima_signing_key, &args.api_token) {
-        (Some(k), _) if !k.is_empty() => Some(chima_payload::SigningKey::new(k.as_bytes())),
-        (_, Some(t)) if !t.is_empty() => Some(chima_payload::SigningKey::derived_from_api_token(
-            t.as_bytes(),
-        )),
-        _ => None,
-    }
+    args.keys.signing_key()
 }
 
 /// The key that signs log links: FASENG_API_TOKEN, else the webhook secret.
 fn link_key(args: &Args) -> String {
     let key = args
-        .api_token
+        .keys
+        .faseng_api_token
         .clone()
         .or_else(|| args.webhook_secret.clone())
         .unwrap_or_default();
@@ -290,6 +237,7 @@ pub fn load_apps(path: &Path) -> anyhow::Result<Option<Arc<Apps>>> {
 
 fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineConfig> {
     let apps_dir = args
+        .deploy
         .apps
         .canonicalize()
         .ok()
@@ -300,7 +248,7 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
     if let Some(dir) = &args.workdir {
         cfg.workdir = dir.clone();
     }
-    cfg.lease = Duration::from_secs(args.lease_secs.max(1));
+    cfg.lease = args.deploy.lease();
     cfg.guard = Some(
         chima_engine::GuardProgram::this_binary()
             .context("cannot find faseng's own binary to run providers under its guard")?,
@@ -318,12 +266,12 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
             )
         })?;
     }
-    cfg.github_api_url = args.github_api_url.clone();
+    cfg.github_api_url = args.github.github_api_url.clone();
     cfg.clone_base = args
         .clone_base
         .clone()
         .filter(|b| !b.is_empty())
-        .unwrap_or_else(|| github_web_base(&args.github_api_url));
+        .unwrap_or_else(|| github_web_base(&args.github.github_api_url));
     if let Some(key) = &args.heroku_api_key {
         cfg.secrets.push(key.clone());
         cfg.heroku = Some(chima_engine::providers::heroku::HerokuApi {
@@ -332,11 +280,13 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
         });
     }
     cfg.secrets.extend(args.webhook_secret.iter().cloned());
-    cfg.secrets.extend(args.api_token.iter().cloned());
-    cfg.secrets.extend(args.chima_signing_key.iter().cloned());
+    cfg.secrets
+        .extend(args.keys.faseng_api_token.iter().cloned());
+    cfg.secrets
+        .extend(args.keys.chima_signing_key.iter().cloned());
     cfg.secrets.extend(args.metrics_token.iter().cloned());
     // A private key is many lines: each line of its body is hidden wherever it shows.
-    if let Some(pem) = &args.github_app_private_key {
+    if let Some(pem) = &args.github.github_app_private_key {
         cfg.secrets.extend(
             pem.lines()
                 .map(str::trim)
@@ -370,7 +320,8 @@ async fn serve_http(
         public_url: public_url.clone(),
         webhook_secret: args.webhook_secret.clone().map(Secret::new),
         api_token: args
-            .api_token
+            .keys
+            .faseng_api_token
             .clone()
             .filter(|t| !t.is_empty())
             .map(Secret::new),
@@ -379,12 +330,12 @@ async fn serve_http(
         metrics: Default::default(),
         engine_metrics,
         autodeploy,
-        slack_api_url: args.slack_api_url.clone(),
+        slack_api_url: args.slack.slack_api_url.clone(),
         bounds: web::bounds::Bounds::new(args.max_streams, args.max_page_loads),
     };
     tracing::info!(%local, %public_url, index = %state.links.index_url(&public_url), "faseng listening");
     axum::serve(listener, web::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(chima_settings::shutdown_signal())
         .await
         .context("the web server stopped")
 }
@@ -415,23 +366,4 @@ fn inherited_listener() -> anyhow::Result<Option<tokio::net::TcpListener>> {
         .context("the socket at fd 3 (LISTEN_FDS) is not a listening TCP socket")?;
     tracing::info!("listening on the socket handed over at fd 3 (LISTEN_FDS)");
     Ok(Some(listener))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
-    tracing::info!("shutting down");
 }

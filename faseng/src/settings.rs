@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use chima_settings::{DeployArgs, GitHubArgs, SharedKeyArgs, SlackBotArgs};
 use clap::{Parser, Subcommand};
 
 use crate::manifest;
@@ -11,24 +12,6 @@ use crate::manifest;
 #[derive(Debug, Parser)]
 #[command(name = "faseng", version, about, long_about = None)]
 pub struct Args {
-    /// The job store: `postgres://...` in production, `sqlite://file.db` on one machine.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite://faseng.db",
-        global = true
-    )]
-    pub database_url: String,
-
-    /// The apps config, used for deployments whose payload carries none.
-    #[arg(
-        long = "apps",
-        env = "APPS_JSON",
-        default_value = "config/app.json",
-        global = true
-    )]
-    pub apps: PathBuf,
-
     /// Address for webhooks, the API and the log pages.
     #[arg(
         long,
@@ -66,44 +49,22 @@ pub struct Args {
     )]
     pub webhook_secret: Option<String>,
 
-    /// Key that signs log page links (default: derived from the webhook secret).
-    #[arg(long, env = "FASENG_API_TOKEN", hide_env_values = true, global = true)]
-    pub api_token: Option<String>,
+    /// The apps config, the job store and the claim's lease.
+    #[command(flatten)]
+    pub deploy: DeployArgs,
 
-    /// The key chima signs its requests with (shared with chima). Default: a key
-    /// derived from FASENG_API_TOKEN. Without either, every deployment counts as its
-    /// GitHub creator only.
-    #[arg(long, env = "CHIMA_SIGNING_KEY", hide_env_values = true, global = true)]
-    pub chima_signing_key: Option<String>,
+    /// faseng's API token (also the key of log links) and the key chima's requests
+    /// are checked with.
+    #[command(flatten)]
+    pub keys: SharedKeyArgs,
 
-    /// GitHub token, for deployment statuses and clones of private repositories.
-    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true, global = true)]
-    pub github_token: Option<String>,
+    /// GitHub: statuses, clones of private repositories, the doctor's checks.
+    #[command(flatten)]
+    pub github: GitHubArgs,
 
-    /// GitHub App id (with GITHUB_APP_PRIVATE_KEY), instead of a token.
-    #[arg(long, env = "GITHUB_APP_ID", global = true)]
-    pub github_app_id: Option<u64>,
-
-    /// GitHub App private key (PEM text).
-    #[arg(
-        long,
-        env = "GITHUB_APP_PRIVATE_KEY",
-        hide_env_values = true,
-        global = true
-    )]
-    pub github_app_private_key: Option<String>,
-
-    /// GitHub API base URL (GitHub Enterprise: https://HOST/api/v3).
-    #[arg(long, env = "GITHUB_API_URL", default_value = chima_github::DEFAULT_API_URL, global = true)]
-    pub github_api_url: String,
-
-    /// Slack bot token (xoxb-...): deployment messages go to Slack.
-    #[arg(long, env = "SLACK_BOT_TOKEN", hide_env_values = true, global = true)]
-    pub slack_bot_token: Option<String>,
-
-    /// Slack Web API base URL.
-    #[arg(long, env = "SLACK_API_URL", default_value = chima_slack::DEFAULT_API_URL, global = true)]
-    pub slack_api_url: String,
+    /// Slack: with a bot token, deployment messages go to Slack.
+    #[command(flatten)]
+    pub slack: SlackBotArgs,
 
     /// Heroku Platform API key, for `heroku` apps.
     #[arg(long, env = "HEROKU_API_KEY", hide_env_values = true, global = true)]
@@ -117,13 +78,6 @@ pub struct Args {
         global = true
     )]
     pub heroku_api_url: String,
-
-    /// How long a claim lasts without renewal (seconds). Renewed every tenth of
-    /// it; a provider whose faseng cannot renew (frozen, dead, cut off from the
-    /// database) is stopped by its guard a tenth of it before another faseng may
-    /// declare it lost. 60 s rides out a database outage of up to 48 s.
-    #[arg(long, env = "FASENG_LEASE_SECS", default_value_t = 60, global = true)]
-    pub lease_secs: u64,
 
     /// On SIGTERM, how long running deployments may finish (seconds) before
     /// they are cancelled.
@@ -177,29 +131,9 @@ pub struct Args {
     #[arg(long, env = "GITHUB_WEBHOOK_SECRET_FILE", global = true)]
     pub webhook_secret_file: Option<PathBuf>,
 
-    /// FASENG_API_TOKEN read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "FASENG_API_TOKEN_FILE", global = true)]
-    pub api_token_file: Option<PathBuf>,
-
-    /// CHIMA_SIGNING_KEY read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "CHIMA_SIGNING_KEY_FILE", global = true)]
-    pub chima_signing_key_file: Option<PathBuf>,
-
     /// FASENG_METRICS_TOKEN read from this file instead (one trailing newline is dropped).
     #[arg(long, env = "FASENG_METRICS_TOKEN_FILE", global = true)]
     pub metrics_token_file: Option<PathBuf>,
-
-    /// GITHUB_TOKEN read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "GITHUB_TOKEN_FILE", global = true)]
-    pub github_token_file: Option<PathBuf>,
-
-    /// GITHUB_APP_PRIVATE_KEY read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "GITHUB_APP_PRIVATE_KEY_FILE", global = true)]
-    pub github_app_private_key_file: Option<PathBuf>,
-
-    /// SLACK_BOT_TOKEN read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "SLACK_BOT_TOKEN_FILE", global = true)]
-    pub slack_bot_token_file: Option<PathBuf>,
 
     /// HEROKU_API_KEY read from this file instead (one trailing newline is dropped).
     #[arg(long, env = "HEROKU_API_KEY_FILE", global = true)]
