@@ -15,6 +15,7 @@ use chima_payload::DeploymentPayload;
 use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Lock, LockResult, Store};
 
 use crate::bot::{Chat, Say};
+pub use crate::local::ChatOut;
 use crate::local::Local;
 use crate::remote::Remote;
 use crate::settings::Settings;
@@ -136,6 +137,7 @@ pub trait Backend: Send + Sync {
 pub async fn open(
     settings: &Settings,
     apps: Arc<Apps>,
+    chat: ChatOut,
 ) -> anyhow::Result<(Box<dyn Backend>, Option<Arc<dyn Store>>)> {
     if let Some(gh) = settings.github()? {
         let remote = Remote {
@@ -151,6 +153,7 @@ pub async fn open(
         &settings.deploy.database_url,
         settings.workers,
         settings.lease(),
+        chat,
     )
     .await?;
     let store = local.store.clone();

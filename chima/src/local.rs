@@ -12,9 +12,11 @@ use chima_config::{App, Apps, DeploymentRequest};
 use chima_engine::ops::Cancelled;
 use chima_engine::{Engine, EngineConfig};
 use chima_github::CiState;
+use chima_outbox::deliver::{Deliver, Event, Outcome};
 use chima_payload::{ChatTarget, DeploymentPayload, FasengNotes};
-use chima_store::{Deployment, Lock, LockResult, NewDeployment, OutboxEntry, Store};
+use chima_store::{Deployment, Lock, LockResult, NewDeployment, Store};
 use serde_json::Value;
+use tokio::sync::{mpsc, watch};
 
 use crate::backend::{AutoDeployNow, Backend, Created, History, RollbackTo, Switched};
 use crate::bot::{Chat, Say, identity, say};
@@ -23,6 +25,40 @@ use crate::replies;
 pub struct Local {
     pub store: Arc<dyn Store>,
     engine: tokio::sync::Mutex<Option<Engine>>,
+    /// With [`ChatOut::Here`]: the chat notifications the outbox loop delivered to
+    /// this process, for [`Backend::follow`] to say in order with the log.
+    delivered: Option<tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>>,
+    /// Stops the outbox loop of [`ChatOut::Here`].
+    outbox: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+}
+
+/// Who delivers the local engine's chat notifications.
+pub enum ChatOut {
+    /// This backend, to whoever follows a deployment (the terminal): the outbox loop
+    /// hands them to [`Backend::follow`], which says them between log lines.
+    Here,
+    /// A chat transport that runs the outbox loop over [`Local::store`] (Slack).
+    Transport,
+}
+
+/// A chat event and its deployment as the outbox loop read it.
+type Delivered = (Event, chima_outbox::deliver::Deployment);
+
+/// The deliverer of [`ChatOut::Here`]: hands each chat event to `follow`.
+struct HandOver(mpsc::UnboundedSender<Delivered>);
+
+#[async_trait::async_trait]
+impl Deliver for HandOver {
+    fn target(&self) -> &str {
+        "chat"
+    }
+
+    async fn deliver(&self, event: &Event, d: &chima_outbox::deliver::Deployment) -> Outcome {
+        match self.0.send((event.clone(), d.clone())) {
+            Ok(()) => Outcome::Delivered,
+            Err(_) => Outcome::Skipped("nobody follows deployments any more".to_string()),
+        }
+    }
 }
 
 impl Local {
@@ -33,6 +69,7 @@ impl Local {
         database_url: &str,
         workers: usize,
         lease: Duration,
+        chat: ChatOut,
     ) -> anyhow::Result<Local> {
         let store = chima_store::open(database_url)
             .await
@@ -51,20 +88,37 @@ impl Local {
             .map_err(|e| tracing::warn!(error = %e, "cannot find chima's own binary; providers run unguarded"))
             .ok();
         let engine = Engine::start(store.clone(), cfg);
+        let (delivered, outbox) = match chat {
+            ChatOut::Transport => (None, None),
+            ChatOut::Here => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let (stop, stopped) = watch::channel(false);
+                let options = chima_outbox::OutboxOptions {
+                    // Someone watches the terminal.
+                    poll_interval: Duration::from_millis(100),
+                    ..chima_outbox::OutboxOptions::chat()
+                };
+                let run =
+                    chima_outbox::run(store.clone(), Arc::new(HandOver(tx)), stopped, options);
+                (
+                    Some(tokio::sync::Mutex::new(rx)),
+                    Some((stop, tokio::spawn(run))),
+                )
+            }
+        };
         Ok(Local {
             store,
             engine: tokio::sync::Mutex::new(Some(engine)),
+            delivered,
+            outbox,
         })
     }
+}
 
-    /// Says one outbox entry in chat and marks it delivered.
-    async fn notify(&self, entry: &OutboxEntry, to: &Say) -> anyhow::Result<()> {
-        let d = self.store.get_deployment(entry.deployment_id).await?;
-        if let Some(text) = d.and_then(|d| replies::notification(&d, entry.event)) {
-            say(to, text);
-        }
-        self.store.mark_delivered(entry.id).await?;
-        Ok(())
+/// Says one delivered chat event.
+fn notify((event, d): &Delivered, to: &Say) {
+    if let Some(text) = replies::notification(d, event.state) {
+        say(to, text);
     }
 }
 
@@ -184,20 +238,33 @@ impl Backend for Local {
         Ok(Created::Queued(Box::new(created.deployment)))
     }
 
-    /// Shows the deployment's chat notifications (from the outbox) and its log
-    /// as they come, until it ends.
+    /// Shows the deployment's chat notifications (as the outbox loop delivers them)
+    /// and its log as they come, until it ends.
     async fn follow(&self, id: i64, to: &Say) -> anyhow::Result<Option<Deployment>> {
+        let Some(delivered) = &self.delivered else {
+            return Ok(None);
+        };
+        let mut delivered = delivered.lock().await;
         let mut seq = 0;
-        // Taken from the outbox but held: how it ended is said after its last log line.
+        // Delivered but held: how it ended is said after its last log line.
         let mut ending = Vec::new();
         loop {
+            // Whether every chat event of the deployment is delivered, read first: an
+            // event is handed over before it is marked delivered, so all of them are
+            // in the channel when this says so.
+            let notified = self
+                .store
+                .outbox_for_deployment(id)
+                .await?
+                .iter()
+                .all(|e| e.target != "chat" || e.delivered_at.is_some());
             // News of the deployment as it comes, except how it ended.
-            for entry in self.store.take_due_outbox("chat", 100).await? {
-                if entry.event.is_terminal() && entry.deployment_id == id {
-                    ending.push(entry);
-                    continue;
+            while let Ok(news) = delivered.try_recv() {
+                if news.0.state.is_terminal() && news.0.deployment_id == id {
+                    ending.push(news);
+                } else {
+                    notify(&news, to);
                 }
-                self.notify(&entry, to).await?;
             }
             // The state is read before the log: a deployment seen ended has all its
             // lines stored, so the lines read next are the last ones.
@@ -212,18 +279,12 @@ impl Backend for Local {
             }
             let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
             if drained && d.state.is_terminal() {
-                for entry in ending.drain(..) {
-                    self.notify(&entry, to).await?;
+                for news in ending.drain(..) {
+                    notify(&news, to);
                 }
-            }
-            let notified = self
-                .store
-                .outbox_for_deployment(id)
-                .await?
-                .iter()
-                .all(|e| e.target != "chat" || e.delivered_at.is_some());
-            if d.state.is_terminal() && drained && notified {
-                return Ok(Some(d));
+                if notified {
+                    return Ok(Some(d));
+                }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -292,6 +353,10 @@ impl Backend for Local {
     async fn stop(&self) {
         if let Some(engine) = self.engine.lock().await.take() {
             engine.shutdown().await;
+        }
+        if let Some((stop, loop_)) = &self.outbox {
+            let _ = stop.send(true);
+            loop_.abort();
         }
     }
 }

@@ -4,6 +4,7 @@
 use chima_config::AutoDeployRule;
 use chima_engine::ops::Cancelled;
 use chima_github::{CiState, CreateOutcome, DeploymentSummary, GitHubError};
+use chima_outbox::deliver;
 use chima_store::{AutoDeploy, AutoDeployPause, Deployment, DeploymentState, Lock};
 
 pub fn help(name: &str) -> String {
@@ -324,7 +325,8 @@ pub fn rolling_back(current: &Deployment, target: &Deployment) -> String {
 }
 
 /// The chat text for a state change (README, "Slack"); `None` for none.
-pub fn notification(d: &Deployment, state: DeploymentState) -> Option<String> {
+pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) -> Option<String> {
+    use deliver::DeploymentState;
     let head = format!(
         "{}'s deployment #{} of {}/{} to {}",
         d.requester, d.id, d.app, d.git_ref, d.environment

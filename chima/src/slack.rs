@@ -20,6 +20,7 @@ use chima_slack::{
     Handler, Incoming, IncomingKind, MAX_TEXT_CHARS, Message, SlackApi, SlackConfig, SlackError,
 };
 
+use crate::backend::ChatOut;
 use crate::bot::{Bot, Chat, RESPONSE_URL_USES};
 use crate::settings::Settings;
 
@@ -51,7 +52,8 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
     let apps = Arc::new(apps);
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    let (backend, local_store) = crate::backend::open(settings, apps.clone()).await?;
+    let (backend, local_store) =
+        crate::backend::open(settings, apps.clone(), ChatOut::Transport).await?;
     if let Some(store) = local_store {
         // No faseng: the in-process engine's notifications go to Slack from here.
         let rooms = apps.clone();

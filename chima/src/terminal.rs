@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chima_config::{Apps, Requester};
 
+use crate::backend::ChatOut;
 use crate::bot::{Bot, Chat, Ending};
 use crate::settings::Settings;
 
@@ -56,7 +57,7 @@ async fn run(settings: &Settings, line: Option<&str>) -> ExitCode {
 /// local engine.
 async fn build(settings: &Settings) -> anyhow::Result<Bot> {
     let apps = Arc::new(Apps::load(&settings.deploy.apps).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let (backend, _) = crate::backend::open(settings, apps.clone()).await?;
+    let (backend, _) = crate::backend::open(settings, apps.clone(), ChatOut::Here).await?;
     let mut addressee = settings.addressee();
     // In a terminal every line is for the bot, with or without its name.
     addressee.direct = true;
