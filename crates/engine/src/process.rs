@@ -301,7 +301,9 @@ async fn join_all(readers: Readers) {
     }
 }
 
-async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> String {
+/// Resolves with who cancelled when the watch carries a name; never when nobody can
+/// cancel.
+pub(crate) async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> String {
     loop {
         if let Some(by) = cancel.borrow_and_update().clone() {
             return by;

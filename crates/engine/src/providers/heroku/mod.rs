@@ -37,7 +37,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{Job, Plan};
-use crate::process::{Exit, LineSender};
+use crate::process::{Exit, LineSender, cancelled};
 use http::{printable, scrub};
 use platform::Platform;
 
@@ -207,18 +207,6 @@ enum Stop {
     Done(Result<Exit, String>),
     TimedOut,
     Cancelled(String),
-}
-
-/// Resolves when the watch carries a name; never when nobody can cancel.
-async fn cancelled(cancel: &mut watch::Receiver<Option<String>>) -> String {
-    loop {
-        if let Some(by) = cancel.borrow_and_update().clone() {
-            return by;
-        }
-        if cancel.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// How a build ended.
