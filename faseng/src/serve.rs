@@ -249,6 +249,10 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
         cfg.workdir = dir.clone();
     }
     cfg.lease = args.deploy.lease();
+    cfg.priority = chima_engine::priority::Priority {
+        nice: args.provider_nice,
+        io: args.provider_io,
+    };
     cfg.guard = Some(
         chima_engine::GuardProgram::this_binary()
             .context("cannot find faseng's own binary to run providers under its guard")?,

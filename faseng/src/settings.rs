@@ -121,6 +121,28 @@ pub struct Args {
     )]
     pub max_page_loads: u32,
 
+    /// The niceness providers and git run at (0: faseng's own, to 19: the lowest), so
+    /// that webhooks, chat answers and lease renewals stay quick while deploys run.
+    #[arg(
+        long,
+        env = "FASENG_PROVIDER_NICE",
+        default_value_t = 10,
+        value_parser = chima_engine::priority::Priority::parse_nice,
+        global = true
+    )]
+    pub provider_nice: u8,
+
+    /// The I/O class providers and git run in: `best-effort:0` to `best-effort:7`
+    /// (the lowest best-effort level), `idle`, or `unchanged`.
+    #[arg(
+        long,
+        env = "FASENG_PROVIDER_IO",
+        default_value = "best-effort:7",
+        value_parser = clap::builder::ValueParser::new(str::parse::<chima_engine::priority::IoClass>),
+        global = true
+    )]
+    pub provider_io: chima_engine::priority::IoClass,
+
     /// Run providers as this user (a name in /etc/passwd, or `uid:gid`) when faseng
     /// runs as root, so that a deploy script cannot read faseng's memory, files or
     /// secrets. Required to be unset when faseng is not root.

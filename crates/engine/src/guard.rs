@@ -30,6 +30,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::priority::Priority;
+
 /// The first argument that turns faseng's (or chima's) binary into a guard.
 pub const SUBCOMMAND: &str = "guard";
 
@@ -88,7 +90,8 @@ impl GuardStatus {
     }
 }
 
-/// The guard's command line: `guard --status FILE --deadline-ms MS [--uid U --gid G] -- ARGV...`.
+/// The guard's command line: `guard --status FILE --deadline-ms MS [--uid U --gid G]
+/// [--nice N] [--io CLASS] -- ARGV...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardArgs {
     /// `--status`: the status file the guard writes.
@@ -100,6 +103,8 @@ pub struct GuardArgs {
     pub uid: Option<u32>,
     /// `--gid`: the provider's group, with `uid`.
     pub gid: Option<u32>,
+    /// `--nice`, `--io`: the provider's priority (the guard keeps faseng's).
+    pub priority: Priority,
     /// The provider's command line, after `--`.
     pub argv: Vec<String>,
 }
@@ -121,6 +126,7 @@ impl GuardArgs {
                 gid.to_string(),
             ]);
         }
+        out.extend(self.priority.to_args());
         out.push("--".into());
         out.extend(self.argv.iter().cloned());
         out
@@ -131,6 +137,7 @@ impl GuardArgs {
         let mut status = None;
         let mut deadline_ms = None;
         let (mut uid, mut gid) = (None, None);
+        let mut priority = Priority::UNCHANGED;
         let mut it = args.iter();
         while let Some(a) = it.next() {
             let mut value = |name: &str| {
@@ -149,6 +156,8 @@ impl GuardArgs {
                 }
                 "--uid" => uid = Some(value("--uid")?.parse().map_err(|_| "bad --uid")?),
                 "--gid" => gid = Some(value("--gid")?.parse().map_err(|_| "bad --gid")?),
+                "--nice" => priority.nice = Priority::parse_nice(&value("--nice")?)?,
+                "--io" => priority.io = value("--io")?.parse()?,
                 "--" => {
                     let argv: Vec<String> = it.cloned().collect();
                     if argv.is_empty() {
@@ -159,6 +168,7 @@ impl GuardArgs {
                         deadline_ms: deadline_ms.ok_or("--deadline-ms is required")?,
                         uid,
                         gid,
+                        priority,
                         argv,
                     });
                 }
@@ -237,6 +247,7 @@ fn run(args: &GuardArgs) -> ExitCode {
         // Root's supplementary groups are dropped by the standard library here.
         cmd.uid(uid).gid(gid);
     }
+    args.priority.set_in_std(&mut cmd);
     let child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -522,9 +533,15 @@ mod tests {
             deadline_ms: 4500,
             uid: Some(65534),
             gid: Some(65534),
+            priority: Priority::default(),
             argv: vec!["./deploy".into(), "--".into(), "x y".into()],
         };
-        assert_eq!(GuardArgs::parse(&a.to_args()), Ok(a));
+        assert_eq!(GuardArgs::parse(&a.to_args()), Ok(a.clone()));
+        let unchanged = GuardArgs {
+            priority: Priority::UNCHANGED,
+            ..a
+        };
+        assert_eq!(GuardArgs::parse(&unchanged.to_args()), Ok(unchanged));
         for bad in [
             vec!["--status", "x", "--", "a"],
             vec!["--deadline-ms", "1", "--", "a"],

@@ -12,6 +12,7 @@ mod lease;
 mod logsink;
 pub mod metrics;
 pub mod ops;
+pub mod priority;
 pub mod process;
 pub mod providers;
 mod redact;
@@ -91,6 +92,9 @@ pub struct EngineConfig {
     pub instance: String,
     /// Run providers as this user (`FASENG_RUN_AS`, faseng being root).
     pub run_as: Option<runas::RunAs>,
+    /// How far below faseng providers and git run (`FASENG_PROVIDER_NICE`,
+    /// `FASENG_PROVIDER_IO`).
+    pub priority: priority::Priority,
     /// Variables of faseng's environment every provider also gets: `SSH_AUTH_SOCK`
     /// when faseng has one, so that keys held by an ssh-agent work.
     pub passthrough_env: Vec<(String, String)>,
@@ -121,6 +125,7 @@ impl EngineConfig {
             instance: std::env::var("HOSTNAME").unwrap_or_else(|_| "faseng".to_string()),
             metrics: Arc::default(),
             run_as: None,
+            priority: priority::Priority::default(),
             passthrough_env: std::env::var("SSH_AUTH_SOCK")
                 .ok()
                 .filter(|s| !s.is_empty())

@@ -65,6 +65,8 @@ pub struct Spec<'a> {
     pub deadline: Instant,
     /// Another user to run as (faseng is root), or `None` for faseng's own user.
     pub run_as: Option<&'a crate::runas::RunAs>,
+    /// How far below faseng the command runs ([`crate::priority`]).
+    pub priority: crate::priority::Priority,
     /// Run under a guard that fences the command with the lease ([`crate::guard`]);
     /// `None` runs it as a direct child (the engine's own unit tests).
     pub guard: Option<&'a Guarded>,
@@ -130,6 +132,7 @@ pub async fn run(
     if let Some(who) = spec.run_as {
         drop_privileges(&mut cmd, who);
     }
+    spec.priority.set_in(&mut cmd);
     let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
         program: program.clone(),
         source,
@@ -194,6 +197,7 @@ async fn run_guarded(
         deadline_ms: remaining.as_millis().try_into().unwrap_or(u64::MAX),
         uid: spec.run_as.map(|w| w.uid),
         gid: spec.run_as.map(|w| w.gid),
+        priority: spec.priority,
         argv: spec.argv.to_vec(),
     };
     let mut cmd = Command::new(&guard.program);
@@ -329,7 +333,6 @@ async fn terminate(child: &mut Child, pgid: Option<u32>) {
     kill_group(pgid, libc::SIGKILL);
 }
 
-/// Signals every process of the group led by `pgid`.
 /// Starts the child as `who`: its uid and gid. The standard library drops every
 /// supplementary group when root switches users this way (`setgroups(0)` before
 /// `setuid`), so none of root's groups follows the provider.
@@ -337,6 +340,7 @@ fn drop_privileges(cmd: &mut Command, who: &crate::runas::RunAs) {
     cmd.uid(who.uid).gid(who.gid);
 }
 
+/// Signals every process of the group led by `pgid`.
 #[allow(unsafe_code)]
 fn kill_group(pgid: Option<u32>, signal: libc::c_int) {
     let Some(pgid) = pgid.and_then(|p| libc::pid_t::try_from(p).ok()) else {

@@ -437,6 +437,7 @@ async fn execute(
                 env: &full_env,
                 deadline,
                 run_as: cfg.run_as.as_ref(),
+                priority: cfg.priority,
                 guard,
             };
             match process::run(spec, log.sender(), cancel).await {
@@ -526,6 +527,7 @@ async fn run_setup(
             env,
             deadline,
             run_as: cfg.run_as.as_ref(),
+            priority: cfg.priority,
             guard,
         };
         match process::run(spec, log.sender(), cancel.clone()).await {

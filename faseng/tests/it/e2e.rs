@@ -27,10 +27,19 @@ async fn statuses_until(gh: &FakeGitHub, id: i64, last: &str) -> Vec<String> {
 
 /// Returns the fake, faseng, the GitHub deployment id and faseng's own id.
 async fn deploy_via_webhook(script: &str, payload: Value) -> (FakeGitHub, Faseng, i64, i64) {
+    deploy_via_webhook_with(script, payload, &[]).await
+}
+
+/// [`deploy_via_webhook`] with faseng started with `env`.
+async fn deploy_via_webhook_with(
+    script: &str,
+    payload: Value,
+    env: &[(&str, &str)],
+) -> (FakeGitHub, Faseng, i64, i64) {
     let gh = FakeGitHub::start().await;
     gh.add_repo("example/app", "main");
     let apps = r#"{"app": {"provider": "shell", "repository": "example/app", "environments": ["production", "staging"]}}"#;
-    let f = Faseng::start(apps, Some((&gh.url, &gh.token()))).await;
+    let f = Faseng::start_with(apps, Some((&gh.url, &gh.token())), env).await;
     let (path, sha) = repo(f.dir.path(), script);
     let github_id = gh.seed_deployment("example/app", "main", "staging", "octocat");
     let body = deployment_event(
@@ -167,4 +176,64 @@ async fn a_deployment_made_by_hubot_deploy_runs_unchanged() {
             .any(|l| l.line.contains("payload.config was ignored")),
         "{log:?}"
     );
+}
+
+#[tokio::test]
+async fn the_provider_runs_below_faseng_and_its_guard_does_not() {
+    // The script reports its own priority and its parent's: the guard (`faseng guard`),
+    // which must keep faseng's so that it stops the provider on time on a busy machine.
+    let script = "#!/bin/sh\n\
+        echo \"provider niceness $(nice) io $(ionice -p $$)\"\n\
+        echo \"parent $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"\n\
+        echo \"parent niceness $(cut -d' ' -f19 /proc/$PPID/stat)\"\n";
+    let env = [
+        ("FASENG_PROVIDER_NICE", "15"),
+        ("FASENG_PROVIDER_IO", "idle"),
+    ];
+    let (_gh, f, _, id) = deploy_via_webhook_with(script, json!({}), &env).await;
+    let done = f.wait_done(id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    let log: Vec<String> = f
+        .store
+        .read_logs(id, 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    let own = std::process::Command::new("nice").output().unwrap();
+    let own: i32 = String::from_utf8_lossy(&own.stdout).trim().parse().unwrap();
+    assert!(
+        log.contains(&format!("provider niceness {} io idle", own.max(15))),
+        "{log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("parent ") && l.contains(" guard ")),
+        "the provider runs under the guard: {log:#?}"
+    );
+    assert!(log.contains(&format!("parent niceness {own}")), "{log:#?}");
+}
+
+#[test]
+fn a_priority_out_of_range_stops_faseng_with_what_is_allowed() {
+    for (name, value, says) in [
+        ("FASENG_PROVIDER_NICE", "20", "0 (unchanged) to 19"),
+        ("FASENG_PROVIDER_NICE", "-5", "0 (unchanged) to 19"),
+        (
+            "FASENG_PROVIDER_IO",
+            "realtime:0",
+            "best-effort:0 to best-effort:7",
+        ),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_faseng"))
+            .arg("migrate")
+            .env(name, value)
+            .env("DATABASE_URL", "sqlite::memory:")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{name}={value}: {err}");
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use chima_engine::priority::{IoClass, Priority};
 use chima_store::{DeploymentState, LockResult};
 use serde_json::json;
 
@@ -502,4 +503,55 @@ async fn heavens_lock_tasks_lock_and_unlock_without_running_anything() {
             .is_none()
     );
     assert!(!rig.log(d.id).await.contains(&"must-not-run".to_string()));
+}
+
+/// The niceness of a process this test starts: the test's own.
+fn own_niceness() -> i32 {
+    let out = std::process::Command::new("nice").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_provider_runs_below_faseng_in_cpu_and_io_unless_told_otherwise() {
+    let script = "#!/bin/sh\necho \"niceness $(nice)\"\necho \"io $(ionice -p $$)\"\n";
+    let own = own_niceness();
+    let cases = [
+        (
+            Priority::default(),
+            own.max(10),
+            "best-effort: prio 7".to_string(),
+        ),
+        (
+            Priority {
+                nice: 19,
+                io: IoClass::Idle,
+            },
+            19,
+            "idle".to_string(),
+        ),
+        (Priority::UNCHANGED, own, String::new()),
+    ];
+    for (n, (priority, niceness, io)) in cases.into_iter().enumerate() {
+        let mut rig = Rig::new(script, &[]).await;
+        let mut cfg = rig.config();
+        cfg.priority = priority;
+        rig.start(cfg);
+        let d = rig.queue(&format!("p{n}"), "main", shell_config()).await;
+        let done = rig.wait_done(d.id).await;
+        assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+        let log = rig.log(d.id).await;
+        assert!(
+            log.contains(&format!("niceness {niceness}")),
+            "{priority:?}: {log:#?}"
+        );
+        let io_line = log.iter().find(|l| l.starts_with("io ")).unwrap();
+        if io.is_empty() {
+            // Unchanged: whatever the test itself has, never lowered by faseng.
+            let theirs = std::process::Command::new("ionice").output().unwrap();
+            let theirs = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+            assert_eq!(io_line, &format!("io {theirs}"), "{log:#?}");
+        } else {
+            assert_eq!(io_line, &format!("io {io}"), "{priority:?}: {log:#?}");
+        }
+    }
 }
