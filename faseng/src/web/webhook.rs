@@ -113,12 +113,10 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
             let new = crate::intake::decide(intake, delivery, replayed);
             match state.store.create_deployment(new).await {
                 Ok(created) => {
-                    // The delivery id is also in the job's payload (`_faseng`), and the
-                    // job's idempotency rests on the deployment id: the separate record
-                    // need not delay the answer by a second commit.
-                    let (st, delivery, event) =
-                        (state.clone(), delivery.to_owned(), event.to_owned());
-                    tokio::spawn(async move { remember(&st, &delivery, &event).await });
+                    // No separate delivery record: the delivery id is in the job's
+                    // payload (`_faseng`), and the job's idempotency rests on the
+                    // GitHub deployment id. A second commit per webhook would halve
+                    // what intake takes a second.
                     let d = created.deployment;
                     tracing::info!(
                         deployment = d.id,
