@@ -60,7 +60,7 @@ struct Inner {
 ///
 /// Bodies over [`BODY_LIMIT`]: 413. Bad or missing signature, or a timestamp more than
 /// five minutes off: 401. A body that is not what Slack sends: 400. Each request gets
-/// a tracing span (see [`trace_layer`]).
+/// a tracing span with its method and path only.
 pub fn events_router(signing_secret: Secret, api: SlackApi, handler: Arc<dyn Handler>) -> Router {
     let state = Events {
         inner: Arc::new(Inner {

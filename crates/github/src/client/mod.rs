@@ -26,7 +26,7 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::Value;
 
-/// How hard a call tries before it reports [`GitHubError::Unavailable`].
+/// How hard a call tries before it reports [`GitHubError::Unavailable`](crate::GitHubError::Unavailable).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts per call, the first included (5xx, network errors, rate limits).
