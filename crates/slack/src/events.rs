@@ -59,7 +59,8 @@ struct Inner {
 /// * `GET /healthz`.
 ///
 /// Bodies over [`BODY_LIMIT`]: 413. Bad or missing signature, or a timestamp more than
-/// five minutes off: 401. A body that is not what Slack sends: 400.
+/// five minutes off: 401. A body that is not what Slack sends: 400. Each request gets
+/// a tracing span with its method and path only.
 pub fn events_router(signing_secret: Secret, api: SlackApi, handler: Arc<dyn Handler>) -> Router {
     let state = Events {
         inner: Arc::new(Inner {
@@ -76,7 +77,22 @@ pub fn events_router(signing_secret: Secret, api: SlackApi, handler: Arc<dyn Han
         .route(manifest::INTERACTIVE_PATH, post(interactive))
         .route("/healthz", get(healthz))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(trace_layer())
         .with_state(state)
+}
+
+/// A span per request with the method and path only, and the status and latency at
+/// debug level. Never the headers or the body: they carry Slack's request signature,
+/// slash commands' response URLs and the text people typed.
+fn trace_layer() -> tower_http::trace::TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&axum::http::Request<axum::body::Body>) -> tracing::Span + Clone,
+> {
+    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+        |req: &axum::http::Request<axum::body::Body>| {
+            tracing::debug_span!("http", method = %req.method(), path = %req.uri().path())
+        },
+    )
 }
 
 async fn healthz() -> &'static str {

@@ -14,9 +14,12 @@
 
 mod harness;
 
+mod auto_deploy;
 mod chat;
+mod claims;
 mod concurrency;
 mod fencing;
+mod history;
 mod lifecycle;
 mod locks;
 mod logs;
@@ -66,17 +69,17 @@ on_both_backends!(
     lifecycle::happy_path_round_trips_every_field,
     lifecycle::every_terminal_state_has_a_reason_and_events,
     lifecycle::invalid_transitions_are_errors_and_change_nothing,
-    lifecycle::duplicate_creation_from_four_tasks_is_one_deployment,
-    lifecycle::fifo_within_environment_parallel_across,
-    lifecycle::queued_deployment_of_locked_environment_is_never_dropped,
-    lifecycle::queries_for_history_and_rollback,
-    lifecycle::lapsed_lease_errors_and_frees_the_environment,
-    lifecycle::renewed_lease_is_kept,
-    lifecycle::the_resolved_sha_is_recorded_once_by_the_holder,
-    lifecycle::auto_deploy_claims_once_and_pauses,
-    lifecycle::auto_deploy_stale_unrecorded_claim_is_taken_over_once,
-    lifecycle::rollback_target_is_the_last_successful_deploy_task,
-    lifecycle::webhook_deliveries_are_recorded_once,
+    claims::duplicate_creation_from_four_tasks_is_one_deployment,
+    claims::fifo_within_environment_parallel_across,
+    claims::queued_deployment_of_locked_environment_is_never_dropped,
+    history::queries_for_history_and_rollback,
+    claims::lapsed_lease_errors_and_frees_the_environment,
+    claims::renewed_lease_is_kept,
+    claims::the_resolved_sha_is_recorded_once_by_the_holder,
+    auto_deploy::auto_deploy_claims_once_and_pauses,
+    auto_deploy::auto_deploy_stale_unrecorded_claim_is_taken_over_once,
+    history::rollback_target_is_the_last_successful_deploy_task,
+    claims::webhook_deliveries_are_recorded_once,
     fencing::runner_is_recorded_by_the_holder_only,
     fencing::a_lease_renewed_in_time_is_never_reaped,
     fencing::a_lapsed_lease_cannot_be_renewed_back,

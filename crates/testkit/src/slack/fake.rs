@@ -86,7 +86,7 @@ impl FakeSlack {
     /// The scopes the bot token was granted (default: the manifest's,
     /// `chima_slack::manifest::bot_scopes`), sent in the `x-oauth-scopes` header of
     /// every Web API response to a bot-token call, as Slack does for the token a call
-    /// is made with (https://api.slack.com/authentication/oauth-v2#asking).
+    /// is made with (<https://api.slack.com/authentication/oauth-v2#asking>).
     pub fn set_scopes(&self, scopes: &[&str]) {
         lock(&self.state).scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
     }
@@ -128,7 +128,7 @@ impl FakeSlack {
 
     /// Names a channel the bot is not a member of (a private channel it was not invited
     /// to, a DM between people): `chat.postMessage` there answers `not_in_channel`
-    /// (https://api.slack.com/methods/chat.postMessage#errors), although slash commands
+    /// (<https://api.slack.com/methods/chat.postMessage#errors>), although slash commands
     /// can be typed there.
     pub fn set_channel_without_bot(&self, id: &str, name: &str) {
         let mut st = lock(&self.state);
@@ -219,7 +219,7 @@ impl FakeSlack {
     }
 
     /// `line` as Slack's clients send it when typed here, with this fake's users and
-    /// channels: see [`encode`].
+    /// channels: see [`encode`](super::encode).
     pub fn encode(&self, line: &str) -> String {
         let st = lock(&self.state);
         encode_with(line, &directory(&st.users, &st.channels))

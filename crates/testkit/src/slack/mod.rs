@@ -19,7 +19,7 @@
 //! * slash commands made with [`FakeSlack::slash_command`] carry a `response_url` of the
 //!   fake (`/response/<n>`), which takes 5 posts within 30 minutes in any channel and
 //!   answers 404 `used_url` / `expired_url` after that
-//!   (https://api.slack.com/interactivity/handling#message_responses); a DM or private
+//!   (<https://api.slack.com/interactivity/handling#message_responses>); a DM or private
 //!   channel the bot is not in is [`FakeSlack::set_channel_without_bot`].
 //!
 //! ```no_run
@@ -130,7 +130,7 @@ pub struct UpdatedMessage {
 }
 
 /// Slack takes 5 posts to one response URL within 30 minutes
-/// (https://api.slack.com/interactivity/handling#message_responses).
+/// (<https://api.slack.com/interactivity/handling#message_responses>).
 pub const RESPONSE_URL_USES: u32 = 5;
 /// See [`RESPONSE_URL_USES`].
 pub const RESPONSE_URL_LIFETIME: Duration = Duration::from_secs(30 * 60);

@@ -116,7 +116,7 @@ pub fn bot_message(text: &str, channel: &str, ts: &str, event_id: &str) -> Value
 /// The fields of a slash command, as Slack sends them (form over HTTP, `payload` of a
 /// Socket Mode envelope), `text` typed as given and sent encoded ([`encode`]: a command
 /// set to escape channels, users and links,
-/// https://api.slack.com/interactivity/slash-commands#app_command_handling).
+/// <https://api.slack.com/interactivity/slash-commands#app_command_handling>).
 pub fn slash_command_fields(
     command: &str,
     text: &str,

@@ -35,7 +35,7 @@ pub(super) fn directory(
 }
 
 /// A line as Slack's clients and servers turn it into a message's `text`
-/// (https://api.slack.com/reference/surfaces/formatting), for the fake's default users
+/// (<https://api.slack.com/reference/surfaces/formatting>), for the fake's default users
 /// (the bot `chima`, `alice`) and channel (`deploys`):
 ///
 /// * `&` `<` `>` become `&amp;` `&lt;` `&gt;` (#escaping);
@@ -46,7 +46,7 @@ pub(super) fn directory(
 ///   `@here` `<!here>` (#special-mentions), `#deploys` `<#C0DEPLOYS|deploys>`
 ///   (#linking-channels).
 ///
-/// Use [`FakeSlack::encode`] for the users and channels set up on a fake.
+/// Use [`FakeSlack::encode`](super::FakeSlack::encode) for the users and channels set up on a fake.
 pub fn encode(line: &str) -> String {
     encode_with(line, &default_directory())
 }

@@ -69,7 +69,7 @@ pub(super) fn refuse_size(text: Option<&str>, blocks: Option<&Value>) -> Option<
     None
 }
 
-/// Slack's limits (see [`refuse_size`]).
+/// Slack's limits (`refuse_size` in this module refuses a message over them).
 pub const MAX_TEXT_CHARS: usize = 40_000;
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_SECTION_CHARS: usize = 3000;

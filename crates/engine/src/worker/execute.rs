@@ -1,0 +1,271 @@
+//! Everything between a job's claim and its result: lock check, app settings,
+//! checkout, the provider's setup and deploy commands, and the log of each.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chima_payload::DeploymentPayload;
+use chima_store::{Deployment, Outcome, Store};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::EngineConfig;
+use crate::admission::{app_for, check_task, holds, lock_task, permitted, source_for};
+use crate::checkout;
+use crate::logsink::LogSink;
+use crate::process::{self, Exit, Spec};
+use crate::providers::{self, Job, Plan};
+use crate::redact::Redactor;
+
+use super::steps::{common_env, ensure_workdir, fabric_info, human, passthrough, run_setup, shown};
+
+/// Everything between the claim and the result.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn execute(
+    store: &Arc<dyn Store>,
+    cfg: &EngineConfig,
+    d: &Deployment,
+    worker_id: &str,
+    log: &LogSink,
+    cancel: watch::Receiver<Option<String>>,
+    workdir: &std::path::Path,
+    guard: Option<&process::Guarded>,
+) -> Outcome {
+    // What faseng's intake (or chima in-process, or faseng's API) decided about the
+    // request: who asked, verified, and what was set aside from the payload.
+    let notes = DeploymentPayload::notes_of(&d.payload);
+    for n in notes.iter().flat_map(|n| n.notes.iter()) {
+        log.note(format!("==> note: {n}")).await;
+    }
+    let identity = notes.map(|n| n.identity);
+    // Everything that runs comes from this process's own app.json, found by the
+    // deployment's repository; the payload chose at most which of its apps.
+    let app = match app_for(cfg, d) {
+        Ok(app) => app,
+        Err(why) => return Outcome::errored(why),
+    };
+    if app.canonical_environment(&d.environment) != Some(d.environment.as_str()) {
+        return Outcome::errored(format!(
+            "environment `{}` is not one of {}'s environments in faseng's app.json ({}); nothing was run",
+            d.environment.chars().take(60).collect::<String>(),
+            app.name,
+            app.environment_names().join(", ")
+        ));
+    }
+    if let Err(why) = check_task(&d.task) {
+        return Outcome::errored(why);
+    }
+    if let Err(why) = permitted(&app, &d.environment, identity.as_ref()) {
+        return Outcome::errored(why);
+    }
+    // heaven's lock tasks: a deployment whose task is `deploy:lock` or
+    // `deploy:unlock` changes the environment's lock and runs nothing. They need
+    // the same permission as deploying there (checked just above).
+    if let Some(outcome) = lock_task(store.as_ref(), d, identity.as_ref()).await {
+        return outcome;
+    }
+    // A lock held by someone else stops the deployment before anything runs; the
+    // holder's own deployments go through, compared by verified identity.
+    match store.get_lock(&d.app, &d.environment).await {
+        Ok(Some(lock)) if !holds(&lock, identity.as_ref(), &d.requester) => {
+            let why = lock.reason.as_deref().unwrap_or("no reason given");
+            return Outcome::errored(format!(
+                "{} is locked by {}: {why}",
+                d.environment, lock.holder
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Outcome::errored(format!("cannot check the lock: {e}")),
+    }
+    if let Some(hosts) = &d.hosts
+        && let Err(why) = chima_command::check_hosts(hosts)
+    {
+        return Outcome::errored(format!("hosts `{hosts}` refused: {why}"));
+    }
+    let timeout = d
+        .timeout_secs
+        .and_then(|s| u64::try_from(s).ok())
+        .map(Duration::from_secs)
+        .or(app.timeout)
+        .unwrap_or(cfg.default_timeout);
+    let deadline = Instant::now() + timeout;
+
+    let mut sha = d.sha.clone().unwrap_or_default();
+    if providers::needs_checkout(&app) {
+        let mut source = source_for(cfg, &app, d);
+        // The token goes only to the GitHub it belongs to: never to another host or
+        // port named by a clone_url.
+        if let Some(access) = &cfg.access
+            && checkout::token_allowed(&source.url, &cfg.github_api_url)
+        {
+            match access.clone_auth(&d.repository).await {
+                Ok(header) => source.auth_header = header,
+                Err(why) => {
+                    return Outcome::errored(format!(
+                        "cannot get credentials to clone {}: {why}",
+                        d.repository
+                    ));
+                }
+            }
+        }
+        log.note(format!(
+            "==> checking out {} {}",
+            d.git_ref,
+            d.sha.as_deref().unwrap_or("")
+        ))
+        .await;
+        if let Err(e) = ensure_workdir(cfg) {
+            return Outcome::errored(format!("cannot use the work folder: {e}"));
+        }
+        match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
+            Ok(c) => sha = c.sha,
+            Err(why) => return Outcome::errored(format!("checkout failed: {why}")),
+        }
+        if d.sha.is_none()
+            && let Err(e) = store.record_sha(d.id, worker_id, &sha).await
+        {
+            tracing::warn!(deployment = d.id, error = %e, "cannot record the resolved sha");
+        }
+    }
+    // What every provider gets: nothing of faseng's own, the deploy variables, and the
+    // variables the app lets through (an ssh-agent's socket, its `env_passthrough`).
+    let mut full_env = cfg.base_env(workdir);
+    full_env.extend(common_env(d, &sha));
+    full_env.extend(passthrough(cfg, &app));
+    let fabric = if app.provider == chima_config::Provider::Fabric && app.command.is_none() {
+        match fabric_info(cfg, &app, d, workdir, &full_env).await {
+            Ok(info) => Some(info),
+            Err(why) => return Outcome::errored(why),
+        }
+    } else {
+        None
+    };
+    let job = Job {
+        deployment: d,
+        app: &app,
+        checkout: workdir,
+        sha: &sha,
+        fabric: fabric.as_ref(),
+    };
+    let heroku_source = if app.provider == chima_config::Provider::Heroku && app.command.is_none() {
+        if sha.is_empty() {
+            return Outcome::errored(
+                "a Heroku build needs the commit sha, and this deployment has none",
+            );
+        }
+        match cfg.heroku_source_url(&d.repository, &sha).await {
+            Ok(url) => url,
+            Err(why) => {
+                return Outcome::errored(format!(
+                    "cannot get the source tarball for Heroku: {why}"
+                ));
+            }
+        }
+    } else {
+        String::new()
+    };
+    let plan = match providers::plan(job, || heroku_source) {
+        Ok(p) => p,
+        Err(why) => return Outcome::errored(why),
+    };
+    let redactor = Redactor::new(cfg.secrets.iter().cloned());
+    let killed = matches!(plan, Plan::Command { .. });
+    let (finished, ran) = match plan {
+        Plan::Command { argv, env, setup } => {
+            if let Some(who) = &cfg.run_as {
+                // The provider works in its checkout as its own user; the folders
+                // above it only let it pass (0711), never list.
+                let handed = ensure_workdir(cfg)
+                    .and_then(|()| crate::workdir::prepare(workdir).map_err(|e| e.to_string()))
+                    .and_then(|()| who.give(workdir).map_err(|e| e.to_string()));
+                if let Err(e) = handed {
+                    return Outcome::errored(format!(
+                        "cannot hand the checkout to {} (FASENG_RUN_AS): {e}",
+                        who.name
+                    ));
+                }
+            }
+            full_env.extend(env.iter().cloned());
+            for step in &setup {
+                if let Err(outcome) = run_setup(
+                    step, workdir, &full_env, deadline, cfg, log, &cancel, &redactor, guard,
+                )
+                .await
+                {
+                    return outcome;
+                }
+            }
+            log.note(format!("==> running {}", shown(&argv, &env)))
+                .await;
+            let spec = Spec {
+                argv: &argv,
+                dir: workdir,
+                env: &full_env,
+                deadline,
+                run_as: cfg.run_as.as_ref(),
+                guard,
+            };
+            match process::run(spec, log.sender(), cancel).await {
+                Ok(finished) => (finished, shown(&argv, &[])),
+                Err(e) => return Outcome::errored(e.to_string()),
+            }
+        }
+        Plan::Heroku(plan) => {
+            let Some(api) = &cfg.heroku else {
+                return Outcome::errored("HEROKU_API_KEY is not set, so Heroku deploys cannot run");
+            };
+            log.note(format!(
+                "==> building {} on Heroku app {}",
+                plan.version, plan.app_name
+            ))
+            .await;
+            match providers::heroku::run(&plan, api, log.sender(), cancel, deadline).await {
+                Ok(exit) => (
+                    process::Finished {
+                        exit,
+                        last_stderr: None,
+                    },
+                    String::new(),
+                ),
+                Err(why) => return Outcome::errored(why),
+            }
+        }
+    };
+    let said = finished
+        .last_stderr
+        .as_deref()
+        .map(|l| redactor.redact(l.trim()));
+    match finished.exit {
+        Exit::Exited(Some(0)) => Outcome::succeeded(0),
+        Exit::Exited(Some(code)) => {
+            let reason = match (&said, &fabric) {
+                // Fabric's "No idea what 'x' is!": say which Fabric and what was run,
+                // the usual cause being a fabfile for another Fabric.
+                (Some(line), Some(info)) if line.contains("No idea what") => format!(
+                    "exited with code {code}: {line} (Fabric {} ran `{ran}`; set `fabric_task`, or `fabric_version` if this fabfile is for another Fabric)",
+                    info.major
+                ),
+                (Some(line), _) => format!("exited with code {code}: {line}"),
+                (None, _) => format!("exited with code {code}"),
+            };
+            Outcome::failed(Some(code), reason)
+        }
+        Exit::Exited(None) => Outcome::failed(None, "killed by a signal"),
+        Exit::TimedOut if killed => Outcome::failed(
+            None,
+            format!(
+                "timed out after {}; the process group was killed",
+                human(timeout)
+            ),
+        ),
+        Exit::TimedOut => Outcome::failed(
+            None,
+            format!(
+                "timed out after {}; the Heroku build could not be stopped and may still release",
+                human(timeout)
+            ),
+        ),
+        Exit::Cancelled(by) => Outcome::cancelled(None, format!("cancelled by {by}")),
+        Exit::Fenced(why) => Outcome::errored(format!("lost its lease: {why}")),
+    }
+}
