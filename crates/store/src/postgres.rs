@@ -5,7 +5,7 @@
 //! slips through. Wake-ups use LISTEN/NOTIFY on [`WORK_CHANNEL`], so a deployment queued
 //! by any process wakes idle claimers in every process. A new deployment's NOTIFY is sent
 //! after its insert commits, by one task per process that folds a burst of inserts into
-//! one NOTIFY ([`Announcer`]): a NOTIFY inside the insert's transaction would take
+//! one NOTIFY (`Announcer`): a NOTIFY inside the insert's transaction would take
 //! PostgreSQL's global notification lock at commit and hold it through the WAL flush, so
 //! that concurrent webhooks committed one at a time (bench/run: 6x fewer inserts a
 //! second at 64 at once). The end of a deployment still NOTIFYs from the trigger; those

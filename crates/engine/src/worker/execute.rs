@@ -203,6 +203,7 @@ pub(super) async fn execute(
                 env: &full_env,
                 deadline,
                 run_as: cfg.run_as.as_ref(),
+                priority: cfg.priority,
                 guard,
             };
             match process::run(spec, log.sender(), cancel).await {

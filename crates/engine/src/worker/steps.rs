@@ -37,6 +37,7 @@ pub(super) async fn run_setup(
             env,
             deadline,
             run_as: cfg.run_as.as_ref(),
+            priority: cfg.priority,
             guard,
         };
         match process::run(spec, log.sender(), cancel.clone()).await {
