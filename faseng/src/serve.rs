@@ -300,6 +300,13 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
     if let Some(dir) = &args.workdir {
         cfg.workdir = dir.clone();
     }
+    if !args.mirror_max_gb.is_finite() || args.mirror_max_gb < 0.0 {
+        anyhow::bail!(
+            "FASENG_MIRROR_MAX_GB must be a size in GB, 0 or more (it is {})",
+            args.mirror_max_gb
+        );
+    }
+    cfg.mirror_max_bytes = (args.mirror_max_gb * 1e9) as u64;
     cfg.lease = Duration::from_secs(args.lease_secs.max(1));
     cfg.guard = Some(
         chima_engine::GuardProgram::this_binary()

@@ -235,6 +235,7 @@ async fn run_job(
     ))
     .await;
     log.close().await;
+    cfg.mirrors().release(&workdir).await;
     if workdir.exists()
         && let Err(e) = tokio::fs::remove_dir_all(&workdir).await
     {
@@ -351,8 +352,32 @@ async fn execute(
         if let Err(e) = ensure_workdir(cfg) {
             return Outcome::errored(format!("cannot use the work folder: {e}"));
         }
-        match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
-            Ok(c) => sha = c.sha,
+        let mut notes = Vec::new();
+        let checked = cfg
+            .mirrors()
+            .checkout(&source, &d.git_ref, d.sha.as_deref(), workdir, &mut notes)
+            .await;
+        for note in notes {
+            log.note(note).await;
+        }
+        match checked {
+            Ok(c) => {
+                sha = c.sha;
+                if let Some(f) = c.fetched {
+                    cfg.metrics.fetch.observe(f.as_secs_f64());
+                }
+                cfg.metrics.checkout.observe(c.tree.as_secs_f64());
+                log.note(format!(
+                    "==> checked out {} in {:.1} s ({})",
+                    sha.get(..12).unwrap_or(&sha),
+                    c.tree.as_secs_f64(),
+                    match c.fetched {
+                        Some(f) => format!("fetched in {:.1} s", f.as_secs_f64()),
+                        None => "already in the mirror, nothing fetched".to_string(),
+                    }
+                ))
+                .await;
+            }
             Err(why) => return Outcome::errored(format!("checkout failed: {why}")),
         }
         if d.sha.is_none()
@@ -404,6 +429,7 @@ async fn execute(
     };
     let redactor = Redactor::new(cfg.secrets.iter().cloned());
     let killed = matches!(plan, Plan::Command { .. });
+    let provider_started = Instant::now();
     let (finished, ran) = match plan {
         Plan::Command { argv, env, setup } => {
             if let Some(who) = &cfg.run_as {
@@ -465,6 +491,9 @@ async fn execute(
             }
         }
     };
+    cfg.metrics
+        .provider
+        .observe(provider_started.elapsed().as_secs_f64());
     let said = finished
         .last_stderr
         .as_deref()
