@@ -190,10 +190,34 @@ impl Mirror {
                     .map_err(|e| Failure::Other(format!("cannot set up the mirror: {e}")))?;
             }
         }
+        if let Some(gid) = reader_gid {
+            self.open_to(env, gid).await?;
+        }
+        // Only a message that says the mirror is damaged discards it: a git
+        // that cannot start says nothing about the mirror.
         self.git(env, &["rev-parse", "--git-dir"])
             .await
             .map(drop)
-            .map_err(Failure::Mirror)
+            .map_err(|e| classify(e, "cannot use the mirror"))
+    }
+
+    /// A mirror made before FASENG_RUN_AS named this group (or another) is
+    /// handed to it: group `gid`, readable by it, never writable, and so are
+    /// the files git adds from now on (`core.sharedRepository=0640`).
+    async fn open_to(&self, env: &GitEnv, gid: u32) -> Result<(), Failure> {
+        let current = std::fs::metadata(&self.path).map(|m| m.gid()).ok();
+        if current == Some(gid) {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || regroup(&path, gid))
+            .await
+            .map_err(|e| Failure::Other(format!("the mirror's regroup task failed: {e}")))?
+            .map_err(|e| Failure::Other(format!("cannot open the mirror to FASENG_RUN_AS: {e}")))?;
+        self.git(env, &["config", "core.sharedRepository", "0640"])
+            .await
+            .map(drop)
+            .map_err(|e| classify(e, "cannot open the mirror to FASENG_RUN_AS"))
     }
 
     /// Moves a damaged mirror aside and removes it; the next [`Mirror::ensure`]
@@ -250,7 +274,11 @@ impl Mirror {
                 })?;
             let took = started.elapsed();
             let commit = self.commit(env, job_ref).await.map_err(|e| {
-                Failure::Other(format!("commit `{full}` not found in the repository: {e}"))
+                if looks_damaged(&e) {
+                    Failure::Mirror(e)
+                } else {
+                    Failure::Other(format!("commit `{full}` not found in the repository: {e}"))
+                }
             })?;
             return Ok((commit, Some(took)));
         }
@@ -498,6 +526,29 @@ fn stamp() -> u128 {
         .unwrap_or_default()
 }
 
+/// Gives everything under `path` (not following symlinks) to group `gid`,
+/// readable and, for folders, passable by it, and never writable by it.
+fn regroup(path: &Path, gid: u32) -> io::Result<()> {
+    std::os::unix::fs::lchown(path, None, Some(gid))?;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.mode() & 0o7777;
+    let mode = if meta.is_dir() {
+        (mode | 0o2750) & !0o027
+    } else {
+        (mode | 0o040) & !0o027
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            regroup(&entry?.path(), gid)?;
+        }
+    }
+    Ok(())
+}
+
 /// Bytes under `path`, not following symlinks.
 fn size(path: &Path) -> u64 {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -514,6 +565,17 @@ fn size(path: &Path) -> u64 {
 /// Makes the mirrors' folder, private (0700), or passable (0711) when
 /// providers run as another user and read mirrors through their group.
 pub(super) fn prepare_root(root: &Path, passable: bool) -> Result<(), String> {
+    let want = if passable { 0o711 } else { 0o700 };
+    let ready = std::fs::symlink_metadata(root).is_ok_and(|m| {
+        m.is_dir()
+            && m.mode() & 0o7777 == want
+            && std::fs::metadata("/proc/self").is_ok_and(|me| me.uid() == m.uid())
+    });
+    if ready {
+        // Not narrowed and reopened for every job: a provider of another user
+        // reading its mirror in between would find the folder shut.
+        return Ok(());
+    }
     crate::workdir::prepare(root).map_err(|e| e.to_string())?;
     if passable {
         std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o711))

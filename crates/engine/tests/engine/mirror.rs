@@ -442,6 +442,17 @@ async fn a_provider_of_another_user_reads_the_mirror_but_cannot_change_it() {
         std::os::unix::fs::PermissionsExt::from_mode(0o711),
     )
     .unwrap();
+    // The mirror is first made by an engine whose providers run as faseng's
+    // own user; a later FASENG_RUN_AS hands it to that user's group.
+    rig.start(rig.config());
+    let d = rig
+        .queue_with("own-user", "main", shell_config(), |d| {
+            d.sha = Some(sha.clone())
+        })
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    rig.engine.take().unwrap().shutdown().await;
     let mut cfg = rig.config();
     cfg.run_as = Some(nobody);
     rig.start(cfg);
