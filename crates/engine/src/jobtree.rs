@@ -13,7 +13,7 @@ use crate::EngineConfig;
 use crate::admission::source_for;
 use crate::checkout;
 use crate::logsink::LogSink;
-use crate::worker::human;
+use crate::worker::{ensure_workdir, human};
 
 /// What the checkout step of one job works with.
 pub(crate) struct Step<'a> {
@@ -115,31 +115,4 @@ impl Step<'_> {
             Err(why) => Err(Outcome::errored(format!("checkout failed: {why}"))),
         }
     }
-}
-
-/// The work folder, private (see `workdir::prepare`) and made once: when providers
-/// run as another user it is 0711, so that they can reach their own job folder
-/// (0700, theirs) without listing the others.
-pub(crate) fn ensure_workdir(cfg: &EngineConfig) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = if cfg.run_as.is_some() { 0o711 } else { 0o700 };
-    let current = std::fs::symlink_metadata(&cfg.workdir)
-        .ok()
-        .filter(|m| m.is_dir())
-        .map(|m| m.permissions().mode() & 0o777);
-    if current == Some(mode) {
-        return Ok(());
-    }
-    crate::workdir::prepare(&cfg.workdir).map_err(|e| e.to_string())?;
-    if mode != 0o700 {
-        std::fs::set_permissions(&cfg.workdir, std::fs::Permissions::from_mode(mode)).map_err(
-            |e| {
-                format!(
-                    "cannot open {} to FASENG_RUN_AS: {e}",
-                    cfg.workdir.display()
-                )
-            },
-        )?;
-    }
-    Ok(())
 }

@@ -14,7 +14,6 @@ mod logsink;
 pub mod metrics;
 pub mod ops;
 pub mod process;
-mod provider_env;
 pub mod providers;
 mod redact;
 pub mod runas;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use chima_config::App;
 use chima_payload::DeploymentPayload;
 use chima_store::{Deployment, Outcome, Store};
 use tokio::sync::watch;
@@ -19,7 +20,6 @@ use crate::lease::{
 };
 use crate::logsink::LogSink;
 use crate::process::{self, Exit, Spec};
-use crate::provider_env;
 use crate::providers::{self, Job, Plan};
 use crate::redact::Redactor;
 
@@ -350,10 +350,10 @@ async fn execute(
     // What every provider gets: nothing of faseng's own, the deploy variables, and the
     // variables the app lets through (an ssh-agent's socket, its `env_passthrough`).
     let mut full_env = cfg.base_env(workdir);
-    full_env.extend(provider_env::common_env(d, &sha));
-    full_env.extend(provider_env::passthrough(cfg, &app));
+    full_env.extend(common_env(d, &sha));
+    full_env.extend(passthrough(cfg, &app));
     let fabric = if app.provider == chima_config::Provider::Fabric && app.command.is_none() {
-        match provider_env::fabric_info(cfg, &app, d, workdir, &full_env).await {
+        match fabric_info(cfg, &app, d, workdir, &full_env).await {
             Ok(info) => Some(info),
             Err(why) => return Outcome::errored(why),
         }
@@ -396,7 +396,7 @@ async fn execute(
             if let Some(who) = &cfg.run_as {
                 // The provider works in its checkout as its own user; the folders
                 // above it only let it pass (0711), never list.
-                let handed = jobtree::ensure_workdir(cfg)
+                let handed = ensure_workdir(cfg)
                     .and_then(|()| crate::workdir::prepare(workdir).map_err(|e| e.to_string()))
                     .and_then(|()| who.give(workdir).map_err(|e| e.to_string()));
                 if let Err(e) = handed {
@@ -575,6 +575,104 @@ fn shown(argv: &[String], env: &[(String, String)]) -> String {
         .join(" ")
 }
 
+/// The variables the provider gets from faseng's own environment: the engine's
+/// `passthrough_env` (an ssh-agent's `SSH_AUTH_SOCK`) and the app's `env_passthrough`
+/// names (never one of faseng's secrets: app.json refuses those).
+fn passthrough(cfg: &EngineConfig, app: &App) -> Vec<(String, String)> {
+    let mut out = cfg.passthrough_env.clone();
+    for name in &app.env_passthrough {
+        if let Ok(value) = std::env::var(name) {
+            out.retain(|(k, _)| k != name);
+            out.push((name.clone(), value));
+        }
+    }
+    out
+}
+
+/// The Fabric the provider will run: its major version (app.json's
+/// `fabric_version`, else `fab --version` once per engine), and, when the task is
+/// namespaced (`deploy:migrate`), the fabfile's tasks (`fab --list` in the checkout,
+/// as the provider's user: it runs the fabfile).
+async fn fabric_info(
+    cfg: &EngineConfig,
+    app: &App,
+    d: &Deployment,
+    dir: &std::path::Path,
+    env: &[(String, String)],
+) -> Result<providers::fabric::FabricInfo, String> {
+    let major = match app.fabric_version {
+        Some(v) => v,
+        None => cfg
+            .fabric_major
+            .get_or_init(|| async {
+                let (ok, out) = capture(&["fab", "--version"], std::path::Path::new("/"), env, None).await?;
+                providers::fabric::parse_version(&out)
+                    .filter(|_| ok)
+                    .ok_or_else(|| format!("`fab --version` did not name a Fabric version: {}", out.lines().next().unwrap_or("").chars().take(200).collect::<String>()))
+            })
+            .await
+            .clone()
+            .map_err(|why| format!("cannot tell which Fabric is installed ({why}); install Fabric, or set `fabric_version` in app.json"))?,
+    };
+    let tasks = if major >= 2 && app.fabric_task.is_none() && d.task.contains(':') {
+        match capture(&["fab", "--list"], dir, env, cfg.run_as.as_ref()).await {
+            Ok((true, out)) => providers::fabric::parse_list(&out),
+            _ => Vec::new(),
+        }
+    } else {
+        Vec::new()
+    };
+    Ok(providers::fabric::FabricInfo { major, tasks })
+}
+
+/// Runs a short command (at most 60 s) and returns whether it exited 0, and its
+/// stdout and stderr together.
+async fn capture(
+    argv: &[&str],
+    dir: &std::path::Path,
+    env: &[(String, String)],
+    run_as: Option<&crate::runas::RunAs>,
+) -> Result<(bool, String), String> {
+    let (program, args) = argv.split_first().ok_or("no command")?;
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(who) = run_as {
+        cmd.uid(who.uid).gid(who.gid);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .map_err(|_| format!("`{}` did not finish in 60 s", argv.join(" ")))?
+        .map_err(|e| format!("cannot run `{}`: {e}", argv.join(" ")))?;
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// The variables every provider gets (ARCHITECTURE.md, "Providers").
+fn common_env(d: &Deployment, sha: &str) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("DEPLOY_ID".to_string(), d.id.to_string()),
+        ("DEPLOY_APP".to_string(), d.app.clone()),
+        ("DEPLOY_ENV".to_string(), d.environment.clone()),
+        ("DEPLOY_TASK".to_string(), d.task.clone()),
+        ("DEPLOY_REF".to_string(), d.git_ref.clone()),
+        ("BRANCH".to_string(), d.git_ref.clone()),
+        ("DEPLOY_SHA".to_string(), sha.to_string()),
+        ("SHA".to_string(), sha.to_string()),
+        ("DEPLOY_USER".to_string(), d.requester.clone()),
+    ];
+    env.push((
+        "DEPLOY_HOSTS".to_string(),
+        d.hosts.clone().unwrap_or_default(),
+    ));
+    env
+}
+
 pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match (s / 3600, (s % 3600) / 60, s % 60) {
@@ -583,4 +681,31 @@ pub(crate) fn human(d: Duration) -> String {
         (0, m, s) => format!("{m}m{s}s"),
         (h, m, _) => format!("{h}h{m}m"),
     }
+}
+
+/// The work folder, private (see `workdir::prepare`) and made once: when providers
+/// run as another user it is 0711, so that they can reach their own job folder
+/// (0700, theirs) without listing the others.
+pub(crate) fn ensure_workdir(cfg: &EngineConfig) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = if cfg.run_as.is_some() { 0o711 } else { 0o700 };
+    let current = std::fs::symlink_metadata(&cfg.workdir)
+        .ok()
+        .filter(|m| m.is_dir())
+        .map(|m| m.permissions().mode() & 0o777);
+    if current == Some(mode) {
+        return Ok(());
+    }
+    crate::workdir::prepare(&cfg.workdir).map_err(|e| e.to_string())?;
+    if mode != 0o700 {
+        std::fs::set_permissions(&cfg.workdir, std::fs::Permissions::from_mode(mode)).map_err(
+            |e| {
+                format!(
+                    "cannot open {} to FASENG_RUN_AS: {e}",
+                    cfg.workdir.display()
+                )
+            },
+        )?;
+    }
+    Ok(())
 }
