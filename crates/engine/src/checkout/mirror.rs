@@ -263,15 +263,35 @@ impl Mirror {
                 return Ok((full, None));
             }
             let started = Instant::now();
-            self.fetch(env, &source.url, &[&format!("+{full}:{job_ref}")])
+            match self
+                .fetch(env, &source.url, &[&format!("+{full}:{job_ref}")])
                 .await
-                .map_err(|e| match e {
-                    Failure::Other(e) if not_found(&e) => {
-                        Failure::Other(format!("commit `{full}` not found in the repository: {e}"))
+            {
+                Ok(()) => {}
+                Err(Failure::Other(e)) if not_found(&e) => {
+                    // A server that serves no commit it does not advertise
+                    // (protocol v0 without `uploadpack.allowReachableSHA1InWant`):
+                    // look among its branches and tags, as a clone would.
+                    self.fetch_all(env, &source.url)
+                        .await
+                        .map_err(|f| match f {
+                            Failure::Other(f) => {
+                                Failure::Other(format!("git fetch of {url} failed: {f}"))
+                            }
+                            mirror => mirror,
+                        })?;
+                    if self.commit(env, &full).await.is_err() {
+                        return Err(Failure::Other(format!(
+                            "commit `{full}` not found in the repository: {e}"
+                        )));
                     }
-                    Failure::Other(e) => Failure::Other(format!("git fetch of {url} failed: {e}")),
-                    mirror => mirror,
-                })?;
+                    self.update_ref(env, job_ref, &full).await?;
+                }
+                Err(Failure::Other(e)) => {
+                    return Err(Failure::Other(format!("git fetch of {url} failed: {e}")));
+                }
+                Err(mirror) => return Err(mirror),
+            }
             let took = started.elapsed();
             let commit = self.commit(env, job_ref).await.map_err(|e| {
                 if looks_damaged(&e) {

@@ -136,41 +136,25 @@ impl Mirrors {
         let (sha, mut fetched, mut took) = self
             .pinned_tree(&env, &m, source, git_ref, sha, dir, &job, notes)
             .await?;
-        let subs = tree::submodules(&env, dir).await?;
-        for sub in subs {
-            let url = tree::submodule_url(&source.url, &sub.url)
-                .map_err(|e| format!("submodule `{}`: {e}", sub.path))?;
-            check_url(&url, "the submodule URL")?;
-            let sub_source = Source {
-                url,
-                auth_header: source.auth_header.clone(),
-                token_scope: source.token_scope.clone(),
-            };
-            let sub_env = GitEnv::new(&sub_source, dir)?;
-            let sub_dir = tree::submodule_dir(dir, &sub.path)?;
-            match std::fs::remove_dir(&sub_dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("cannot place submodule `{}`: {e}", sub.path)),
-            }
-            let sub_m = Mirror::of(&self.root, &sub_source.url);
-            let (_, f, t) = self
-                .pinned_tree(
-                    &sub_env,
-                    &sub_m,
-                    &sub_source,
-                    git_ref,
-                    Some(&sub.sha),
-                    &sub_dir,
-                    &job,
-                    notes,
-                )
+        for sub in tree::submodules(&env, dir).await? {
+            match self
+                .submodule(source, git_ref, dir, &sub, &job, notes)
                 .await
-                .map_err(|e| format!("submodule `{}`: {e}", sub.path))?;
-            if let Some(f) = f {
-                fetched = Some(fetched.unwrap_or_default() + f);
+            {
+                Ok((f, t)) => {
+                    if let Some(f) = f {
+                        fetched = Some(fetched.unwrap_or_default() + f);
+                    }
+                    took += t;
+                }
+                // Before mirrors, submodules were never checked out: one that
+                // cannot be (an ssh URL faseng has no key for, a path refused)
+                // is left empty, as then, and the log says why.
+                Err(why) => notes.push(format!(
+                    "==> submodule `{}` not checked out: {why}",
+                    sub.path
+                )),
             }
-            took += t;
         }
         Ok(Checkout {
             dir: dir.to_path_buf(),
@@ -178,6 +162,52 @@ impl Mirrors {
             fetched,
             tree: took,
         })
+    }
+
+    /// Checks out submodule `sub` of the tree in `dir` from its own mirror,
+    /// with the token scoping of the repository.
+    async fn submodule(
+        &self,
+        source: &Source,
+        git_ref: &str,
+        dir: &Path,
+        sub: &tree::Submodule,
+        job: &str,
+        notes: &mut Vec<String>,
+    ) -> Result<(Option<Duration>, Duration), String> {
+        let url = tree::submodule_url(&source.url, &sub.url)?;
+        check_url(&url, "the submodule URL")?;
+        let sub_source = Source {
+            url,
+            auth_header: source.auth_header.clone(),
+            token_scope: source.token_scope.clone(),
+        };
+        let sub_env = GitEnv::new(&sub_source, dir)?;
+        let sub_dir = tree::submodule_dir(dir, &sub.path)?;
+        match std::fs::remove_dir(&sub_dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot place it: {e}")),
+        }
+        let m = Mirror::of(&self.root, &sub_source.url);
+        let done = self
+            .pinned_tree(
+                &sub_env,
+                &m,
+                &sub_source,
+                git_ref,
+                Some(&sub.sha),
+                &sub_dir,
+                job,
+                notes,
+            )
+            .await;
+        if done.is_err() {
+            // Empty, as a checkout without its submodules leaves it.
+            let _ = std::fs::remove_dir_all(&sub_dir);
+            let _ = std::fs::create_dir(&sub_dir);
+        }
+        done.map(|(_, f, t)| (f, t))
     }
 
     /// Drops the pins of the job whose folder is `dir`, when it is done.

@@ -17,6 +17,17 @@ pub struct GitHttp {
 impl GitHttp {
     /// Serves the bare repositories under `root` at `http://127.0.0.1:<port>/<name>`.
     pub async fn start(root: PathBuf) -> GitHttp {
+        GitHttp::serve(root, false).await
+    }
+
+    /// The same, speaking only git's protocol v0, which serves no commit that
+    /// is not a branch or tag tip (as servers without
+    /// `uploadpack.allowReachableSHA1InWant` do).
+    pub async fn start_v0(root: PathBuf) -> GitHttp {
+        GitHttp::serve(root, true).await
+    }
+
+    async fn serve(root: PathBuf, v0: bool) -> GitHttp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -25,7 +36,7 @@ impl GitHttp {
             while let Ok((conn, _)) = listener.accept().await {
                 let (root, log) = (root.clone(), log.clone());
                 tokio::spawn(async move {
-                    let _ = serve(conn, root, log).await;
+                    let _ = serve(conn, root, log, v0).await;
                 });
             }
         });
@@ -37,6 +48,7 @@ async fn serve(
     mut conn: TcpStream,
     root: PathBuf,
     log: Arc<Mutex<Vec<Option<String>>>>,
+    v0: bool,
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
@@ -96,7 +108,14 @@ async fn serve(
             "HTTP_CONTENT_ENCODING",
             header("content-encoding").unwrap_or_default(),
         )
-        .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+        .env(
+            "GIT_PROTOCOL",
+            if v0 {
+                String::new()
+            } else {
+                header("git-protocol").unwrap_or_default()
+            },
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null());

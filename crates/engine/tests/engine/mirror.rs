@@ -478,3 +478,77 @@ async fn a_provider_of_another_user_reads_the_mirror_but_cannot_change_it() {
     }
     rig.engine.take().unwrap().shutdown().await;
 }
+
+#[tokio::test]
+async fn a_commit_behind_a_branch_deploys_from_a_server_that_serves_only_tips() {
+    let mut rig = Rig::new("#!/bin/sh\necho \"which=$(cat which)\"\n", &[]).await;
+    let older = commit(&rig.repo, "older");
+    commit(&rig.repo, "newer");
+    let served = rig.dir.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let out = Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(&rig.repo)
+        .arg(served.join("app.git"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let server = GitHttp::start_v0(served).await;
+    rig.start(rig.config());
+    let app = json!({"provider": "shell", "clone_url": format!("{}/app.git", server.url)});
+    let d = rig
+        .queue_with("older", "main", app, |d| d.sha = Some(older.clone()))
+        .await;
+    let done = rig.wait_done(d.id).await;
+    let log = rig.log(d.id).await.join("\n");
+    assert_eq!(
+        done.state,
+        DeploymentState::Succeeded,
+        "{:?}\n{log}",
+        done.reason
+    );
+    assert!(log.contains("which=older"), "{log}");
+    rig.engine.take().unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_submodule_that_cannot_be_checked_out_is_left_empty_and_said() {
+    let mut rig = Rig::new(
+        "#!/bin/sh\nls -A vendor/lib | wc -l | sed 's/^/entries=/'\n",
+        &[],
+    )
+    .await;
+    std::fs::write(
+        rig.repo.join(".gitmodules"),
+        "[submodule \"lib\"]\n\tpath = vendor/lib\n\turl = ext::sh -c touch% /tmp/pwned-by-submodule\n",
+    )
+    .unwrap();
+    let head = rig.head();
+    git(
+        &rig.repo,
+        &[
+            "update-index",
+            "--add",
+            "--cacheinfo",
+            &format!("160000,{head},vendor/lib"),
+        ],
+    );
+    git(&rig.repo, &["add", ".gitmodules"]);
+    git(&rig.repo, &["commit", "--quiet", "-m", "hostile submodule"]);
+    rig.start(rig.config());
+    let d = rig.queue("sub", "main", shell_config()).await;
+    let done = rig.wait_done(d.id).await;
+    let log = rig.log(d.id).await.join("\n");
+    assert_eq!(
+        done.state,
+        DeploymentState::Succeeded,
+        "{:?}\n{log}",
+        done.reason
+    );
+    assert!(
+        log.contains("submodule `vendor/lib` not checked out") && log.contains("refused"),
+        "{log}"
+    );
+    assert!(log.contains("entries=0"), "{log}");
+    rig.engine.take().unwrap().shutdown().await;
+}
