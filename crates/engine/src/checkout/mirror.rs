@@ -17,47 +17,17 @@
 //! lock that concurrent deletions would fight over, and that eviction can
 //! read without running git.
 
-use std::collections::HashMap;
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::Failure;
 use super::Source;
 use super::git::{GitEnv, git};
+use super::pins::{Pins, live, pinned};
 use super::url::redact_url;
-
-/// The pins of the jobs this process runs: job name to the mirrors that hold
-/// its `refs/deploys/<job>`. A pin of this process that is not here belongs
-/// to a job that has ended, and may go.
-#[derive(Debug, Clone, Default)]
-pub struct Pins(Arc<Mutex<HashMap<String, Vec<PathBuf>>>>);
-
-impl Pins {
-    pub(super) fn add(&self, job: &str, mirror: &Path) {
-        if let Ok(mut pins) = self.0.lock() {
-            let held = pins.entry(job.to_string()).or_default();
-            if !held.iter().any(|m| m == mirror) {
-                held.push(mirror.to_path_buf());
-            }
-        }
-    }
-
-    fn holds(&self, job: &str) -> bool {
-        self.0.lock().map(|p| p.contains_key(job)).unwrap_or(true)
-    }
-
-    pub(super) fn take(&self, job: &str) -> Vec<PathBuf> {
-        self.0
-            .lock()
-            .ok()
-            .and_then(|mut p| p.remove(job))
-            .unwrap_or_default()
-    }
-}
 
 /// One repository's mirror: the bare repository and its lock file.
 #[derive(Debug, Clone)]
@@ -443,7 +413,7 @@ impl Mirror {
 }
 
 /// Opens (making it if needed) a lock file, never through a symlink.
-fn open_lock(path: &Path) -> io::Result<File> {
+pub(super) fn open_lock(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -506,40 +476,7 @@ fn not_found(msg: &str) -> bool {
     .any(|p| m.contains(p))
 }
 
-/// The job names pinned in the mirror at `path`: its loose `refs/deploys/*`
-/// and, should anyone have packed them, those in `packed-refs`.
-fn pinned(path: &Path) -> Vec<String> {
-    let mut jobs: Vec<String> = std::fs::read_dir(path.join("refs/deploys"))
-        .map(|d| {
-            d.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| !n.ends_with(".lock"))
-                .collect()
-        })
-        .unwrap_or_default();
-    if let Ok(packed) = std::fs::read_to_string(path.join("packed-refs")) {
-        jobs.extend(packed.lines().filter_map(|l| {
-            l.split_once(" refs/deploys/")
-                .map(|(_, job)| job.trim().to_string())
-        }));
-    }
-    jobs
-}
-
-/// Whether the job a pin names may still read the mirror: a job of another
-/// process that is alive (`job-<id>-<pid>`), or one this process runs.
-fn live(job: &str, pins: &Pins) -> bool {
-    let pid = job
-        .strip_prefix("job-")
-        .and_then(|rest| rest.split_once('-'))
-        .and_then(|(_, pid)| pid.parse::<u32>().ok());
-    match pid {
-        Some(pid) if pid != std::process::id() => Path::new(&format!("/proc/{pid}")).exists(),
-        _ => pins.holds(job),
-    }
-}
-
-fn stamp() -> u128 {
+pub(super) fn stamp() -> u128 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -569,19 +506,6 @@ fn regroup(path: &Path, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Bytes under `path`, not following symlinks.
-fn size(path: &Path) -> u64 {
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.len();
-    }
-    std::fs::read_dir(path)
-        .map(|d| d.flatten().map(|e| size(&e.path())).sum())
-        .unwrap_or(0)
-}
-
 /// Makes the mirrors' folder, private (0700), or passable (0711) when
 /// providers run as another user and read mirrors through their group.
 pub(super) fn prepare_root(root: &Path, passable: bool) -> Result<(), String> {
@@ -602,62 +526,4 @@ pub(super) fn prepare_root(root: &Path, passable: bool) -> Result<(), String> {
             .map_err(|e| format!("cannot open {} to FASENG_RUN_AS: {e}", root.display()))?;
     }
     Ok(())
-}
-
-/// Keeps the mirrors in `root` under `max_bytes` together: removes the least
-/// recently used first, never `keep`, one whose lock another holds, or one a
-/// live job has pinned. Leftovers of discarded mirrors go first. Returns the
-/// mirrors removed. Blocking: run it off the async threads.
-pub(super) fn evict(root: &Path, max_bytes: u64, pins: &Pins, keep: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Vec::new();
-    };
-    let mut mirrors = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.contains(".broken-") || name.contains(".evicted-") {
-            let _ = std::fs::remove_dir_all(&path);
-            continue;
-        }
-        let Some(key) = name.strip_suffix(".git") else {
-            continue;
-        };
-        let lock_path = root.join(format!("{key}.lock"));
-        let used = std::fs::metadata(&lock_path)
-            .or_else(|_| std::fs::metadata(&path))
-            .map(|m| m.mtime())
-            .unwrap_or(0);
-        mirrors.push((used, size(&path), path, lock_path));
-    }
-    let mut total: u64 = mirrors.iter().map(|m| m.1).sum();
-    let mut removed = Vec::new();
-    mirrors.sort_by_key(|m| m.0);
-    for (_, bytes, path, lock_path) in mirrors {
-        if total <= max_bytes {
-            break;
-        }
-        if path == keep {
-            continue;
-        }
-        let Ok(file) = open_lock(&lock_path) else {
-            continue;
-        };
-        if file.try_lock().is_err() {
-            continue; // a fetch or another eviction is at it
-        }
-        if pinned(&path).iter().any(|job| live(job, pins)) {
-            continue;
-        }
-        let aside = path.with_extension(format!("evicted-{}", stamp()));
-        if std::fs::rename(&path, &aside).is_ok() {
-            if let Err(e) = std::fs::remove_dir_all(&aside) {
-                tracing::warn!(path = %aside.display(), error = %e, "cannot remove an evicted mirror");
-            }
-            total = total.saturating_sub(bytes);
-            removed.push(path);
-        }
-        drop(file);
-    }
-    removed
 }

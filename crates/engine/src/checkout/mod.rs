@@ -16,6 +16,7 @@
 
 mod git;
 mod mirror;
+mod pins;
 mod tree;
 mod url;
 
@@ -27,7 +28,7 @@ use chima_command::check_ref;
 
 #[doc(hidden)]
 pub use git::GitEnv;
-pub use mirror::Pins;
+pub use pins::Pins;
 pub use url::{redact_url, token_allowed};
 
 use mirror::Mirror;
@@ -317,7 +318,7 @@ impl Mirrors {
                 m.path.clone(),
             );
             let removed =
-                tokio::task::spawn_blocking(move || mirror::evict(&root, max, &pins, &keep))
+                tokio::task::spawn_blocking(move || pins::evict(&root, max, &pins, &keep))
                     .await
                     .unwrap_or_default();
             for path in removed {
