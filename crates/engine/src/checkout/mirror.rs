@@ -50,8 +50,9 @@ impl Mirror {
     }
 
     /// The mirror of `url` under `root`: `<name>-<hash of the URL>.git`. The
-    /// name is for people; the hash keeps two URLs (another host, another
-    /// token scope) apart. Credentials in the URL never reach the name.
+    /// name is for people; the hash keeps two URLs apart (and a submodule's
+    /// mirror, `submodule <url>`, from the repository's). Credentials in the
+    /// URL never reach the name.
     pub(super) fn of(root: &Path, url: &str) -> Mirror {
         let shown = redact_url(url);
         let last = shown

@@ -166,7 +166,7 @@ impl Mirrors {
     }
 
     /// Checks out submodule `sub` of the tree in `dir` from its own mirror,
-    /// with the token scoping of the repository.
+    /// without credentials.
     async fn submodule(
         &self,
         source: &Source,
@@ -178,10 +178,14 @@ impl Mirrors {
     ) -> Result<(Option<Duration>, Duration), String> {
         let url = tree::submodule_url(&source.url, &sub.url)?;
         check_url(&url, "the submodule URL")?;
+        // Never the token: `.gitmodules` is written by whoever pushes, and
+        // the token may read repositories they may not. For the same reason a
+        // submodule has a mirror of its own, never the one of a repository
+        // faseng fetched with the token: only what anyone may fetch reaches it.
         let sub_source = Source {
             url,
-            auth_header: source.auth_header.clone(),
-            token_scope: source.token_scope.clone(),
+            auth_header: None,
+            token_scope: None,
         };
         let sub_env = GitEnv::new(&sub_source, dir)?;
         let sub_dir = tree::submodule_dir(dir, &sub.path)?;
@@ -190,7 +194,7 @@ impl Mirrors {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(format!("cannot place it: {e}")),
         }
-        let m = Mirror::of(&self.root, &sub_source.url);
+        let m = Mirror::of(&self.root, &format!("submodule {}", sub_source.url));
         let done = self
             .pinned_tree(
                 &sub_env,

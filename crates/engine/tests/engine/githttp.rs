@@ -9,9 +9,13 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The path and `Authorization` header (if any) of every request, in order.
+pub type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 pub struct GitHttp {
     pub url: String,
-    pub seen: Arc<Mutex<Vec<Option<String>>>>,
+    /// The path and `Authorization` header of every request.
+    pub seen: Seen,
 }
 
 impl GitHttp {
@@ -44,12 +48,7 @@ impl GitHttp {
     }
 }
 
-async fn serve(
-    mut conn: TcpStream,
-    root: PathBuf,
-    log: Arc<Mutex<Vec<Option<String>>>>,
-    v0: bool,
-) -> std::io::Result<()> {
+async fn serve(mut conn: TcpStream, root: PathBuf, log: Seen, v0: bool) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let end = loop {
@@ -79,7 +78,9 @@ async fn serve(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
     };
-    log.lock().unwrap().push(header("authorization"));
+    log.lock()
+        .unwrap()
+        .push((target.clone(), header("authorization")));
     let length: usize = header("content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);

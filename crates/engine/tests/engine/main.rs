@@ -10,3 +10,4 @@ mod panics;
 mod providers;
 mod real_tools;
 mod sshd;
+mod submodules;
