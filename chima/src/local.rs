@@ -83,6 +83,18 @@ impl Local {
         cfg.workers = workers.max(1);
         cfg.instance = "chima".to_string();
         cfg.lease = lease;
+        // Checkouts and repository mirrors live next to the SQLite file, kept
+        // with the deployments they belong to; the user's cache folder otherwise.
+        if let Some(dir) = work_next_to(database_url) {
+            match chima_engine::workdir::prepare(&dir) {
+                Ok(()) => cfg.workdir = dir,
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    fallback = %cfg.workdir.display(),
+                    "cannot keep the work folder next to the database file"
+                ),
+            }
+        }
         // Providers run under a guard (this binary, `chima guard`), as in faseng.
         cfg.guard = chima_engine::GuardProgram::this_binary()
             .map_err(|e| tracing::warn!(error = %e, "cannot find chima's own binary; providers run unguarded"))
@@ -120,6 +132,22 @@ fn notify((event, d): &Delivered, to: &Say) {
     if let Some(text) = replies::notification(d, event.state) {
         say(to, text);
     }
+}
+
+/// `<folder of the file>/<file stem>-work` for a SQLite file URL
+/// (`sqlite://data/chima.db`: `data/chima-work`); `None` for another database
+/// or an in-memory one.
+fn work_next_to(database_url: &str) -> Option<std::path::PathBuf> {
+    let rest = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let file = rest.split('?').next().unwrap_or("");
+    if file.is_empty() || file.contains(":memory:") || rest.contains("mode=memory") {
+        return None;
+    }
+    let file = std::path::absolute(Path::new(file)).ok()?;
+    let stem = file.file_stem()?.to_string_lossy().into_owned();
+    Some(file.parent()?.join(format!("{stem}-work")))
 }
 
 /// A source key no other deployment has.

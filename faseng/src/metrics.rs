@@ -10,6 +10,8 @@ use std::sync::Mutex;
 pub struct Metrics {
     received: Mutex<BTreeMap<String, u64>>,
     rejected: Mutex<BTreeMap<String, u64>>,
+    /// Each GitHub deployment status this process posted (one attempt each).
+    pub statuses: chima_engine::metrics::Histogram,
 }
 
 impl Metrics {
@@ -21,8 +23,13 @@ impl Metrics {
         bump(&self.rejected, reason);
     }
 
-    /// The counters as Prometheus text lines.
+    /// The counters and the status timings as Prometheus text lines.
     pub fn render_webhooks(&self, out: &mut String) {
+        self.statuses.render(
+            "faseng_status_seconds",
+            "Time posting a GitHub deployment status took (each attempt).",
+            out,
+        );
         out.push_str("# HELP faseng_webhooks_received_total Webhooks accepted, by event.\n");
         out.push_str("# TYPE faseng_webhooks_received_total counter\n");
         for (event, n) in snapshot(&self.received) {

@@ -44,6 +44,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("http://{}", args.listen));
 
     let mut engine_cfg = engine_config(&args, apps.clone())?;
+    let metrics = Arc::new(crate::metrics::Metrics::default());
     let mut senders = Vec::new();
     if let Some(gh) = &github {
         engine_cfg.access = Some(Arc::new(crate::access::GitHubAccess { gh: gh.clone() }));
@@ -54,7 +55,13 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
             store.clone(),
             Arc::new(chima_github::StatusDeliverer::new(gh.clone(), log_url)),
             shutdown_rx.clone(),
-            chima_outbox::OutboxOptions::default(),
+            chima_outbox::OutboxOptions {
+                timing: chima_outbox::Timing::new({
+                    let metrics = metrics.clone();
+                    move |took| metrics.statuses.observe(took.as_secs_f64())
+                }),
+                ..chima_outbox::OutboxOptions::default()
+            },
         )));
     } else {
         tracing::warn!(
@@ -123,6 +130,7 @@ pub async fn run(mut args: Args) -> anyhow::Result<()> {
                 links,
                 public_url,
                 engine.as_ref().map(|_| engine_metrics),
+                metrics,
                 autodeploy,
             )
             .await
@@ -248,6 +256,13 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
     if let Some(dir) = &args.workdir {
         cfg.workdir = dir.clone();
     }
+    if !args.mirror_max_gb.is_finite() || args.mirror_max_gb < 0.0 {
+        anyhow::bail!(
+            "FASENG_MIRROR_MAX_GB must be a size in GB, 0 or more (it is {})",
+            args.mirror_max_gb
+        );
+    }
+    cfg.mirror_max_bytes = (args.mirror_max_gb * 1e9) as u64;
     cfg.lease = args.deploy.lease();
     cfg.priority = chima_engine::priority::Priority {
         nice: args.provider_nice,
@@ -301,6 +316,7 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
     Ok(cfg)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_http(
     args: &Args,
     store: Arc<dyn Store>,
@@ -308,6 +324,7 @@ async fn serve_http(
     links: LinkSigner,
     public_url: String,
     engine_metrics: Option<Arc<chima_engine::metrics::EngineMetrics>>,
+    metrics: Arc<crate::metrics::Metrics>,
     autodeploy: Option<crate::autodeploy::AutoDeployer>,
 ) -> anyhow::Result<()> {
     let listener = match inherited_listener()? {
@@ -331,7 +348,7 @@ async fn serve_http(
             .map(Secret::new),
         signing_key: signing_key(args),
         metrics_token: args.metrics_token.clone().map(Secret::new),
-        metrics: Default::default(),
+        metrics,
         engine_metrics,
         autodeploy,
         slack_api_url: args.slack.slack_api_url.clone(),

@@ -30,9 +30,23 @@ pub struct Args {
     #[arg(long, env = "FASENG_WORKERS", default_value_t = 4, global = true)]
     pub workers: usize,
 
-    /// Where per-job checkouts go. Default: a folder under the system temp dir.
+    /// Where per-job checkouts and the repository mirrors go. Default: the
+    /// user's cache folder (`$XDG_CACHE_HOME/faseng/work`, else
+    /// `~/.cache/faseng/work`), which outlives the process so that mirrors are
+    /// kept between restarts.
     #[arg(long, env = "FASENG_WORKDIR", global = true)]
     pub workdir: Option<PathBuf>,
+
+    /// The most the repository mirrors (in the work folder) may take together,
+    /// in GB; beyond it, the least recently used mirrors no running deployment
+    /// needs are removed after a fetch.
+    #[arg(
+        long,
+        env = "FASENG_MIRROR_MAX_GB",
+        default_value_t = chima_engine::DEFAULT_MIRROR_MAX_GB as f64,
+        global = true
+    )]
+    pub mirror_max_gb: f64,
 
     /// Where repositories without `clone_url` are cloned from (`<base>/<owner>/<name>.git`).
     /// Default: the GitHub of GITHUB_API_URL (`https://github.com` for api.github.com, else

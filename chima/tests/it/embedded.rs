@@ -40,16 +40,24 @@ fn the_demo_deploy_runs_on_the_shipped_config() {
         .unwrap();
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");
-    // The summary comes after the last log line, and nothing is left in the work
-    // folder (a private one under the cache folder, made 0700).
+    // The summary comes after the last log line, and nothing but the repository's
+    // mirror is left in the work folder (a private one next to the database file,
+    // made 0700).
     let last_line = t
         .find("| ==> succeeded after")
         .expect("the summary log line");
     let success = t.find("was successful.").expect("the success notification");
     assert!(last_line < success, "{t}");
-    let work = dir.path().join("cache/faseng/work");
-    let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
+    let work = dir.path().join("faseng-work");
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["mirrors"], "{left:?}");
+    assert!(
+        !dir.path().join("cache/faseng/work").exists(),
+        "the work folder is not next to the database file"
+    );
     assert_eq!(
         std::fs::metadata(&work).unwrap().permissions().mode() & 0o777,
         0o700

@@ -159,6 +159,7 @@ pub(crate) fn source_for(cfg: &EngineConfig, app: &App, d: &Deployment) -> Sourc
         url,
         auth_header: None,
         token_scope: Some(cfg.github_api_url.clone()),
+        priority: cfg.priority,
     }
 }
 

@@ -8,6 +8,7 @@ mod admission;
 mod checkout;
 pub mod guard;
 pub mod hygiene;
+mod jobtree;
 mod lease;
 mod logsink;
 pub mod metrics;
@@ -29,12 +30,15 @@ use chima_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use checkout::{Checkout, Source, checkout, redact_url, token_allowed};
+pub use checkout::{Checkout, Mirrors, Pins, Source, checkout, redact_url, token_allowed};
 pub use redact::Redactor;
 
 /// The lease default: a database outage of up to 48 s does not fence running
 /// deploys (renewals every 6 s; the guard's deadline comes 6 s before it lapses).
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+
+/// How much the repository mirrors may take together by default, in GB.
+pub const DEFAULT_MIRROR_MAX_GB: u64 = 20;
 
 /// The program a guard is: a binary that calls [`guard::main_if_guard`] first.
 #[derive(Debug, Clone)]
@@ -102,6 +106,12 @@ pub struct EngineConfig {
     pub fabric_major: Arc<tokio::sync::OnceCell<Result<u8, String>>>,
     /// Histograms this engine fills (read by `/metrics`).
     pub metrics: Arc<metrics::EngineMetrics>,
+    /// The most the repository mirrors (`<workdir>/mirrors`) may take together, in
+    /// bytes (`FASENG_MIRROR_MAX_GB`, 20 GB): beyond it, the least recently used
+    /// mirrors no running job needs are removed after a fetch.
+    pub mirror_max_bytes: u64,
+    /// The mirror pins of the jobs this engine runs (ARCHITECTURE.md, "Mirrors").
+    pub pins: Pins,
 }
 
 impl EngineConfig {
@@ -132,6 +142,18 @@ impl EngineConfig {
                 .map(|s| vec![("SSH_AUTH_SOCK".to_string(), s)])
                 .unwrap_or_default(),
             fabric_major: Arc::default(),
+            mirror_max_bytes: DEFAULT_MIRROR_MAX_GB * 1_000_000_000,
+            pins: Pins::default(),
+        }
+    }
+
+    /// The repository mirrors of this engine's work folder.
+    pub fn mirrors(&self) -> Mirrors {
+        Mirrors {
+            root: self.workdir.join("mirrors"),
+            max_bytes: self.mirror_max_bytes,
+            reader_gid: self.run_as.as_ref().map(|who| who.gid),
+            pins: self.pins.clone(),
         }
     }
 

@@ -71,6 +71,13 @@ pub struct EngineMetrics {
     pub queue_wait: Histogram,
     /// From claimed to finished.
     pub run_time: Histogram,
+    /// Fetching a job's commit into its repository's mirror (only jobs that
+    /// fetched: a commit the mirror holds costs no fetch).
+    pub fetch: Histogram,
+    /// Making a job's tree from the mirror.
+    pub checkout: Histogram,
+    /// The provider: its setup steps and its command, or its Heroku build.
+    pub provider: Histogram,
     /// Deployments this process ran to an end, by final state.
     finished: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
@@ -107,6 +114,21 @@ impl EngineMetrics {
         self.run_time.render(
             "faseng_run_seconds",
             "Time deployments ran, from claimed to finished.",
+            out,
+        );
+        self.fetch.render(
+            "faseng_fetch_seconds",
+            "Time fetching a deployment's commit into its repository's mirror (deployments whose commit the mirror lacked).",
+            out,
+        );
+        self.checkout.render(
+            "faseng_checkout_seconds",
+            "Time making a deployment's tree from its repository's mirror.",
+            out,
+        );
+        self.provider.render(
+            "faseng_provider_seconds",
+            "Time a deployment's provider ran (setup steps and command, or Heroku build).",
             out,
         );
     }

@@ -40,7 +40,50 @@ pub struct OutboxOptions {
     /// On shutdown, how long deliveries in flight may finish; the rest are dropped
     /// unmarked and come back to a loop after the store's in-flight delay.
     pub shutdown_grace: Duration,
+    /// Told how long each call to the deliverer took (faseng's `/metrics`).
+    pub timing: Timing,
 }
+
+/// What is told how long each delivery took: one call to the deliverer, one
+/// attempt (nothing by default).
+#[derive(Clone, Default)]
+pub struct Timing(Option<Arc<dyn Fn(Duration) + Send + Sync>>);
+
+impl Timing {
+    /// Calls `observe` with the duration of every delivery.
+    pub fn new(observe: impl Fn(Duration) + Send + Sync + 'static) -> Timing {
+        Timing(Some(Arc::new(observe)))
+    }
+
+    fn observe(&self, took: Duration) {
+        if let Some(f) = &self.0 {
+            f(took);
+        }
+    }
+}
+
+impl std::fmt::Debug for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Timing(observed)"
+        } else {
+            "Timing(none)"
+        })
+    }
+}
+
+/// Two timings are the same when they call the same function.
+impl PartialEq for Timing {
+    fn eq(&self, other: &Timing) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Timing {}
 
 impl Default for OutboxOptions {
     /// GitHub statuses' tuning: a poll a second, 1 s to 5 minutes of backoff, 8 at once.
@@ -51,6 +94,7 @@ impl Default for OutboxOptions {
             max_backoff: Duration::from_secs(5 * 60),
             concurrency: 8,
             shutdown_grace: Duration::from_secs(5),
+            timing: Timing::default(),
         }
     }
 }
@@ -163,9 +207,12 @@ async fn deliver(
             let span = tracing::Span::current();
             span.record("app", d.app.as_str());
             span.record("env", d.environment.as_str());
-            deliverer
+            let started = std::time::Instant::now();
+            let outcome = deliverer
                 .deliver(&plain_event(&entry), &deployment(&d))
-                .await
+                .await;
+            options.timing.observe(started.elapsed());
+            outcome
         }
         Ok(None) => Outcome::Skipped("the deployment no longer exists".to_owned()),
         Err(e) => Outcome::Retry {

@@ -87,6 +87,25 @@ async fn a_deployment_webhook_runs_and_reports_success_with_a_log_link() {
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("shipping "), "{page}");
     assert!(page.contains("succeeded"), "{page}");
+    // The page says what the checkout took (issue 17: each phase timed and shown).
+    let timed = page
+        .split("checked out ")
+        .nth(1)
+        .and_then(|rest| rest.split_once(" in "))
+        .and_then(|(_, took)| took.split_once(" s ("))
+        .is_some_and(|(secs, _)| secs.parse::<f64>().is_ok());
+    assert!(timed, "no `checked out <sha> in <n> s` on the page: {page}");
+    let (_, metrics) = get(&format!("{}/metrics", f.url)).await;
+    let count = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_count ")))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+    };
+    assert!(
+        count("faseng_status_seconds").is_some_and(|n| n >= 1),
+        "{metrics}"
+    );
     // Without the signature the page is not served.
     let bare = log_url.split('?').next().unwrap();
     assert_eq!(get(bare).await.0, 403);

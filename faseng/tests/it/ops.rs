@@ -146,6 +146,11 @@ async fn metrics_are_prometheus_text_and_move_with_webhooks_and_jobs() {
     );
     assert_eq!(after.get("faseng_queue_wait_seconds_count"), Some(&1.0));
     assert_eq!(after.get("faseng_run_seconds_count"), Some(&1.0));
+    // Each phase of the deploy, timed: the commit was fetched into the mirror,
+    // checked out from it, and the provider ran.
+    assert_eq!(after.get("faseng_fetch_seconds_count"), Some(&1.0));
+    assert_eq!(after.get("faseng_checkout_seconds_count"), Some(&1.0));
+    assert_eq!(after.get("faseng_provider_seconds_count"), Some(&1.0));
     assert!(after.contains_key("faseng_outbox_backlog"));
     assert_eq!(get(&format!("{}/readyz", f.url)).await.0, 200);
 }

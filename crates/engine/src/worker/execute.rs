@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::EngineConfig;
-use crate::admission::{app_for, check_task, holds, lock_task, permitted, source_for};
-use crate::checkout;
+use crate::admission::{app_for, check_task, holds, lock_task, permitted};
+use crate::jobtree;
 use crate::logsink::LogSink;
 use crate::process::{self, Exit, Spec};
 use crate::providers::{self, Job, Plan};
@@ -92,34 +92,16 @@ pub(super) async fn execute(
 
     let mut sha = d.sha.clone().unwrap_or_default();
     if providers::needs_checkout(&app) {
-        let mut source = source_for(cfg, &app, d);
-        // The token goes only to the GitHub it belongs to: never to another host or
-        // port named by a clone_url.
-        if let Some(access) = &cfg.access
-            && checkout::token_allowed(&source.url, &cfg.github_api_url)
-        {
-            match access.clone_auth(&d.repository).await {
-                Ok(header) => source.auth_header = header,
-                Err(why) => {
-                    return Outcome::errored(format!(
-                        "cannot get credentials to clone {}: {why}",
-                        d.repository
-                    ));
-                }
-            }
-        }
-        log.note(format!(
-            "==> checking out {} {}",
-            d.git_ref,
-            d.sha.as_deref().unwrap_or("")
-        ))
-        .await;
-        if let Err(e) = ensure_workdir(cfg) {
-            return Outcome::errored(format!("cannot use the work folder: {e}"));
-        }
-        match checkout::checkout(&source, &d.git_ref, d.sha.as_deref(), workdir).await {
-            Ok(c) => sha = c.sha,
-            Err(why) => return Outcome::errored(format!("checkout failed: {why}")),
+        let step = jobtree::Step {
+            cfg,
+            app: &app,
+            d,
+            log,
+            dir: workdir,
+        };
+        match step.run(deadline, timeout, cancel.clone()).await {
+            Ok(resolved) => sha = resolved,
+            Err(outcome) => return outcome,
         }
         if d.sha.is_none()
             && let Err(e) = store.record_sha(d.id, worker_id, &sha).await
@@ -170,6 +152,7 @@ pub(super) async fn execute(
     };
     let redactor = Redactor::new(cfg.secrets.iter().cloned());
     let killed = matches!(plan, Plan::Command { .. });
+    let provider_started = Instant::now();
     let (finished, ran) = match plan {
         Plan::Command { argv, env, setup } => {
             if let Some(who) = &cfg.run_as {
@@ -232,6 +215,9 @@ pub(super) async fn execute(
             }
         }
     };
+    cfg.metrics
+        .provider
+        .observe(provider_started.elapsed().as_secs_f64());
     let said = finished
         .last_stderr
         .as_deref()

@@ -9,6 +9,8 @@
 mod execute;
 mod steps;
 
+pub(crate) use steps::{ensure_workdir, human};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -137,6 +139,9 @@ async fn job_panicked(
     let outcome = Outcome::errored(
         "faseng hit an internal error while running it (a bug: see faseng's log); its provider was stopped",
     );
+    cfg.mirrors()
+        .release(&crate::workdir::job_dir(&cfg.workdir, id))
+        .await;
     if let Some(done) = finish_patiently(store, id, worker_id, outcome).await {
         cfg.metrics.finished(done.state);
     }
@@ -239,6 +244,7 @@ async fn run_job(
     ))
     .await;
     log.close().await;
+    cfg.mirrors().release(&workdir).await;
     if workdir.exists()
         && let Err(e) = tokio::fs::remove_dir_all(&workdir).await
     {

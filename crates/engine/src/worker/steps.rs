@@ -195,7 +195,7 @@ pub(super) fn common_env(d: &Deployment, sha: &str) -> Vec<(String, String)> {
     env
 }
 
-pub(super) fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match (s / 3600, (s % 3600) / 60, s % 60) {
         (0, 0, s) => format!("{s}s"),
@@ -208,7 +208,7 @@ pub(super) fn human(d: Duration) -> String {
 /// The work folder, private (see `workdir::prepare`) and made once: when providers
 /// run as another user it is 0711, so that they can reach their own job folder
 /// (0700, theirs) without listing the others.
-pub(super) fn ensure_workdir(cfg: &EngineConfig) -> Result<(), String> {
+pub(crate) fn ensure_workdir(cfg: &EngineConfig) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let mode = if cfg.run_as.is_some() { 0o711 } else { 0o700 };
     let current = std::fs::symlink_metadata(&cfg.workdir)

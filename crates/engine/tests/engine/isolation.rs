@@ -62,6 +62,7 @@ fn source(url: &str, header: Option<&str>, scope: Option<&str>) -> Source {
         url: url.to_string(),
         auth_header: header.map(str::to_string),
         token_scope: scope.map(str::to_string),
+        priority: chima_engine::priority::Priority::UNCHANGED,
     }
 }
 
@@ -184,11 +185,16 @@ async fn hostile_outside_config_is_ignored() {
     );
     assert!(!marker("hook").exists(), "an outside hook ran");
     assert!(!marker("fsmonitor").exists(), "an outside fsmonitor ran");
-    let left: Vec<_> = std::fs::read_dir(&work)
+    let mut left: Vec<_> = std::fs::read_dir(&work)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(left, vec!["job-1"], "the private HOME was not removed");
+    left.sort();
+    assert_eq!(
+        left,
+        vec!["job-1", "mirrors"],
+        "the private HOME was not removed"
+    );
 }
 
 /// An HTTP server that records the `Authorization` header of each request
