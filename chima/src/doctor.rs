@@ -158,9 +158,14 @@ async fn check_slack(s: &Settings, refused: &BTreeSet<&str>, r: &mut Report) {
             "Set SLACK_BOT_TOKEN to the app's Bot User OAuth Token (xoxb-...) from its OAuth & Permissions page",
         ),
     }
-    let app_token = s.slack_app_token.as_ref().filter(|t| !t.is_empty());
+    let app_token = s
+        .slack_in
+        .slack_app_token
+        .as_ref()
+        .filter(|t| !t.is_empty());
     // A refused signing secret is already reported, and still means the Events API.
-    let events = s.slack_signing_secret.is_some() || refused.contains("SLACK_SIGNING_SECRET");
+    let events =
+        s.slack_in.slack_signing_secret.is_some() || refused.contains("SLACK_SIGNING_SECRET");
     match app_token {
         Some(token) => {
             match slack_call(

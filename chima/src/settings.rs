@@ -1,13 +1,12 @@
 //! chima's settings: every one an environment variable and a flag
 //! (README, "Configuration").
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use chima_command::Addressee;
 use chima_config::Secret;
-use chima_settings::{DeployArgs, GitHubArgs, SecretSetting, SharedKeyArgs, SlackBotArgs};
+use chima_settings::{DeployArgs, GitHubArgs, SharedKeyArgs, SlackBotArgs, SlackTransportArgs};
 use clap::Args;
 
 #[derive(Debug, Clone, Args)]
@@ -19,6 +18,10 @@ pub struct Settings {
     /// Slack: with a bot token, chima runs on Slack instead of the terminal.
     #[command(flatten)]
     pub slack: SlackBotArgs,
+
+    /// How Slack reaches chima: Socket Mode or the Events API.
+    #[command(flatten)]
+    pub slack_in: SlackTransportArgs,
 
     /// The apps config, the embedded mode's store and its lease.
     #[command(flatten)]
@@ -49,39 +52,9 @@ pub struct Settings {
     #[arg(long, env = "FASENG_WORKERS", default_value_t = 2, global = true)]
     pub workers: usize,
 
-    /// Slack app-level token (xapp-...) for Socket Mode.
-    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true, global = true)]
-    pub slack_app_token: Option<String>,
-
-    /// Slack signing secret: serve the Events API and slash commands on CHIMA_LISTEN.
-    #[arg(
-        long,
-        env = "SLACK_SIGNING_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub slack_signing_secret: Option<String>,
-
-    /// Address for the Slack Events API (only with SLACK_SIGNING_SECRET).
-    #[arg(
-        long,
-        env = "CHIMA_LISTEN",
-        default_value = "127.0.0.1:3000",
-        global = true
-    )]
-    pub listen: String,
-
     /// faseng's URL, for locks, cancel, rollback and history (GitHub mode).
     #[arg(long, env = "FASENG_URL", global = true)]
     pub faseng_url: Option<String>,
-
-    /// SLACK_APP_TOKEN read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "SLACK_APP_TOKEN_FILE", global = true)]
-    pub slack_app_token_file: Option<PathBuf>,
-
-    /// SLACK_SIGNING_SECRET read from this file instead (one trailing newline is dropped).
-    #[arg(long, env = "SLACK_SIGNING_SECRET_FILE", global = true)]
-    pub slack_signing_secret_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -99,18 +72,7 @@ impl Settings {
         let mut secrets = Vec::new();
         secrets.extend(self.github.secrets());
         secrets.extend(self.slack.secrets());
-        secrets.extend([
-            SecretSetting::issued(
-                "SLACK_APP_TOKEN",
-                &mut self.slack_app_token,
-                &self.slack_app_token_file,
-            ),
-            SecretSetting::shared(
-                "SLACK_SIGNING_SECRET",
-                &mut self.slack_signing_secret,
-                &self.slack_signing_secret_file,
-            ),
-        ]);
+        secrets.extend(self.slack_in.secrets());
         secrets.extend(self.keys.secrets());
         chima_settings::check_secrets(secrets)
     }

@@ -83,10 +83,15 @@ async fn run(settings: &Settings) -> anyhow::Result<()> {
         api: api.clone(),
     });
     if let Some(secret) = cfg.signing_secret.clone() {
-        let listener = tokio::net::TcpListener::bind(&settings.listen)
+        let listener = tokio::net::TcpListener::bind(&settings.slack_in.listen)
             .await
-            .with_context(|| format!("cannot listen on {} (CHIMA_LISTEN)", settings.listen))?;
-        tracing::info!(listen = %settings.listen, "serving the Slack Events API");
+            .with_context(|| {
+                format!(
+                    "cannot listen on {} (CHIMA_LISTEN)",
+                    settings.slack_in.listen
+                )
+            })?;
+        tracing::info!(listen = %settings.slack_in.listen, "serving the Slack Events API");
         let router = chima_slack::events_router(secret, api.clone(), handler.clone());
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
@@ -306,19 +311,12 @@ impl Settings {
     /// The Slack settings, when `SLACK_BOT_TOKEN` is set.
     pub fn slack_config(&self) -> Option<SlackConfig> {
         let bot = self.slack.bot_token()?;
+        let given = |v: &Option<String>| v.as_deref().filter(|t| !t.is_empty()).map(Secret::new);
         Some(SlackConfig {
             api_url: self.slack.slack_api_url.clone(),
-            bot_token: Secret::new(bot.to_string()),
-            app_token: self
-                .slack_app_token
-                .as_ref()
-                .filter(|t| !t.is_empty())
-                .map(|t| Secret::new(t.clone())),
-            signing_secret: self
-                .slack_signing_secret
-                .as_ref()
-                .filter(|t| !t.is_empty())
-                .map(|t| Secret::new(t.clone())),
+            bot_token: Secret::new(bot),
+            app_token: given(&self.slack_in.slack_app_token),
+            signing_secret: given(&self.slack_in.slack_signing_secret),
         })
     }
 }

@@ -152,6 +152,59 @@ impl SlackBotArgs {
     }
 }
 
+/// How Slack reaches chima (chima only): Socket Mode with an app-level token, or the
+/// Events API on an address of chima's, checked with the signing secret.
+#[derive(Debug, Clone, Args)]
+pub struct SlackTransportArgs {
+    /// Slack app-level token (xapp-...) for Socket Mode.
+    #[arg(long, env = "SLACK_APP_TOKEN", hide_env_values = true, global = true)]
+    pub slack_app_token: Option<String>,
+
+    /// SLACK_APP_TOKEN read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_APP_TOKEN_FILE", global = true)]
+    pub slack_app_token_file: Option<PathBuf>,
+
+    /// Slack signing secret: serve the Events API and slash commands on CHIMA_LISTEN.
+    #[arg(
+        long,
+        env = "SLACK_SIGNING_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
+    pub slack_signing_secret: Option<String>,
+
+    /// SLACK_SIGNING_SECRET read from this file instead (one trailing newline is dropped).
+    #[arg(long, env = "SLACK_SIGNING_SECRET_FILE", global = true)]
+    pub slack_signing_secret_file: Option<PathBuf>,
+
+    /// Address for the Slack Events API (only with SLACK_SIGNING_SECRET).
+    #[arg(
+        long,
+        env = "CHIMA_LISTEN",
+        default_value = "127.0.0.1:3000",
+        global = true
+    )]
+    pub listen: String,
+}
+
+impl SlackTransportArgs {
+    /// The app token and the signing secret, to be read with [`check_secrets`].
+    pub fn secrets(&mut self) -> [SecretSetting<'_>; 2] {
+        [
+            SecretSetting::issued(
+                "SLACK_APP_TOKEN",
+                &mut self.slack_app_token,
+                &self.slack_app_token_file,
+            ),
+            SecretSetting::shared(
+                "SLACK_SIGNING_SECRET",
+                &mut self.slack_signing_secret,
+                &self.slack_signing_secret_file,
+            ),
+        ]
+    }
+}
+
 /// The secrets chima and faseng share: faseng's API token and the key chima signs
 /// its deployment requests with.
 #[derive(Debug, Clone, Args)]
