@@ -6,6 +6,7 @@
 //! fault drills too long or too disruptive for the shared test suite.
 
 mod baseline;
+mod bigrepo;
 mod faults;
 mod fixture;
 mod report;
@@ -89,6 +90,31 @@ enum Command {
         /// planner statistics (see BENCHMARKS.md, "Fresh tables").
         #[arg(long)]
         no_analyze: bool,
+        /// Skip the bigrepo phase (a large repository over HTTP).
+        #[arg(long)]
+        no_bigrepo: bool,
+        #[command(flatten)]
+        bigrepo: BigrepoArgs,
+    },
+    /// The bigrepo phase alone: deploys of a large generated repository served
+    /// over HTTP, through faseng and through git alone; merges its results
+    /// into --out.
+    Bigrepo {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+        /// The faseng binary (default: next to this one).
+        #[arg(long)]
+        faseng: Option<PathBuf>,
+        /// The JSON report to merge the results into (its other keys are kept).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        keep: bool,
+        /// Only make sure the repository is generated (and cached); measure nothing.
+        #[arg(long)]
+        generate_only: bool,
+        #[command(flatten)]
+        bigrepo: BigrepoArgs,
     },
     /// The baseline inserter (started by `run`; not for direct use).
     #[command(hide = true)]
@@ -140,6 +166,51 @@ enum Command {
     },
 }
 
+/// The bigrepo phase's knobs (the repository's shape and the samples).
+#[derive(Debug, Clone, clap::Args)]
+struct BigrepoArgs {
+    /// Where generated repositories are kept between runs.
+    #[arg(long, default_value = "bench/.cache")]
+    bigrepo_cache: PathBuf,
+    /// Files in HEAD of the generated repository.
+    #[arg(long, default_value_t = bigrepo::Params::default().files)]
+    bigrepo_files: usize,
+    /// Commits of the generated repository.
+    #[arg(long, default_value_t = bigrepo::Params::default().commits)]
+    bigrepo_commits: usize,
+    /// Rounds of redeploy / git worktree add.
+    #[arg(long, default_value_t = 5)]
+    bigrepo_rounds: usize,
+    /// Deploys of commits newer than the first deploy's (at most 7).
+    #[arg(long, default_value_t = 3)]
+    bigrepo_new_commits: usize,
+    /// FASENG_PROVIDER_NICE for faseng (default: faseng's own default).
+    #[arg(long)]
+    bigrepo_provider_nice: Option<u8>,
+}
+
+impl BigrepoArgs {
+    fn options(&self, faseng: PathBuf, database_url: String, keep: bool) -> bigrepo::Options {
+        let d = bigrepo::Params::default();
+        bigrepo::Options {
+            faseng,
+            database_url,
+            cache: self.bigrepo_cache.clone(),
+            params: bigrepo::Params {
+                files: self.bigrepo_files,
+                commits: self.bigrepo_commits,
+                initial_files: d.initial_files.min(self.bigrepo_files / 2),
+                assets: d.assets.min(self.bigrepo_files / 10),
+                ..d
+            },
+            rounds: self.bigrepo_rounds.max(1),
+            new_commits: self.bigrepo_new_commits.min(7),
+            provider_nice: self.bigrepo_provider_nice,
+            keep,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -169,9 +240,14 @@ fn main() -> ExitCode {
                 out,
                 keep,
                 no_analyze,
+                no_bigrepo,
+                bigrepo,
             } => {
+                let faseng = faseng.unwrap_or_else(|| sibling("faseng"));
+                let bigrepo = (!no_bigrepo)
+                    .then(|| bigrepo.options(faseng.clone(), database_url.clone(), keep));
                 run::main(run::Options {
-                    faseng: faseng.unwrap_or_else(|| sibling("faseng")),
+                    faseng,
                     chima: chima.unwrap_or_else(|| sibling("chima")),
                     database_url,
                     webhooks,
@@ -188,8 +264,25 @@ fn main() -> ExitCode {
                     out,
                     keep,
                     no_analyze,
+                    bigrepo,
                 })
                 .await
+            }
+            Command::Bigrepo {
+                database_url,
+                faseng,
+                out,
+                keep,
+                generate_only,
+                bigrepo,
+            } => {
+                let faseng = faseng.unwrap_or_else(|| sibling("faseng"));
+                let opts = bigrepo.options(faseng, database_url, keep);
+                if generate_only {
+                    bigrepo::generate_only(&opts).await
+                } else {
+                    bigrepo::main(opts, out).await
+                }
             }
             Command::Baseline {
                 url,

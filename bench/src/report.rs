@@ -128,6 +128,14 @@ impl Figure {
         });
     }
 
+    /// Goal: ratio to the baseline at most `limit`.
+    pub fn ratio_at_most(&mut self, limit: f64) {
+        self.goal = Some(Goal {
+            text: format!("ratio <= {limit}"),
+            met: self.ratio <= limit,
+        });
+    }
+
     /// Goal: ratio to the baseline at least `limit`.
     pub fn ratio_at_least(&mut self, limit: f64) {
         self.goal = Some(Goal {

@@ -54,6 +54,8 @@ pub struct Options {
     pub keep: bool,
     /// Skip the ANALYZE after the warm-up (shows the fresh-table plans).
     pub no_analyze: bool,
+    /// The bigrepo phase, last (None: skipped).
+    pub bigrepo: Option<crate::bigrepo::Options>,
 }
 
 /// One closed-loop burst or one open-loop run of webhooks.
@@ -160,6 +162,8 @@ struct Details {
     baseline_idle: Memory,
     baseline_peak_mb: f64,
     load_average: Vec<String>,
+    /// The bigrepo phase (a large repository over HTTP), when it ran.
+    bigrepo: Option<crate::bigrepo::Details>,
 }
 
 pub async fn main(opts: Options) -> anyhow::Result<()> {
@@ -174,8 +178,13 @@ pub async fn main(opts: Options) -> anyhow::Result<()> {
     } else {
         eprintln!("bench: files kept in {}", dir.display());
     }
-    let (figures, details) = result?;
-    let diagnostics = diagnostics(&opts, &details);
+    let (mut figures, details) = result?;
+    let mut diagnostics = diagnostics(&opts, &details);
+    if let Some(b) = &details.bigrepo {
+        let (f, g) = crate::bigrepo::figures(b);
+        figures.list.extend(f.list);
+        diagnostics.list.extend(g.list);
+    }
 
     let table = crate::report::table(&figures.list);
     println!("\n{table}");
@@ -217,6 +226,7 @@ pub async fn main(opts: Options) -> anyhow::Result<()> {
                 "analyze_after_warmup": !opts.no_analyze,
                 "database": redact(&opts.database_url),
             },
+            "bigrepo_warm_start_ratio": details.bigrepo.as_ref().map(|b| b.warm_start_ratio),
             "figures": figures.list,
             "diagnostics": diagnostics.list,
             "details": details,
@@ -376,6 +386,14 @@ async fn measure(opts: &Options, dir: &Path) -> anyhow::Result<(Figures, Details
     // ---- chima -----------------------------------------------------------------------
     chima_phases(opts, dir, &apps, &mut d).await?;
     d.load_average.push(load_average());
+
+    // ---- bigrepo ---------------------------------------------------------------------
+    if let Some(b) = &opts.bigrepo {
+        let sub = dir.join("bigrepo");
+        std::fs::create_dir_all(&sub)?;
+        d.bigrepo = Some(crate::bigrepo::measure(b, &sub).await?);
+        d.load_average.push(load_average());
+    }
 
     Ok((figures(opts, &d), d))
 }
