@@ -24,10 +24,12 @@ mod timing;
 
 pub use generate::Params;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::report::{Better, Figures};
@@ -59,7 +61,7 @@ pub struct Deploy {
     pub ms: f64,
     /// Of which: created -> claimed by the worker.
     pub claim_ms: f64,
-    /// Webhook sent -> the bench saw the line (its own clock, polled every 5 ms).
+    /// Webhook sent -> the bench saw the line (its own clock, polled every 25 ms).
     pub wall_ms: f64,
     /// The job log's "==> checked out <sha> in <s> (fetched in <s>)".
     pub checkout_note: String,
@@ -230,53 +232,68 @@ pub fn figures(d: &Details) -> (Figures, Figures) {
 /// none), next to the keys already there: `bigrepo_warm_start_ratio` at the
 /// top, `details.bigrepo`, its rows in `figures`/`diagnostics` (replacing
 /// those of an earlier bigrepo run) and its own table in `bigrepo_table`.
+/// Everything else is kept as raw JSON text, byte for byte: parsed into
+/// numbers and printed again, floats would change in their last digits.
 pub fn merge_into(out: &Path, d: &Details) -> anyhow::Result<()> {
-    let mut report: Value = match std::fs::read_to_string(out) {
-        Ok(text) => {
-            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", out.display()))?
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => json!({}),
+    type Raw = Box<RawValue>;
+    let raw = |v: &Value| -> anyhow::Result<Raw> { Ok(RawValue::from_string(v.to_string())?) };
+    let mut top: BTreeMap<String, Raw> = match std::fs::read_to_string(out) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON object", out.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", out.display())),
     };
     let (f, diag) = figures(d);
-    let obj = report
-        .as_object_mut()
-        .with_context(|| format!("{} is not a JSON object", out.display()))?;
-    obj.insert("bigrepo_warm_start_ratio".into(), json!(d.warm_start_ratio));
-    obj.insert(
+    top.insert(
+        "bigrepo_warm_start_ratio".into(),
+        raw(&json!(d.warm_start_ratio))?,
+    );
+    top.insert(
         "bigrepo_started_at".into(),
-        json!(chrono::Utc::now().to_rfc3339()),
+        raw(&json!(chrono::Utc::now().to_rfc3339()))?,
     );
-    obj.insert(
+    let all: Vec<_> = f.list.iter().chain(&diag.list).cloned().collect();
+    top.insert(
         "bigrepo_table".into(),
-        json!(crate::report::table(
-            &f.list.iter().chain(&diag.list).cloned().collect::<Vec<_>>()
-        )),
+        raw(&json!(crate::report::table(&all)))?,
     );
-    let details = obj.entry("details").or_insert_with(|| json!({}));
-    if let Some(details) = details.as_object_mut() {
-        details.insert("bigrepo".into(), serde_json::to_value(d)?);
-    }
+    let mut details: BTreeMap<String, Raw> = match top.get("details") {
+        Some(r) => serde_json::from_str(r.get()).context("`details` is not an object")?,
+        None => BTreeMap::new(),
+    };
+    details.insert("bigrepo".into(), raw(&serde_json::to_value(d)?)?);
+    top.insert("details".into(), text(&details)?);
     for (key, rows) in [("figures", &f), ("diagnostics", &diag)] {
-        let list = obj.entry(key).or_insert_with(|| json!([]));
-        if let Some(list) = list.as_array_mut() {
-            list.retain(|row| {
-                !row["key"]
-                    .as_str()
-                    .is_some_and(|k| k.starts_with("bigrepo_"))
-            });
-            for row in &rows.list {
-                list.push(serde_json::to_value(row)?);
+        let mut list: Vec<Raw> = match top.get(key) {
+            Some(r) => {
+                serde_json::from_str(r.get()).with_context(|| format!("`{key}` is not a list"))?
             }
+            None => Vec::new(),
+        };
+        list.retain(|row| {
+            !serde_json::from_str::<Value>(row.get())
+                .ok()
+                .and_then(|v| v["key"].as_str().map(|k| k.starts_with("bigrepo_")))
+                .unwrap_or(false)
+        });
+        for row in &rows.list {
+            list.push(raw(&serde_json::to_value(row)?)?);
         }
+        top.insert(key.into(), text(&list)?);
     }
     if let Some(parent) = out.parent() {
         std::fs::create_dir_all(parent)?;
     }
     let tmp = out.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_string_pretty(&report)? + "\n")?;
+    std::fs::write(&tmp, serde_json::to_string_pretty(&top)? + "\n")?;
     std::fs::rename(&tmp, out)?;
     Ok(())
+}
+
+/// A map or list holding raw parts, as raw JSON: printed as text, never
+/// through `Value`, so that the raw parts stay as they were.
+fn text<T: Serialize>(v: &T) -> anyhow::Result<Box<RawValue>> {
+    Ok(RawValue::from_string(serde_json::to_string_pretty(v)?)?)
 }
 
 /// `chima-bench bigrepo`: the phase alone, its table printed and merged into `out`.
@@ -314,5 +331,37 @@ pub fn print(d: &Details) {
             d.warm_start_ratio,
             d.secs
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_the_other_keys_byte_for_byte() {
+        let dir = std::env::temp_dir().join(format!("bigrepo-merge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("latest.json");
+        std::fs::write(
+            &out,
+            r#"{"details": {"e2e_secs": 94.79172299999999}, "figures": [{"key": "a", "value": 0.23999999999999994}, {"key": "bigrepo_old"}], "table": "x"}"#,
+        )
+        .unwrap();
+        let d = Details {
+            warm_start_ratio: 1.25,
+            ..Details::default()
+        };
+        merge_into(&out, &d).unwrap();
+        let text = std::fs::read_to_string(&out).unwrap();
+        assert!(text.contains("94.79172299999999"), "{text}");
+        assert!(text.contains("0.23999999999999994"), "{text}");
+        assert!(!text.contains("bigrepo_old"), "{text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["bigrepo_warm_start_ratio"], json!(1.25));
+        assert_eq!(v["table"], json!("x"));
+        assert!(v["details"]["bigrepo"].is_object());
+        assert!(v["figures"].as_array().unwrap().len() >= 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
