@@ -456,3 +456,82 @@ async fn a_commit_behind_a_branch_deploys_from_a_server_that_serves_only_tips() 
     assert!(log.contains("which=older"), "{log}");
     rig.engine.take().unwrap().shutdown().await;
 }
+
+/// The bytes of the objects in the mirror at `dir`, packed or loose (a small fetch
+/// is stored loose).
+fn pack_bytes(dir: &Path) -> u64 {
+    fn walk(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => walk(&e.path()),
+                        _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    walk(&dir.join("objects"))
+}
+
+#[tokio::test]
+async fn a_new_commit_fetches_what_is_new_not_the_whole_history_again() {
+    let mut rig = Rig::new("#!/bin/sh\necho \"which=$(cat which)\"\n", &[]).await;
+    // 3 MB that do not compress: what the whole history weighs.
+    let mut x: u32 = 0x9e37_79b9;
+    let noise: Vec<u8> = (0..3_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(rig.repo.join("noise.bin"), &noise).unwrap();
+    // More objects than git unpacks loose (fetch.unpackLimit, 100): a fetch of the
+    // whole history again is kept as a pack, and the mirror grows by all of it.
+    std::fs::create_dir_all(rig.repo.join("many")).unwrap();
+    for n in 0..150 {
+        std::fs::write(rig.repo.join(format!("many/{n}")), format!("{n}\n")).unwrap();
+    }
+    let first = commit(&rig.repo, "first");
+    rig.start(rig.config());
+    let deploy = |key: &'static str, sha: String| {
+        let rig = &rig;
+        async move {
+            let d = rig
+                .queue_with(key, "main", shell_config(), |d| d.sha = Some(sha))
+                .await;
+            let done = rig.wait_done(d.id).await;
+            let log = rig.log(d.id).await.join("\n");
+            assert_eq!(
+                done.state,
+                DeploymentState::Succeeded,
+                "{:?}\n{log}",
+                done.reason
+            );
+            log
+        }
+    };
+    let log = deploy("first", first).await;
+    assert!(log.contains("which=first"), "{log}");
+    let mirror = mirrors(&rig).pop().expect("a mirror");
+    let after_first = pack_bytes(&mirror);
+    assert!(
+        after_first > 2_900_000,
+        "{after_first} bytes after the first fetch"
+    );
+
+    // The job's pin is gone; the next commit's fetch still tells the server what the
+    // mirror has, and gets only the new commit.
+    let second = commit(&rig.repo, "second");
+    let log = deploy("second", second).await;
+    assert!(log.contains("which=second"), "{log}");
+    let grown = pack_bytes(&mirror) - after_first;
+    assert!(
+        grown < 100_000,
+        "the second fetch brought {grown} bytes: the whole history again"
+    );
+    rig.engine.take().unwrap().shutdown().await;
+}
