@@ -75,19 +75,8 @@ impl Priority {
     }
 
     /// Sets this priority in `cmd`'s child, after fork and before exec.
-    #[allow(unsafe_code)]
     pub fn set_in(self, cmd: &mut tokio::process::Command) {
-        if self == Priority::UNCHANGED {
-            return;
-        }
-        // SAFETY: the closure runs in the forked child and only makes the two system
-        // calls of `apply_to_self`: no allocation, no lock.
-        unsafe {
-            cmd.pre_exec(move || {
-                self.apply_to_self();
-                Ok(())
-            });
-        }
+        self.set_in_std(cmd.as_std_mut());
     }
 
     /// [`Priority::set_in`] for a standard library command (the guard's).
@@ -97,7 +86,8 @@ impl Priority {
         if self == Priority::UNCHANGED {
             return;
         }
-        // SAFETY: as in `set_in`: two system calls in the forked child.
+        // SAFETY: the closure runs in the forked child and only makes the two system
+        // calls of `apply_to_self`: no allocation, no lock.
         unsafe {
             cmd.pre_exec(move || {
                 self.apply_to_self();

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chima_engine::{AppsHandle, Engine, EngineConfig};
-use chima_store::{Deployment, NewDeployment, Store};
+use chima_store::{Deployment, DeploymentState, NewDeployment, Store};
 use serde_json::json;
 
 pub struct Rig {
@@ -221,6 +221,20 @@ impl Rig {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Waits for deployment `id` to end, asserts that it succeeded (saying why not,
+    /// with its log), and returns its log as one text.
+    pub async fn succeeded_log(&self, id: i64) -> String {
+        let done = self.wait_done(id).await;
+        let log = self.log(id).await.join("\n");
+        assert_eq!(
+            done.state,
+            DeploymentState::Succeeded,
+            "{:?}\n{log}",
+            done.reason
+        );
+        log
     }
 
     pub async fn log(&self, id: i64) -> Vec<String> {

@@ -229,14 +229,7 @@ async fn eviction_never_removes_a_mirror_in_use() {
         "the mirror of a running job was evicted"
     );
     std::fs::write(&gate, "").unwrap();
-    let done = rig.wait_done(held.id).await;
-    let log = rig.log(held.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(held.id).await;
     assert!(
         log.contains(&format!("head={first_sha} blob=")),
         "the running job could not read its objects:\n{log}"
@@ -250,14 +243,7 @@ async fn eviction_never_removes_a_mirror_in_use() {
             d.sha = Some(other_two.clone())
         })
         .await;
-    let done = rig.wait_done(d.id).await;
-    let log = rig.log(d.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(d.id).await;
     assert!(log.contains("other=other-two"), "{log}");
     assert!(
         !first_mirror.exists(),
@@ -338,14 +324,7 @@ async fn a_job_cannot_reach_the_token_through_the_mirror() {
         let d = rig
             .queue_with(key, "main", app.clone(), |d| d.sha = Some(sha.clone()))
             .await;
-        let done = rig.wait_done(d.id).await;
-        let log = rig.log(d.id).await.join("\n");
-        assert_eq!(
-            done.state,
-            DeploymentState::Succeeded,
-            "{:?}\n{log}",
-            done.reason
-        );
+        let log = rig.succeeded_log(d.id).await;
         assert!(
             log.contains("mirror config: [core]"),
             "the job did not read the mirror's config:\n{log}"
@@ -406,14 +385,7 @@ async fn a_provider_of_another_user_reads_the_mirror_but_cannot_change_it() {
         let d = rig
             .queue_with(key, "main", shell_config(), |d| d.sha = Some(sha.clone()))
             .await;
-        let done = rig.wait_done(d.id).await;
-        let log = rig.log(d.id).await.join("\n");
-        assert_eq!(
-            done.state,
-            DeploymentState::Succeeded,
-            "{:?}\n{log}",
-            done.reason
-        );
+        let log = rig.succeeded_log(d.id).await;
         assert!(
             log.contains(&format!("uid=65534 head={sha} blob=theirs")),
             "{log}"
@@ -445,14 +417,7 @@ async fn a_commit_behind_a_branch_deploys_from_a_server_that_serves_only_tips() 
     let d = rig
         .queue_with("older", "main", app, |d| d.sha = Some(older.clone()))
         .await;
-    let done = rig.wait_done(d.id).await;
-    let log = rig.log(d.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(d.id).await;
     assert!(log.contains("which=older"), "{log}");
     rig.engine.take().unwrap().shutdown().await;
 }
@@ -503,15 +468,7 @@ async fn a_new_commit_fetches_what_is_new_not_the_whole_history_again() {
             let d = rig
                 .queue_with(key, "main", shell_config(), |d| d.sha = Some(sha))
                 .await;
-            let done = rig.wait_done(d.id).await;
-            let log = rig.log(d.id).await.join("\n");
-            assert_eq!(
-                done.state,
-                DeploymentState::Succeeded,
-                "{:?}\n{log}",
-                done.reason
-            );
-            log
+            rig.succeeded_log(d.id).await
         }
     };
     let log = deploy("first", first).await;

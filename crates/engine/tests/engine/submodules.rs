@@ -4,7 +4,6 @@
 use std::process::Command;
 use std::sync::Arc;
 
-use chima_store::DeploymentState;
 use serde_json::json;
 
 use crate::githttp::GitHttp;
@@ -44,14 +43,7 @@ async fn submodules_are_checked_out_from_their_own_mirrors() {
     git(&lib, &["commit", "--quiet", "-am", "lib 2"]);
     rig.start(rig.config());
     let d = rig.queue("sub", "main", shell_config()).await;
-    let done = rig.wait_done(d.id).await;
-    let log = rig.log(d.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(d.id).await;
     assert!(
         log.contains(&format!("lib=lib-1 lib-head={lib_head}")),
         "{log}"
@@ -91,14 +83,7 @@ async fn a_submodule_that_cannot_be_checked_out_is_left_empty_and_said() {
     git(&rig.repo, &["commit", "--quiet", "-m", "hostile submodule"]);
     rig.start(rig.config());
     let d = rig.queue("sub", "main", shell_config()).await;
-    let done = rig.wait_done(d.id).await;
-    let log = rig.log(d.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(d.id).await;
     assert!(
         log.contains("submodule `vendor/lib` not checked out") && log.contains("refused"),
         "{log}"
@@ -155,14 +140,7 @@ async fn a_submodule_never_gets_the_token() {
     rig.start(cfg);
     let app = json!({"provider": "shell", "clone_url": format!("{}/app.git", server.url)});
     let d = rig.queue("with-lib", "main", app).await;
-    let done = rig.wait_done(d.id).await;
-    let log = rig.log(d.id).await.join("\n");
-    assert_eq!(
-        done.state,
-        DeploymentState::Succeeded,
-        "{:?}\n{log}",
-        done.reason
-    );
+    let log = rig.succeeded_log(d.id).await;
     // The test's host needs no token: the submodule is checked out without it.
     assert!(log.contains("lib=lib-1"), "{log}");
     let seen = server.seen.lock().unwrap().clone();
