@@ -36,6 +36,7 @@ mod columns;
 mod common;
 mod dialect;
 pub mod error;
+mod group;
 pub mod model;
 pub mod postgres;
 mod shared;

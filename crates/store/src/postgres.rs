@@ -27,9 +27,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::common::{self, Wake, deployment_columns, new_deployment_columns, redact_url};
-use crate::dialect::{Dialect, clock_sql};
+use crate::common::{self, Wake, redact_url};
+use crate::dialect::Dialect;
 use crate::error::StoreError;
+use crate::group::Group;
 use crate::model::{Deployment, NewDeployment, NewLogLine};
 use crate::shared::impl_store;
 use crate::{Backend, Result};
@@ -95,6 +96,8 @@ pub struct PgStore {
     listener: Mutex<Option<JoinHandle<()>>>,
     /// Tells the other processes that work was queued, after the commit.
     announcer: Announcer,
+    /// Concurrent creations, stored together (`group.rs`).
+    group: Group,
 }
 
 impl Drop for PgStore {
@@ -105,6 +108,7 @@ impl Drop for PgStore {
             handle.abort();
         }
         self.announcer.stop();
+        self.group.stop();
     }
 }
 
@@ -199,6 +203,7 @@ impl PgStore {
             wake: Arc::new(Wake::default()),
             listener: Mutex::new(None),
             announcer: Announcer::default(),
+            group: Group::default(),
         };
         store.announcer.start(&store.pool);
         store
@@ -349,27 +354,16 @@ impl_store!(PgStore, pg, lease_pool: lease_pool);
 /// What PostgreSQL does its own way; the rest of `Store` is in `shared.rs`.
 impl PgStore {
     /// Inserts `new`, or nothing on a conflict (an existing source key or GitHub id).
-    async fn insert_deployment(&self, op: &str, new: &NewDeployment) -> Result<Option<Deployment>> {
-        // Ids come from a sequence, and a sequence hands out numbers in the order inserts
-        // ask, not the order they commit: #2 could commit after #3, and a claimer that saw
-        // only #3 would start it first. The advisory lock (held until this statement
-        // commits, and taken before the id is drawn) makes creation in one app+environment
-        // one at a time, so there ids are in commit order and "oldest first" holds.
-        // Other environments do not wait.
-        const SQL: &str = concat!(
-            "WITH serial AS (SELECT pg_advisory_xact_lock($15, hashtext($4 || E'\\n' || $5))) \
-             INSERT INTO deployments (",
-            new_deployment_columns!(),
-            ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ",
-            clock_sql!(pg),
-            " FROM serial ON CONFLICT DO NOTHING RETURNING ",
-            deployment_columns!()
-        );
-        Self::insert_query(SQL, new)
-            .bind(CREATE_LOCK_CLASS)
-            .fetch_optional(&self.pool)
+    async fn insert_deployment(
+        &self,
+        _op: &str,
+        new: &NewDeployment,
+    ) -> Result<Option<Deployment>> {
+        // Through the group commit (`group.rs`): concurrent creations share a
+        // statement and a commit; each caller hears back after the commit.
+        self.group
+            .insert(&self.pool, CREATE_LOCK_CLASS, new.clone())
             .await
-            .map_err(|e| StoreError::db(op, e))
     }
 
     /// Ends every running deployment whose lease has lapsed, on the lease connections.
@@ -437,6 +431,7 @@ impl PgStore {
         {
             handle.abort();
         }
+        self.group.stop();
         self.pool.close().await;
         self.lease_pool.close().await;
     }

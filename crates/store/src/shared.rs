@@ -77,7 +77,7 @@ macro_rules! impl_store_with {
 
                 /// `sql` (an insert of `new_deployment_columns!()`, `created_at` aside)
                 /// with the fields of `new` bound as `$1` to `$14`.
-                fn insert_query<'q>(
+                pub(crate) fn insert_query<'q>(
                     sql: &'static str,
                     new: &'q NewDeployment,
                 ) -> sqlx::query::QueryAs<

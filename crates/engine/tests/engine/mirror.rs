@@ -492,3 +492,37 @@ async fn a_new_commit_fetches_what_is_new_not_the_whole_history_again() {
     );
     rig.engine.take().unwrap().shutdown().await;
 }
+
+#[tokio::test]
+async fn a_jobs_tree_has_the_repository_as_its_only_origin_never_the_mirror() {
+    // The tree is a clone of the mirror; its `origin` is rewritten to the
+    // repository's own URL (in the config file for plain URLs, by `git config`
+    // for any other), so that `git fetch` or `git push origin` in a deploy
+    // script never reaches the mirror.
+    let script = "#!/bin/sh\necho \"origins=$(git config --get-all remote.origin.url | wc -l) origin=$(git remote get-url origin)\"\n";
+    let mut rig = Rig::new(script, &[]).await;
+    let sha = commit(&rig.repo, "one");
+    rig.start(rig.config());
+    // The same repository through a path with characters git's config format
+    // would read as a comment unless quoted (`;` and `#`).
+    let odd = rig.dir.path().join("odd;name #1");
+    std::os::unix::fs::symlink(&rig.repo, &odd).unwrap();
+    for (key, url) in [
+        ("plain", rig.repo.to_string_lossy().into_owned()),
+        ("odd", odd.to_string_lossy().into_owned()),
+    ] {
+        let mut config = shell_config();
+        config["clone_url"] = json!(url);
+        let sha = sha.clone();
+        let d = rig
+            .queue_with(key, "main", config, |d| d.sha = Some(sha))
+            .await;
+        let log = rig.succeeded_log(d.id).await;
+        assert!(
+            log.contains(&format!("origins=1 origin={url}")),
+            "{key}: the tree's origin is not exactly {url}:\n{log}"
+        );
+        assert!(!log.contains("mirrors/"), "{key}: {log}");
+    }
+    rig.engine.take().unwrap().shutdown().await;
+}

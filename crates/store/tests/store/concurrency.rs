@@ -268,3 +268,107 @@ pub async fn deployments_created_while_claiming_start_in_id_order(h: &Harness) {
         );
     }
 }
+
+/// 96 creations at once over 5 environments, 16 of them sent twice at the same
+/// moment (a redelivered webhook), and one whose payload PostgreSQL's `jsonb`
+/// refuses (a `\u0000` in a string): each deployment is stored once, both sends
+/// of a duplicate get the same deployment, one refused row costs the others
+/// nothing, and every stored one has its notify targets and its `queued`
+/// events. PostgreSQL stores concurrent creations in groups (`group.rs`), so this
+/// is where a group's bookkeeping would show.
+pub async fn many_creations_at_once_are_each_stored_once(h: &Harness) {
+    let store: Arc<dyn Store> = h.other_store(12).await;
+    let mut sends = Vec::new();
+    for i in 0..96usize {
+        let mut new = request(
+            &format!("burst-{i}"),
+            "web",
+            ENVIRONMENTS[i % ENVIRONMENTS.len()],
+        );
+        if i % 2 == 0 {
+            new.github_deployment_id = Some(10_000 + i as i64);
+        }
+        let copies = if i < 16 { 2 } else { 1 };
+        for _ in 0..copies {
+            sends.push((format!("burst-{i}"), new.clone()));
+        }
+    }
+    let mut refused = request("burst-nul", "web", "production");
+    refused.payload = serde_json::json!({"note": "a\u{0}b"});
+    sends.push(("burst-nul".to_owned(), refused));
+
+    let tasks: Vec<_> = sends
+        .into_iter()
+        .map(|(key, new)| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { (key, store.create_deployment(new).await) })
+        })
+        .collect();
+    let mut by_key: BTreeMap<String, Vec<(i64, bool)>> = BTreeMap::new();
+    for t in tasks {
+        let (key, answer) = t.await.expect("task");
+        match answer {
+            Ok(c) => by_key
+                .entry(key)
+                .or_default()
+                .push((c.deployment.id, c.already_existed)),
+            Err(e) => assert_eq!(key, "burst-nul", "only the refused row may fail: {e}"),
+        }
+    }
+    for i in 0..96usize {
+        let key = format!("burst-{i}");
+        let answers = by_key
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key} got no answer"));
+        let created = answers.iter().filter(|(_, existed)| !existed).count();
+        assert_eq!(created, 1, "{key} was created {created} times: {answers:?}");
+        let ids: HashSet<i64> = answers.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "{key}'s sends got different deployments: {answers:?}"
+        );
+        let id = answers[0].0;
+        let d = store
+            .get_deployment(id)
+            .await
+            .expect("get")
+            .expect("stored");
+        assert_eq!(d.source_key, key);
+        assert_eq!(d.environment, ENVIRONMENTS[i % ENVIRONMENTS.len()]);
+        assert_eq!(d.notify, vec!["github".to_owned(), "chat".to_owned()]);
+        assert_eq!(
+            d.github_deployment_id,
+            (i % 2 == 0).then_some(10_000 + i as i64)
+        );
+        let events: Vec<(String, String)> = store
+            .outbox_for_deployment(id)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .map(|e| (e.target, e.event.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            events,
+            vec![
+                ("github".to_owned(), "queued".to_owned()),
+                ("chat".to_owned(), "queued".to_owned())
+            ],
+            "{key}"
+        );
+    }
+    let all = store
+        .list_deployments(&DeploymentFilter {
+            app: Some("web".to_owned()),
+            limit: 500,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let burst = all
+        .iter()
+        .filter(|d| d.source_key.starts_with("burst-") && d.source_key != "burst-nul")
+        .count();
+    assert_eq!(burst, 96, "every creation stored once, no more");
+    store.close().await;
+}

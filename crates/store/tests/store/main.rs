@@ -70,6 +70,7 @@ on_both_backends!(
     lifecycle::every_terminal_state_has_a_reason_and_events,
     lifecycle::invalid_transitions_are_errors_and_change_nothing,
     claims::duplicate_creation_from_four_tasks_is_one_deployment,
+    concurrency::many_creations_at_once_are_each_stored_once,
     claims::fifo_within_environment_parallel_across,
     claims::queued_deployment_of_locked_environment_is_never_dropped,
     history::queries_for_history_and_rollback,
