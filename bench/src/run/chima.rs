@@ -141,6 +141,7 @@ pub(super) async fn chima_phases(
     opts: &Options,
     dir: &Path,
     apps: &Path,
+    big_apps: &Path,
     d: &mut Details,
 ) -> anyhow::Result<()> {
     say("chima: --version, first start (new SQLite file), restarts, idle, deploys");
@@ -185,6 +186,14 @@ pub(super) async fn chima_phases(
     say(&format!(
         "chima: peak RSS {:.1} MB after 5 deploys",
         d.chima_after_deploys.peak_mb
+    ));
+    c.quit().await;
+    let (c, _) = start_chima(opts, dir, big_apps).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.chima_idle_big_apps = c.proc.memory()?;
+    say(&format!(
+        "chima: idle RSS {:.1} MB with faseng's app.json",
+        d.chima_idle_big_apps.rss_mb
     ));
     c.quit().await;
     Ok(())

@@ -431,5 +431,14 @@ pub(super) fn diagnostics(opts: &Options, d: &Details) -> Figures {
         d.baseline_idle.rss_mb,
         "baseline process idle",
     );
+    f.add(
+        "chima_idle_rss_big_apps_mb",
+        "chima idle RSS with faseng's app.json (every bench environment listed in each app)",
+        d.chima_idle_big_apps.rss_mb,
+        "MB",
+        Better::Lower,
+        d.baseline_idle.rss_mb,
+        "baseline process idle",
+    );
     f
 }
