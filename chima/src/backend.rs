@@ -6,13 +6,13 @@
 
 use std::sync::Arc;
 
-use chima_api_types::{LockRequest, PauseRequest};
+use chima_api_types::{FreezeRequest, LockRequest, PauseRequest};
 use chima_command::Command;
 use chima_config::{App, Apps, DeploymentRequest};
 use chima_engine::ops::{Cancelled, NoRollback, Rollback};
 use chima_github::{CiState, CreateOutcome, DeploymentSummary, GitHubError};
 use chima_payload::DeploymentPayload;
-use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Lock, LockResult, Store};
+use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Freeze, Lock, LockResult, Store};
 
 use crate::bot::{Chat, Say};
 pub use crate::local::ChatOut;
@@ -106,6 +106,17 @@ pub trait Backend: Send + Sync {
 
     /// Lifts the lock: the one lifted, if any.
     async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>>;
+
+    /// Every freeze in force (none known in GitHub mode without faseng's API: faseng
+    /// still refuses what they cover when it runs).
+    async fn freezes(&self) -> anyhow::Result<Vec<Freeze>>;
+
+    /// Freezes app+environment (either may be `*`), replacing a freeze of that scope.
+    async fn freeze(&self, app: &str, env: &str, ask: &FreezeRequest) -> anyhow::Result<Freeze>;
+
+    /// Lifts the freeze of app (or `*`) in `env` (that scope), or in every environment
+    /// when `None`: those lifted.
+    async fn unfreeze(&self, app: &str, env: Option<&str>) -> anyhow::Result<Vec<Freeze>>;
 
     /// Cancels what runs or waits in app+environment.
     async fn cancel(&self, app: &str, env: &str, by: &str) -> anyhow::Result<Cancelled>;

@@ -7,9 +7,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use chima_api_types::{LockRequest, PauseRequest};
-use chima_command::{Addressee, Command, ParseError, parse};
-use chima_config::{Apps, DeploymentRequest, Refusal, Requester};
+use chima_api_types::{FreezeRequest, LockRequest, PauseRequest};
+use chima_command::{Addressee, Command, DEFAULT_FREEZE, FreezeEnd, MAX_FREEZE, ParseError, parse};
+use chima_config::{App, Apps, DeploymentRequest, Refusal, Requester, Zone, is_dry_run};
+use chima_engine::policy::{self, Blocked};
+use chima_store::{EVERY, Freeze};
 use chima_payload::{DeploymentPayload, Identity, IdentitySource, Notify};
 use chima_store::{DeploymentState, LockResult};
 use tokio::sync::mpsc::UnboundedSender;
@@ -184,6 +186,23 @@ impl Bot {
             Command::Version => reply(to, replies::version(), Ending::Ok),
             Command::Deploy(d) => {
                 let request = or_refuse!(to, apps.resolve_deploy(&d, &chat.requester, default_env));
+                // Windows and freezes, before anything is created (the engine checks
+                // again when it runs the deployment, whoever created it).
+                let blocked = self.blocked(&request.app, &request.environment, &request.task).await?;
+                match (&blocked, &request.emergency) {
+                    (Some(b), None) => {
+                        return reply(
+                            to,
+                            replies::blocked(&request.app, &request.environment, b),
+                            Ending::Failed,
+                        );
+                    }
+                    (b, Some(reason)) => say(
+                        to,
+                        replies::breaking_glass(&user, &request.environment, reason, b.as_ref()),
+                    ),
+                    (None, None) => {}
+                }
                 if let Some(lock) = backend.lock_of(&request.app, &request.environment).await?
                     && !lock.held_by(&who.key(), &chat.requester.user_name)
                 {
@@ -214,9 +233,21 @@ impl Bot {
             Command::Where { app } => {
                 let app = or_refuse!(to, apps.app(&app));
                 let mut lines = vec![replies::where_head(&app.name)];
+                let freezes = backend.freezes().await?;
+                let now = chrono::Utc::now();
                 for env in &app.environments {
                     let lock = backend.lock_of(&app.name, &env.name).await?;
                     lines.push(replies::where_env(&env.name, lock.as_ref()));
+                    if let Some(w) = app.windows.get(&env.name) {
+                        let opens = w
+                            .next_opening(now)
+                            .map(|t| w.timezone.say(t, now));
+                        lines.push(replies::where_windows(&w.describe(), w.is_open(now), opens));
+                    }
+                    let zone = app.zone(&env.name);
+                    for f in freezes.iter().filter(|f| f.covers(&app.name, &env.name)) {
+                        lines.push(replies::where_freeze(f, &zone));
+                    }
                     if let Some(rule) = app.auto_deploy.get(&env.name) {
                         let (pause, last) = backend.autodeploy_state(&app.name, &env.name).await?;
                         lines.push(replies::autodeploy_line(
@@ -274,6 +305,9 @@ impl Bot {
             Command::Rollback { app, env } => {
                 let t = or_refuse!(to, apps.target(&app, Some(&env), default_env));
                 let (app, env) = (t.app.name.as_str(), t.environment);
+                if let Some(b) = self.blocked(app, env, "deploy").await? {
+                    return reply(to, replies::blocked(app, env, &b), Ending::Failed);
+                }
                 let r = match backend.rollback_target(app, env).await? {
                     Ok(r) => r,
                     Err(chima_engine::ops::NoRollback::NeverDeployed) => {
@@ -289,6 +323,56 @@ impl Bot {
                 }
                 let created = backend.redeploy(apps, &r.target, chat).await?;
                 self.created(created, to, false).await
+            }
+            Command::Freeze {
+                app,
+                env,
+                ends,
+                reason,
+            } => {
+                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester) {
+                    Ok(s) => s,
+                    Err(Scoped::Refused(r)) => return Ok(refuse(to, &r)),
+                    Err(Scoped::Text(t)) => return reply(to, t, Ending::Usage),
+                };
+                let now = chrono::Utc::now();
+                let ends_at = match ends_at(ends, &scope.zone, now) {
+                    Ok(t) => t,
+                    Err(why) => return reply(to, why, Ending::Usage),
+                };
+                let ask = FreezeRequest {
+                    by: user.clone(),
+                    by_id: Some(who.key()),
+                    reason,
+                    ends_at,
+                };
+                let f = backend.freeze(&scope.app, &scope.env, &ask).await?;
+                reply(to, replies::frozen(&f, &scope.zone), Ending::Ok)
+            }
+            Command::Unfreeze { app, env } => {
+                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester) {
+                    Ok(s) => s,
+                    Err(Scoped::Refused(r)) => return Ok(refuse(to, &r)),
+                    Err(Scoped::Text(t)) => return reply(to, t, Ending::Usage),
+                };
+                let lifted = backend
+                    .unfreeze(&scope.app, env.as_ref().map(|_| scope.env.as_str()))
+                    .await?;
+                // What still covers the scope: freezes of a wider one.
+                let still: Vec<(Freeze, Zone)> = backend
+                    .freezes()
+                    .await?
+                    .into_iter()
+                    .filter(|f| {
+                        scope
+                            .pairs
+                            .iter()
+                            .any(|(a, e)| f.covers(a, e))
+                    })
+                    .map(|f| (f, scope.zone.clone()))
+                    .collect();
+                let what = replies::freeze_scope(&scope.app, &scope.env);
+                reply(to, replies::unfrozen(&what, &lifted, &still, &user), Ending::Ok)
             }
             Command::Status { app, git_ref } => {
                 let a = or_refuse!(to, apps.app(&app));
@@ -341,6 +425,93 @@ impl Bot {
         }
     }
 
+    /// Why a deployment of `task` to app+env may not start now (a freeze the backend
+    /// knows of, or app.json's windows); `None` for a dry run.
+    async fn blocked(&self, app: &str, env: &str, task: &str) -> anyhow::Result<Option<Blocked>> {
+        let Some(a) = self.apps.get(app) else {
+            return Ok(None);
+        };
+        if is_dry_run(task) {
+            return Ok(None);
+        }
+        let now = chrono::Utc::now();
+        let freezes = self.backend.freezes().await?;
+        Ok(policy::frozen(a, env, &freezes, now).or_else(|| policy::closed(a, env, now)))
+    }
+
+    /// The scope of `freeze`/`unfreeze` as stored (`*` for every app or environment),
+    /// the app+environment pairs it covers, and the timezone its times are said in;
+    /// or why not. Freezing stops everyone's deploys there, so it needs the permission
+    /// to deploy to every environment it covers (`allowed_rooms`, `allowed_users`):
+    /// `freeze all` only for who may deploy everywhere it reaches.
+    fn freeze_scope(&self, app: Option<&str>, env: Option<&str>, who: &Requester) -> Result<FreezeScope, Scoped> {
+        let apps: Vec<&App> = match app {
+            Some(a) => vec![self.apps.app(a).map_err(Scoped::Refused)?],
+            None => self.apps.iter().collect(),
+        };
+        let mut pairs = Vec::new();
+        let stored_env = match (app, env) {
+            (Some(_), Some(e)) => {
+                let t = self
+                    .apps
+                    .target(apps[0].name.as_str(), Some(e), &self.default_env)
+                    .map_err(Scoped::Refused)?;
+                pairs.push((t.app.name.clone(), t.environment.to_string()));
+                t.environment.to_string()
+            }
+            (None, Some(e)) => {
+                for a in &apps {
+                    if a.environment(e).is_some() {
+                        pairs.push((a.name.clone(), e.to_string()));
+                    }
+                }
+                if pairs.is_empty() {
+                    let mut known: Vec<String> =
+                        apps.iter().flat_map(|a| a.environment_names()).collect();
+                    known.sort();
+                    known.dedup();
+                    return Err(Scoped::Text(format!(
+                        "No app has an environment `{e}`. Environments: {}.",
+                        known.join(", ")
+                    )));
+                }
+                e.to_string()
+            }
+            (_, None) => {
+                for a in &apps {
+                    for e in a.environment_names() {
+                        pairs.push((a.name.clone(), e));
+                    }
+                }
+                EVERY.to_string()
+            }
+        };
+        for (a, e) in &pairs {
+            let t = self
+                .apps
+                .target(a, Some(e), &self.default_env)
+                .map_err(Scoped::Refused)?;
+            self.apps.check_permissions(t, who).map_err(Scoped::Refused)?;
+        }
+        // One timezone when every covered environment with windows shares it; else UTC.
+        let mut zones: Vec<Zone> = pairs
+            .iter()
+            .filter_map(|(a, e)| self.apps.get(a).and_then(|a| a.windows.get(e)))
+            .map(|w| w.timezone.clone())
+            .collect();
+        zones.dedup();
+        let zone = match zones.as_slice() {
+            [one] if pairs.iter().all(|(a, e)| self.apps.get(a).is_some_and(|a| a.windows.contains_key(e))) => one.clone(),
+            _ => Zone::utc(),
+        };
+        Ok(FreezeScope {
+            app: app.map(|_| apps[0].name.clone()).unwrap_or_else(|| EVERY.to_string()),
+            env: stored_env,
+            pairs,
+            zone,
+        })
+    }
+
     /// Says what creating a deployment did; for a queued one with `follow`, its
     /// news until it ends.
     async fn created(&self, created: Created, to: &Say, follow: bool) -> anyhow::Result<Ending> {
@@ -366,6 +537,64 @@ impl Bot {
             }
         }
     }
+}
+
+/// What a `freeze` or `unfreeze` covers.
+struct FreezeScope {
+    /// The app, or `*`.
+    app: String,
+    /// The environment, or `*`.
+    env: String,
+    /// Every app+environment it covers.
+    pairs: Vec<(String, String)>,
+    /// The timezone its times are said in.
+    zone: Zone,
+}
+
+/// Why a freeze scope is refused.
+enum Scoped {
+    Refused(Refusal),
+    Text(String),
+}
+
+/// When a freeze placed at `now` ends: `for` from now, `until` in `zone` (a time
+/// alone: the next time the clock shows it), else [`DEFAULT_FREEZE`]; within
+/// [`MAX_FREEZE`].
+fn ends_at(
+    ends: Option<FreezeEnd>,
+    zone: &Zone,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let longest = chrono::Duration::from_std(MAX_FREEZE).unwrap_or(chrono::Duration::days(90));
+    let t = match ends {
+        None => now + chrono::Duration::from_std(DEFAULT_FREEZE).unwrap_or(chrono::Duration::days(1)),
+        Some(FreezeEnd::For(d)) => now + chrono::Duration::from_std(d).unwrap_or(longest),
+        Some(FreezeEnd::Until(u)) => {
+            let (h, m) = u.time.unwrap_or((0, 0));
+            let t = match u.date {
+                Some(date) => zone.at(date, h, m)?,
+                None => {
+                    let today = zone.at(zone.date_of(now), h, m)?;
+                    if today > now {
+                        today
+                    } else {
+                        zone.at(zone.date_of(now + chrono::Duration::days(1)), h, m)?
+                    }
+                }
+            };
+            if t <= now {
+                return Err(format!(
+                    "{u} ({}) has passed: a freeze must end in the future. Nothing was frozen.",
+                    zone.name()
+                ));
+            }
+            t
+        }
+    };
+    if t > now + longest {
+        return Err("A freeze lasts at most 90 days. Nothing was frozen.".to_string());
+    }
+    Ok(t)
 }
 
 /// The verified identity of the chat user: the transport (Slack's signed events, the

@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use chima_api_types::{
     AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, DeploymentList,
-    ErrorBody, LockAnswer, LockRequest, Locks, PauseRequest, Paused, Resumed, RollbackTarget,
-    UnlockAnswer,
+    ErrorBody, FreezeRequest, Freezes, Frozen, LockAnswer, LockRequest, Locks, PauseRequest,
+    Paused, Resumed, RollbackTarget, Unfrozen,
 };
 use chima_config::Secret;
 use chima_store::AutoDeployPause;
@@ -129,6 +129,31 @@ impl FasengApi {
             .call(Method::PUT, &path, Some(body), &[201, 409])
             .await?
             .1)
+    }
+
+    /// Every freeze in force.
+    pub async fn freezes(&self) -> anyhow::Result<Freezes> {
+        Ok(self.call(Method::GET, "/freezes", NO_BODY, &[200]).await?.1)
+    }
+
+    /// Freezes app+environment (`*` for every app or environment).
+    pub async fn freeze(
+        &self,
+        app: &str,
+        env: &str,
+        body: &FreezeRequest,
+    ) -> anyhow::Result<Frozen> {
+        let path = under("/freezes", app, env);
+        Ok(self.call(Method::PUT, &path, Some(body), &[201]).await?.1)
+    }
+
+    /// Lifts the freeze of that scope, or the app's in every environment.
+    pub async fn unfreeze(&self, app: &str, env: Option<&str>) -> anyhow::Result<Unfrozen> {
+        let path = match env {
+            Some(env) => under("/freezes", app, env),
+            None => format!("/freezes/{}", enc(app)),
+        };
+        Ok(self.call(Method::DELETE, &path, NO_BODY, &[200]).await?.1)
     }
 
     pub async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<UnlockAnswer> {

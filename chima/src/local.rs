@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chima_api_types::{LockRequest, PauseRequest};
+use chima_api_types::{FreezeRequest, LockRequest, PauseRequest};
 use chima_command::Command;
 use chima_config::{App, Apps, DeploymentRequest};
 use chima_engine::ops::Cancelled;
@@ -14,7 +14,7 @@ use chima_engine::{Engine, EngineConfig};
 use chima_github::CiState;
 use chima_outbox::deliver::{Deliver, Event, Outcome};
 use chima_payload::{ChatTarget, DeploymentPayload, FasengNotes};
-use chima_store::{Deployment, Lock, LockResult, NewDeployment, Store};
+use chima_store::{Deployment, Freeze, Lock, LockResult, NewDeployment, Store};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
@@ -24,6 +24,8 @@ use crate::replies;
 
 pub struct Local {
     pub store: Arc<dyn Store>,
+    /// app.json, for the `notify_room` a break-glass deployment is announced in.
+    apps: Arc<Apps>,
     engine: tokio::sync::Mutex<Option<Engine>>,
     /// With [`ChatOut::Here`]: the chat notifications the outbox loop delivered to
     /// this process, for [`Backend::follow`] to say in order with the log.
@@ -79,7 +81,7 @@ impl Local {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| Path::new(".").to_path_buf());
-        let mut cfg = EngineConfig::new(Some(apps), &apps_dir);
+        let mut cfg = EngineConfig::new(Some(apps.clone()), &apps_dir);
         cfg.workers = workers.max(1);
         cfg.instance = "chima".to_string();
         cfg.lease = lease;
@@ -120,6 +122,7 @@ impl Local {
         };
         Ok(Local {
             store,
+            apps,
             engine: tokio::sync::Mutex::new(Some(engine)),
             delivered,
             outbox,
@@ -127,8 +130,21 @@ impl Local {
     }
 }
 
-/// Says one delivered chat event.
-fn notify((event, d): &Delivered, to: &Say) {
+/// Says one delivered chat event. A break-glass deployment is also announced, as it
+/// would be in the app's `notify_room` on Slack, with its first event.
+fn notify((event, d): &Delivered, to: &Say, apps: &Apps) {
+    if event.state == chima_outbox::deliver::DeploymentState::Queued
+        && let Some(reason) = DeploymentPayload::emergency_of(&d.payload)
+    {
+        let text = replies::emergency_announcement(d, &reason);
+        say(
+            to,
+            match apps.get(&d.app).and_then(|a| a.notify_room.clone()) {
+                Some(room) => format!("[to #{room}] {text}"),
+                None => format!("{text} (the app has no notify_room to announce it in)"),
+            },
+        );
+    }
     if let Some(text) = replies::notification(d, event.state) {
         say(to, text);
     }
@@ -160,8 +176,9 @@ fn source_key(what: &str) -> String {
 }
 
 /// The payload as the in-process engine stores it: with the notes faseng's intake
-/// would write (who asked, where to answer), which chima vouches for itself here.
-fn local_payload(payload: &DeploymentPayload, chat: &Chat) -> Value {
+/// would write (who asked, where to answer, break-glass), which chima vouches for
+/// itself here.
+fn local_payload(payload: &DeploymentPayload, chat: &Chat, emergency: Option<String>) -> Value {
     let notes = FasengNotes {
         delivery: None,
         identity: identity(chat),
@@ -171,6 +188,7 @@ fn local_payload(payload: &DeploymentPayload, chat: &Chat) -> Value {
             thread_ts: chat.thread_ts.clone(),
         }),
         notes: Vec::new(),
+        emergency,
     };
     DeploymentPayload::with_notes(&payload.to_value(), &notes)
 }
@@ -228,7 +246,7 @@ impl Backend for Local {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string(),
-            payload: local_payload(&payload, chat),
+            payload: local_payload(&payload, chat, request.emergency.clone()),
             github_deployment_id: None,
             notify: vec!["chat".to_string()],
             timeout_secs: None,
@@ -257,7 +275,7 @@ impl Backend for Local {
             task: d.task.clone(),
             hosts: d.hosts.clone(),
             provider: d.provider.clone(),
-            payload: local_payload(&sent, chat),
+            payload: local_payload(&sent, chat, None),
             github_deployment_id: None,
             notify: vec!["chat".to_string()],
             timeout_secs: d.timeout_secs,
@@ -291,7 +309,7 @@ impl Backend for Local {
                 if news.0.state.is_terminal() && news.0.deployment_id == id {
                     ending.push(news);
                 } else {
-                    notify(&news, to);
+                    notify(&news, to, &self.apps);
                 }
             }
             // The state is read before the log: a deployment seen ended has all its
@@ -308,7 +326,7 @@ impl Backend for Local {
             let drained = self.store.read_logs(id, seq, 1).await?.is_empty();
             if drained && d.state.is_terminal() {
                 for news in ending.drain(..) {
-                    notify(&news, to);
+                    notify(&news, to, &self.apps);
                 }
                 if notified {
                     return Ok(Some(d));
@@ -342,6 +360,28 @@ impl Backend for Local {
 
     async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>> {
         Ok(self.store.unlock(app, env).await?)
+    }
+
+    async fn freezes(&self) -> anyhow::Result<Vec<Freeze>> {
+        Ok(self.store.list_freezes().await?)
+    }
+
+    async fn freeze(&self, app: &str, env: &str, ask: &FreezeRequest) -> anyhow::Result<Freeze> {
+        Ok(self
+            .store
+            .freeze(
+                app,
+                env,
+                &ask.by,
+                ask.by_id.as_deref(),
+                ask.reason.as_deref(),
+                ask.ends_at,
+            )
+            .await?)
+    }
+
+    async fn unfreeze(&self, app: &str, env: Option<&str>) -> anyhow::Result<Vec<Freeze>> {
+        Ok(self.store.unfreeze(app, env).await?)
     }
 
     async fn cancel(&self, app: &str, env: &str, by: &str) -> anyhow::Result<Cancelled> {

@@ -4,15 +4,15 @@
 
 use anyhow::Context;
 use chima_api_types::{
-    CancelAnswer, ChatRouteRequest, LockAnswer, LockRequest, NoRollbackWhy, PauseRequest,
-    UnlockAnswer,
+    CancelAnswer, ChatRouteRequest, FreezeRequest, LockAnswer, LockRequest, NoRollbackWhy,
+    PauseRequest, UnlockAnswer,
 };
 use chima_command::Command;
 use chima_config::{App, Apps, DeploymentRequest};
 use chima_engine::ops::{Cancelled, NoRollback, Rollback};
 use chima_github::{CiState, CreateOutcome, DeploymentBody, GitHub, GitHubError, RequestId};
 use chima_payload::{ChimaRequest, DeploymentPayload, SigningKey};
-use chima_store::{Deployment, Lock, LockResult};
+use chima_store::{Deployment, Freeze, Lock, LockResult};
 
 use crate::backend::{
     AutoDeployNow, Backend, Created, GitHubFailed, History, RollbackTo, Switched,
@@ -98,6 +98,7 @@ impl Remote {
             production_environment: app.is_production(&d.environment),
             transient_environment: None,
             config: app.public_config(),
+            emergency: None,
         })
     }
 }
@@ -117,6 +118,8 @@ impl Backend for Remote {
                 | Command::Unlock { .. }
                 | Command::Cancel { .. }
                 | Command::Rollback { .. }
+                | Command::Freeze { .. }
+                | Command::Unfreeze { .. }
         );
         (needs_faseng && self.faseng.is_none()).then(|| replies::needs_faseng(command.name()))
     }
@@ -159,6 +162,7 @@ impl Backend for Remote {
                 git_ref: git_ref.clone(),
                 task: request.task.clone(),
                 hosts: request.hosts.clone(),
+                emergency: request.emergency.clone(),
             })
         });
         let body = DeploymentBody {
@@ -241,6 +245,21 @@ impl Backend for Remote {
             LockAnswer::Locked { lock } => LockResult::Acquired(lock),
             LockAnswer::Held { lock } => LockResult::HeldBy(lock),
         })
+    }
+
+    async fn freezes(&self) -> anyhow::Result<Vec<Freeze>> {
+        let Some(api) = &self.faseng else {
+            return Ok(Vec::new());
+        };
+        Ok(api.freezes().await?.freezes)
+    }
+
+    async fn freeze(&self, app: &str, env: &str, ask: &FreezeRequest) -> anyhow::Result<Freeze> {
+        Ok(self.api()?.freeze(app, env, ask).await?.freeze)
+    }
+
+    async fn unfreeze(&self, app: &str, env: Option<&str>) -> anyhow::Result<Vec<Freeze>> {
+        Ok(self.api()?.unfreeze(app, env).await?.lifted)
     }
 
     async fn unlock(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>> {

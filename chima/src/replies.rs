@@ -5,7 +5,9 @@ use chima_config::AutoDeployRule;
 use chima_engine::ops::Cancelled;
 use chima_github::{CiState, CreateOutcome, DeploymentSummary, GitHubError};
 use chima_outbox::deliver;
-use chima_store::{AutoDeploy, AutoDeployPause, Deployment, DeploymentState, Lock};
+use chima_config::Zone;
+use chima_engine::policy::{Blocked, describe_freeze};
+use chima_store::{AutoDeploy, AutoDeployPause, Deployment, DeploymentState, EVERY, Freeze, Lock};
 
 pub fn help(name: &str) -> String {
     [
@@ -18,6 +20,9 @@ pub fn help(name: &str) -> String {
         format!("{name} rollback <app> in <env> - redeploy the last good commit"),
         format!("{name} status <app>[/<ref>] - CI state of a ref"),
         format!("{name} autodeploy <app> [in <env> on|off [reason]] - auto-deploy on green CI: state, pause, resume"),
+        format!("{name} deploy!! <app>[/<ref>] to <env> <reason> - break-glass: pass a deploy window or a freeze (announced, recorded as an emergency; also skips merge and CI checks)"),
+        format!("{name} freeze <app>|all [in <env>] [for 3d|until 2026-12-24] [reason] - no deploys there until then (24h by default)"),
+        format!("{name} unfreeze <app>|all [in <env>] - lift a freeze"),
         format!("{name} deploy:version - my version"),
         format!("{name} help - this list"),
     ]
@@ -121,8 +126,11 @@ pub fn summary(d: &Deployment) -> String {
             format!(" [auto-deploy: {} green]", names.join(", "))
         })
         .unwrap_or_default();
+    let glass = chima_payload::DeploymentPayload::emergency_of(&d.payload)
+        .map(|r| format!(" [EMERGENCY (break-glass): {r}]"))
+        .unwrap_or_default();
     format!(
-        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}",
+        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}{glass}",
         d.id,
         d.state,
         d.app,
@@ -324,6 +332,102 @@ pub fn rolling_back(current: &Deployment, target: &Deployment) -> String {
     )
 }
 
+/// A deploy refused by a window or a freeze, before anything was created.
+pub fn blocked(app: &str, env: &str, b: &Blocked) -> String {
+    format!(
+        "{b}. Nothing was deployed. In an emergency: `deploy!! {app} to {env} <reason>` (announced and recorded)."
+    )
+}
+
+/// A break-glass deploy passing a window or a freeze, said before it is created.
+pub fn breaking_glass(user: &str, env: &str, reason: &str, b: Option<&Blocked>) -> String {
+    match b {
+        Some(b) => format!("Break-glass by {user}: {reason}. It passes: {b}."),
+        None => format!(
+            "Break-glass by {user}: {reason}. ({env} is neither frozen nor closed now; it is recorded as an emergency all the same.)"
+        ),
+    }
+}
+
+/// What a freeze covers, in words: `web in production`, `every app in production`,
+/// `web (every environment)`, `every app, every environment`.
+pub fn freeze_scope(app: &str, env: &str) -> String {
+    match (app, env) {
+        (EVERY, EVERY) => "every app, every environment".to_string(),
+        (EVERY, e) => format!("every app in {e}"),
+        (a, EVERY) => format!("{a} (every environment)"),
+        (a, e) => format!("{a} in {e}"),
+    }
+}
+
+/// The freeze that was placed.
+pub fn frozen(f: &Freeze, zone: &Zone) -> String {
+    let app = if f.app == EVERY { "all" } else { f.app.as_str() };
+    let lift = if f.environment == EVERY {
+        format!("unfreeze {app}")
+    } else {
+        format!("unfreeze {app} in {}", f.environment)
+    };
+    format!(
+        "Froze {} until {}{}. Deploys there are refused until then, auto-deploys included; `{lift}` lifts it, and in an emergency `deploy!! <app> to <env> <reason>` passes it.",
+        freeze_scope(&f.app, &f.environment),
+        zone.say(f.ends_at, chrono::Utc::now()),
+        colon(f.reason.as_deref()),
+    )
+}
+
+/// `unfreeze`: the freezes lifted, and those that still cover the scope.
+pub fn unfrozen(what: &str, lifted: &[Freeze], still: &[(Freeze, Zone)], user: &str) -> String {
+    let now = chrono::Utc::now();
+    let mut lines = Vec::new();
+    if lifted.is_empty() {
+        lines.push(format!("{what} had no freeze of its own; nothing lifted."));
+    }
+    for f in lifted {
+        lines.push(format!(
+            "Lifted the freeze of {} (frozen by {}{}){}.",
+            freeze_scope(&f.app, &f.environment),
+            f.frozen_by,
+            colon(f.reason.as_deref()),
+            if f.frozen_by.eq_ignore_ascii_case(user) {
+                String::new()
+            } else {
+                format!("; {}, your freeze was lifted by {user}", f.frozen_by)
+            }
+        ));
+    }
+    for (f, zone) in still {
+        lines.push(format!(
+            "Still frozen: {} is {}.",
+            freeze_scope(&f.app, &f.environment),
+            describe_freeze(f, zone, now)
+        ));
+    }
+    lines.join("\n")
+}
+
+/// `where`: the environment's windows, now.
+pub fn where_windows(describe: &str, open: bool, opens: Option<String>) -> String {
+    match (open, opens) {
+        (true, _) => format!("    windows: {describe}: open now"),
+        (false, Some(t)) => format!("    windows: {describe}: closed, opens {t}"),
+        (false, None) => format!("    windows: {describe}: closed, no window opens within a week"),
+    }
+}
+
+/// `where`: a freeze that covers the environment.
+pub fn where_freeze(f: &Freeze, zone: &Zone) -> String {
+    format!("    {}", describe_freeze(f, zone, chrono::Utc::now()))
+}
+
+/// The announcement of a break-glass deployment in the app's `notify_room`.
+pub fn emergency_announcement(d: &deliver::Deployment, reason: &str) -> String {
+    format!(
+        "EMERGENCY (break-glass): {} deploys {}/{} to {} (#{}) past its deploy windows or freezes: {reason}",
+        d.requester, d.app, d.git_ref, d.environment, d.id
+    )
+}
+
 /// The chat text for a state change (README, "Slack"); `None` for none.
 pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) -> Option<String> {
     use deliver::DeploymentState;
@@ -332,6 +436,10 @@ pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) ->
         d.requester, d.id, d.app, d.git_ref, d.environment
     );
     let reason = d.reason.as_deref().unwrap_or("");
+    let head = match chima_payload::DeploymentPayload::emergency_of(&d.payload) {
+        Some(r) => format!("{head} (EMERGENCY, break-glass: {r})"),
+        None => head,
+    };
     Some(match state {
         DeploymentState::Queued => return None,
         DeploymentState::Running => format!("{head} is running."),

@@ -4,8 +4,8 @@
 //! the environment, which then runs through the normal path.
 //!
 //! Never when a required context failed or is pending, when the sha is not the
-//! head of the ref, when the environment is locked (said once per sha in the
-//! app's channel) or auto-deploy is paused there, when that sha or a newer one
+//! head of the ref, when the environment is locked, frozen or outside its deploy
+//! windows (said once per sha in the app's channel) or auto-deploy is paused there, when that sha or a newer one
 //! was already deployed there, or when the sha is behind the last deployed one.
 //! The store's claim makes it one deployment per sha and environment, however
 //! many green events arrive and however many faseng processes take them.
@@ -119,6 +119,9 @@ pub enum Skip {
     NotGreen(String),
     Paused,
     Locked(String),
+    /// Frozen, or outside its deploy windows: the claim is left alone, so that the sha
+    /// ships at the next green event once the environment is open again.
+    Blocked(String),
     AlreadyDeployed,
     Behind(String),
     Claimed,
@@ -150,6 +153,7 @@ impl AutoDeployer {
                 git_ref: sha.to_string(),
                 task: "deploy".to_string(),
                 hosts: None,
+                emergency: None,
             })
         });
         chima_payload::DeploymentPayload {
@@ -270,6 +274,31 @@ impl AutoDeployer {
                 self.say(app, &text).await;
             }
             return Ok(Err(Skip::Locked(lock.holder)));
+        }
+        // A freeze or a closed window: checked before the claim, so that nothing is
+        // spent and the sha ships once the environment opens (at its next green
+        // event). Said once per sha and reason in the app's channel.
+        if let Some(blocked) =
+            chima_engine::policy::check(self.store.as_ref(), app, env, "deploy").await?
+        {
+            let kind = if blocked.is_freeze() { "frozen" } else { "closed" };
+            let text = format!(
+                "Not auto-deploying {}/{} ({}) to {env}: {blocked}.",
+                app.name,
+                git_ref,
+                &t.sha[..7]
+            );
+            let first = self
+                .store
+                .record_delivery(
+                    &format!("autodeploy-{kind}:{}:{env}:{}", app.name, t.sha),
+                    "autodeploy-notice",
+                )
+                .await?;
+            if first {
+                self.say(app, &text).await;
+            }
+            return Ok(Err(Skip::Blocked(blocked.to_string())));
         }
         // Never the same sha twice, never backwards.
         let existing = self.github.list_deployments(repo, Some(env), 10).await?;

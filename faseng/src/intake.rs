@@ -196,11 +196,18 @@ pub fn decide(intake: Intake<'_>, delivery: &str, replayed: bool) -> NewDeployme
     if chat.is_some() {
         notify.push("chat".to_string());
     }
+    // Break-glass only from a verified chat request: never from a payload field.
+    let emergency = request
+        .as_ref()
+        .filter(|r| r.adapter != AUTO_DEPLOY_ADAPTER)
+        .and_then(|r| r.emergency.clone())
+        .filter(|r| !r.trim().is_empty());
     let faseng_notes = FasengNotes {
         delivery: Some(delivery.to_string()),
         identity: identity.clone(),
         chat,
         notes,
+        emergency,
     };
     NewDeployment {
         source_key: format!("github:{}", ev.deployment_id),

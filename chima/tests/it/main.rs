@@ -6,4 +6,5 @@ mod embedded;
 mod github;
 mod github_fidelity;
 mod manifest;
+mod policy;
 mod slack;

@@ -3,7 +3,8 @@
 //! deserializes the same types, so the two cannot drift apart. Field names are
 //! the API's and do not change.
 
-use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Lock, LogLine};
+use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Freeze, Lock, LogLine};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -43,6 +44,11 @@ pub struct CreateDeployment {
     pub key: String,
     #[serde(default)]
     pub payload: Option<Value>,
+    /// Break-glass: the reason to pass a deploy window or a freeze, which the token
+    /// holder vouches for (as for `requester`). Without it, a closed or frozen
+    /// environment is refused with 409 before anything is created.
+    #[serde(default)]
+    pub emergency: Option<String>,
 }
 
 fn default_task() -> String {
@@ -189,6 +195,39 @@ pub struct Paused {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Resumed {
     pub resumed: Option<AutoDeployPause>,
+}
+
+/// `GET /api/freezes`: every freeze in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Freezes {
+    pub freezes: Vec<Freeze>,
+}
+
+/// `PUT /api/freezes/{app}/{env}` (`*` for every app or every environment): no deploys
+/// there until `ends_at` (at most 90 days ahead), break-glass aside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeRequest {
+    /// Who freezes, as people read it.
+    pub by: String,
+    /// Their identity key (`chat:<id>`, `github:<login>`).
+    #[serde(default)]
+    pub by_id: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// The answer to a freeze (201).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frozen {
+    pub freeze: Freeze,
+}
+
+/// The answer to `DELETE /api/freezes/{app}` (every environment's) or
+/// `DELETE /api/freezes/{app}/{env}` (that scope): the freezes lifted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unfrozen {
+    pub lifted: Vec<Freeze>,
 }
 
 /// Any refusal or failure: `{"error": "..."}` with a 4xx or 5xx status.

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::error::ParseError;
+use crate::freeze::{
+    FreezeEnd, MAX_REASON_CHARS, format_span, parse_freeze_duration, parse_until,
+};
 use crate::validate::{check_hosts, check_ref, closest, is_hidden, is_otp, is_slug};
 
 /// A deploy request as typed: `deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] [<otp>]`.
@@ -25,6 +28,10 @@ pub struct Deploy {
     pub hosts: Option<String>,
     /// A one-time password, passed through in `payload.yubikey`.
     pub otp: Option<String>,
+    /// `deploy!!`: break-glass, with its reason (required). It passes a deploy window
+    /// or a freeze (never a permission or an approval), forces as `!` does, and is
+    /// announced and recorded as an emergency.
+    pub emergency: Option<String>,
 }
 
 /// One chat command.
@@ -78,6 +85,24 @@ pub enum Command {
         enabled: Option<bool>,
         reason: Option<String>,
     },
+    /// `freeze <app>|all [in <env>] [for <duration>|until <date>] [reason...]`: no
+    /// deploys there until it ends (break-glass aside).
+    Freeze {
+        /// `None`: every app (`freeze all`).
+        app: Option<String>,
+        /// `None`: every environment.
+        env: Option<String>,
+        /// `None`: the default length ([`crate::DEFAULT_FREEZE`]).
+        ends: Option<FreezeEnd>,
+        reason: Option<String>,
+    },
+    /// `unfreeze <app>|all [in <env>]`.
+    Unfreeze {
+        /// `None`: the freezes of every app (`unfreeze all`).
+        app: Option<String>,
+        /// `None`: in every environment.
+        env: Option<String>,
+    },
     /// `deploy:version`.
     Version,
     /// `help`.
@@ -99,7 +124,12 @@ const COMMAND_WORDS: &[&str] = &[
     "deploy:lock",
     "deploy:unlock",
     "autodeploy",
+    "freeze",
+    "unfreeze",
 ];
+
+/// The word that stands for every app in `freeze all` / `unfreeze all`.
+pub const ALL: &str = "all";
 
 impl Command {
     /// The command's name as printed in JSON (`"command":"deploy"`).
@@ -114,6 +144,8 @@ impl Command {
             Command::Rollback { .. } => "rollback",
             Command::Status { .. } => "status",
             Command::AutoDeploy { .. } => "autodeploy",
+            Command::Freeze { .. } => "freeze",
+            Command::Unfreeze { .. } => "unfreeze",
             Command::Version => "version",
             Command::Help => "help",
         }
@@ -131,6 +163,7 @@ impl Command {
             | Command::Rollback { app, .. }
             | Command::Status { app, .. }
             | Command::AutoDeploy { app, .. } => Some(app),
+            Command::Freeze { app, .. } | Command::Unfreeze { app, .. } => app.as_deref(),
             Command::Version | Command::Help => None,
         }
     }
@@ -147,7 +180,9 @@ impl Command {
         match self {
             Command::Deploy(d) => {
                 let mut s = d.task.clone();
-                if d.force {
+                if d.emergency.is_some() {
+                    s.push_str("!!");
+                } else if d.force {
                     s.push('!');
                 }
                 s.push(' ');
@@ -163,6 +198,10 @@ impl Command {
                 if let Some(otp) = &d.otp {
                     s.push(' ');
                     s.push_str(otp);
+                }
+                if let Some(r) = &d.emergency {
+                    s.push(' ');
+                    s.push_str(r);
                 }
                 s
             }
@@ -212,6 +251,35 @@ impl Command {
                 }
                 s
             }
+            Command::Freeze {
+                app,
+                env,
+                ends,
+                reason,
+            } => {
+                let mut s = format!("freeze {}", app.as_deref().unwrap_or(ALL));
+                if let Some(env) = env {
+                    s.push_str(" in ");
+                    s.push_str(env);
+                }
+                if let Some(e) = ends {
+                    s.push(' ');
+                    s.push_str(&e.to_string());
+                }
+                if let Some(r) = reason {
+                    s.push(' ');
+                    s.push_str(r);
+                }
+                s
+            }
+            Command::Unfreeze { app, env } => {
+                let mut s = format!("unfreeze {}", app.as_deref().unwrap_or(ALL));
+                if let Some(env) = env {
+                    s.push_str(" in ");
+                    s.push_str(env);
+                }
+                s
+            }
             Command::Version => "deploy:version".to_string(),
             Command::Help => "help".to_string(),
         }
@@ -233,6 +301,10 @@ impl Serialize for Command {
                 m.serialize_entry("env", &d.env)?;
                 m.serialize_entry("hosts", &d.hosts)?;
                 m.serialize_entry("otp", &d.otp)?;
+                // Only for break-glass: `"emergency": "reason"`.
+                if let Some(r) = &d.emergency {
+                    m.serialize_entry("emergency", r)?;
+                }
             }
             Command::Deploys { app, git_ref, env } => {
                 m.serialize_entry("app", app)?;
@@ -274,6 +346,25 @@ impl Serialize for Command {
                 m.serialize_entry("env", env)?;
                 m.serialize_entry("state", &enabled.map(|on| if on { "on" } else { "off" }))?;
                 m.serialize_entry("reason", reason)?;
+            }
+            Command::Freeze {
+                app,
+                env,
+                ends,
+                reason,
+            } => {
+                m.serialize_entry("app", app.as_deref().unwrap_or(ALL))?;
+                m.serialize_entry("env", env)?;
+                match ends {
+                    Some(FreezeEnd::For(d)) => m.serialize_entry("for", &format_span(*d))?,
+                    Some(FreezeEnd::Until(u)) => m.serialize_entry("until", &u.to_string())?,
+                    None => {}
+                }
+                m.serialize_entry("reason", reason)?;
+            }
+            Command::Unfreeze { app, env } => {
+                m.serialize_entry("app", app.as_deref().unwrap_or(ALL))?;
+                m.serialize_entry("env", env)?;
             }
             Command::Version | Command::Help => {}
         }
@@ -326,6 +417,8 @@ pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         }
         "status" => parse_status(rest),
         "autodeploy" | "auto-deploy" => parse_autodeploy(rest),
+        "freeze" => parse_freeze(rest),
+        "unfreeze" => parse_unfreeze(rest),
         "deploy:version" => no_arguments("deploy:version", rest, Command::Version),
         "help" => Ok(Command::Help),
         w if w.starts_with("deploy") => parse_deploy(w, rest),
@@ -346,17 +439,25 @@ fn no_arguments(name: &'static str, rest: &[&str], c: Command) -> Result<Command
     }
 }
 
-/// Reads `deploy`, `deploy!`, `deploy:task`, `deploy:task!` into (task, force).
-fn deploy_word(w: &str) -> Result<(String, bool), ParseError> {
-    let (task, force) = match w.strip_suffix('!') {
-        Some(t) => (t, true),
-        None => (w, false),
+/// Reads `deploy`, `deploy!`, `deploy!!`, `deploy:task`, `deploy:task!` and
+/// `deploy:task!!` into (task, force, break-glass).
+fn deploy_word(w: &str) -> Result<(String, bool, bool), ParseError> {
+    let (task, force, glass) = match (w.strip_suffix("!!"), w.strip_suffix('!')) {
+        (Some(t), _) => (t, true, true),
+        (None, Some(t)) => (t, true, false),
+        (None, None) => (w, false, false),
     };
+    if task.ends_with('!') {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!("`{w}` has too many `!`: `deploy!` forces, `deploy!!` is break-glass"),
+        ));
+    }
     let Some(sub) = task.strip_prefix("deploy") else {
         return Err(unknown(w));
     };
     if sub.is_empty() {
-        return Ok((task.to_string(), force));
+        return Ok((task.to_string(), force, glass));
     }
     if matches!(sub, ":lock" | ":unlock" | ":version") {
         return Err(ParseError::invalid(
@@ -374,7 +475,7 @@ fn deploy_word(w: &str) -> Result<(String, bool), ParseError> {
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     };
     if parts.split(':').all(valid_part) && task.len() <= 100 {
-        Ok((task.to_string(), force))
+        Ok((task.to_string(), force, glass))
     } else {
         Err(ParseError::invalid(
             "deploy",
@@ -432,7 +533,10 @@ fn checked_slug(command: &'static str, what: &str, s: &str) -> Result<String, Pa
 }
 
 fn parse_deploy(word: &str, rest: &[&str]) -> Result<Command, ParseError> {
-    let (task, force) = deploy_word(word)?;
+    let (task, force, glass) = deploy_word(word)?;
+    if glass {
+        return parse_break_glass(word, task, rest);
+    }
     let Some((target, rest)) = rest.split_first() else {
         return Err(ParseError::invalid(
             "deploy",
@@ -491,7 +595,198 @@ fn parse_deploy(word: &str, rest: &[&str]) -> Result<Command, ParseError> {
         env,
         hosts,
         otp,
+        emergency: None,
     }))
+}
+
+/// `deploy!! <app>[/<ref>] to <env>[/<hosts>] [<otp>] <reason...>`: the environment is
+/// named (never a default) and the reason is required: it is announced and recorded.
+fn parse_break_glass(word: &str, task: String, rest: &[&str]) -> Result<Command, ParseError> {
+    let usage = format!("`{word} <app>[/<ref>] to <environment> <reason>`");
+    let Some((target, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!("`{word}` needs an app, an environment and a reason: {usage}"),
+        ));
+    };
+    let (app, git_ref) = app_and_ref("deploy", target)?;
+    let (dest, rest) = match rest {
+        [p, dest, rest @ ..] if is_preposition(p) => (*dest, rest),
+        [p] if is_preposition(p) => {
+            return Err(ParseError::invalid(
+                "deploy",
+                format!("I read `{p}` but no environment after it"),
+            ));
+        }
+        _ => {
+            return Err(ParseError::invalid(
+                "deploy",
+                format!("break-glass names its environment: {usage}; nothing was deployed"),
+            ));
+        }
+    };
+    let (e, h) = match dest.split_once('/') {
+        Some((e, h)) => (e, Some(h)),
+        None => (dest, None),
+    };
+    let env = checked_slug("deploy", "environment", e)?;
+    let hosts = match h {
+        Some(h) => {
+            check_hosts(h).map_err(|why| {
+                ParseError::invalid(
+                    "deploy",
+                    format!("`{h}` is not a host filter I accept: {why}"),
+                )
+            })?;
+            Some(h.to_string())
+        }
+        None => None,
+    };
+    let (otp, reason) = match rest {
+        [w, reason @ ..] if is_otp(w) => (Some(w.to_ascii_lowercase()), reason),
+        reason => (None, reason),
+    };
+    if reason.is_empty() {
+        return Err(ParseError::invalid(
+            "deploy",
+            format!(
+                "break-glass needs a reason, which is announced and recorded: {usage}; nothing was deployed"
+            ),
+        ));
+    }
+    let reason = checked_reason("deploy", reason)?;
+    Ok(Command::Deploy(Deploy {
+        task,
+        force: true,
+        app,
+        git_ref,
+        env: Some(env),
+        hosts,
+        otp,
+        emergency: Some(reason),
+    }))
+}
+
+/// A reason as typed: its words joined by one space, at most [`MAX_REASON_CHARS`].
+fn checked_reason(command: &'static str, words: &[&str]) -> Result<String, ParseError> {
+    let reason = words.join(" ");
+    let chars = reason.chars().count();
+    if chars > MAX_REASON_CHARS {
+        return Err(ParseError::invalid(
+            command,
+            format!("the reason is {chars} characters long; the limit is {MAX_REASON_CHARS}"),
+        ));
+    }
+    Ok(reason)
+}
+
+/// `<app>|all [in <env>]`, the start of `freeze` and `unfreeze`.
+fn scope<'w>(
+    command: &'static str,
+    rest: &'w [&'w str],
+    usage: &str,
+) -> Result<(Option<String>, Option<String>, &'w [&'w str]), ParseError> {
+    let Some((app, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            command,
+            format!("`{command}` needs an app, or `all`: {usage}"),
+        ));
+    };
+    if app.contains('/') {
+        return Err(ParseError::invalid(
+            command,
+            format!("`{command}` works on whole environments, not a ref: {usage}"),
+        ));
+    }
+    let app = if app.eq_ignore_ascii_case(ALL) {
+        None
+    } else {
+        Some(checked_slug(command, "app", app)?)
+    };
+    match rest {
+        [p] if is_preposition(p) => Err(ParseError::invalid(
+            command,
+            format!("I read `{p}` but no environment after it"),
+        )),
+        [p, env, rest @ ..] if is_preposition(p) => {
+            let env = if env.eq_ignore_ascii_case(ALL) {
+                None
+            } else {
+                Some(checked_slug(command, "environment", env)?)
+            };
+            Ok((app, env, rest))
+        }
+        rest => Ok((app, None, rest)),
+    }
+}
+
+fn parse_freeze(rest: &[&str]) -> Result<Command, ParseError> {
+    let usage = "`freeze <app>|all [in <environment>] [for 3d|until 2026-12-24] [reason]`";
+    let (app, env, mut rest) = scope("freeze", rest, usage)?;
+    let mut ends = None;
+    loop {
+        let end = match rest {
+            [w, value, ..] if w.eq_ignore_ascii_case("for") => {
+                match parse_freeze_duration(&value.to_ascii_lowercase()) {
+                    Ok(d) => Some(FreezeEnd::For(d)),
+                    // `for the release` is a reason; `for 3x` a mistake.
+                    Err(why) if value.starts_with(|c: char| c.is_ascii_digit()) => {
+                        return Err(ParseError::invalid("freeze", why));
+                    }
+                    Err(_) => None,
+                }
+            }
+            [w, value, ..] if w.eq_ignore_ascii_case("until") => match parse_until(value) {
+                Ok(u) => Some(FreezeEnd::Until(u)),
+                Err(why) if value.starts_with(|c: char| c.is_ascii_digit()) => {
+                    return Err(ParseError::invalid("freeze", why));
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let Some(end) = end else { break };
+        if let Some(first) = ends {
+            return Err(ParseError::invalid(
+                "freeze",
+                format!("I read `{first}` and then `{end}`: say when the freeze ends once: {usage}"),
+            ));
+        }
+        ends = Some(end);
+        rest = &rest[2..];
+    }
+    if let Some(p) = rest.first().filter(|p| is_preposition(p)) {
+        return Err(ParseError::invalid(
+            "freeze",
+            if env.is_some() {
+                format!("I read `{p}` again after the environment: name one environment, first: {usage}")
+            } else {
+                format!("the environment goes right after the app (`freeze <app> in <environment> for 3d`), not after `{p}` further on: {usage}")
+            },
+        ));
+    }
+    let reason = match rest {
+        [] => None,
+        words => Some(checked_reason("freeze", words)?),
+    };
+    Ok(Command::Freeze {
+        app,
+        env,
+        ends,
+        reason,
+    })
+}
+
+fn parse_unfreeze(rest: &[&str]) -> Result<Command, ParseError> {
+    let usage = "`unfreeze <app>|all [in <environment>]`";
+    let (app, env, rest) = scope("unfreeze", rest, usage)?;
+    if let Some(w) = rest.first() {
+        return Err(ParseError::invalid(
+            "unfreeze",
+            format!("`unfreeze` takes nothing after the environment, but I read `{w}`: {usage}"),
+        ));
+    }
+    Ok(Command::Unfreeze { app, env })
 }
 
 fn unexpected_after_deploy(w: &str, had_env: bool) -> String {

@@ -16,6 +16,9 @@
 //! cancel <app> in <env>
 //! rollback <app> in <env>
 //! status <app>[/<ref>]
+//! freeze <app>|all [in <env>] [for 3d|until <date>] [reason...]
+//! unfreeze <app>|all [in <env>]
+//! deploy!! <app>[/<ref>] to <env> <reason...>      (break-glass)
 //! deploy:version
 //! help
 //! ```
@@ -30,13 +33,18 @@ mod address;
 mod command;
 mod duration;
 mod error;
+mod freeze;
 mod lexer;
 mod validate;
 
 pub use address::{Addressee, strip_address};
-pub use command::{Command, Deploy};
+pub use command::{ALL, Command, Deploy};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::ParseError;
+pub use freeze::{
+    DEFAULT_FREEZE, FreezeEnd, MAX_FREEZE, MAX_REASON_CHARS, Until, format_span,
+    parse_freeze_duration, parse_until,
+};
 pub use validate::{MAX_LINE_CHARS, check_hosts, check_ref, closest, is_slug};
 
 /// Parses one chat line addressed (or not) to the bot described by `to`.

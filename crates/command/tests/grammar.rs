@@ -2,7 +2,7 @@
 //! cases, and property tests: no line makes the parser panic, and every command
 //! printed back parses to itself.
 
-use chima_command::{Addressee, Command, Deploy, ParseError, parse};
+use chima_command::{Addressee, Command, Deploy, FreezeEnd, ParseError, Until, parse};
 use proptest::prelude::*;
 
 fn bot() -> Addressee {
@@ -468,6 +468,7 @@ fn command() -> impl Strategy<Value = Command> {
         proptest::option::of(git_ref()),
         proptest::option::of((slug(), proptest::option::of(hosts()))),
         proptest::option::of(otp()),
+        proptest::option::of(reason_words()),
     )
         // `deploy:lock`, `deploy:unlock` and `deploy:version` are other commands.
         .prop_filter("reserved tasks", |(t, ..)| {
@@ -476,23 +477,44 @@ fn command() -> impl Strategy<Value = Command> {
                 "deploy:lock" | "deploy:unlock" | "deploy:version"
             )
         })
-        .prop_map(|(task, force, app, git_ref, dest, otp)| {
+        .prop_map(|(task, force, app, git_ref, dest, otp, glass)| {
             let (env, hosts) = match dest {
                 Some((e, h)) => (Some(e), h),
                 None => (None, None),
             };
+            // Break-glass names its environment and forces.
+            let emergency = glass.filter(|_| env.is_some());
             Command::Deploy(Deploy {
                 task,
-                force,
+                force: force || emergency.is_some(),
                 app,
                 git_ref,
                 env,
                 hosts,
                 otp,
+                emergency,
             })
         });
+    let not_all = || slug().prop_filter("`all` means every app", |s| s != "all");
+    let freeze = (
+        proptest::option::of(not_all()),
+        proptest::option::of(not_all()),
+        proptest::option::of(prop_oneof![
+            (1u64..=90 * 24 * 3600).prop_map(|s| FreezeEnd::For(std::time::Duration::from_secs(s))),
+            (2000i16..2100, 1i8..=12, 1i8..=28, proptest::option::of((0i8..24, 0i8..60))).prop_map(
+                |(y, m, d, time)| FreezeEnd::Until(Until { date: Some((y, m, d)), time })
+            ),
+            (0i8..24, 0i8..60).prop_map(|t| FreezeEnd::Until(Until { date: None, time: Some(t) })),
+        ]),
+        proptest::option::of(reason_words()),
+    )
+        .prop_map(|(app, env, ends, reason)| Command::Freeze { app, env, ends, reason });
+    let unfreeze = (proptest::option::of(not_all()), proptest::option::of(not_all()))
+        .prop_map(|(app, env)| Command::Unfreeze { app, env });
     prop_oneof![
         deploy,
+        freeze,
+        unfreeze,
         (
             slug(),
             proptest::option::of(git_ref()),
@@ -544,6 +566,15 @@ fn command() -> impl Strategy<Value = Command> {
     ]
 }
 
+/// A reason: words that do not start with a preposition (which would name an
+/// environment) nor `for`/`until` (which would say when a freeze ends).
+fn reason_words() -> impl Strategy<Value = String> {
+    "[a-z]{1,8}( [a-z$;`|]{1,8}){0,3}".prop_filter("a reason", |r| {
+        let first = r.split(' ').next().unwrap_or_default();
+        !matches!(first, "in" | "on" | "to" | "for" | "until")
+    })
+}
+
 /// Lines made of the grammar's own words, so that random input reaches deep
 /// into the parser instead of failing on the first word.
 fn wordy_line() -> impl Strategy<Value = String> {
@@ -558,6 +589,14 @@ fn wordy_line() -> impl Strategy<Value = String> {
         Just("can".to_string()),
         Just("i".to_string()),
         Just("lock".to_string()),
+        Just("freeze".to_string()),
+        Just("unfreeze".to_string()),
+        Just("deploy!!".to_string()),
+        Just("all".to_string()),
+        Just("for".to_string()),
+        Just("until".to_string()),
+        Just("3d".to_string()),
+        Just("2026-12-24".to_string()),
         Just("?".to_string()),
         Just("123456".to_string()),
         ".{0,12}",
@@ -695,4 +734,141 @@ fn autodeploy_rows() {
     assert!(reason("chima autodeploy hubot in staging").contains("`on` or `off` for staging?"));
     assert!(reason("chima autodeploy hubot in staging on now").contains("takes no reason"));
     assert!(reason("chima autodeploy").contains("needs an app"));
+}
+
+#[test]
+fn freeze_rows() {
+    assert_eq!(
+        ok("chima freeze web in production for 3d holiday season"),
+        Command::Freeze {
+            app: Some("web".into()),
+            env: Some("production".into()),
+            ends: Some(FreezeEnd::For(std::time::Duration::from_secs(3 * 86_400))),
+            reason: Some("holiday season".into()),
+        }
+    );
+    assert_eq!(
+        json("chima freeze all until 2027-01-04 year end"),
+        r#"{"command":"freeze","app":"all","env":null,"until":"2027-01-04","reason":"year end"}"#
+    );
+    assert_eq!(
+        json("chima FREEZE web"),
+        r#"{"command":"freeze","app":"web","env":null,"reason":null}"#
+    );
+    assert_eq!(
+        json("chima freeze all in production until 2026-12-24T18:00"),
+        r#"{"command":"freeze","app":"all","env":"production","until":"2026-12-24T18:00","reason":null}"#
+    );
+    // `for` and `until` followed by words are the reason.
+    assert_eq!(
+        ok("chima freeze web for the release until monday"),
+        Command::Freeze {
+            app: Some("web".into()),
+            env: None,
+            ends: None,
+            reason: Some("for the release until monday".into()),
+        }
+    );
+    assert_eq!(
+        ok("chima freeze web in all for 2s"),
+        ok("chima freeze web for 2s")
+    );
+    assert_eq!(
+        json("chima unfreeze all in production"),
+        r#"{"command":"unfreeze","app":"all","env":"production"}"#
+    );
+    assert_eq!(
+        ok("chima unfreeze web"),
+        Command::Unfreeze { app: Some("web".into()), env: None }
+    );
+    assert_eq!(
+        ok("chima freeze web in production until 18:00").to_line(),
+        "freeze web in production until 18:00"
+    );
+    assert_eq!(
+        ok("chima freeze web until 2026-12-24").to_line(),
+        "freeze web until 2026-12-24"
+    );
+    let _ = Until { date: None, time: None };
+}
+
+#[test]
+fn freeze_refusals_say_what_is_wrong() {
+    for (line, says) in [
+        ("chima freeze", "needs an app, or `all`"),
+        ("chima freeze web in", "no environment after it"),
+        ("chima freeze web/main in production", "not a ref"),
+        ("chima freeze web in prod$(id)", "not an environment name"),
+        ("chima freeze ../etc in production", "not an app name"),
+        ("chima freeze web for 91d", "longer than the 90d limit"),
+        ("chima freeze web for 3x", "not a duration"),
+        ("chima freeze web for 3d for 2d", "say when the freeze ends once"),
+        ("chima freeze web for 3d until 2026-12-24", "say when the freeze ends once"),
+        ("chima freeze web until 2026-02-30", "that month has 28 days"),
+        ("chima freeze web until 2026-12-24;reboot", "not a date"),
+        ("chima freeze web until 25:00", "not a time of day"),
+        ("chima freeze web in production in staging", "name one environment"),
+        ("chima freeze web for 3d in production", "the environment goes right after the app"),
+        ("chima unfreeze web in production now", "takes nothing after the environment"),
+        ("chima unfreeze", "needs an app"),
+        ("chima freez web", "did you mean `freeze`?"),
+    ] {
+        let r = reason(line);
+        assert!(r.contains(says), "{line}: {r}");
+    }
+    // Oversized reasons are refused; hostile text is kept as text (it never reaches a
+    // shell, and every reply escapes it).
+    let long = format!("chima freeze web {}", "x".repeat(501));
+    assert!(reason(&long).contains("the limit is 500"));
+    let hostile = ok("chima freeze web in production `rm -rf /` $(id) <!channel> ; DROP TABLE freezes");
+    assert_eq!(
+        hostile,
+        Command::Freeze {
+            app: Some("web".into()),
+            env: Some("production".into()),
+            ends: None,
+            reason: Some("`rm -rf /` $(id) <!channel> ; DROP TABLE freezes".into()),
+        }
+    );
+    assert!(reason("chima freeze web reason\u{202E}txt").contains("invisible"));
+}
+
+#[test]
+fn break_glass_rows() {
+    let d = deploy("chima deploy!! web/hotfix to production db is down, customers cannot pay");
+    assert_eq!(d.emergency.as_deref(), Some("db is down, customers cannot pay"));
+    assert!(d.force, "break-glass also forces");
+    assert_eq!(d.env.as_deref(), Some("production"));
+    assert_eq!(d.git_ref.as_deref(), Some("hotfix"));
+    assert_eq!(
+        json("chima deploy!! web to production outage"),
+        r#"{"command":"deploy","task":"deploy","force":true,"app":"web","ref":null,"env":"production","hosts":null,"otp":null,"emergency":"outage"}"#
+    );
+    let d = deploy("chima deploy:migrate!! web to production/db1 123456 rollback the bad migration");
+    assert_eq!(d.task, "deploy:migrate");
+    assert_eq!(d.otp.as_deref(), Some("123456"));
+    assert_eq!(d.hosts.as_deref(), Some("db1"));
+    assert_eq!(d.emergency.as_deref(), Some("rollback the bad migration"));
+    assert_eq!(
+        ok("chima deploy!! web to production `id` $(reboot)").to_line(),
+        "deploy!! web to production `id` $(reboot)"
+    );
+    for (line, says) in [
+        ("chima deploy!! web to production", "needs a reason"),
+        ("chima deploy!! web to production 123456", "needs a reason"),
+        ("chima deploy!! web", "names its environment"),
+        ("chima deploy!! web because", "names its environment"),
+        ("chima deploy!! web to", "no environment after it"),
+        ("chima deploy!!! web to production x", "too many `!`"),
+        ("chima deploy:lock!! web to production x", "cannot be forced"),
+        ("chima deploy!! web/--upload-pack=x to production x", "not a ref"),
+        ("chima deploy!! web to production;id x", "not an environment name"),
+    ] {
+        let r = reason(line);
+        assert!(r.contains(says), "{line}: {r}");
+    }
+    let long = format!("chima deploy!! web to production {}", "y ".repeat(300));
+    assert!(reason(&long).contains("the limit is 500"));
+    // A plain deploy is not an emergency, forced or not.
+    assert_eq!(deploy("chima deploy! web to production").emergency, None);
 }

@@ -15,6 +15,7 @@ mod model;
 mod resolve;
 mod secret;
 mod task;
+mod windows;
 
 pub use duration::{MAX_TIMEOUT, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Refusal};
@@ -23,3 +24,4 @@ pub use model::{App, AutoDeployRule, Environment, Provider, Secret, is_secret_fi
 pub use resolve::{DeploymentRequest, Requester, Target, is_room_id, is_user_id};
 pub use secret::{MIN_SECRET_BYTES, SecretError, SecretKind, load_secret, read_secret};
 pub use task::{DRY_RUN_TASK, is_dry_run};
+pub use windows::{DeployWindows, MAX_WINDOWS, Window, Zone};

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::windows::{DeployWindows, Zone};
+
 /// How an app is deployed. hubot-deploy's apps.json names the provider; heaven
 /// ran it. faseng runs these four.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,9 @@ pub struct App {
     pub notify_room: Option<String>,
     /// Per environment: deploy the head of a ref by itself once CI is green.
     pub auto_deploy: BTreeMap<String, AutoDeployRule>,
+    /// Per environment: when deploys may start there, in its timezone. Environments
+    /// not listed may be deployed at any time.
+    pub windows: BTreeMap<String, DeployWindows>,
     /// The entry as written, minus secrets: what goes into `payload.config`.
     pub(crate) public_entry: serde_json::Map<String, serde_json::Value>,
 }
@@ -201,6 +206,14 @@ impl App {
             return self.production_environments.iter().any(|p| p == env);
         }
         env == "production"
+    }
+
+    /// The timezone times about `env` are said in: its windows' timezone, else UTC.
+    pub fn zone(&self, env: &str) -> Zone {
+        self.windows
+            .get(env)
+            .map(|w| w.timezone.clone())
+            .unwrap_or_else(Zone::utc)
     }
 
     /// The app entry without secrets, for `payload.config`.

@@ -67,6 +67,9 @@ pub struct DeploymentRequest {
     pub transient_environment: Option<bool>,
     /// `payload.config`: the app entry without secrets.
     pub config: serde_json::Value,
+    /// Break-glass (`deploy!!`): the reason. It passes deploy windows and freezes,
+    /// never permissions.
+    pub emergency: Option<String>,
 }
 
 /// Where a command lands once aliases and defaults are applied.
@@ -228,6 +231,7 @@ impl Apps {
             production_environment: app.is_production(env),
             transient_environment: app.environment(env).and_then(|e| e.transient),
             config: app.public_config(),
+            emergency: d.emergency.clone(),
         })
     }
 }

@@ -522,3 +522,76 @@ fn auto_deploy_rules_are_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn windows_load_per_environment_in_their_timezone() {
+    let apps = load(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "environments": ["staging", "production"],
+        "windows": {"production": {"allow": ["Mon-Thu 09:00-17:00", "Fri 09:00-12:00"], "timezone": "Asia/Hong_Kong"},
+                    "staging": {"allow": ["09:00-24:00"]}}}}"#,
+    );
+    let x = apps.get("x").unwrap();
+    let prod = &x.windows["production"];
+    assert_eq!(prod.allow.len(), 2);
+    assert_eq!(
+        prod.describe(),
+        "Mon-Thu 09:00-17:00, Fri 09:00-12:00 (Asia/Hong_Kong)"
+    );
+    assert_eq!(x.zone("production").name(), "Asia/Hong_Kong");
+    // No timezone: UTC; times about an environment without windows are in UTC too.
+    assert_eq!(x.windows["staging"].timezone.name(), "UTC");
+    assert_eq!(load(r#"{"y": {"provider": "shell", "repository": "o/r"}}"#).get("y").unwrap().zone("production").name(), "UTC");
+    // The entry goes into payload.config as written, as every other field.
+    assert_eq!(
+        x.public_config()["windows"]["production"]["timezone"],
+        "Asia/Hong_Kong"
+    );
+}
+
+#[test]
+fn bad_windows_are_refused_with_their_place() {
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "environments": ["staging", "production"],
+  "windows": {
+    "prod": {"allow": ["Mon 09:00-17:00"]},
+    "production": {"allow": ["Mon-Thr 09:00-17:00", "Mon 25:00-26:00", "Fri 17:00-09:00", 5], "timezone": "Mars/Olympus"},
+    "staging": {"allow": [], "tz": "UTC"}
+  }}}"#,
+    );
+    let all = e.join("\n");
+    assert!(
+        all.contains("config/app.json:3:5: `x`: `windows` names `prod`, which is not one of the app's environments (did you mean `production`?)"),
+        "{all}"
+    );
+    assert!(all.contains("config/app.json:4:5: `x`: `windows.production.allow`: window `Mon-Thr 09:00-17:00`: `Thr` is not a day (did you mean `Thu`?)"), "{all}");
+    assert!(all.contains("window `Mon 25:00-26:00`: `25:00` is not a time of day"), "{all}");
+    assert!(all.contains("window `Fri 17:00-09:00`: it ends at 09:00, which is not after it starts at 17:00"), "{all}");
+    assert!(all.contains("must hold strings like \"Mon-Fri 09:00-17:00\", not a number"), "{all}");
+    assert!(all.contains("`windows.production.timezone`: unknown timezone `Mars/Olympus`"), "{all}");
+    assert!(all.contains("`windows.staging.allow` is empty, so staging could never be deployed"), "{all}");
+    assert!(all.contains("`windows.staging`: unknown field `tz`"), "{all}");
+
+    // Oversized, duplicated, hostile, wrong types.
+    let many: Vec<String> = (0..51).map(|i| format!("\"Mon 00:{:02}-23:00\"", i % 60)).collect();
+    let e = errors(&format!(
+        r#"{{"x": {{"provider": "shell", "repository": "o/r", "windows": {{"production": {{"allow": [{}]}}}}}}}}"#,
+        many.join(", ")
+    ))
+    .join("\n");
+    assert!(e.contains("lists 51 windows; the limit is 50"), "{e}");
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "windows": {"production": {"allow": ["Mon 09:00-17:00", "Mon  09:00-17:00"], "timezone": "../../../etc/passwd"}}}}"#,
+    )
+    .join("\n");
+    assert!(e.contains("lists `Mon 09:00-17:00` twice"), "{e}");
+    assert!(e.contains("`../../../etc/passwd` is not a timezone name"), "{e}");
+    let e = errors(r#"{"x": {"provider": "shell", "repository": "o/r", "windows": ["Mon 09:00-17:00"]}}"#).join("\n");
+    assert!(e.contains("`windows` must be an object of environment"), "{e}");
+    let e = errors(r#"{"x": {"provider": "shell", "repository": "o/r", "windows": {"production": {"timezone": "UTC"}}}}"#).join("\n");
+    assert!(e.contains("`windows.production` needs `allow`"), "{e}");
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "windows": {"production": {"allow": ["Mon 09:00-17:00"]}, "production": {"allow": ["Tue 09:00-17:00"]}}}}"#,
+    )
+    .join("\n");
+    assert!(e.contains("`production` is given more than once"), "{e}");
+}

@@ -13,6 +13,7 @@ mod lease;
 mod logsink;
 pub mod metrics;
 pub mod ops;
+pub mod policy;
 pub mod priority;
 pub mod process;
 pub mod providers;

@@ -154,6 +154,10 @@ pub struct FasengNotes {
     /// What faseng set aside from the request and why, for the deployment's log.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Break-glass: the reason, when a verified request asked to pass deploy windows
+    /// and freezes (chima's signed request, faseng's API token, chima's embedded engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 #[cfg(test)]

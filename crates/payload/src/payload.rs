@@ -145,6 +145,13 @@ impl DeploymentPayload {
             .and_then(|n| serde_json::from_value(n.clone()).ok())
     }
 
+    /// The break-glass reason of a stored deployment, when a verified request made it
+    /// an emergency (never from a payload field a sender writes: `_faseng` is replaced
+    /// by faseng's own notes on the way in).
+    pub fn emergency_of(stored: &Value) -> Option<String> {
+        Self::notes_of(stored).and_then(|n| n.emergency)
+    }
+
     /// Where a stored deployment's chat messages go, as faseng decided.
     pub fn chat_target_of(stored: &Value) -> Option<ChatTarget> {
         Self::notes_of(stored).and_then(|n| n.chat)
@@ -223,6 +230,7 @@ mod tests {
             identity: Identity::github("octocat"),
             chat: None,
             notes: vec![],
+            emergency: None,
         };
         let stored = DeploymentPayload::with_notes(&v, &notes);
         assert_eq!(stored["_sent"], v);
@@ -238,6 +246,7 @@ mod tests {
             identity: Identity::github("mallory"),
             chat: None,
             notes: vec![],
+            emergency: None,
         };
         let stored = DeploymentPayload::with_notes(&forged, &notes);
         let back = DeploymentPayload::notes_of(&stored).unwrap();

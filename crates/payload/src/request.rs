@@ -56,6 +56,12 @@ pub struct ChimaRequest {
     pub task: String,
     /// The host filter, if any.
     pub hosts: Option<String>,
+    /// Break-glass (`deploy!!`): the reason the chat user gave. Signed with the rest,
+    /// so that faseng lets a deployment pass a window or a freeze only when chima says
+    /// so; left out of the signed form when there is none, so that every other request
+    /// signs exactly as version 1 always did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emergency: Option<String>,
 }
 
 /// A request with its signature: `payload.chima`.
@@ -264,6 +270,7 @@ mod tests {
             git_ref: "main".into(),
             task: "deploy".into(),
             hosts: None,
+            emergency: None,
         }
     }
 
@@ -347,6 +354,27 @@ mod tests {
         r.version = 2;
         let signed = key.sign(r);
         assert_eq!(key.verify(&signed), Err(VerifyError::Version(2)));
+    }
+
+    #[test]
+    fn break_glass_is_signed_and_cannot_be_added_or_changed() {
+        let key = SigningKey::new(b"a-signing-key-of-some-length");
+        let plain = key.sign(request());
+        // A request without it signs as before: the field is not in the signed form.
+        assert!(!serde_json::to_string(&plain).unwrap().contains("emergency"));
+        let mut added = plain.clone();
+        added.request.emergency = Some("let me through".into());
+        assert_eq!(key.verify(&added), Err(VerifyError::BadSignature));
+        let mut r = request();
+        r.emergency = Some("db down".into());
+        let glass = key.sign(r);
+        assert_eq!(key.verify(&glass), Ok(()));
+        let mut changed = glass.clone();
+        changed.request.emergency = Some("other".into());
+        assert_eq!(key.verify(&changed), Err(VerifyError::BadSignature));
+        let mut removed = glass;
+        removed.request.emergency = None;
+        assert_eq!(key.verify(&removed), Err(VerifyError::BadSignature));
     }
 
     #[test]

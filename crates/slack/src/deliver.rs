@@ -91,7 +91,10 @@ impl Deliver for ChatDeliverer {
 
     async fn deliver(&self, event: &Event, deployment: &Deployment) -> Outcome {
         match self.try_deliver(event, deployment).await {
-            Ok(()) => Outcome::Delivered,
+            Ok(()) => {
+                self.announce(event, deployment).await;
+                Outcome::Delivered
+            }
             Err(Failure::GiveUp(error)) => {
                 tracing::warn!(event = %event.state, %error, "chat message given up");
                 Outcome::GaveUp {
@@ -185,6 +188,38 @@ impl ChatDeliverer {
                     }
                     other => other,
                 }
+            }
+        }
+    }
+
+    /// A break-glass deployment is announced in the app's `notify_room` too (besides
+    /// its own message in the requester's room), once: with its `queued` event, after
+    /// that event's message went out. Best effort: a failure is logged, never retried
+    /// (the deployment's own message says EMERGENCY all the same).
+    async fn announce(&self, event: &Event, d: &Deployment) {
+        if event.state != DeploymentState::Queued {
+            return;
+        }
+        let Some(reason) = chima_payload::DeploymentPayload::emergency_of(&d.payload) else {
+            return;
+        };
+        let Some(room) = self.fallback(d) else {
+            tracing::warn!(deployment = d.id, app = %d.app, "break-glass deployment: the app has no notify_room to announce it in");
+            return;
+        };
+        if self
+            .target(d)
+            .is_some_and(|(channel, thread)| channel == room && thread.is_none())
+        {
+            // Its own message is already there, marked EMERGENCY.
+            return;
+        }
+        let url = (self.log_url)(d.id);
+        let msg = Message::text(crate::render::announcement(d, &reason, &url));
+        match self.api.post(&room, None, &msg).await {
+            Ok(_) => tracing::info!(deployment = d.id, %room, "break-glass deployment announced"),
+            Err(e) => {
+                tracing::warn!(deployment = d.id, %room, error = %e, "cannot announce the break-glass deployment in the notify_room")
             }
         }
     }

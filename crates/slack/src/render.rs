@@ -127,8 +127,43 @@ fn failure_body(detail: &str, lines: &[String]) -> String {
 
 fn head(d: &Deployment) -> String {
     format!(
-        "{}'s deployment #{} of {}/{} to {}",
-        d.requester, d.id, d.app, d.git_ref, d.environment
+        "{}'s {}deployment #{} of {}/{} to {}",
+        d.requester,
+        emergency_word(d),
+        d.id,
+        d.app,
+        d.git_ref,
+        d.environment
+    )
+}
+
+/// `EMERGENCY (break-glass: <reason>) ` for a deployment a verified request made an
+/// emergency (faseng's notes, never the sender's payload), else nothing.
+fn emergency_word(d: &Deployment) -> String {
+    chima_payload::DeploymentPayload::emergency_of(&d.payload)
+        .map(|r| format!("EMERGENCY (break-glass: {r}) "))
+        .unwrap_or_default()
+}
+
+/// The announcement of a break-glass deployment in the app's `notify_room` (mrkdwn,
+/// every user text escaped).
+pub fn announcement(d: &Deployment, reason: &str, log_url: &str) -> String {
+    let link = clean_url(log_url);
+    let number = if link.is_empty() {
+        format!("#{}", d.id)
+    } else {
+        format!("<{link}|#{}>", d.id)
+    };
+    cap(
+        &format!(
+            ":rotating_light: *EMERGENCY (break-glass)*: {} deploys *{}/{}* to *{}* ({number}) past its deploy windows and freezes. Reason: {}",
+            escape(&d.requester),
+            escape(&d.app),
+            escape(&d.git_ref),
+            escape(&d.environment),
+            escape(reason)
+        ),
+        MAX_TEXT_CHARS,
     )
 }
 
@@ -169,8 +204,9 @@ fn linked_sentence(d: &Deployment, log_url: Option<&str>) -> String {
         None => format!("#{}", d.id),
     };
     format!(
-        "{}'s deployment {number} of *{}/{}* to *{}*{}",
+        "{}'s {}deployment {number} of *{}/{}* to *{}*{}",
         escape(&d.requester),
+        escape(&emergency_word(d)),
         escape(&d.app),
         escape(&d.git_ref),
         escape(&d.environment),

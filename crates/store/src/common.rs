@@ -246,6 +246,14 @@ pub(crate) fn validate_lock(
     Ok(())
 }
 
+/// The columns of `freezes`, in `Freeze`'s order.
+macro_rules! freeze_columns {
+    () => {
+        "app, environment, frozen_by, frozen_by_id, reason, starts_at, ends_at"
+    };
+}
+pub(crate) use freeze_columns;
+
 /// `(state text, count)` rows in life-cycle order.
 pub(crate) fn states_in_order(
     op: &str,

@@ -46,8 +46,8 @@ pub mod sqlite;
 pub use error::StoreError;
 pub use model::{
     AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
-    DeploymentState, LeaseStatus, Lock, LockResult, LogLine, NewDeployment, NewLogLine,
-    OutboxEntry, Outcome, Runner, RunningOn, Stream,
+    DeploymentState, EVERY, Freeze, LeaseStatus, Lock, LockResult, LogLine, NewDeployment,
+    NewLogLine, OutboxEntry, Outcome, Runner, RunningOn, Stream,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -398,6 +398,33 @@ pub trait Store: Send + Sync {
 
     /// Forgets the route of `source_key` (no error when there is none).
     async fn drop_chat_route(&self, source_key: &str) -> Result<()>;
+
+    // ---- freezes ----------------------------------------------------------------------
+
+    /// Freezes app+environment (either may be [`EVERY`]) until `ends_at`, for `by` (a
+    /// name people read) identified by `by_id` (a verified identity key). A freeze of
+    /// the same scope is replaced. [`StoreError::InvalidInput`] for an empty app,
+    /// environment or name.
+    async fn freeze(
+        &self,
+        app: &str,
+        environment: &str,
+        by: &str,
+        by_id: Option<&str>,
+        reason: Option<&str>,
+        ends_at: DateTime<Utc>,
+    ) -> Result<Freeze>;
+
+    /// Lifts the freezes of `app` (or [`EVERY`]'s) in `environment` (exactly that
+    /// scope), or in any environment when `None`; returns those that were in force.
+    async fn unfreeze(&self, app: &str, environment: Option<&str>) -> Result<Vec<Freeze>>;
+
+    /// The freezes in force that cover deploys of `app` to `environment` (its own, its
+    /// app's for every environment, every app's), the one that ends last first.
+    async fn freezes_of(&self, app: &str, environment: &str) -> Result<Vec<Freeze>>;
+
+    /// Every freeze in force, by app then environment.
+    async fn list_freezes(&self) -> Result<Vec<Freeze>>;
 }
 
 /// How long an outbox event taken by a sender stays hidden from other senders before it

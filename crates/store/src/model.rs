@@ -377,6 +377,37 @@ impl Lock {
     }
 }
 
+/// The scope word of a freeze that covers every app or every environment.
+pub const EVERY: &str = "*";
+
+/// A deploy freeze: no deploys to what it covers until `ends_at` (break-glass aside).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Freeze {
+    /// The app frozen, or [`EVERY`].
+    pub app: String,
+    /// The environment frozen, or [`EVERY`].
+    pub environment: String,
+    /// Who froze it, as people read it.
+    pub frozen_by: String,
+    /// The verified identity key of who froze it (`chat:<id>`, `github:<login>`).
+    #[serde(default)]
+    pub frozen_by_id: Option<String>,
+    /// Why, as they gave it.
+    pub reason: Option<String>,
+    /// When it was placed (or last replaced).
+    pub starts_at: DateTime<Utc>,
+    /// When it ends by itself; past it, it counts as absent everywhere.
+    pub ends_at: DateTime<Utc>,
+}
+
+impl Freeze {
+    /// Whether it covers deploys of `app` to `environment`.
+    pub fn covers(&self, app: &str, environment: &str) -> bool {
+        (self.app == EVERY || self.app == app)
+            && (self.environment == EVERY || self.environment == environment)
+    }
+}
+
 /// What `lock` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LockResult {

@@ -32,7 +32,7 @@ macro_rules! impl_store_with {
             use sqlx::{FromRow as _, Row as _};
 
             use $crate::common::{
-                self, CLAIM_ATTEMPTS, deployment_columns, lock_columns, outbox_columns,
+                self, CLAIM_ATTEMPTS, deployment_columns, freeze_columns, lock_columns, outbox_columns,
             };
             use $crate::dialect::{
                 Dialect, clock_plus_sql, clock_sql, has_migrations_sql, now_plus_sql, now_sql,
@@ -41,7 +41,7 @@ macro_rules! impl_store_with {
             use $crate::error::{StoreError, is_unique_violation};
             use $crate::model::{
                 AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment,
-                DeploymentFilter, DeploymentState, LeaseStatus, Lock, LockResult, LogLine,
+                DeploymentFilter, DeploymentState, EVERY, Freeze, LeaseStatus, Lock, LockResult, LogLine,
                 NewDeployment, NewLogLine, OutboxEntry, Outcome, Runner, RunningOn,
             };
             use $crate::{Backend, OUTBOX_IN_FLIGHT, Result, Store};

@@ -462,6 +462,98 @@ macro_rules! with_table_methods {
                     .map_err(|e| StoreError::db(format!("drop the chat route of {source_key}"), e))?;
                 Ok(())
             }
+
+            #[tracing::instrument(level = "debug", skip(self))]
+            async fn freeze(
+                &self,
+                app: &str,
+                environment: &str,
+                by: &str,
+                by_id: Option<&str>,
+                reason: Option<&str>,
+                ends_at: DateTime<Utc>,
+            ) -> Result<Freeze> {
+                let op = || format!("freeze {app} in {environment} for {by}");
+                common::validate_lock(&op(), app, environment, by)?;
+                sqlx::query_as::<_, Freeze>(concat!(
+                    "INSERT INTO freezes (app, environment, frozen_by, frozen_by_id, reason, starts_at, ends_at) \
+                     VALUES ($1, $2, $3, $4, $5, ",
+                    now_sql!($d),
+                    ", $6) ON CONFLICT (app, environment) DO UPDATE \
+                     SET frozen_by = excluded.frozen_by, frozen_by_id = excluded.frozen_by_id, \
+                         reason = excluded.reason, starts_at = excluded.starts_at, ends_at = excluded.ends_at \
+                     RETURNING ",
+                    freeze_columns!()
+                ))
+                .bind(app)
+                .bind(environment)
+                .bind(by)
+                .bind(by_id)
+                .bind(reason)
+                .bind(<Self as Dialect>::ts(ends_at))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| StoreError::db(op(), e))
+            }
+
+            #[tracing::instrument(level = "debug", skip(self))]
+            async fn unfreeze(&self, app: &str, environment: Option<&str>) -> Result<Vec<Freeze>> {
+                let op = || format!("unfreeze {app} in {}", environment.unwrap_or(EVERY));
+                let rows = sqlx::query(concat!(
+                    "DELETE FROM freezes WHERE app = $1 AND (",
+                    typed_sql!($d, "$2", "text"),
+                    " IS NULL OR environment = $2) RETURNING ",
+                    freeze_columns!(),
+                    ", (ends_at > ",
+                    now_sql!($d),
+                    ") AS in_force"
+                ))
+                .bind(app)
+                .bind(environment)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::db(op(), e))?;
+                let mut lifted = Vec::new();
+                for row in rows {
+                    let in_force: bool = row.try_get("in_force").map_err(|e| StoreError::db(op(), e))?;
+                    if in_force {
+                        lifted.push(Freeze::from_row(&row).map_err(|e| StoreError::db(op(), e))?);
+                    }
+                }
+                lifted.sort_by(|a, b| (&a.app, &a.environment).cmp(&(&b.app, &b.environment)));
+                Ok(lifted)
+            }
+
+            #[tracing::instrument(level = "debug", skip(self))]
+            async fn freezes_of(&self, app: &str, environment: &str) -> Result<Vec<Freeze>> {
+                sqlx::query_as::<_, Freeze>(concat!(
+                    "SELECT ",
+                    freeze_columns!(),
+                    " FROM freezes WHERE (app = $1 OR app = '*') AND (environment = $2 OR environment = '*') \
+                       AND ends_at > ",
+                    now_sql!($d),
+                    " ORDER BY ends_at DESC, app, environment"
+                ))
+                .bind(app)
+                .bind(environment)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::db(format!("read the freezes of {app} in {environment}"), e))
+            }
+
+            #[tracing::instrument(level = "debug", skip(self))]
+            async fn list_freezes(&self) -> Result<Vec<Freeze>> {
+                sqlx::query_as::<_, Freeze>(concat!(
+                    "SELECT ",
+                    freeze_columns!(),
+                    " FROM freezes WHERE ends_at > ",
+                    now_sql!($d),
+                    " ORDER BY app, environment"
+                ))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| StoreError::db("list freezes", e))
+            }
         });
     };
 }

@@ -171,6 +171,41 @@ pub async fn create(
             "`key` (1-200 characters) and `requester` are required",
         ));
     }
+    let emergency = match body.emergency.as_deref().map(str::trim) {
+        None => None,
+        Some("") => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "`emergency` needs a reason: it is announced and recorded",
+            ));
+        }
+        Some(r) if r.chars().count() > chima_command::MAX_REASON_CHARS => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "`emergency` is longer than {} characters",
+                    chima_command::MAX_REASON_CHARS
+                ),
+            ));
+        }
+        Some(r) => Some(r.to_string()),
+    };
+    // A closed or frozen environment is refused before anything is created (the
+    // engine would end it `errored` for the same reason); break-glass passes.
+    if emergency.is_none()
+        && let Some(blocked) = chima_engine::policy::check(
+            state.store.as_ref(),
+            target.app,
+            target.environment,
+            &body.task,
+        )
+        .await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("{blocked}; nothing was created (break-glass: send `emergency` with the reason)"),
+        ));
+    }
     // The caller holds FASENG_API_TOKEN, so it may say who asked (as chima does); where
     // messages go follows the same rule as for webhooks.
     let sent = body.payload.unwrap_or_else(|| json!({}));
@@ -191,6 +226,7 @@ pub async fn create(
             identity,
             chat,
             notes,
+            emergency,
         },
     );
     let new = NewDeployment {

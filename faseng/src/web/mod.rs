@@ -3,6 +3,7 @@
 mod api;
 pub mod bounds;
 pub mod error;
+mod freezes;
 mod health;
 mod html;
 mod live;
@@ -80,6 +81,12 @@ pub fn router(state: AppState) -> Router {
                 .delete(api::autodeploy_resume),
         )
         .route("/locks/{app}/{env}", put(api::lock).delete(api::unlock))
+        .route("/freezes", get(freezes::list))
+        .route("/freezes/{app}", axum::routing::delete(freezes::unfreeze_app))
+        .route(
+            "/freezes/{app}/{env}",
+            put(freezes::freeze).delete(freezes::unfreeze_scope),
+        )
         .route(
             "/chat-routes/{source_key}",
             put(api::set_chat_route).delete(api::drop_chat_route),

@@ -222,3 +222,78 @@ fn every_store_error_maps_to_one_status() {
         assert_eq!(ApiError::from(e).status, want);
     }
 }
+
+/// `/api/freezes`: a freeze of faseng's own app.json scopes, refused for what it does
+/// not know or cannot hold, lifted by scope; `POST /api/deployments` refuses a frozen
+/// environment with 409 before creating anything, and passes it with `emergency`,
+/// which lands in faseng's own notes.
+#[tokio::test]
+async fn freezes_through_the_api_and_the_deployments_they_stop() {
+    let r = rig(Some(TOKEN)).await;
+    let s = &r.state;
+    let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
+    let body = json!({"by": "alice", "by_id": "chat:U1", "reason": "release", "ends_at": ends}).to_string();
+    let (code, v) = call(s, "PUT", "/api/freezes/app/production", Some(&body)).await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v["freeze"]["frozen_by"], "alice");
+    assert_eq!(v["freeze"]["frozen_by_id"], "chat:U1");
+    let (code, v) = call(s, "GET", "/api/freezes", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["freezes"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // Refusals: unknown scope, past or too far, empty or oversized fields, bad JSON.
+    let far = (chrono::Utc::now() + chrono::Duration::days(91)).to_rfc3339();
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    for (uri, body, part) in [
+        ("/api/freezes/nope/production", json!({"by": "a", "ends_at": ends}), "I don't know an app called `nope`"),
+        ("/api/freezes/app/staging", json!({"by": "a", "ends_at": ends}), "has no environment `staging`"),
+        ("/api/freezes/*/nowhere", json!({"by": "a", "ends_at": ends}), "no app of faseng's app.json has an environment `nowhere`"),
+        ("/api/freezes/app/production", json!({"by": "a", "ends_at": far}), "at most 90 days"),
+        ("/api/freezes/app/production", json!({"by": "a", "ends_at": past}), "in the future"),
+        ("/api/freezes/app/production", json!({"by": "", "ends_at": ends}), "`by` is required"),
+        ("/api/freezes/app/production", json!({"by": "a".repeat(201), "ends_at": ends}), "`by` is required"),
+        ("/api/freezes/app/production", json!({"by": "a", "reason": "r".repeat(501), "ends_at": ends}), "longer than 500"),
+    ] {
+        let (code, v) = call(s, "PUT", uri, Some(&body.to_string())).await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{uri} {v}");
+        assert!(says(&v, part), "{uri}: {v}");
+    }
+    let (code, _) = call(s, "PUT", "/api/freezes/app/production", Some("{\"by\": 5}")).await;
+    assert!(code.is_client_error(), "{code}");
+
+    // A deployment there is refused with who, why and until when; nothing is stored.
+    let create = json!({"app": "app", "environment": "production", "ref": "main", "requester": "bob", "key": "k1"});
+    let (code, v) = call(s, "POST", "/api/deployments", Some(&create.to_string())).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{v}");
+    assert!(says(&v, "production is frozen by alice until"), "{v}");
+    assert!(says(&v, "release; nothing was created"), "{v}");
+    let (_, v) = call(s, "GET", "/api/deployments", None).await;
+    assert_eq!(v["deployments"].as_array().map(Vec::len), Some(0), "{v}");
+    // Break-glass: created, its reason in faseng's notes.
+    let mut glass = create.clone();
+    glass["key"] = json!("k2");
+    glass["emergency"] = json!("db down");
+    let (code, v) = call(s, "POST", "/api/deployments", Some(&glass.to_string())).await;
+    assert_eq!(code, StatusCode::CREATED, "{v}");
+    assert_eq!(v["deployment"]["payload"]["_faseng"]["emergency"], "db down");
+    glass["key"] = json!("k3");
+    glass["emergency"] = json!("  ");
+    let (code, v) = call(s, "POST", "/api/deployments", Some(&glass.to_string())).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // A sender's own `_faseng.emergency` in the payload counts for nothing.
+    let mut forged = create.clone();
+    forged["key"] = json!("k4");
+    forged["payload"] = json!({"_faseng": {"identity": {"source": "trusted"}, "emergency": "forged"}});
+    let (code, v) = call(s, "POST", "/api/deployments", Some(&forged.to_string())).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{v}");
+
+    // Lifted by scope.
+    let (code, v) = call(s, "DELETE", "/api/freezes/app/production", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["lifted"].as_array().map(Vec::len), Some(1), "{v}");
+    let (code, v) = call(s, "DELETE", "/api/freezes/app", None).await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(v["lifted"], json!([]));
+    let (code, _) = call(s, "POST", "/api/deployments", Some(&create.to_string())).await;
+    assert_eq!(code, StatusCode::CREATED);
+}

@@ -454,3 +454,173 @@ async fn a_burst_to_two_faseng_processes_makes_one_deployment() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(r.deployments().len(), 1, "{:#?}", r.deployments());
 }
+
+/// chima in GitHub mode with faseng's API and the signing key faseng checks, as `user`.
+async fn signed_chima(r: &Rig, user: &str, line: &str) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(crate::slack::chima_binary())
+        .env("APPS_JSON", r.f.dir.path().join("app.json"))
+        .env("GITHUB_TOKEN", r.gh.token())
+        .env("GITHUB_API_URL", &r.gh.url)
+        .env("FASENG_URL", &r.f.url)
+        .env("FASENG_API_TOKEN", "auto-token-for-tests")
+        .env("CHIMA_SIGNING_KEY", crate::harness::SIGNING_KEY)
+        .env("USER", user)
+        .env_remove("SLACK_BOT_TOKEN")
+        .args(["run", line])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A freeze placed from chat (GitHub mode: through faseng's API) blocks chat deploys
+/// before anything is created and holds an auto-deploy without spending its claim,
+/// says who froze and why in the channel once, shows in `where`, and once lifted the
+/// same sha ships at its next green event.
+#[tokio::test]
+async fn a_freeze_blocks_chat_and_auto_deploy_and_the_sha_ships_once_lifted() {
+    let r = Rig::start().await;
+    let (code, t) = signed_chima(&r, "alice", "chima freeze app in staging for 1h release day").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("Froze app in staging until today") || t.contains("Froze app in staging until tomorrow"), "{t}");
+    assert!(t.contains(" UTC: release day."), "{t}");
+    let frozen = r.f.store.freezes_of("app", "staging").await.unwrap();
+    assert_eq!(frozen.len(), 1);
+    assert_eq!(frozen[0].frozen_by, "alice");
+    assert_eq!(frozen[0].frozen_by_id.as_deref(), Some("chat:alice"));
+
+    // Auto-deploy: nothing, the channel told once, the claim not taken.
+    r.green(SHA[7]);
+    r.nothing_after("status", &status_event(SHA[7], "ci/build", "success"))
+        .await;
+    r.nothing_after("check_suite", &check_suite_event(SHA[7])).await;
+    let notices: Vec<_> = r
+        .slack
+        .posted()
+        .into_iter()
+        .filter(|p| p.text.as_deref().unwrap_or("").contains("Not auto-deploying"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{notices:#?}");
+    assert_eq!(notices[0].channel, "C0DEPLOYS");
+    let notice = notices[0].text.clone().unwrap_or_default();
+    assert!(notice.contains("staging is frozen by alice until"), "{notice}");
+    assert!(notice.contains("release day"), "{notice}");
+    assert_eq!(r.f.store.last_auto_deploy("app", "staging").await.unwrap(), None);
+
+    // Chat: refused before GitHub is asked, with who, until when and why.
+    let (code, t) = signed_chima(&r, "bob", "chima deploy app to staging").await;
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("staging is frozen by alice until"), "{t}");
+    assert!(t.contains("release day. Nothing was deployed."), "{t}");
+    assert!(t.contains("`deploy!! app to staging <reason>`"), "{t}");
+    assert!(r.deployments().is_empty(), "{:#?}", r.deployments());
+    let (_, t) = signed_chima(&r, "bob", "chima where can i deploy app").await;
+    assert!(t.contains("frozen by alice until"), "{t}");
+
+    // Lifted: the same sha ships at its next green event.
+    let (code, t) = signed_chima(&r, "bob", "chima unfreeze app in staging").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("Lifted the freeze of app in staging (frozen by alice: release day); alice, your freeze was lifted by bob."), "{t}");
+    let d = r
+        .one_more_after("status", &status_event(SHA[7], "ci/build", "success"))
+        .await;
+    assert_eq!(d.sha, SHA[7]);
+}
+
+/// Break-glass in GitHub mode: chima signs the emergency with the request, faseng runs
+/// the deployment through a freeze, records the reason in its notes, marks it on the
+/// page and in `deploys`, and announces it in the app's notify_room. The same payload
+/// without chima's signature (a `_faseng.emergency` written by the sender) passes
+/// nothing.
+#[tokio::test]
+async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
+    let r = Rig::start().await;
+    let (path, sha) = repo(r.f.dir.path(), "#!/bin/sh\necho hotfix shipped\n");
+    r.gh.set_ref("example/app", "main", &sha);
+    r.f.store
+        .freeze(
+            "*",
+            "*",
+            "carol",
+            Some("chat:carol"),
+            Some("year-end freeze"),
+            chrono::Utc::now() + chrono::Duration::days(3),
+        )
+        .await
+        .unwrap();
+    let (code, t) = signed_chima(&r, "alice", "chima deploy!! app to staging payments are down").await;
+    assert_eq!(code, Some(0), "{t}");
+    assert!(t.contains("Break-glass by alice: payments are down. It passes: staging is frozen (every app, every environment) by carol"), "{t}");
+    let d = r.deployments().pop().expect("a GitHub deployment");
+    assert_eq!(d.body["payload"]["chima"]["request"]["emergency"], "payments are down");
+    // It forces, as `deploy!` does.
+    assert_eq!(d.body["auto_merge"], false);
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        d.id,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        d.payload.clone(),
+    );
+    assert_eq!(r.send("deployment", &body).await, 201);
+    let stored = r.f.store.find_by_github_id(d.id).await.unwrap().unwrap();
+    let done = r.f.wait_done(stored.id).await;
+    assert_eq!(done.state, chima_store::DeploymentState::Succeeded, "{:?} {}", done.reason, r.f.log());
+    assert_eq!(done.payload["_faseng"]["emergency"], "payments are down");
+    let log = r.f.store.read_logs(done.id, 0, 100).await.unwrap();
+    assert!(
+        log.iter().any(|l| l.line.contains("==> break-glass by alice: payments are down; it passes: staging is frozen")),
+        "{log:#?}"
+    );
+    // Announced in the notify_room, marked in the thread's message, on the page and in
+    // `deploys`.
+    r.slack
+        .wait_for("the announcement", Duration::from_secs(30), |s| {
+            s.posted().iter().any(|p| {
+                p.channel == "C0DEPLOYS"
+                    && p.text.as_deref().unwrap_or("").contains("EMERGENCY")
+                    && p.text.as_deref().unwrap_or("").contains("payments are down")
+            })
+        })
+        .await;
+    let page_url = crate::pages::links::LinkSigner::new(b"auto-token-for-tests").url(&r.f.url, done.id);
+    let (code, page) = get(&page_url).await;
+    assert_eq!(code, 200);
+    assert!(page.contains("EMERGENCY (break-glass)"), "{page}");
+    assert!(page.contains("Reason: payments are down"), "{page}");
+    let (_, t) = signed_chima(&r, "bob", "chima deploys app").await;
+    assert!(t.contains("[EMERGENCY (break-glass): payments are down]"), "{t}");
+
+    // The same payload, its signed request removed and `_faseng.emergency` forged:
+    // it counts as its GitHub creator and the freeze stops it.
+    let mut forged = d.payload.clone();
+    forged.as_object_mut().unwrap().remove("chima");
+    forged["_faseng"] = json!({"identity": {"source": "trusted", "chat_user_name": "alice"}, "emergency": "forged"});
+    let body = deployment_event(
+        "example/app",
+        &path.to_string_lossy(),
+        d.id + 1000,
+        &sha,
+        "main",
+        "staging",
+        "deploy",
+        forged,
+    );
+    assert_eq!(r.send("deployment", &body).await, 201);
+    let stored = r.f.store.find_by_github_id(d.id + 1000).await.unwrap().unwrap();
+    let done = r.f.wait_done(stored.id).await;
+    assert_eq!(done.state, chima_store::DeploymentState::Errored);
+    let why = done.reason.unwrap_or_default();
+    assert!(why.contains("staging is frozen (every app, every environment) by carol until"), "{why}");
+    assert!(why.contains("year-end freeze; nothing was run"), "{why}");
+}

@@ -62,6 +62,7 @@ pub fn signed_payload_by(
         git_ref: git_ref.into(),
         task: task.into(),
         hosts: None,
+        emergency: None,
     };
     chima_payload::DeploymentPayload {
         name: Some(app.into()),

@@ -128,6 +128,7 @@ impl Checker<'_> {
             command: None,
             notify_room: None,
             auto_deploy: BTreeMap::new(),
+            windows: BTreeMap::new(),
             public_entry: Map::new(),
         };
 
@@ -262,6 +263,7 @@ impl Checker<'_> {
                     }
                 }
                 "auto_deploy" => app.auto_deploy = self.auto_deploy(&f, value, &env_names),
+                "windows" => app.windows = self.windows(&f, value, &env_names),
                 "notify_room" => {
                     app.notify_room = self
                         .string(&f, key, value)

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use super::report::{Checker, Fields};
 use super::rules::{check_placeholders, kind, plain_env};
 use crate::model::{AutoDeployRule, Environment};
+use crate::windows::{DeployWindows, MAX_WINDOWS, Window, Zone};
 
 impl Checker<'_> {
     pub(super) fn environments(&mut self, f: &Fields) -> Vec<Environment> {
@@ -265,6 +266,109 @@ impl Checker<'_> {
                 }
             }
             out.insert(env.clone(), parsed);
+        }
+        out
+    }
+
+    /// `"windows": {"production": {"allow": ["Mon-Thu 09:00-17:00"], "timezone": "Asia/Hong_Kong"}}`.
+    pub(super) fn windows(
+        &mut self,
+        f: &Fields,
+        v: &Value,
+        envs: &BTreeSet<String>,
+    ) -> BTreeMap<String, DeployWindows> {
+        let mut out = BTreeMap::new();
+        let Some(map) = v.as_object() else {
+            self.wrong_type(
+                f,
+                "windows",
+                "an object of environment -> {\"allow\": [...], \"timezone\": ...}",
+                v,
+            );
+            return out;
+        };
+        for (env, rule) in map {
+            let at = [f.app, "windows", env.as_str()];
+            if !envs.contains(env) {
+                let hint = closest(env, envs.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                let list: Vec<&str> = envs.iter().map(String::as_str).collect();
+                self.error(Some(f.app), &at, format!(
+                    "`windows` names `{env}`, which is not one of the app's environments{hint}: {}", list.join(", ")));
+                continue;
+            }
+            let Some(rule) = rule.as_object() else {
+                self.error(Some(f.app), &at, format!("`windows.{env}` must be an object like {{\"allow\": [\"Mon-Fri 09:00-17:00\"], \"timezone\": \"Europe/London\"}}"));
+                continue;
+            };
+            let mut allow: Option<Vec<Window>> = None;
+            let mut timezone = Zone::utc();
+            let mut ok = true;
+            for (k, v) in rule {
+                match (k.as_str(), v) {
+                    ("allow", Value::Array(items)) => {
+                        if items.is_empty() {
+                            self.error(Some(f.app), &at, format!("`windows.{env}.allow` is empty, so {env} could never be deployed; remove `windows.{env}` to allow any time, or freeze it"));
+                            ok = false;
+                            continue;
+                        }
+                        if items.len() > MAX_WINDOWS {
+                            self.error(Some(f.app), &at, format!("`windows.{env}.allow` lists {} windows; the limit is {MAX_WINDOWS}", items.len()));
+                            ok = false;
+                            continue;
+                        }
+                        let mut list = Vec::new();
+                        for item in items {
+                            match item.as_str().map(Window::parse) {
+                                Some(Ok(w)) => {
+                                    if list.iter().any(|o: &Window| o.text == w.text) {
+                                        self.error(Some(f.app), &at, format!("`windows.{env}.allow` lists `{}` twice", w.text));
+                                        ok = false;
+                                    }
+                                    list.push(w);
+                                }
+                                Some(Err(why)) => {
+                                    let shown: String = item.as_str().unwrap_or_default().chars().take(40).collect();
+                                    self.error(Some(f.app), &at, format!("`windows.{env}.allow`: window `{shown}`: {why}"));
+                                    ok = false;
+                                }
+                                None => {
+                                    self.error(Some(f.app), &at, format!("`windows.{env}.allow` must hold strings like \"Mon-Fri 09:00-17:00\", not {}", kind(item)));
+                                    ok = false;
+                                }
+                            }
+                        }
+                        allow = Some(list);
+                    }
+                    ("timezone", Value::String(name)) => match Zone::get(name) {
+                        Ok(z) => timezone = z,
+                        Err(why) => {
+                            self.error(Some(f.app), &at, format!("`windows.{env}.timezone`: {why}"));
+                            ok = false;
+                        }
+                    },
+                    (other @ ("allow" | "timezone"), _) => {
+                        self.error(Some(f.app), &at, format!("`windows.{env}.{other}` has the wrong type ({})", kind(v)));
+                        ok = false;
+                    }
+                    (other, _) => {
+                        let hint = closest(other, ["allow", "timezone"])
+                            .map(|s| format!(", did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        self.error(Some(f.app), &at, format!("`windows.{env}`: unknown field `{other}`{hint}"));
+                        ok = false;
+                    }
+                }
+            }
+            match allow {
+                Some(allow) if ok => {
+                    out.insert(env.clone(), DeployWindows { allow, timezone });
+                }
+                Some(_) => {}
+                None if ok => self.error(Some(f.app), &at, format!("`windows.{env}` needs `allow`, a list of windows like \"Mon-Fri 09:00-17:00\"")),
+                None => {}
+            }
         }
         out
     }

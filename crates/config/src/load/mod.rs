@@ -54,6 +54,7 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "env_passthrough",
     "notify_room",
     "auto_deploy",
+    "windows",
 ];
 
 /// All apps of one app.json, by name.

@@ -90,6 +90,7 @@ impl Env {
             identity: chima_payload::Identity::github("alice"),
             chat,
             notes: Vec::new(),
+            emergency: None,
         };
         let payload = chima_payload::DeploymentPayload::with_notes(
             &json!({"name": "web", "notify": notify, "config": {}}),

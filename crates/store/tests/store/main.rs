@@ -19,6 +19,7 @@ mod chat;
 mod claims;
 mod concurrency;
 mod fencing;
+mod freezes;
 mod history;
 mod lifecycle;
 mod locks;
@@ -98,6 +99,8 @@ on_both_backends!(
     chat::chat_message_needs_a_deployment_and_ids,
     chat::chat_route_is_used_up_expires_and_is_replaced,
     chat::chat_route_uses_are_taken_once_under_concurrency,
+    freezes::freezes_cover_their_scope_and_are_lifted,
+    freezes::freezes_end_by_themselves,
 );
 
 /// Ends the whole test run, failed, when PostgreSQL is not there, saying how to start

@@ -116,6 +116,14 @@ fn render_deployment(
         }
         _ => dash(),
     };
+    if let Some(reason) = chima_payload::DeploymentPayload::emergency_of(&d.payload) {
+        let _ = write!(
+            b,
+            "<p class=\"emergency\"><b>EMERGENCY (break-glass)</b>: it passed the deploy windows and freezes of {env}. Reason: {reason}</p>\n",
+            env = esc(&d.environment),
+            reason = esc(&reason),
+        );
+    }
     let mut facts: Vec<(&str, &str, String)> = vec![
         ("requested by", "", esc(&d.requester)),
         ("app", "", esc(&d.app)),
