@@ -265,11 +265,13 @@ impl Zone {
     pub fn at(&self, date: (i16, i8, i8), hour: i8, minute: i8) -> Result<DateTime<Utc>, String> {
         let d = Date::new(date.0, date.1, date.2)
             .map_err(|_| format!("{}-{:02}-{:02} is not a date", date.0, date.1, date.2))?;
-        let dt = d
-            .at(hour, minute, 0, 0);
-        let t = self.first_instant(dt).ok_or_else(|| {
-            format!("{dt} cannot be placed in {}", self.name)
-        })?;
+        if !(0..=23).contains(&hour) || !(0..=59).contains(&minute) {
+            return Err(format!("{hour:02}:{minute:02} is not a time of day"));
+        }
+        let dt = d.at(hour, minute, 0, 0);
+        let t = self
+            .first_instant(dt)
+            .ok_or_else(|| format!("{dt} cannot be placed in {}", self.name))?;
         Ok(from_jiff(t))
     }
 

@@ -560,7 +560,7 @@ fn bad_windows_are_refused_with_their_place() {
     );
     let all = e.join("\n");
     assert!(
-        all.contains("config/app.json:3:5: `x`: `windows` names `prod`, which is not one of the app's environments (did you mean `production`?)"),
+        all.contains("config/app.json:3:5: `x`: `windows` names `prod`, which is not one of the app's environments: production, staging"),
         "{all}"
     );
     assert!(all.contains("config/app.json:4:5: `x`: `windows.production.allow`: window `Mon-Thr 09:00-17:00`: `Thr` is not a day (did you mean `Thu`?)"), "{all}");

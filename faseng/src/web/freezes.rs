@@ -28,7 +28,8 @@ fn scope(state: &AppState, app: &str, env: Option<&str>) -> Result<(String, Opti
     if app == EVERY {
         return match env {
             None | Some(EVERY) => Ok((EVERY.to_string(), env.map(str::to_string))),
-            Some(e) if apps.iter().any(|a| a.canonical_environment(e).is_some()) => {
+            // An environment's own name: aliases differ from app to app.
+            Some(e) if apps.iter().any(|a| a.environment(&e.to_ascii_lowercase()).is_some()) => {
                 Ok((EVERY.to_string(), Some(e.to_ascii_lowercase())))
             }
             Some(e) => Err(refused(format!(
