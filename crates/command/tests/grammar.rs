@@ -799,7 +799,7 @@ fn freeze_refusals_say_what_is_wrong() {
         ("chima freeze web in", "no environment after it"),
         ("chima freeze web/main in production", "not a ref"),
         ("chima freeze web in prod$(id)", "not an environment name"),
-        ("chima freeze ../etc in production", "not an app name"),
+        ("chima freeze ..etc in production", "not an app name"),
         ("chima freeze web for 91d", "longer than the 90d limit"),
         ("chima freeze web for 3x", "not a duration"),
         ("chima freeze web for 3d for 2d", "say when the freeze ends once"),
