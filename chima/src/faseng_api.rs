@@ -10,7 +10,7 @@ use anyhow::{Context, anyhow};
 use chima_api_types::{
     AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, DeploymentList,
     ErrorBody, FreezeRequest, Freezes, Frozen, LockAnswer, LockRequest, Locks, PauseRequest,
-    Paused, Resumed, RollbackTarget, Unfrozen,
+    Paused, Resumed, RollbackTarget, Unfrozen, UnlockAnswer,
 };
 use chima_config::Secret;
 use chima_store::AutoDeployPause;
