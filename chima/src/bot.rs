@@ -11,9 +11,9 @@ use chima_api_types::{FreezeRequest, LockRequest, PauseRequest};
 use chima_command::{Addressee, Command, DEFAULT_FREEZE, FreezeEnd, MAX_FREEZE, ParseError, parse};
 use chima_config::{App, Apps, DeploymentRequest, Refusal, Requester, Zone, is_dry_run};
 use chima_engine::policy::{self, Blocked};
-use chima_store::{EVERY, Freeze};
 use chima_payload::{DeploymentPayload, Identity, IdentitySource, Notify};
 use chima_store::{DeploymentState, LockResult};
+use chima_store::{EVERY, Freeze};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::backend::{Backend, Created, GitHubFailed, History};
@@ -188,7 +188,9 @@ impl Bot {
                 let request = or_refuse!(to, apps.resolve_deploy(&d, &chat.requester, default_env));
                 // Windows and freezes, before anything is created (the engine checks
                 // again when it runs the deployment, whoever created it).
-                let blocked = self.blocked(&request.app, &request.environment, &request.task).await?;
+                let blocked = self
+                    .blocked(&request.app, &request.environment, &request.task)
+                    .await?;
                 match (&blocked, &request.emergency) {
                     (Some(b), None) => {
                         return reply(
@@ -239,9 +241,7 @@ impl Bot {
                     let lock = backend.lock_of(&app.name, &env.name).await?;
                     lines.push(replies::where_env(&env.name, lock.as_ref()));
                     if let Some(w) = app.windows.get(&env.name) {
-                        let opens = w
-                            .next_opening(now)
-                            .map(|t| w.timezone.say(t, now));
+                        let opens = w.next_opening(now).map(|t| w.timezone.say(t, now));
                         lines.push(replies::where_windows(&w.describe(), w.is_open(now), opens));
                     }
                     let zone = app.zone(&env.name);
@@ -330,7 +330,8 @@ impl Bot {
                 ends,
                 reason,
             } => {
-                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester) {
+                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester)
+                {
                     Ok(s) => s,
                     Err(Scoped::Refused(r)) => return Ok(refuse(to, &r)),
                     Err(Scoped::Text(t)) => return reply(to, t, Ending::Usage),
@@ -350,7 +351,8 @@ impl Bot {
                 reply(to, replies::frozen(&f, &scope.zone), Ending::Ok)
             }
             Command::Unfreeze { app, env } => {
-                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester) {
+                let scope = match self.freeze_scope(app.as_deref(), env.as_deref(), &chat.requester)
+                {
                     Ok(s) => s,
                     Err(Scoped::Refused(r)) => return Ok(refuse(to, &r)),
                     Err(Scoped::Text(t)) => return reply(to, t, Ending::Usage),
@@ -363,16 +365,15 @@ impl Bot {
                     .freezes()
                     .await?
                     .into_iter()
-                    .filter(|f| {
-                        scope
-                            .pairs
-                            .iter()
-                            .any(|(a, e)| f.covers(a, e))
-                    })
+                    .filter(|f| scope.pairs.iter().any(|(a, e)| f.covers(a, e)))
                     .map(|f| (f, scope.zone.clone()))
                     .collect();
                 let what = replies::freeze_scope(&scope.app, &scope.env);
-                reply(to, replies::unfrozen(&what, &lifted, &still, &user), Ending::Ok)
+                reply(
+                    to,
+                    replies::unfrozen(&what, &lifted, &still, &user),
+                    Ending::Ok,
+                )
             }
             Command::Status { app, git_ref } => {
                 let a = or_refuse!(to, apps.app(&app));
@@ -444,7 +445,12 @@ impl Bot {
     /// or why not. Freezing stops everyone's deploys there, so it needs the permission
     /// to deploy to every environment it covers (`allowed_rooms`, `allowed_users`):
     /// `freeze all` only for who may deploy everywhere it reaches.
-    fn freeze_scope(&self, app: Option<&str>, env: Option<&str>, who: &Requester) -> Result<FreezeScope, Scoped> {
+    fn freeze_scope(
+        &self,
+        app: Option<&str>,
+        env: Option<&str>,
+        who: &Requester,
+    ) -> Result<FreezeScope, Scoped> {
         let apps: Vec<&App> = match app {
             Some(a) => vec![self.apps.app(a).map_err(Scoped::Refused)?],
             None => self.apps.iter().collect(),
@@ -491,7 +497,9 @@ impl Bot {
                 .apps
                 .target(a, Some(e), &self.default_env)
                 .map_err(Scoped::Refused)?;
-            self.apps.check_permissions(t, who).map_err(Scoped::Refused)?;
+            self.apps
+                .check_permissions(t, who)
+                .map_err(Scoped::Refused)?;
         }
         // One timezone when every covered environment with windows shares it; else UTC.
         let mut zones: Vec<Zone> = pairs
@@ -501,11 +509,19 @@ impl Bot {
             .collect();
         zones.dedup();
         let zone = match zones.as_slice() {
-            [one] if pairs.iter().all(|(a, e)| self.apps.get(a).is_some_and(|a| a.windows.contains_key(e))) => one.clone(),
+            [one]
+                if pairs
+                    .iter()
+                    .all(|(a, e)| self.apps.get(a).is_some_and(|a| a.windows.contains_key(e))) =>
+            {
+                one.clone()
+            }
             _ => Zone::utc(),
         };
         Ok(FreezeScope {
-            app: app.map(|_| apps[0].name.clone()).unwrap_or_else(|| EVERY.to_string()),
+            app: app
+                .map(|_| apps[0].name.clone())
+                .unwrap_or_else(|| EVERY.to_string()),
             env: stored_env,
             pairs,
             zone,
@@ -567,7 +583,9 @@ fn ends_at(
 ) -> Result<chrono::DateTime<chrono::Utc>, String> {
     let longest = chrono::Duration::from_std(MAX_FREEZE).unwrap_or(chrono::Duration::days(90));
     let t = match ends {
-        None => now + chrono::Duration::from_std(DEFAULT_FREEZE).unwrap_or(chrono::Duration::days(1)),
+        None => {
+            now + chrono::Duration::from_std(DEFAULT_FREEZE).unwrap_or(chrono::Duration::days(1))
+        }
         Some(FreezeEnd::For(d)) => now + chrono::Duration::from_std(d).unwrap_or(longest),
         Some(FreezeEnd::Until(u)) => {
             let (h, m) = u.time.unwrap_or((0, 0));

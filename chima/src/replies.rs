@@ -2,11 +2,11 @@
 //! Pure functions of data: no I/O, no decisions about what to do next.
 
 use chima_config::AutoDeployRule;
+use chima_config::Zone;
 use chima_engine::ops::Cancelled;
+use chima_engine::policy::{Blocked, describe_freeze};
 use chima_github::{CiState, CreateOutcome, DeploymentSummary, GitHubError};
 use chima_outbox::deliver;
-use chima_config::Zone;
-use chima_engine::policy::{Blocked, describe_freeze};
 use chima_store::{AutoDeploy, AutoDeployPause, Deployment, DeploymentState, EVERY, Freeze, Lock};
 
 pub fn help(name: &str) -> String {
@@ -362,7 +362,11 @@ pub fn freeze_scope(app: &str, env: &str) -> String {
 
 /// The freeze that was placed.
 pub fn frozen(f: &Freeze, zone: &Zone) -> String {
-    let app = if f.app == EVERY { "all" } else { f.app.as_str() };
+    let app = if f.app == EVERY {
+        "all"
+    } else {
+        f.app.as_str()
+    };
     let lift = if f.environment == EVERY {
         format!("unfreeze {app}")
     } else {

@@ -281,7 +281,11 @@ impl AutoDeployer {
         if let Some(blocked) =
             chima_engine::policy::check(self.store.as_ref(), app, env, "deploy").await?
         {
-            let kind = if blocked.is_freeze() { "frozen" } else { "closed" };
+            let kind = if blocked.is_freeze() {
+                "frozen"
+            } else {
+                "closed"
+            };
             let text = format!(
                 "Not auto-deploying {}/{} ({}) to {env}: {blocked}.",
                 app.name,

@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use crate::duration::{format_duration, parse_duration};
 use crate::error::ParseError;
-use crate::freeze::{
-    FreezeEnd, MAX_REASON_CHARS, format_span, parse_freeze_duration, parse_until,
-};
+use crate::freeze::{FreezeEnd, MAX_REASON_CHARS, format_span, parse_freeze_duration, parse_until};
 use crate::validate::{check_hosts, check_ref, closest, is_hidden, is_otp, is_slug};
 
 /// A deploy request as typed: `deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] [<otp>]`.
@@ -680,12 +678,16 @@ fn checked_reason(command: &'static str, words: &[&str]) -> Result<String, Parse
     Ok(reason)
 }
 
+/// What `freeze` and `unfreeze` cover: the app and the environment (`None`: every
+/// one), and the words after them.
+type Scope<'w> = (Option<String>, Option<String>, &'w [&'w str]);
+
 /// `<app>|all [in <env>]`, the start of `freeze` and `unfreeze`.
 fn scope<'w>(
     command: &'static str,
     rest: &'w [&'w str],
     usage: &str,
-) -> Result<(Option<String>, Option<String>, &'w [&'w str]), ParseError> {
+) -> Result<Scope<'w>, ParseError> {
     let Some((app, rest)) = rest.split_first() else {
         return Err(ParseError::invalid(
             command,
@@ -749,7 +751,9 @@ fn parse_freeze(rest: &[&str]) -> Result<Command, ParseError> {
         if let Some(first) = ends {
             return Err(ParseError::invalid(
                 "freeze",
-                format!("I read `{first}` and then `{end}`: say when the freeze ends once: {usage}"),
+                format!(
+                    "I read `{first}` and then `{end}`: say when the freeze ends once: {usage}"
+                ),
             ));
         }
         ends = Some(end);
@@ -759,9 +763,13 @@ fn parse_freeze(rest: &[&str]) -> Result<Command, ParseError> {
         return Err(ParseError::invalid(
             "freeze",
             if env.is_some() {
-                format!("I read `{p}` again after the environment: name one environment, first: {usage}")
+                format!(
+                    "I read `{p}` again after the environment: name one environment, first: {usage}"
+                )
             } else {
-                format!("the environment goes right after the app (`freeze <app> in <environment> for 3d`), not after `{p}` further on: {usage}")
+                format!(
+                    "the environment goes right after the app (`freeze <app> in <environment> for 3d`), not after `{p}` further on: {usage}"
+                )
             },
         ));
     }

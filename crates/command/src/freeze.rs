@@ -148,7 +148,8 @@ fn parse_clock(s: &str) -> Option<(i8, i8)> {
 fn parse_date(s: &str) -> Result<(i16, i8, i8), String> {
     let bad = || format!("`{s}` is not a date: write it like `2026-12-24`");
     let mut parts = s.split('-');
-    let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(y), Some(m), Some(d), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad());
     };
@@ -161,7 +162,10 @@ fn parse_date(s: &str) -> Result<(i16, i8, i8), String> {
         return Err(format!("`{s}` has no month {m}"));
     }
     if !(1..=days_in(y, m)).contains(&d) {
-        return Err(format!("`{s}` is not a date: that month has {} days", days_in(y, m)));
+        return Err(format!(
+            "`{s}` is not a date: that month has {} days",
+            days_in(y, m)
+        ));
     }
     Ok((y, m, d))
 }
@@ -174,8 +178,8 @@ pub fn parse_until(s: &str) -> Result<Until, String> {
     }
     if let Some((date, time)) = s.split_once(['T', 't', '@']) {
         let date = parse_date(date)?;
-        let time = parse_clock(time)
-            .ok_or_else(|| format!("`{time}` is not a time of day: {usage}"))?;
+        let time =
+            parse_clock(time).ok_or_else(|| format!("`{time}` is not a time of day: {usage}"))?;
         return Ok(Until {
             date: Some(date),
             time: Some(time),
@@ -200,12 +204,27 @@ mod tests {
 
     #[test]
     fn durations_with_days_and_their_round_trip() {
-        for (text, secs) in [("3d", 259_200), ("1d12h", 129_600), ("2s", 2), ("90m", 5400)] {
+        for (text, secs) in [
+            ("3d", 259_200),
+            ("1d12h", 129_600),
+            ("2s", 2),
+            ("90m", 5400),
+        ] {
             let d = parse_freeze_duration(text).unwrap();
             assert_eq!(d, Duration::from_secs(secs));
             assert_eq!(parse_freeze_duration(&format_span(d)), Ok(d));
         }
-        for bad in ["", "3", "0d", "91d", "3w", "-1d", "99999999999999999999d", "1d 2h", "$(id)"] {
+        for bad in [
+            "",
+            "3",
+            "0d",
+            "91d",
+            "3w",
+            "-1d",
+            "99999999999999999999d",
+            "1d 2h",
+            "$(id)",
+        ] {
             assert!(parse_freeze_duration(bad).is_err(), "{bad}");
         }
     }
@@ -214,7 +233,10 @@ mod tests {
     fn dates_and_times() {
         assert_eq!(
             parse_until("2026-12-24").unwrap(),
-            Until { date: Some((2026, 12, 24)), time: None }
+            Until {
+                date: Some((2026, 12, 24)),
+                time: None
+            }
         );
         assert_eq!(
             parse_until("2026-12-24T18:30").unwrap().to_string(),

@@ -501,15 +501,33 @@ fn command() -> impl Strategy<Value = Command> {
         proptest::option::of(not_all()),
         proptest::option::of(prop_oneof![
             (1u64..=90 * 24 * 3600).prop_map(|s| FreezeEnd::For(std::time::Duration::from_secs(s))),
-            (2000i16..2100, 1i8..=12, 1i8..=28, proptest::option::of((0i8..24, 0i8..60))).prop_map(
-                |(y, m, d, time)| FreezeEnd::Until(Until { date: Some((y, m, d)), time })
-            ),
-            (0i8..24, 0i8..60).prop_map(|t| FreezeEnd::Until(Until { date: None, time: Some(t) })),
+            (
+                2000i16..2100,
+                1i8..=12,
+                1i8..=28,
+                proptest::option::of((0i8..24, 0i8..60))
+            )
+                .prop_map(|(y, m, d, time)| FreezeEnd::Until(Until {
+                    date: Some((y, m, d)),
+                    time
+                })),
+            (0i8..24, 0i8..60).prop_map(|t| FreezeEnd::Until(Until {
+                date: None,
+                time: Some(t)
+            })),
         ]),
         proptest::option::of(reason_words()),
     )
-        .prop_map(|(app, env, ends, reason)| Command::Freeze { app, env, ends, reason });
-    let unfreeze = (proptest::option::of(not_all()), proptest::option::of(not_all()))
+        .prop_map(|(app, env, ends, reason)| Command::Freeze {
+            app,
+            env,
+            ends,
+            reason,
+        });
+    let unfreeze = (
+        proptest::option::of(not_all()),
+        proptest::option::of(not_all()),
+    )
         .prop_map(|(app, env)| Command::Unfreeze { app, env });
     prop_oneof![
         deploy,
@@ -779,7 +797,10 @@ fn freeze_rows() {
     );
     assert_eq!(
         ok("chima unfreeze web"),
-        Command::Unfreeze { app: Some("web".into()), env: None }
+        Command::Unfreeze {
+            app: Some("web".into()),
+            env: None
+        }
     );
     assert_eq!(
         ok("chima freeze web in production until 18:00").to_line(),
@@ -789,7 +810,10 @@ fn freeze_rows() {
         ok("chima freeze web until 2026-12-24").to_line(),
         "freeze web until 2026-12-24"
     );
-    let _ = Until { date: None, time: None };
+    let _ = Until {
+        date: None,
+        time: None,
+    };
 }
 
 #[test]
@@ -802,14 +826,32 @@ fn freeze_refusals_say_what_is_wrong() {
         ("chima freeze ..etc in production", "not an app name"),
         ("chima freeze web for 91d", "longer than the 90d limit"),
         ("chima freeze web for 3x", "not a duration"),
-        ("chima freeze web for 3d for 2d", "say when the freeze ends once"),
-        ("chima freeze web for 3d until 2026-12-24", "say when the freeze ends once"),
-        ("chima freeze web until 2026-02-30", "that month has 28 days"),
+        (
+            "chima freeze web for 3d for 2d",
+            "say when the freeze ends once",
+        ),
+        (
+            "chima freeze web for 3d until 2026-12-24",
+            "say when the freeze ends once",
+        ),
+        (
+            "chima freeze web until 2026-02-30",
+            "that month has 28 days",
+        ),
         ("chima freeze web until 2026-12-24;reboot", "not a date"),
         ("chima freeze web until 25:00", "not a time of day"),
-        ("chima freeze web in production in staging", "name one environment"),
-        ("chima freeze web for 3d in production", "the environment goes right after the app"),
-        ("chima unfreeze web in production now", "takes nothing after the environment"),
+        (
+            "chima freeze web in production in staging",
+            "name one environment",
+        ),
+        (
+            "chima freeze web for 3d in production",
+            "the environment goes right after the app",
+        ),
+        (
+            "chima unfreeze web in production now",
+            "takes nothing after the environment",
+        ),
         ("chima unfreeze", "needs an app"),
         ("chima freez web", "did you mean `freeze`?"),
     ] {
@@ -820,7 +862,8 @@ fn freeze_refusals_say_what_is_wrong() {
     // shell, and every reply escapes it).
     let long = format!("chima freeze web {}", "x".repeat(501));
     assert!(reason(&long).contains("the limit is 500"));
-    let hostile = ok("chima freeze web in production `rm -rf /` $(id) <!channel> ; DROP TABLE freezes");
+    let hostile =
+        ok("chima freeze web in production `rm -rf /` $(id) <!channel> ; DROP TABLE freezes");
     assert_eq!(
         hostile,
         Command::Freeze {
@@ -836,7 +879,10 @@ fn freeze_refusals_say_what_is_wrong() {
 #[test]
 fn break_glass_rows() {
     let d = deploy("chima deploy!! web/hotfix to production db is down, customers cannot pay");
-    assert_eq!(d.emergency.as_deref(), Some("db is down, customers cannot pay"));
+    assert_eq!(
+        d.emergency.as_deref(),
+        Some("db is down, customers cannot pay")
+    );
     assert!(d.force, "break-glass also forces");
     assert_eq!(d.env.as_deref(), Some("production"));
     assert_eq!(d.git_ref.as_deref(), Some("hotfix"));
@@ -844,7 +890,8 @@ fn break_glass_rows() {
         json("chima deploy!! web to production outage"),
         r#"{"command":"deploy","task":"deploy","force":true,"app":"web","ref":null,"env":"production","hosts":null,"otp":null,"emergency":"outage"}"#
     );
-    let d = deploy("chima deploy:migrate!! web to production/db1 123456 rollback the bad migration");
+    let d =
+        deploy("chima deploy:migrate!! web to production/db1 123456 rollback the bad migration");
     assert_eq!(d.task, "deploy:migrate");
     assert_eq!(d.otp.as_deref(), Some("123456"));
     assert_eq!(d.hosts.as_deref(), Some("db1"));
@@ -860,9 +907,18 @@ fn break_glass_rows() {
         ("chima deploy!! web because", "names its environment"),
         ("chima deploy!! web to", "no environment after it"),
         ("chima deploy!!! web to production x", "too many `!`"),
-        ("chima deploy:lock!! web to production x", "cannot be forced"),
-        ("chima deploy!! web/--upload-pack=x to production x", "not a ref"),
-        ("chima deploy!! web to production;id x", "not an environment name"),
+        (
+            "chima deploy:lock!! web to production x",
+            "cannot be forced",
+        ),
+        (
+            "chima deploy!! web/--upload-pack=x to production x",
+            "not a ref",
+        ),
+        (
+            "chima deploy!! web to production;id x",
+            "not an environment name",
+        ),
     ] {
         let r = reason(line);
         assert!(r.contains(says), "{line}: {r}");

@@ -101,7 +101,9 @@ impl Window {
 
     /// Whether local wall-clock `weekday` (Monday = 0) and `second` of the day fall in it.
     fn contains(&self, weekday: usize, second: u32) -> bool {
-        self.days[weekday] && u32::from(self.start) * 60 <= second && second < u32::from(self.end) * 60
+        self.days[weekday]
+            && u32::from(self.start) * 60 <= second
+            && second < u32::from(self.end) * 60
     }
 }
 
@@ -167,9 +169,13 @@ fn parse_clock(s: &str, end: bool) -> Result<u16, String> {
     }
     match (h, m) {
         (24, 0) if end => Ok(1440),
-        (24, 0) => Err(format!("`{s}` is the end of the day; a window cannot open then")),
+        (24, 0) => Err(format!(
+            "`{s}` is the end of the day; a window cannot open then"
+        )),
         (0..=23, _) => Ok(h * 60 + m),
-        _ => Err(format!("`{s}` is not a time of day: hours go from 00 to 23 (24:00 ends a window at midnight)")),
+        _ => Err(format!(
+            "`{s}` is not a time of day: hours go from 00 to 23 (24:00 ends a window at midnight)"
+        )),
     }
 }
 
@@ -286,7 +292,12 @@ impl Zone {
     fn instants(&self, dt: CivilDateTime) -> Vec<Timestamp> {
         let amb = self.tz.to_ambiguous_zoned(dt);
         match amb.offset() {
-            AmbiguousOffset::Unambiguous { .. } => amb.compatible().ok().map(|z| z.timestamp()).into_iter().collect(),
+            AmbiguousOffset::Unambiguous { .. } => amb
+                .compatible()
+                .ok()
+                .map(|z| z.timestamp())
+                .into_iter()
+                .collect(),
             AmbiguousOffset::Fold { .. } => {
                 let amb2 = self.tz.to_ambiguous_zoned(dt);
                 [amb.earlier().ok(), amb2.later().ok()]
@@ -337,7 +348,9 @@ impl DeployWindows {
         let weekday = usize::try_from(z.weekday().to_monday_zero_offset()).unwrap_or(0);
         let time = z.time();
         let second = u32::try_from(
-            i32::from(time.hour()) * 3600 + i32::from(time.minute()) * 60 + i32::from(time.second()),
+            i32::from(time.hour()) * 3600
+                + i32::from(time.minute()) * 60
+                + i32::from(time.second()),
         )
         .unwrap_or(0);
         self.allow.iter().any(|w| w.contains(weekday, second))
@@ -397,7 +410,9 @@ mod tests {
 
     /// `2026-12-07T09:00:00+08:00` as a UTC instant.
     fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).expect(s).with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(s)
+            .expect(s)
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -430,21 +445,34 @@ mod tests {
             assert!(e.contains(says), "{bad}: {e}");
         }
         let long = format!("Mon 09:00-17:00{}", " ".repeat(200));
-        assert!(Window::parse(&long).unwrap_err().contains("the limit is 100"));
+        assert!(
+            Window::parse(&long)
+                .unwrap_err()
+                .contains("the limit is 100")
+        );
     }
 
     #[test]
     fn timezones_are_looked_up_and_hostile_names_refused() {
         assert!(Zone::get("Asia/Hong_Kong").is_ok());
         assert!(Zone::get("UTC").is_ok());
-        for bad in ["Mars/Olympus", "../../etc/passwd", "/etc/localtime", "", "Asia/Hong Kong"] {
+        for bad in [
+            "Mars/Olympus",
+            "../../etc/passwd",
+            "/etc/localtime",
+            "",
+            "Asia/Hong Kong",
+        ] {
             assert!(Zone::get(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn open_now_and_the_next_opening_in_hong_kong() {
-        let w = windows(&["Mon-Thu 09:00-17:00", "Fri 09:00-12:00"], "Asia/Hong_Kong");
+        let w = windows(
+            &["Mon-Thu 09:00-17:00", "Fri 09:00-12:00"],
+            "Asia/Hong_Kong",
+        );
         // Monday 2026-12-07 10:00 HKT: open.
         assert!(w.is_open(at("2026-12-07T10:00:00+08:00")));
         assert_eq!(w.next_opening(at("2026-12-07T10:00:00+08:00")), None);
@@ -452,7 +480,10 @@ mod tests {
         let closed = at("2026-12-07T17:00:00+08:00");
         assert!(!w.is_open(closed));
         assert!(w.is_open(at("2026-12-07T16:59:59+08:00")));
-        assert_eq!(w.next_opening(closed), Some(at("2026-12-08T09:00:00+08:00")));
+        assert_eq!(
+            w.next_opening(closed),
+            Some(at("2026-12-08T09:00:00+08:00"))
+        );
         assert_eq!(
             w.timezone.say(at("2026-12-08T09:00:00+08:00"), closed),
             "tomorrow 09:00 HKT"
@@ -464,9 +495,15 @@ mod tests {
         assert_eq!(w.timezone.say(monday, friday), "Monday 09:00 HKT");
         // Early Monday: later today.
         let early = at("2026-12-07T07:00:00+08:00");
-        assert_eq!(w.timezone.say(w.next_opening(early).unwrap(), early), "today 09:00 HKT");
+        assert_eq!(
+            w.timezone.say(w.next_opening(early).unwrap(), early),
+            "today 09:00 HKT"
+        );
         // No window on Saturday: Monday.
-        assert_eq!(w.next_opening(at("2026-12-12T10:00:00+08:00")), Some(monday));
+        assert_eq!(
+            w.next_opening(at("2026-12-12T10:00:00+08:00")),
+            Some(monday)
+        );
     }
 
     #[test]
@@ -483,7 +520,10 @@ mod tests {
         let later = at("2026-12-09T23:59:59+00:00") + chrono::Duration::seconds(1);
         let w2 = windows(&["Wed 21:00-22:00"], "Europe/London");
         let after = at("2026-12-09T22:30:00+00:00");
-        assert_eq!(w2.next_opening(after), Some(at("2026-12-16T21:00:00+00:00")));
+        assert_eq!(
+            w2.next_opening(after),
+            Some(at("2026-12-16T21:00:00+00:00"))
+        );
         assert_eq!(
             w2.timezone.say(at("2026-12-16T21:00:00+00:00"), after),
             "Wednesday 2026-12-16 21:00 GMT"
@@ -511,7 +551,10 @@ mod tests {
         );
         // Office hours the day after: 09:00 EDT, which is 13:00 UTC, not 14:00.
         let office = windows(&["Mon 09:00-17:00"], "America/New_York");
-        assert_eq!(office.next_opening(sat), Some(at("2026-03-09T13:00:00+00:00")));
+        assert_eq!(
+            office.next_opening(sat),
+            Some(at("2026-03-09T13:00:00+00:00"))
+        );
     }
 
     #[test]
@@ -532,10 +575,19 @@ mod tests {
     #[test]
     fn a_local_time_is_placed_right_across_dst() {
         let z = Zone::get("Europe/London").unwrap();
-        assert_eq!(z.at((2026, 7, 1), 9, 0).unwrap(), at("2026-07-01T08:00:00+00:00"));
-        assert_eq!(z.at((2026, 12, 1), 9, 0).unwrap(), at("2026-12-01T09:00:00+00:00"));
+        assert_eq!(
+            z.at((2026, 7, 1), 9, 0).unwrap(),
+            at("2026-07-01T08:00:00+00:00")
+        );
+        assert_eq!(
+            z.at((2026, 12, 1), 9, 0).unwrap(),
+            at("2026-12-01T09:00:00+00:00")
+        );
         // 01:30 on 2026-03-29 does not exist in London: the jump, 02:00 BST.
-        assert_eq!(z.at((2026, 3, 29), 1, 30).unwrap(), at("2026-03-29T01:00:00+00:00"));
+        assert_eq!(
+            z.at((2026, 3, 29), 1, 30).unwrap(),
+            at("2026-03-29T01:00:00+00:00")
+        );
         assert!(z.at((2026, 2, 30), 9, 0).is_err());
     }
 }

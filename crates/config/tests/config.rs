@@ -540,7 +540,14 @@ fn windows_load_per_environment_in_their_timezone() {
     assert_eq!(x.zone("production").name(), "Asia/Hong_Kong");
     // No timezone: UTC; times about an environment without windows are in UTC too.
     assert_eq!(x.windows["staging"].timezone.name(), "UTC");
-    assert_eq!(load(r#"{"y": {"provider": "shell", "repository": "o/r"}}"#).get("y").unwrap().zone("production").name(), "UTC");
+    assert_eq!(
+        load(r#"{"y": {"provider": "shell", "repository": "o/r"}}"#)
+            .get("y")
+            .unwrap()
+            .zone("production")
+            .name(),
+        "UTC"
+    );
     // The entry goes into payload.config as written, as every other field.
     assert_eq!(
         x.public_config()["windows"]["production"]["timezone"],
@@ -564,15 +571,37 @@ fn bad_windows_are_refused_with_their_place() {
         "{all}"
     );
     assert!(all.contains("config/app.json:4:5: `x`: `windows.production.allow`: window `Mon-Thr 09:00-17:00`: `Thr` is not a day (did you mean `Thu`?)"), "{all}");
-    assert!(all.contains("window `Mon 25:00-26:00`: `25:00` is not a time of day"), "{all}");
-    assert!(all.contains("window `Fri 17:00-09:00`: it ends at 09:00, which is not after it starts at 17:00"), "{all}");
-    assert!(all.contains("must hold strings like \"Mon-Fri 09:00-17:00\", not a number"), "{all}");
-    assert!(all.contains("`windows.production.timezone`: unknown timezone `Mars/Olympus`"), "{all}");
-    assert!(all.contains("`windows.staging.allow` is empty, so staging could never be deployed"), "{all}");
-    assert!(all.contains("`windows.staging`: unknown field `tz`"), "{all}");
+    assert!(
+        all.contains("window `Mon 25:00-26:00`: `25:00` is not a time of day"),
+        "{all}"
+    );
+    assert!(
+        all.contains(
+            "window `Fri 17:00-09:00`: it ends at 09:00, which is not after it starts at 17:00"
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("must hold strings like \"Mon-Fri 09:00-17:00\", not a number"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`windows.production.timezone`: unknown timezone `Mars/Olympus`"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`windows.staging.allow` is empty, so staging could never be deployed"),
+        "{all}"
+    );
+    assert!(
+        all.contains("`windows.staging`: unknown field `tz`"),
+        "{all}"
+    );
 
     // Oversized, duplicated, hostile, wrong types.
-    let many: Vec<String> = (0..51).map(|i| format!("\"Mon 00:{:02}-23:00\"", i % 60)).collect();
+    let many: Vec<String> = (0..51)
+        .map(|i| format!("\"Mon 00:{:02}-23:00\"", i % 60))
+        .collect();
     let e = errors(&format!(
         r#"{{"x": {{"provider": "shell", "repository": "o/r", "windows": {{"production": {{"allow": [{}]}}}}}}}}"#,
         many.join(", ")
@@ -584,9 +613,18 @@ fn bad_windows_are_refused_with_their_place() {
     )
     .join("\n");
     assert!(e.contains("lists `Mon 09:00-17:00` twice"), "{e}");
-    assert!(e.contains("`../../../etc/passwd` is not a timezone name"), "{e}");
-    let e = errors(r#"{"x": {"provider": "shell", "repository": "o/r", "windows": ["Mon 09:00-17:00"]}}"#).join("\n");
-    assert!(e.contains("`windows` must be an object of environment"), "{e}");
+    assert!(
+        e.contains("`../../../etc/passwd` is not a timezone name"),
+        "{e}"
+    );
+    let e = errors(
+        r#"{"x": {"provider": "shell", "repository": "o/r", "windows": ["Mon 09:00-17:00"]}}"#,
+    )
+    .join("\n");
+    assert!(
+        e.contains("`windows` must be an object of environment"),
+        "{e}"
+    );
     let e = errors(r#"{"x": {"provider": "shell", "repository": "o/r", "windows": {"production": {"timezone": "UTC"}}}}"#).join("\n");
     assert!(e.contains("`windows.production` needs `allow`"), "{e}");
     let e = errors(

@@ -100,7 +100,12 @@ fn scope(f: &Freeze) -> String {
 }
 
 /// The freeze of `freezes` (those in force covering the deployment) that blocks it.
-pub fn frozen(app: &App, environment: &str, freezes: &[Freeze], now: DateTime<Utc>) -> Option<Blocked> {
+pub fn frozen(
+    app: &App,
+    environment: &str,
+    freezes: &[Freeze],
+    now: DateTime<Utc>,
+) -> Option<Blocked> {
     freezes
         .iter()
         .filter(|f| f.covers(&app.name, environment) && f.ends_at > now)
@@ -153,6 +158,9 @@ pub fn describe_freeze(f: &Freeze, zone: &Zone, now: DateTime<Utc>) -> String {
         scope(f),
         f.frozen_by,
         zone.say(f.ends_at, now),
-        f.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+        f.reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default()
     )
 }

@@ -203,7 +203,9 @@ pub async fn create(
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
-            format!("{blocked}; nothing was created (break-glass: send `emergency` with the reason)"),
+            format!(
+                "{blocked}; nothing was created (break-glass: send `emergency` with the reason)"
+            ),
         ));
     }
     // The caller holds FASENG_API_TOKEN, so it may say who asked (as chima does); where

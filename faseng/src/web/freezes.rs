@@ -21,15 +21,25 @@ fn refused(message: impl Into<String>) -> ApiError {
 
 /// The scope as stored: app and environment (aliases followed), each a name from
 /// faseng's app.json or `*`.
-fn scope(state: &AppState, app: &str, env: Option<&str>) -> Result<(String, Option<String>), ApiError> {
+fn scope(
+    state: &AppState,
+    app: &str,
+    env: Option<&str>,
+) -> Result<(String, Option<String>), ApiError> {
     let Some(apps) = state.apps.as_ref() else {
-        return Err(refused("faseng has no app.json (APPS_JSON), so it has nothing to freeze"));
+        return Err(refused(
+            "faseng has no app.json (APPS_JSON), so it has nothing to freeze",
+        ));
     };
     if app == EVERY {
         return match env {
             None | Some(EVERY) => Ok((EVERY.to_string(), env.map(str::to_string))),
             // An environment's own name: aliases differ from app to app.
-            Some(e) if apps.iter().any(|a| a.environment(&e.to_ascii_lowercase()).is_some()) => {
+            Some(e)
+                if apps
+                    .iter()
+                    .any(|a| a.environment(&e.to_ascii_lowercase()).is_some()) =>
+            {
                 Ok((EVERY.to_string(), Some(e.to_ascii_lowercase())))
             }
             Some(e) => Err(refused(format!(
@@ -68,7 +78,11 @@ pub async fn freeze(
     if body.by.trim().is_empty() || body.by.len() > 200 {
         return Err(refused("`by` is required (1-200 characters)"));
     }
-    if body.by_id.as_ref().is_some_and(|h| h.is_empty() || h.len() > 200) {
+    if body
+        .by_id
+        .as_ref()
+        .is_some_and(|h| h.is_empty() || h.len() > 200)
+    {
         return Err(refused("`by_id` must be 1-200 characters"));
     }
     if body

@@ -82,7 +82,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks/{app}/{env}", put(api::lock).delete(api::unlock))
         .route("/freezes", get(freezes::list))
-        .route("/freezes/{app}", axum::routing::delete(freezes::unfreeze_app))
+        .route(
+            "/freezes/{app}",
+            axum::routing::delete(freezes::unfreeze_app),
+        )
         .route(
             "/freezes/{app}/{env}",
             put(freezes::freeze).delete(freezes::unfreeze_scope),

@@ -232,7 +232,8 @@ async fn freezes_through_the_api_and_the_deployments_they_stop() {
     let r = rig(Some(TOKEN)).await;
     let s = &r.state;
     let ends = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339();
-    let body = json!({"by": "alice", "by_id": "chat:U1", "reason": "release", "ends_at": ends}).to_string();
+    let body = json!({"by": "alice", "by_id": "chat:U1", "reason": "release", "ends_at": ends})
+        .to_string();
     let (code, v) = call(s, "PUT", "/api/freezes/app/production", Some(&body)).await;
     assert_eq!(code, StatusCode::CREATED, "{v}");
     assert_eq!(v["freeze"]["frozen_by"], "alice");
@@ -245,14 +246,46 @@ async fn freezes_through_the_api_and_the_deployments_they_stop() {
     let far = (chrono::Utc::now() + chrono::Duration::days(91)).to_rfc3339();
     let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
     for (uri, body, part) in [
-        ("/api/freezes/nope/production", json!({"by": "a", "ends_at": ends}), "I don't know an app called `nope`"),
-        ("/api/freezes/app/staging", json!({"by": "a", "ends_at": ends}), "has no environment `staging`"),
-        ("/api/freezes/*/nowhere", json!({"by": "a", "ends_at": ends}), "no app of faseng's app.json has an environment `nowhere`"),
-        ("/api/freezes/app/production", json!({"by": "a", "ends_at": far}), "at most 90 days"),
-        ("/api/freezes/app/production", json!({"by": "a", "ends_at": past}), "in the future"),
-        ("/api/freezes/app/production", json!({"by": "", "ends_at": ends}), "`by` is required"),
-        ("/api/freezes/app/production", json!({"by": "a".repeat(201), "ends_at": ends}), "`by` is required"),
-        ("/api/freezes/app/production", json!({"by": "a", "reason": "r".repeat(501), "ends_at": ends}), "longer than 500"),
+        (
+            "/api/freezes/nope/production",
+            json!({"by": "a", "ends_at": ends}),
+            "I don't know an app called `nope`",
+        ),
+        (
+            "/api/freezes/app/staging",
+            json!({"by": "a", "ends_at": ends}),
+            "has no environment `staging`",
+        ),
+        (
+            "/api/freezes/*/nowhere",
+            json!({"by": "a", "ends_at": ends}),
+            "no app of faseng's app.json has an environment `nowhere`",
+        ),
+        (
+            "/api/freezes/app/production",
+            json!({"by": "a", "ends_at": far}),
+            "at most 90 days",
+        ),
+        (
+            "/api/freezes/app/production",
+            json!({"by": "a", "ends_at": past}),
+            "in the future",
+        ),
+        (
+            "/api/freezes/app/production",
+            json!({"by": "", "ends_at": ends}),
+            "`by` is required",
+        ),
+        (
+            "/api/freezes/app/production",
+            json!({"by": "a".repeat(201), "ends_at": ends}),
+            "`by` is required",
+        ),
+        (
+            "/api/freezes/app/production",
+            json!({"by": "a", "reason": "r".repeat(501), "ends_at": ends}),
+            "longer than 500",
+        ),
     ] {
         let (code, v) = call(s, "PUT", uri, Some(&body.to_string())).await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{uri} {v}");
@@ -275,7 +308,10 @@ async fn freezes_through_the_api_and_the_deployments_they_stop() {
     glass["emergency"] = json!("db down");
     let (code, v) = call(s, "POST", "/api/deployments", Some(&glass.to_string())).await;
     assert_eq!(code, StatusCode::CREATED, "{v}");
-    assert_eq!(v["deployment"]["payload"]["_faseng"]["emergency"], "db down");
+    assert_eq!(
+        v["deployment"]["payload"]["_faseng"]["emergency"],
+        "db down"
+    );
     glass["key"] = json!("k3");
     glass["emergency"] = json!("  ");
     let (code, v) = call(s, "POST", "/api/deployments", Some(&glass.to_string())).await;
@@ -283,7 +319,8 @@ async fn freezes_through_the_api_and_the_deployments_they_stop() {
     // A sender's own `_faseng.emergency` in the payload counts for nothing.
     let mut forged = create.clone();
     forged["key"] = json!("k4");
-    forged["payload"] = json!({"_faseng": {"identity": {"source": "trusted"}, "emergency": "forged"}});
+    forged["payload"] =
+        json!({"_faseng": {"identity": {"source": "trusted"}, "emergency": "forged"}});
     let (code, v) = call(s, "POST", "/api/deployments", Some(&forged.to_string())).await;
     assert_eq!(code, StatusCode::CONFLICT, "{v}");
 

@@ -487,9 +487,18 @@ async fn signed_chima(r: &Rig, user: &str, line: &str) -> (Option<i32>, String) 
 #[tokio::test]
 async fn a_freeze_blocks_chat_and_auto_deploy_and_the_sha_ships_once_lifted() {
     let r = Rig::start().await;
-    let (code, t) = signed_chima(&r, "alice", "chima freeze app in staging for 1h release day").await;
+    let (code, t) = signed_chima(
+        &r,
+        "alice",
+        "chima freeze app in staging for 1h release day",
+    )
+    .await;
     assert_eq!(code, Some(0), "{t}");
-    assert!(t.contains("Froze app in staging until today") || t.contains("Froze app in staging until tomorrow"), "{t}");
+    assert!(
+        t.contains("Froze app in staging until today")
+            || t.contains("Froze app in staging until tomorrow"),
+        "{t}"
+    );
     assert!(t.contains(" UTC: release day."), "{t}");
     let frozen = r.f.store.freezes_of("app", "staging").await.unwrap();
     assert_eq!(frozen.len(), 1);
@@ -500,19 +509,31 @@ async fn a_freeze_blocks_chat_and_auto_deploy_and_the_sha_ships_once_lifted() {
     r.green(SHA[7]);
     r.nothing_after("status", &status_event(SHA[7], "ci/build", "success"))
         .await;
-    r.nothing_after("check_suite", &check_suite_event(SHA[7])).await;
+    r.nothing_after("check_suite", &check_suite_event(SHA[7]))
+        .await;
     let notices: Vec<_> = r
         .slack
         .posted()
         .into_iter()
-        .filter(|p| p.text.as_deref().unwrap_or("").contains("Not auto-deploying"))
+        .filter(|p| {
+            p.text
+                .as_deref()
+                .unwrap_or("")
+                .contains("Not auto-deploying")
+        })
         .collect();
     assert_eq!(notices.len(), 1, "{notices:#?}");
     assert_eq!(notices[0].channel, "C0DEPLOYS");
     let notice = notices[0].text.clone().unwrap_or_default();
-    assert!(notice.contains("staging is frozen by alice until"), "{notice}");
+    assert!(
+        notice.contains("staging is frozen by alice until"),
+        "{notice}"
+    );
     assert!(notice.contains("release day"), "{notice}");
-    assert_eq!(r.f.store.last_auto_deploy("app", "staging").await.unwrap(), None);
+    assert_eq!(
+        r.f.store.last_auto_deploy("app", "staging").await.unwrap(),
+        None
+    );
 
     // Chat: refused before GitHub is asked, with who, until when and why.
     let (code, t) = signed_chima(&r, "bob", "chima deploy app to staging").await;
@@ -555,11 +576,19 @@ async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
         )
         .await
         .unwrap();
-    let (code, t) = signed_chima(&r, "alice", "chima deploy!! app to staging payments are down").await;
+    let (code, t) = signed_chima(
+        &r,
+        "alice",
+        "chima deploy!! app to staging payments are down",
+    )
+    .await;
     assert_eq!(code, Some(0), "{t}");
     assert!(t.contains("Break-glass by alice: payments are down. It passes: staging is frozen (every app, every environment) by carol"), "{t}");
     let d = r.deployments().pop().expect("a GitHub deployment");
-    assert_eq!(d.body["payload"]["chima"]["request"]["emergency"], "payments are down");
+    assert_eq!(
+        d.body["payload"]["chima"]["request"]["emergency"],
+        "payments are down"
+    );
     // It forces, as `deploy!` does.
     assert_eq!(d.body["auto_merge"], false);
     let body = deployment_event(
@@ -575,11 +604,19 @@ async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
     assert_eq!(r.send("deployment", &body).await, 201);
     let stored = r.f.store.find_by_github_id(d.id).await.unwrap().unwrap();
     let done = r.f.wait_done(stored.id).await;
-    assert_eq!(done.state, chima_store::DeploymentState::Succeeded, "{:?} {}", done.reason, r.f.log());
+    assert_eq!(
+        done.state,
+        chima_store::DeploymentState::Succeeded,
+        "{:?} {}",
+        done.reason,
+        r.f.log()
+    );
     assert_eq!(done.payload["_faseng"]["emergency"], "payments are down");
     let log = r.f.store.read_logs(done.id, 0, 100).await.unwrap();
     assert!(
-        log.iter().any(|l| l.line.contains("==> break-glass by alice: payments are down; it passes: staging is frozen")),
+        log.iter().any(|l| l
+            .line
+            .contains("==> break-glass by alice: payments are down; it passes: staging is frozen")),
         "{log:#?}"
     );
     // Announced in the notify_room, marked in the thread's message, on the page and in
@@ -589,17 +626,24 @@ async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
             s.posted().iter().any(|p| {
                 p.channel == "C0DEPLOYS"
                     && p.text.as_deref().unwrap_or("").contains("EMERGENCY")
-                    && p.text.as_deref().unwrap_or("").contains("payments are down")
+                    && p.text
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("payments are down")
             })
         })
         .await;
-    let page_url = crate::pages::links::LinkSigner::new(b"auto-token-for-tests").url(&r.f.url, done.id);
+    let page_url =
+        crate::pages::links::LinkSigner::new(b"auto-token-for-tests").url(&r.f.url, done.id);
     let (code, page) = get(&page_url).await;
     assert_eq!(code, 200);
     assert!(page.contains("EMERGENCY (break-glass)"), "{page}");
     assert!(page.contains("Reason: payments are down"), "{page}");
     let (_, t) = signed_chima(&r, "bob", "chima deploys app").await;
-    assert!(t.contains("[EMERGENCY (break-glass): payments are down]"), "{t}");
+    assert!(
+        t.contains("[EMERGENCY (break-glass): payments are down]"),
+        "{t}"
+    );
 
     // The same payload, its signed request removed and `_faseng.emergency` forged:
     // it counts as its GitHub creator and the freeze stops it.
@@ -617,10 +661,18 @@ async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
         forged,
     );
     assert_eq!(r.send("deployment", &body).await, 201);
-    let stored = r.f.store.find_by_github_id(d.id + 1000).await.unwrap().unwrap();
+    let stored =
+        r.f.store
+            .find_by_github_id(d.id + 1000)
+            .await
+            .unwrap()
+            .unwrap();
     let done = r.f.wait_done(stored.id).await;
     assert_eq!(done.state, chima_store::DeploymentState::Errored);
     let why = done.reason.unwrap_or_default();
-    assert!(why.contains("staging is frozen (every app, every environment) by carol until"), "{why}");
+    assert!(
+        why.contains("staging is frozen (every app, every environment) by carol until"),
+        "{why}"
+    );
     assert!(why.contains("year-end freeze; nothing was run"), "{why}");
 }

@@ -323,14 +323,30 @@ impl Checker<'_> {
                             match item.as_str().map(Window::parse) {
                                 Some(Ok(w)) => {
                                     if list.iter().any(|o: &Window| o.text == w.text) {
-                                        self.error(Some(f.app), &at, format!("`windows.{env}.allow` lists `{}` twice", w.text));
+                                        self.error(
+                                            Some(f.app),
+                                            &at,
+                                            format!(
+                                                "`windows.{env}.allow` lists `{}` twice",
+                                                w.text
+                                            ),
+                                        );
                                         ok = false;
                                     }
                                     list.push(w);
                                 }
                                 Some(Err(why)) => {
-                                    let shown: String = item.as_str().unwrap_or_default().chars().take(40).collect();
-                                    self.error(Some(f.app), &at, format!("`windows.{env}.allow`: window `{shown}`: {why}"));
+                                    let shown: String = item
+                                        .as_str()
+                                        .unwrap_or_default()
+                                        .chars()
+                                        .take(40)
+                                        .collect();
+                                    self.error(
+                                        Some(f.app),
+                                        &at,
+                                        format!("`windows.{env}.allow`: window `{shown}`: {why}"),
+                                    );
                                     ok = false;
                                 }
                                 None => {
@@ -344,19 +360,31 @@ impl Checker<'_> {
                     ("timezone", Value::String(name)) => match Zone::get(name) {
                         Ok(z) => timezone = z,
                         Err(why) => {
-                            self.error(Some(f.app), &at, format!("`windows.{env}.timezone`: {why}"));
+                            self.error(
+                                Some(f.app),
+                                &at,
+                                format!("`windows.{env}.timezone`: {why}"),
+                            );
                             ok = false;
                         }
                     },
                     (other @ ("allow" | "timezone"), _) => {
-                        self.error(Some(f.app), &at, format!("`windows.{env}.{other}` has the wrong type ({})", kind(v)));
+                        self.error(
+                            Some(f.app),
+                            &at,
+                            format!("`windows.{env}.{other}` has the wrong type ({})", kind(v)),
+                        );
                         ok = false;
                     }
                     (other, _) => {
                         let hint = closest(other, ["allow", "timezone"])
                             .map(|s| format!(", did you mean `{s}`?"))
                             .unwrap_or_default();
-                        self.error(Some(f.app), &at, format!("`windows.{env}`: unknown field `{other}`{hint}"));
+                        self.error(
+                            Some(f.app),
+                            &at,
+                            format!("`windows.{env}`: unknown field `{other}`{hint}"),
+                        );
                         ok = false;
                     }
                 }

@@ -11,10 +11,23 @@ use crate::harness::{Harness, eventually};
 pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
     let store = h.store();
     let week = Utc::now() + chrono::Duration::days(7);
-    assert!(store.freezes_of("web", "production").await.expect("read").is_empty());
+    assert!(
+        store
+            .freezes_of("web", "production")
+            .await
+            .expect("read")
+            .is_empty()
+    );
 
     let f = store
-        .freeze("web", "production", "alice", Some("chat:U1"), Some("holidays"), week)
+        .freeze(
+            "web",
+            "production",
+            "alice",
+            Some("chat:U1"),
+            Some("holidays"),
+            week,
+        )
         .await
         .expect("freeze");
     assert_eq!(f.frozen_by, "alice");
@@ -27,9 +40,24 @@ pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
     assert!(!f.covers("web", "staging"));
 
     // Only what it covers is frozen.
-    assert_eq!(store.freezes_of("web", "production").await.expect("read"), vec![f.clone()]);
-    assert!(store.freezes_of("web", "staging").await.expect("read").is_empty());
-    assert!(store.freezes_of("api", "production").await.expect("read").is_empty());
+    assert_eq!(
+        store.freezes_of("web", "production").await.expect("read"),
+        vec![f.clone()]
+    );
+    assert!(
+        store
+            .freezes_of("web", "staging")
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    assert!(
+        store
+            .freezes_of("api", "production")
+            .await
+            .expect("read")
+            .is_empty()
+    );
 
     // Every app in production, and every environment of api: both cover api's production.
     let two_days = Utc::now() + chrono::Duration::days(2);
@@ -46,13 +74,30 @@ pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
         vec![api_all.clone(), all_prod.clone()],
         "the one that ends last comes first"
     );
-    assert_eq!(store.freezes_of("api", "staging").await.expect("read"), vec![api_all.clone()]);
-    assert_eq!(store.freezes_of("web", "production").await.expect("read").len(), 2);
+    assert_eq!(
+        store.freezes_of("api", "staging").await.expect("read"),
+        vec![api_all.clone()]
+    );
+    assert_eq!(
+        store
+            .freezes_of("web", "production")
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
 
     // Freezing the same scope again replaces it.
     let later = week + chrono::Duration::days(1);
     let replaced = store
-        .freeze("web", "production", "dave", Some("chat:U4"), Some("longer"), later)
+        .freeze(
+            "web",
+            "production",
+            "dave",
+            Some("chat:U4"),
+            Some("longer"),
+            later,
+        )
         .await
         .expect("refreeze");
     assert_eq!(replaced.frozen_by, "dave");
@@ -63,18 +108,31 @@ pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
         .collect();
     assert_eq!(
         keys,
-        vec![("*", "production", "bob"), ("api", "*", "carol"), ("web", "production", "dave")]
+        vec![
+            ("*", "production", "bob"),
+            ("api", "*", "carol"),
+            ("web", "production", "dave")
+        ]
     );
 
     // Lifting one scope leaves the others.
-    let lifted = store.unfreeze("web", Some("production")).await.expect("unfreeze");
+    let lifted = store
+        .unfreeze("web", Some("production"))
+        .await
+        .expect("unfreeze");
     assert_eq!(lifted, vec![replaced]);
     assert_eq!(
         store.freezes_of("web", "production").await.expect("read"),
         vec![all_prod.clone()],
         "the freeze of every app still covers it"
     );
-    assert!(store.unfreeze("web", Some("production")).await.expect("again").is_empty());
+    assert!(
+        store
+            .unfreeze("web", Some("production"))
+            .await
+            .expect("again")
+            .is_empty()
+    );
     // Without an environment: every freeze of that app, whatever its environment.
     store
         .freeze("api", "staging", "erin", None, None, week)
@@ -82,7 +140,10 @@ pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
         .expect("freeze");
     let lifted = store.unfreeze("api", None).await.expect("unfreeze api");
     assert_eq!(lifted.len(), 2, "{lifted:?}");
-    assert_eq!(store.unfreeze(EVERY, None).await.expect("unfreeze all"), vec![all_prod]);
+    assert_eq!(
+        store.unfreeze(EVERY, None).await.expect("unfreeze all"),
+        vec![all_prod]
+    );
     assert!(store.list_freezes().await.expect("list").is_empty());
 
     // Hostile text is stored as text; empty names are refused.
@@ -93,7 +154,11 @@ pub async fn freezes_cover_their_scope_and_are_lifted(h: &Harness) {
         .expect("freeze");
     assert_eq!(f.reason.as_deref(), Some(hostile));
     assert_eq!(store.list_freezes().await.expect("list").len(), 1);
-    for (app, env, by) in [("", "production", "x"), ("web", "", "x"), ("web", "production", "")] {
+    for (app, env, by) in [
+        ("", "production", "x"),
+        ("web", "", "x"),
+        ("web", "production", ""),
+    ] {
         let err = store
             .freeze(app, env, by, None, None, week)
             .await
@@ -111,16 +176,35 @@ pub async fn freezes_end_by_themselves(h: &Harness) {
         .freeze("web", "production", "alice", None, Some("old"), past)
         .await
         .expect("freeze");
-    assert!(store.freezes_of("web", "production").await.expect("read").is_empty());
+    assert!(
+        store
+            .freezes_of("web", "production")
+            .await
+            .expect("read")
+            .is_empty()
+    );
     assert!(store.list_freezes().await.expect("list").is_empty());
-    assert!(store.unfreeze("web", None).await.expect("unfreeze").is_empty());
+    assert!(
+        store
+            .unfreeze("web", None)
+            .await
+            .expect("unfreeze")
+            .is_empty()
+    );
 
     let soon = Utc::now() + chrono::Duration::milliseconds(400);
     store
         .freeze(EVERY, EVERY, "bob", None, Some("brief"), soon)
         .await
         .expect("freeze");
-    assert_eq!(store.freezes_of("web", "production").await.expect("read").len(), 1);
+    assert_eq!(
+        store
+            .freezes_of("web", "production")
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
     eventually("the freeze to end", Duration::from_secs(30), || async {
         store
             .freezes_of("web", "production")
@@ -131,7 +215,14 @@ pub async fn freezes_end_by_themselves(h: &Harness) {
     })
     .await;
     let again = store
-        .freeze(EVERY, EVERY, "carol", None, None, Utc::now() + chrono::Duration::hours(1))
+        .freeze(
+            EVERY,
+            EVERY,
+            "carol",
+            None,
+            None,
+            Utc::now() + chrono::Duration::hours(1),
+        )
         .await
         .expect("a new freeze of the same scope");
     assert_eq!(again.frozen_by, "carol");

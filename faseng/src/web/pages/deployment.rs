@@ -117,9 +117,9 @@ fn render_deployment(
         _ => dash(),
     };
     if let Some(reason) = chima_payload::DeploymentPayload::emergency_of(&d.payload) {
-        let _ = write!(
+        let _ = writeln!(
             b,
-            "<p class=\"emergency\"><b>EMERGENCY (break-glass)</b>: it passed the deploy windows and freezes of {env}. Reason: {reason}</p>\n",
+            "<p class=\"emergency\"><b>EMERGENCY (break-glass)</b>: it passed the deploy windows and freezes of {env}. Reason: {reason}</p>",
             env = esc(&d.environment),
             reason = esc(&reason),
         );
