@@ -342,8 +342,9 @@ async fn answers_404() -> String {
     format!("http://{addr}/wrong")
 }
 
-/// A wrong FASENG_URL is an error naming the URL and the status, never "no locks":
-/// `lock` fails, and a deploy, which checks the lock first, creates nothing.
+/// A wrong FASENG_URL is an error naming the URL and the status, never "no locks" or
+/// "no freezes": `lock` fails, and a deploy, which asks faseng for the freezes first,
+/// creates nothing.
 #[tokio::test]
 async fn a_wrong_faseng_url_is_an_error_not_no_locks() {
     let dir = tempfile::tempdir().unwrap();
@@ -367,7 +368,7 @@ async fn a_wrong_faseng_url_is_an_error_not_no_locks() {
     let (code, text) = chima_with(&gh, &apps, "chima deploy project-x/feature to prod", &env).await;
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains(&format!("faseng answered 404 to GET {url}/api/locks")),
+        text.contains(&format!("faseng answered 404 to GET {url}/api/freezes")),
         "{text}"
     );
     assert!(text.contains("nothing more was done"), "{text}");
