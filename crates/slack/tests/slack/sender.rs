@@ -79,6 +79,17 @@ impl Env {
     /// Queues a deployment of `web` to `environment` whose chat target faseng decided
     /// from `notify` (`{adapter, room, thread_ts}`), as its intake records it.
     async fn create(&self, key: &str, environment: &str, notify: serde_json::Value) -> i64 {
+        self.create_with(key, environment, notify, None).await
+    }
+
+    /// [`Env::create`], made an emergency (break-glass) with `emergency` as its reason.
+    async fn create_with(
+        &self,
+        key: &str,
+        environment: &str,
+        notify: serde_json::Value,
+        emergency: Option<&str>,
+    ) -> i64 {
         let text = |k: &str| notify.get(k).and_then(|v| v.as_str()).map(str::to_owned);
         let chat = text("room").map(|room| chima_payload::ChatTarget {
             adapter: text("adapter").unwrap_or_else(|| "slack".to_owned()),
@@ -90,7 +101,7 @@ impl Env {
             identity: chima_payload::Identity::github("alice"),
             chat,
             notes: Vec::new(),
-            emergency: None,
+            emergency: emergency.map(str::to_owned),
         };
         let payload = chima_payload::DeploymentPayload::with_notes(
             &json!({"name": "web", "notify": notify, "config": {}}),
@@ -608,5 +619,64 @@ async fn blocks_refused_as_too_long_fall_back_to_text() {
         slack.calls("chat.postMessage").len(),
         2,
         "blocks, then text"
+    );
+}
+
+/// A break-glass deployment is marked EMERGENCY with its reason in its own message (in
+/// the command's thread) and announced once in the app's notify_room, every user text
+/// escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_is_marked_and_announced_in_the_notify_room_once() {
+    let env = Env::start(Some("C0FALLBACK")).await;
+    let id = env
+        .create_with(
+            "glass-1",
+            "production",
+            json!({"adapter": "slack", "room": "C1", "thread_ts": "111.222"}),
+            Some("db <down> & out"),
+        )
+        .await;
+    env.posted_where("the announcement", |p| {
+        p.channel == "C0FALLBACK" && text(p.text.as_ref()).contains("EMERGENCY (break-glass)")
+    })
+    .await;
+    env.run(id).await;
+    env.finish(id, Outcome::succeeded(0)).await;
+    env.delivered(id).await;
+    let (slack, _) = env.stop().await;
+    let posted = slack.posted();
+    assert_eq!(
+        posted.len(),
+        2,
+        "the message and one announcement: {posted:#?}"
+    );
+    let own = posted
+        .iter()
+        .find(|p| p.channel == "C1")
+        .expect("the thread's message");
+    assert_eq!(own.thread_ts.as_deref(), Some("111.222"));
+    assert!(
+        text(own.text.as_ref()).starts_with(&format!(
+            "alice's EMERGENCY (break-glass: db &lt;down&gt; &amp; out) deployment #{id} of web/main to production"
+        )),
+        "{own:?}"
+    );
+    let announced = posted
+        .iter()
+        .find(|p| p.channel == "C0FALLBACK")
+        .expect("the announcement");
+    assert_eq!(announced.thread_ts, None);
+    let t = text(announced.text.as_ref());
+    assert!(
+        t.contains("*EMERGENCY (break-glass)*: alice deploys *web/main* to *production*"),
+        "{t}"
+    );
+    assert!(t.contains("Reason: db &lt;down&gt; &amp; out"), "{t}");
+    assert!(t.contains(&log_url(id)), "{t}");
+    // Later edits change the thread's message only.
+    assert!(
+        slack.updated().iter().all(|u| u.channel == "C1"),
+        "{:?}",
+        slack.updated()
     );
 }
