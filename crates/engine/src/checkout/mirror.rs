@@ -319,7 +319,7 @@ impl Mirror {
     }
 
     /// The commit `what` names in the mirror.
-    async fn commit(&self, env: &GitEnv, what: &str) -> Result<String, String> {
+    pub(super) async fn commit(&self, env: &GitEnv, what: &str) -> Result<String, String> {
         let spec = format!("{what}^{{commit}}");
         let out = self
             .git(

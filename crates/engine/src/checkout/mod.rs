@@ -334,7 +334,16 @@ impl Mirrors {
             }
         }
         let started = Instant::now();
-        tree::build(env, &m.path, &source.url, &sha, dir).await?;
+        if let Err(failed) = tree::build(env, &m.path, &source.url, &sha, dir).await {
+            // The pin checks only that the object exists: a full id of a tree or
+            // a blob gets this far. Say what a fresh clone would have said.
+            if let (Failure::Other(_), Err(e)) = (&failed, m.commit(env, &sha).await) {
+                return Err(Failure::Other(format!(
+                    "commit `{sha}` not found in the repository: {e}"
+                )));
+            }
+            return Err(failed);
+        }
         Ok((sha, fetched, started.elapsed()))
     }
 }
