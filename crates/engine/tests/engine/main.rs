@@ -7,6 +7,7 @@ mod isolation;
 mod jobs;
 mod mirror;
 mod panics;
+mod dry_runs;
 mod policy;
 mod providers;
 mod real_tools;
