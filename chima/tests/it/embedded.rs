@@ -586,13 +586,17 @@ fn a_dry_run_runs_past_a_lock_changes_nothing_and_is_never_deployed() {
     let (code, t) = run_as(&db, &apps, "alice", "chima deploys app");
     assert_eq!(code, 0, "{t}");
     assert!(
-        t.contains("#1 succeeded app/main to staging by alice (") && t.contains("[dry run: nothing changed]"),
+        t.contains("#1 succeeded app/main to staging by alice (")
+            && t.contains("[dry run: nothing changed]"),
         "{t}"
     );
     // Nothing was ever deployed: no rollback.
     let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
     assert_eq!(code, 1, "{t}");
-    assert!(t.contains("nothing ever deployed there successfully"), "{t}");
+    assert!(
+        t.contains("nothing ever deployed there successfully"),
+        "{t}"
+    );
 
     // Refusals: a forced dry run is a usage error; someone not allowed is refused
     // before anything is created.
@@ -603,7 +607,10 @@ fn a_dry_run_runs_past_a_lock_changes_nothing_and_is_never_deployed() {
     assert_eq!(code, 1, "{t}");
     assert!(t.contains("mallory"), "{t}");
     let (_, t) = run_as(&db, &apps, "alice", "chima deploys app");
-    assert!(!t.contains("#3"), "a refused line created a deployment:\n{t}");
+    assert!(
+        !t.contains("#3"),
+        "a refused line created a deployment:\n{t}"
+    );
 
     // bob's own real deploy ships, and is what is deployed.
     let (code, t) = run_as(&db, &apps, "bob", "chima deploy app");

@@ -140,12 +140,17 @@ fn dry_run_is_a_deploy_with_the_noop_task() {
         "chima deploy:noop!! hubot to production the site is down",
     ] {
         let r = reason(line);
-        assert!(r.contains("dry run") && r.contains("cannot be forced"), "{line}: {r}");
+        assert!(
+            r.contains("dry run") && r.contains("cannot be forced"),
+            "{line}: {r}"
+        );
     }
     // Malformed and hostile lines are refused as for any deploy.
     assert!(reason("chima deploy:noop").contains("needs an app"));
     assert!(reason("chima deploy:noop hubot/--upload-pack=id").contains("not a ref"));
-    assert!(reason("chima deploy:noop hubot to production/-oProxyCommand=id").contains("host filter"));
+    assert!(
+        reason("chima deploy:noop hubot to production/-oProxyCommand=id").contains("host filter")
+    );
     assert!(reason("chima deploy:noop hubot to pro;d").contains("not an environment name"));
     assert!(reason("chima deploy:noop hubot to production now").contains("nothing was deployed"));
     assert!(reason(&format!("chima deploy:noop {}", "a".repeat(5000))).contains("too long"));

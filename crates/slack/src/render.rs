@@ -482,7 +482,10 @@ mod tests {
             msg.text
         );
         let blocks = msg.blocks.expect("blocks").to_string();
-        assert!(blocks.contains("alice's dry run <http://faseng.test/deployments/42|#42>"), "{blocks}");
+        assert!(
+            blocks.contains("alice's dry run <http://faseng.test/deployments/42|#42>"),
+            "{blocks}"
+        );
         assert!(blocks.contains("Task `deploy:noop`"), "{blocks}");
         d.state = DeploymentState::Running;
         let running = render(&DeploymentView {
@@ -490,7 +493,11 @@ mod tests {
             log_url: None,
             last_lines: &[],
         });
-        assert!(running.text.starts_with("alice's dry run #42"), "{}", running.text);
+        assert!(
+            running.text.starts_with("alice's dry run #42"),
+            "{}",
+            running.text
+        );
     }
 
     #[test]

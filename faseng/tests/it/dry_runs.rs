@@ -68,7 +68,8 @@ async fn a_dry_runs_statuses_leave_the_real_deploy_active_on_github() {
 
     // The dry run: it runs the script with DEPLOY_NOOP=1, then ends `inactive`, with
     // auto_inactive false on every status and no environment_url.
-    let dry = gh.seed_deployment_of_task("example/app", "main", "staging", "octocat", "deploy:noop");
+    let dry =
+        gh.seed_deployment_of_task("example/app", "main", "staging", "octocat", "deploy:noop");
     webhook(&f, dry, &clone, &sha, "example/app", "deploy:noop").await;
     let states = statuses_until(&gh, dry, "inactive").await;
     assert_eq!(states, ["queued", "in_progress", "inactive"]);
@@ -115,7 +116,8 @@ async fn a_dry_runs_statuses_leave_the_real_deploy_active_on_github() {
     );
 
     // A Heroku app's dry run that arrives from GitHub is refused by the engine.
-    let heroku = gh.seed_deployment_of_task("example/web", "main", "staging", "octocat", "deploy:noop");
+    let heroku =
+        gh.seed_deployment_of_task("example/web", "main", "staging", "octocat", "deploy:noop");
     webhook(&f, heroku, &clone, &sha, "example/web", "deploy:noop").await;
     statuses_until(&gh, heroku, "error").await;
     let refused = gh.statuses(heroku).pop().expect("statuses");

@@ -62,10 +62,7 @@ pub(super) async fn execute(
     // permission, hosts) and then changes nothing: it takes no lock and passes another
     // user's lock (the store lets it run beside the environment's deploys).
     let dry_run = chima_config::is_dry_run(&d.task);
-    if dry_run
-        && app.command.is_none()
-        && app.provider == chima_config::Provider::Heroku
-    {
+    if dry_run && app.command.is_none() && app.provider == chima_config::Provider::Heroku {
         return Outcome::errored(providers::heroku::NO_DRY_RUN);
     }
     // heaven's lock tasks: a deployment whose task is `deploy:lock` or

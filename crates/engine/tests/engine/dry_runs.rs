@@ -27,7 +27,10 @@ async fn a_script_gets_deploy_noop_and_the_deploy_task() {
     let d = rig.queue_with("k1", "main", shell_config(), noop).await;
     let log = rig.succeeded_log(d.id).await;
     assert!(log.contains("==> dry run: nothing will change"), "{log}");
-    assert!(log.contains("==> running DEPLOY_NOOP=1 ./script/deploy"), "{log}");
+    assert!(
+        log.contains("==> running DEPLOY_NOOP=1 ./script/deploy"),
+        "{log}"
+    );
     assert!(log.contains("task=deploy noop=1"), "{log}");
 
     let d = rig.queue("k2", "main", shell_config()).await;
@@ -120,7 +123,12 @@ async fn dry_runs_and_deploys_of_one_environment_do_not_wait_for_each_other() {
     std::fs::write(&release_deploy, "").unwrap();
     rig.succeeded_log(real.id).await;
     rig.succeeded_log(second.id).await;
-    let running = rig.store.get_deployment(long_dry.id).await.unwrap().unwrap();
+    let running = rig
+        .store
+        .get_deployment(long_dry.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         running.state,
         DeploymentState::Running,
@@ -170,11 +178,17 @@ async fn rollback_after_a_dry_run_goes_back_to_the_last_real_deploy() {
     let first = rig.head();
     let d1 = rig.queue("k1", &first, shell_config()).await;
     rig.succeeded_log(d1.id).await;
-    git(&rig.repo, &["commit", "--quiet", "--allow-empty", "-m", "second"]);
+    git(
+        &rig.repo,
+        &["commit", "--quiet", "--allow-empty", "-m", "second"],
+    );
     let second = rig.head();
     let d2 = rig.queue("k2", &second, shell_config()).await;
     rig.succeeded_log(d2.id).await;
-    git(&rig.repo, &["commit", "--quiet", "--allow-empty", "-m", "third"]);
+    git(
+        &rig.repo,
+        &["commit", "--quiet", "--allow-empty", "-m", "third"],
+    );
     let third = rig.head();
     let d3 = rig.queue_with("k3", &third, shell_config(), noop).await;
     let done = rig.wait_done(d3.id).await;

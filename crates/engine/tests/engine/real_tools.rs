@@ -446,7 +446,10 @@ async fn capistrano_dry_run_prints_the_deploy_and_changes_nothing() {
         "the dry run changed the host: {} exists",
         www.display()
     );
-    assert!(!sshd.path("deployed").exists(), "the dry run wrote the marker");
+    assert!(
+        !sshd.path("deployed").exists(),
+        "the dry run wrote the marker"
+    );
 
     succeeded(&rig, "real", config, |_| {}).await;
     marker(&sshd, "deployed");

@@ -121,5 +121,8 @@ pub async fn dry_runs_take_no_turn_and_real_deploys_keep_one_at_a_time(h: &Harne
         .await
         .expect("last")
         .expect("real-1 succeeded");
-    assert_eq!(last.id, r1, "a succeeded dry run is not the live deployment");
+    assert_eq!(
+        last.id, r1,
+        "a succeeded dry run is not the live deployment"
+    );
 }
