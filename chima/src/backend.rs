@@ -29,6 +29,8 @@ pub enum Created {
         app: String,
         environment: String,
         git_ref: String,
+        /// The task (`deploy:noop` is a dry run, said so in the reply).
+        task: String,
         outcome: CreateOutcome,
     },
 }

@@ -186,6 +186,17 @@ impl Bot {
             Command::Version => reply(to, replies::version(), Ending::Ok),
             Command::Deploy(d) => {
                 let request = or_refuse!(to, apps.resolve_deploy(&d, &chat.requester, default_env));
+                // A dry run (`deploy:noop`) changes nothing: another user's lock does not
+                // stop it (its permission was checked above, as for a deploy). A Heroku
+                // app has none: refused before anything is created.
+                let dry_run = chima_config::is_dry_run(&request.task);
+                if dry_run
+                    && apps.app(&request.app).is_ok_and(|a| {
+                        a.command.is_none() && a.provider == chima_config::Provider::Heroku
+                    })
+                {
+                    return reply(to, replies::heroku_no_dry_run(&request.app), Ending::Failed);
+                }
                 // Windows and freezes, before anything is created (the engine checks
                 // again when it runs the deployment, whoever created it).
                 let blocked = self
@@ -205,7 +216,8 @@ impl Bot {
                     ),
                     (None, None) => {}
                 }
-                if let Some(lock) = backend.lock_of(&request.app, &request.environment).await?
+                if !dry_run
+                    && let Some(lock) = backend.lock_of(&request.app, &request.environment).await?
                     && !lock.held_by(&who.key(), &chat.requester.user_name)
                 {
                     return reply(
@@ -546,9 +558,11 @@ impl Bot {
                 app,
                 environment,
                 git_ref,
+                task,
                 outcome,
             } => {
-                let (text, ok) = replies::github_created(&app, &git_ref, &environment, &outcome);
+                let (text, ok) =
+                    replies::github_created(&app, &git_ref, &environment, &task, &outcome);
                 reply(to, text, if ok { Ending::Ok } else { Ending::Failed })
             }
         }

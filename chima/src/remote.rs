@@ -193,6 +193,7 @@ impl Backend for Remote {
             app: request.app.clone(),
             environment: request.environment.clone(),
             git_ref,
+            task: request.task.clone(),
             outcome,
         })
     }

@@ -12,6 +12,7 @@ use chima_store::{AutoDeploy, AutoDeployPause, Deployment, DeploymentState, EVER
 pub fn help(name: &str) -> String {
     [
         format!("{name} deploy[:task][!] <app>[/<ref>] [to <env>[/<hosts>]] - deploy (! skips merge and CI checks)"),
+        format!("{name} deploy:noop <app>[/<ref>] [to <env>] - dry run: the provider's dry run, nothing changes, no lock needed"),
         format!("{name} deploys <app>[/<ref>] [in <env>] - recent deployments"),
         format!("{name} where can i deploy <app> - environments and their locks"),
         format!("{name} lock <app> in <env> [for 2h] [reason] - stop others deploying there (for a while)"),
@@ -97,10 +98,32 @@ pub fn locked_out(env: &str, lock: &Lock) -> String {
 }
 
 pub fn queued(d: &Deployment) -> String {
+    if chima_config::is_dry_run(&d.task) {
+        return format!(
+            "Dry run #{} of {}/{} to {} is queued: the provider's dry run, nothing will change.",
+            d.id, d.app, d.git_ref, d.environment
+        );
+    }
     format!(
         "Deployment #{} of {}/{} to {} is queued.",
         d.id, d.app, d.git_ref, d.environment
     )
+}
+
+/// A dry run of a Heroku app, refused before anything is created.
+pub fn heroku_no_dry_run(app: &str) -> String {
+    format!(
+        "Heroku builds have no dry run, so `deploy:noop` cannot run for {app} (a Heroku build releases when it succeeds). Nothing was created."
+    )
+}
+
+/// ` [dry run]` after a `deploy:noop` in a list, else nothing.
+fn dry_run_tag(task: &str) -> &'static str {
+    if chima_config::is_dry_run(task) {
+        " [dry run: nothing changed]"
+    } else {
+        ""
+    }
 }
 
 /// One line of `deploys`: state, what, who, short sha, duration or age.
@@ -130,14 +153,15 @@ pub fn summary(d: &Deployment) -> String {
         .map(|r| format!(" [EMERGENCY (break-glass): {r}]"))
         .unwrap_or_default();
     format!(
-        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}{glass}",
+        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}{glass}{}",
         d.id,
         d.state,
         d.app,
         d.git_ref,
         d.environment,
         d.requester,
-        short_or_dash(d.sha.as_deref())
+        short_or_dash(d.sha.as_deref()),
+        dry_run_tag(&d.task)
     )
 }
 
@@ -158,7 +182,7 @@ pub fn github_history(app: &str, list: &[DeploymentSummary]) -> String {
     list.iter()
         .map(|d| {
             format!(
-                "#{} {} {}/{} ({}) to {} by {}, {} ago{}",
+                "#{} {} {}/{} ({}) to {} by {}, {} ago{}{}",
                 d.id,
                 d.state.as_deref().unwrap_or("no status"),
                 app,
@@ -171,7 +195,8 @@ pub fn github_history(app: &str, list: &[DeploymentSummary]) -> String {
                     " [auto-deploy]"
                 } else {
                     ""
-                }
+                },
+                dry_run_tag(&d.task)
             )
         })
         .collect::<Vec<_>>()
@@ -435,9 +460,15 @@ pub fn emergency_announcement(d: &deliver::Deployment, reason: &str) -> String {
 /// The chat text for a state change (README, "Slack"); `None` for none.
 pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) -> Option<String> {
     use deliver::DeploymentState;
+    let dry_run = chima_config::is_dry_run(&d.task);
     let head = format!(
-        "{}'s deployment #{} of {}/{} to {}",
-        d.requester, d.id, d.app, d.git_ref, d.environment
+        "{}'s {} #{} of {}/{} to {}",
+        d.requester,
+        if dry_run { "dry run" } else { "deployment" },
+        d.id,
+        d.app,
+        d.git_ref,
+        d.environment
     );
     let reason = d.reason.as_deref().unwrap_or("");
     let head = match chima_payload::DeploymentPayload::emergency_of(&d.payload) {
@@ -447,6 +478,9 @@ pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) ->
     Some(match state {
         DeploymentState::Queued => return None,
         DeploymentState::Running => format!("{head} is running."),
+        DeploymentState::Succeeded if dry_run => {
+            format!("{head} was successful; nothing was changed.")
+        }
         DeploymentState::Succeeded => format!("{head} was successful."),
         DeploymentState::Failed => format!(
             "{head} failed{}: {reason}.",
@@ -465,10 +499,18 @@ pub fn github_created(
     app: &str,
     git_ref: &str,
     env: &str,
+    task: &str,
     outcome: &CreateOutcome,
 ) -> (String, bool) {
     let what = format!("{app}/{git_ref} to {env}");
     match outcome {
+        CreateOutcome::Created { id, sha, .. } if chima_config::is_dry_run(task) => (
+            format!(
+                "Created GitHub deployment #{id} for a dry run of {what} (commit {}, task {task}): nothing will change. faseng will post its progress and log link here.",
+                short(sha)
+            ),
+            true,
+        ),
         CreateOutcome::Created { id, sha, .. } => (
             format!(
                 "Created GitHub deployment #{id} of {what} (commit {}). faseng will post its progress and log link here.",

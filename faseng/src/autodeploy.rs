@@ -304,8 +304,12 @@ impl AutoDeployer {
             }
             return Ok(Err(Skip::Blocked(blocked.to_string())));
         }
-        // Never the same sha twice, never backwards.
-        let existing = self.github.list_deployments(repo, Some(env), 10).await?;
+        // Never the same sha twice, never backwards; counting real deploys only (a dry
+        // run, `deploy:noop`, deployed nothing: its sha is still to ship).
+        let existing = self
+            .github
+            .list_deployments_of_task(repo, Some(env), Some("deploy"), 10)
+            .await?;
         if existing.iter().any(|d| d.sha == t.sha) {
             return Ok(Err(Skip::AlreadyDeployed));
         }

@@ -537,3 +537,105 @@ fn every_state_changing_command_needs_the_permission_to_deploy_there() {
     let (code, t) = run_as(&db, &apps, "alice", "chima deploy app to production");
     assert_eq!(code, 0, "{t}");
 }
+
+/// `deploy:noop` in the embedded mode (issue 18): the script runs with
+/// `DEPLOY_NOOP=1` and the task `deploy`, past another user's lock, said to be a dry
+/// run in every message and in `deploys`; it is never what a rollback counts as
+/// deployed; `deploy:noop!` is a usage error and `allowed_users` still applies.
+#[test]
+fn a_dry_run_runs_past_a_lock_changes_nothing_and_is_never_deployed() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = dir.path().join("shipped");
+    let apps = project(
+        dir.path(),
+        &format!(
+            "#!/bin/sh\necho \"noop=${{DEPLOY_NOOP:-unset}} task=$DEPLOY_TASK\"\n\
+             if [ -z \"${{DEPLOY_NOOP:-}}\" ]; then echo shipped > {}; fi\n",
+            shipped.display()
+        ),
+    );
+    // Only alice and bob may deploy to staging.
+    let text_of = std::fs::read_to_string(&apps).unwrap().replace(
+        "\"default_ref\": \"main\"",
+        "\"default_ref\": \"main\", \"allowed_users\": {\"staging\": [\"alice\", \"bob\"]}",
+    );
+    std::fs::write(&apps, text_of).unwrap();
+    let db = dir.path().join("s.db");
+
+    let (code, t) = run_as(&db, &apps, "bob", "chima lock app in staging db migration");
+    assert_eq!(code, 0, "{t}");
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy:noop app to staging");
+    assert_eq!(code, 0, "{t}");
+    for said in [
+        "Dry run #1 of app/main to staging is queued: the provider's dry run, nothing will change.",
+        "| ==> staging is locked by bob; a dry run changes nothing, so it runs anyway",
+        "| ==> dry run: nothing will change",
+        "| ==> running DEPLOY_NOOP=1 ./script/deploy",
+        "| noop=1 task=deploy",
+        "alice's dry run #1 of app/main to staging is running.",
+        "alice's dry run #1 of app/main to staging was successful; nothing was changed.",
+    ] {
+        assert!(t.contains(said), "missing {said:?} in:\n{t}");
+    }
+    assert!(!shipped.exists(), "the dry run shipped");
+
+    // bob's lock still stops alice's real deploy.
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy app");
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("staging is locked by bob"), "{t}");
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploys app");
+    assert_eq!(code, 0, "{t}");
+    assert!(
+        t.contains("#1 succeeded app/main to staging by alice (")
+            && t.contains("[dry run: nothing changed]"),
+        "{t}"
+    );
+    // Nothing was ever deployed: no rollback.
+    let (code, t) = run_as(&db, &apps, "alice", "chima rollback app in staging");
+    assert_eq!(code, 1, "{t}");
+    assert!(
+        t.contains("nothing ever deployed there successfully"),
+        "{t}"
+    );
+
+    // Refusals: a forced dry run is a usage error; someone not allowed is refused
+    // before anything is created.
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy:noop! app");
+    assert_eq!(code, 2, "{t}");
+    assert!(t.contains("cannot be forced"), "{t}");
+    let (code, t) = run_as(&db, &apps, "mallory", "chima deploy:noop app");
+    assert_eq!(code, 1, "{t}");
+    assert!(t.contains("mallory"), "{t}");
+    let (_, t) = run_as(&db, &apps, "alice", "chima deploys app");
+    assert!(
+        !t.contains("#3"),
+        "a refused line created a deployment:\n{t}"
+    );
+
+    // bob's own real deploy ships, and is what is deployed.
+    let (code, t) = run_as(&db, &apps, "bob", "chima deploy app");
+    assert_eq!(code, 0, "{t}");
+    assert_eq!(std::fs::read_to_string(&shipped).unwrap().trim(), "shipped");
+}
+
+/// A Heroku app has no dry run: chima says so before anything is created.
+#[test]
+fn a_heroku_dry_run_is_refused_before_anything_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("app.json");
+    std::fs::write(
+        &apps,
+        r#"{"web": {"provider": "heroku", "repository": "example/web", "heroku_name": "acme-web",
+            "environments": ["staging"], "default_environment": "staging"}}"#,
+    )
+    .unwrap();
+    let db = dir.path().join("s.db");
+    let (code, t) = run_as(&db, &apps, "alice", "chima deploy:noop web");
+    assert_eq!(code, 1, "{t}");
+    assert!(
+        t.contains("Heroku builds have no dry run, so `deploy:noop` cannot run for web"),
+        "{t}"
+    );
+    let (_, t) = run_as(&db, &apps, "alice", "chima deploys web");
+    assert!(t.contains("No deployments of web yet."), "{t}");
+}

@@ -457,6 +457,15 @@ fn deploy_word(w: &str) -> Result<(String, bool, bool), ParseError> {
     if sub.is_empty() {
         return Ok((task.to_string(), force, glass));
     }
+    // A dry run (`deploy:noop`) skips nothing: `!` skips GitHub's merge and CI checks
+    // to *ship* a commit anyway, and a dry run ships nothing. Refused rather than
+    // ignored, so that nobody believes it forced anything.
+    if force && sub == ":noop" {
+        return Err(ParseError::invalid(
+            "deploy",
+            "`deploy:noop` is a dry run and cannot be forced with `!` or `!!` (it changes nothing, so nothing stands in its way); say `deploy:noop` without them",
+        ));
+    }
     if matches!(sub, ":lock" | ":unlock" | ":version") {
         return Err(ParseError::invalid(
             "deploy",

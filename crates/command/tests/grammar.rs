@@ -114,6 +114,50 @@ fn deploy_forms() {
     assert_eq!(d.env, None);
 }
 
+/// `deploy:noop` (issue 18's dry run) is a deploy whose task is `deploy:noop`, in every
+/// form a deploy takes; `deploy:noop!` is refused (a dry run has no checks to skip).
+#[test]
+fn dry_run_is_a_deploy_with_the_noop_task() {
+    let d = deploy("chima deploy:noop hubot/feature-x to production/web-1 123456");
+    // chima_config::DRY_RUN_TASK (config depends on this crate, so it is spelled here).
+    assert_eq!(d.task, "deploy:noop");
+    assert!(!d.force);
+    assert_eq!(d.app, "hubot");
+    assert_eq!(d.git_ref.as_deref(), Some("feature-x"));
+    assert_eq!(d.env.as_deref(), Some("production"));
+    assert_eq!(d.hosts.as_deref(), Some("web-1"));
+    assert_eq!(d.otp.as_deref(), Some("123456"));
+    assert_eq!(deploy("CHIMA DEPLOY:NOOP Hubot").task, "deploy:noop");
+    assert_eq!(deploy("chima deploy:noop hubot").env, None);
+    // Printed back, it is the same line.
+    assert_eq!(
+        ok("chima deploy:noop hubot/main to staging").to_line(),
+        "deploy:noop hubot/main to staging"
+    );
+    for line in [
+        "chima deploy:noop! hubot to production",
+        "chima DEPLOY:NOOP! hubot",
+        "chima deploy:noop!! hubot to production the site is down",
+    ] {
+        let r = reason(line);
+        assert!(
+            r.contains("dry run") && r.contains("cannot be forced"),
+            "{line}: {r}"
+        );
+    }
+    // Malformed and hostile lines are refused as for any deploy.
+    assert!(reason("chima deploy:noop").contains("needs an app"));
+    assert!(reason("chima deploy:noop hubot/--upload-pack=id").contains("not a ref"));
+    assert!(
+        reason("chima deploy:noop hubot to production/-oProxyCommand=id").contains("host filter")
+    );
+    assert!(reason("chima deploy:noop hubot to pro;d").contains("not an environment name"));
+    assert!(reason("chima deploy:noop hubot to production now").contains("nothing was deployed"));
+    assert!(reason(&format!("chima deploy:noop {}", "a".repeat(5000))).contains("too long"));
+    // Shell and git argument injection in the app name.
+    assert!(reason("chima deploy:noop hub$(id)ot").contains("not an app name"));
+}
+
 #[test]
 fn names_and_words_are_case_insensitive_refs_are_not() {
     let d = deploy("CHIMA DEPLOY Project-X/Feature TO Edge");
@@ -476,6 +520,10 @@ fn command() -> impl Strategy<Value = Command> {
                 t.as_str(),
                 "deploy:lock" | "deploy:unlock" | "deploy:version"
             )
+        })
+        // `deploy:noop!` and `deploy:noop!!` are refused (a dry run cannot be forced).
+        .prop_filter("forced dry run", |(t, force, .., glass)| {
+            !(t == "deploy:noop" && (*force || glass.is_some()))
         })
         .prop_map(|(task, force, app, git_ref, dest, otp, glass)| {
             let (env, hosts) = match dest {

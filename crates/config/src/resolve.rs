@@ -214,6 +214,11 @@ impl Apps {
         let env = target.environment;
         let (auto_merge, required_contexts) = if d.force {
             (false, Some(Vec::new()))
+        } else if crate::is_dry_run(&d.task) {
+            // A dry run changes nothing, the repository included: GitHub's auto-merge
+            // would push a merge commit onto the ref. Its CI checks stay those of a
+            // deploy, so that it says what the deploy would meet.
+            (false, app.required_contexts.clone())
         } else {
             (app.auto_merge, app.required_contexts.clone())
         };

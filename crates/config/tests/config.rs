@@ -317,6 +317,34 @@ fn force_skips_merge_and_contexts() {
     assert_eq!(r.task, "deploy:migrate");
 }
 
+/// A dry run never asks GitHub to merge into the ref (that would change the
+/// repository), keeps the deploy's CI checks, and is the `deploy:noop` task.
+#[test]
+fn a_dry_run_never_auto_merges() {
+    let apps = resolved(APPS);
+    let r = apps
+        .resolve_deploy(
+            &deploy_of("chima deploy:noop project-x/feature to prod"),
+            &in_ops("alice"),
+            "production",
+        )
+        .unwrap();
+    assert_eq!(r.task, chima_config::DRY_RUN_TASK);
+    assert!(chima_config::is_dry_run(&r.task));
+    assert!(!r.auto_merge);
+    assert_eq!(r.required_contexts, Some(vec!["ci/build".to_string()]));
+    assert_eq!(r.environment, "production");
+    // Checked like a deploy: someone not allowed there is refused.
+    assert!(
+        apps.resolve_deploy(
+            &deploy_of("chima deploy:noop project-x to prod"),
+            &in_ops("mallory"),
+            "production",
+        )
+        .is_err()
+    );
+}
+
 #[test]
 fn secrets_never_reach_the_payload_config() {
     let apps = resolved(APPS);

@@ -16,7 +16,8 @@ pub enum Cancelled {
 }
 
 /// Cancels the running deployment of app+environment, else the oldest queued
-/// one.
+/// one. A dry run may run beside a deploy (issue 18): the deploy is the one
+/// cancelled, the oldest dry run only when no deploy runs.
 pub async fn cancel(
     store: &dyn Store,
     app: &str,
@@ -31,8 +32,15 @@ pub async fn cancel(
             limit: 100,
             ..DeploymentFilter::default()
         };
-        // Newest first: the oldest queued one is the last.
-        let Some(d) = store.list_deployments(&filter).await?.pop() else {
+        // Newest first: the oldest is the last.
+        let mut list = store.list_deployments(&filter).await?;
+        let real = list
+            .iter()
+            .rposition(|d| !chima_config::is_dry_run(&d.task));
+        let Some(d) = (match real {
+            Some(i) => Some(list.swap_remove(i)),
+            None => list.pop(),
+        }) else {
             continue;
         };
         return Ok(match store.request_cancel(d.id, by).await? {

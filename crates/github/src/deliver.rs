@@ -30,6 +30,9 @@ pub const TARGET: &str = "github";
 /// deployment's reason as description (cut to 140 characters), and the app's
 /// `<env>_url` from `payload.config` as `environment_url` when there is one.
 /// Deployments without a `github_deployment_id` get no status ([`Outcome::Skipped`]).
+///
+/// A dry run (`deploy:noop`, issue 18) deployed nothing, and GitHub must not come to
+/// think the environment runs its commit (see [`dry_run_status`]).
 /// A failed call is retried (a rate limit's reset is waited for); a refusal that
 /// retrying cannot fix (403, 404, 422...) is given up with the error recorded, except
 /// 401, which is retried because a token can be fixed without a restart of GitHub's side.
@@ -48,6 +51,16 @@ impl StatusDeliverer {
 
     /// The status an event of `deployment` posts, if any.
     fn status(&self, event: &Event, deployment: &Deployment) -> StatusBody {
+        let body = self.deploy_status(event, deployment);
+        if chima_config::is_dry_run(&deployment.task) {
+            dry_run_status(body)
+        } else {
+            body
+        }
+    }
+
+    /// The status of a deploy (any task but the dry run).
+    fn deploy_status(&self, event: &Event, deployment: &Deployment) -> StatusBody {
         let state = status_state(event.state);
         let reason = event
             .payload
@@ -129,6 +142,43 @@ fn judge(e: CallError) -> Outcome {
     }
 }
 
+/// A dry run's status, made from what a deploy would post. GitHub's REST reference,
+/// "Create a deployment status"
+/// (<https://docs.github.com/en/rest/deployments/statuses#create-a-deployment-status>):
+/// `auto_inactive` (default `true`) "adds a new `inactive` status to all prior
+/// non-transient, non-production environment deployments with the same repository and
+/// environment name as the created status's deployment", and only to those that had a
+/// `success` state; GitHub's environment pages show the newest `success` as what is
+/// deployed, and `environment_url` sets the environment's link. So a dry run:
+///
+/// * never posts `success`: one that succeeded ends `inactive` ("dry run succeeded;
+///   nothing was deployed"), which no page shows as deployed and which marks nothing
+///   else inactive (`failure` and `error` stay, they mark nothing either);
+/// * says `auto_inactive: false` on every status, so the real deployment before it
+///   stays the active one whatever state a later version posts;
+/// * sets no `environment_url`;
+/// * says "dry run" first in every description.
+///
+/// `transient_environment` is left as the environment says (chima creates the dry run
+/// in the real environment, whose name locks and permissions go by): a transient
+/// deployment set `inactive` shows as "destroyed".
+fn dry_run_status(mut body: StatusBody) -> StatusBody {
+    let said = body.description.take();
+    body.description = Some(truncate_description(&match (body.state, said) {
+        (StatusState::Success, _) => "dry run succeeded; nothing was deployed".to_owned(),
+        (_, Some(why)) => format!("dry run: {why}"),
+        (StatusState::Queued, None) => "dry run queued".to_owned(),
+        (StatusState::InProgress, None) => "dry run running; nothing will change".to_owned(),
+        (_, None) => "dry run".to_owned(),
+    }));
+    if body.state == StatusState::Success {
+        body.state = StatusState::Inactive;
+    }
+    body.environment_url = None;
+    body.auto_inactive = Some(false);
+    body
+}
+
 fn status_state(event: DeploymentState) -> StatusState {
     match event {
         DeploymentState::Queued => StatusState::Queued,
@@ -165,6 +215,36 @@ mod tests {
         );
         assert_eq!(status_state(DeploymentState::Cancelled), StatusState::Error);
         assert_eq!(status_state(DeploymentState::Failed), StatusState::Failure);
+    }
+
+    #[test]
+    fn a_dry_run_never_posts_success_nor_marks_others_inactive() {
+        let deploy = StatusBody {
+            state: StatusState::Success,
+            log_url: Some("https://faseng.example/deployments/7".into()),
+            environment_url: Some("https://app.example".into()),
+            description: None,
+            auto_inactive: None,
+        };
+        let done = dry_run_status(deploy.clone());
+        assert_eq!(done.state, StatusState::Inactive);
+        assert_eq!(done.auto_inactive, Some(false));
+        assert_eq!(done.environment_url, None);
+        assert_eq!(done.log_url, deploy.log_url);
+        assert_eq!(
+            done.description.as_deref(),
+            Some("dry run succeeded; nothing was deployed")
+        );
+        let failed = dry_run_status(StatusBody {
+            state: StatusState::Failure,
+            description: Some("x".repeat(200)),
+            ..deploy
+        });
+        assert_eq!(failed.state, StatusState::Failure);
+        assert_eq!(failed.auto_inactive, Some(false));
+        let text = failed.description.unwrap_or_default();
+        assert!(text.starts_with("dry run: xxx"), "{text}");
+        assert!(text.chars().count() <= 140, "{text}");
     }
 
     #[test]

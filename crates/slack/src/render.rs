@@ -127,9 +127,10 @@ fn failure_body(detail: &str, lines: &[String]) -> String {
 
 fn head(d: &Deployment) -> String {
     format!(
-        "{}'s {}deployment #{} of {}/{} to {}",
+        "{}'s {}{} #{} of {}/{} to {}",
         d.requester,
         emergency_word(d),
+        kind(d),
         d.id,
         d.app,
         d.git_ref,
@@ -167,6 +168,16 @@ pub fn announcement(d: &Deployment, reason: &str, log_url: &str) -> String {
     )
 }
 
+/// `deployment`, or `dry run` for `deploy:noop` (issue 18): it changes nothing, and the
+/// thread must not read as if it shipped.
+fn kind(d: &Deployment) -> &'static str {
+    if chima_config::is_dry_run(&d.task) {
+        "dry run"
+    } else {
+        "deployment"
+    }
+}
+
 /// The sentence, unescaped.
 fn sentence(d: &Deployment) -> String {
     format!("{}{}", head(d), ending(d))
@@ -182,6 +193,9 @@ fn ending(d: &Deployment) -> String {
     match d.state {
         DeploymentState::Queued => " is queued.".to_owned(),
         DeploymentState::Running => " is running.".to_owned(),
+        DeploymentState::Succeeded if chima_config::is_dry_run(&d.task) => {
+            " was successful; nothing was changed.".to_owned()
+        }
         DeploymentState::Succeeded => " was successful.".to_owned(),
         DeploymentState::Failed => " failed.".to_owned(),
         DeploymentState::Errored => match reason {
@@ -204,9 +218,10 @@ fn linked_sentence(d: &Deployment, log_url: Option<&str>) -> String {
         None => format!("#{}", d.id),
     };
     format!(
-        "{}'s {}deployment {number} of *{}/{}* to *{}*{}",
+        "{}'s {}{} {number} of *{}/{}* to *{}*{}",
         escape(&d.requester),
         escape(&emergency_word(d)),
+        kind(d),
         escape(&d.app),
         escape(&d.git_ref),
         escape(&d.environment),
@@ -448,6 +463,40 @@ mod tests {
             view(&d)
                 .text
                 .contains("\nNo exit code: killed by a signal.")
+        );
+    }
+
+    #[test]
+    fn a_dry_run_is_called_one_and_changed_nothing() {
+        let mut d = deployment(DeploymentState::Succeeded);
+        d.task = chima_config::DRY_RUN_TASK.to_owned();
+        let msg = render(&DeploymentView {
+            deployment: &d,
+            log_url: Some("http://faseng.test/deployments/42"),
+            last_lines: &[],
+        });
+        assert!(
+            msg.text
+                .starts_with("alice's dry run #42 of web/feature/x to production was successful; nothing was changed."),
+            "{}",
+            msg.text
+        );
+        let blocks = msg.blocks.expect("blocks").to_string();
+        assert!(
+            blocks.contains("alice's dry run <http://faseng.test/deployments/42|#42>"),
+            "{blocks}"
+        );
+        assert!(blocks.contains("Task `deploy:noop`"), "{blocks}");
+        d.state = DeploymentState::Running;
+        let running = render(&DeploymentView {
+            deployment: &d,
+            log_url: None,
+            last_lines: &[],
+        });
+        assert!(
+            running.text.starts_with("alice's dry run #42"),
+            "{}",
+            running.text
         );
     }
 

@@ -9,11 +9,15 @@
 //! The rules the database enforces, not the code around it:
 //!
 //! * **One running deployment per app+environment**: a partial unique index on
-//!   `deployments(app, environment) WHERE state = 'running'`. Claimers that race past
-//!   the checks in their queries cannot both commit; the loser just claims nothing.
+//!   `deployments(app, environment) WHERE state = 'running' AND task <> 'deploy:noop'`.
+//!   Claimers that race past the checks in their queries cannot both commit; the loser
+//!   just claims nothing.
 //! * **FIFO within an environment, parallel across environments**: a claim takes the
 //!   oldest queued deployment that is the oldest of its environment and whose environment
 //!   has nothing running.
+//! * **Dry runs stand aside** ([`DRY_RUN_TASK`], issue 18): they change nothing, so they
+//!   are claimable at once, beside a running deploy, and neither a running nor a queued
+//!   dry run holds a real deploy back.
 //! * **Notifications are never lost**: a trigger writes the outbox rows of every state
 //!   change in the transaction of the change (whatever statement made it), so a process
 //!   that dies between the change and the send leaves the event in the outbox.
@@ -157,7 +161,9 @@ pub trait Store: Send + Sync {
     // ---- life cycle -------------------------------------------------------------------
 
     /// Claims the oldest queued deployment whose app+environment has nothing running and
-    /// no older queued deployment: it becomes `running`, held by `worker_id` until
+    /// no older queued deployment (dry runs left out of both: a queued dry run is
+    /// claimable at once, and counts for no one's turn): it becomes `running`, held by
+    /// `worker_id` until
     /// now + `lease` unless renewed. Reaps lapsed leases first, so no sweeper is needed.
     /// Ignores locks: the engine checks them after claiming. `None` when nothing is
     /// claimable (including when another claimer won a race).
@@ -426,6 +432,11 @@ pub trait Store: Send + Sync {
     /// Every freeze in force, by app then environment.
     async fn list_freezes(&self) -> Result<Vec<Freeze>>;
 }
+
+/// The dry-run task (`chima_config::DRY_RUN_TASK`, spelled here too because the store
+/// depends on no other crate of the workspace; a test in the engine keeps the two
+/// equal). The store's SQL and the migration `20261213000000_dry_runs` use the literal.
+pub const DRY_RUN_TASK: &str = "deploy:noop";
 
 /// How long an outbox event taken by a sender stays hidden from other senders before it
 /// is handed out again (the sender died, or forgot to mark it).

@@ -337,6 +337,10 @@ macro_rules! impl_store_with {
                     let lease = <Self as Dialect>::lease(&op(), lease)?;
                     self.reap_lapsed_leases().await?;
                     for _ in 0..CLAIM_ATTEMPTS {
+                        // A dry run (`deploy:noop`, DRY_RUN_TASK) is claimable at once and
+                        // is neither "running" nor "older queued" for the others: it
+                        // changes nothing, so it takes no turn (the partial unique index
+                        // leaves it out too, migration 20261213000000_dry_runs).
                         // One statement: SQLite takes the write lock before evaluating it, so the
                         // candidate cannot change under it (and the busy timeout applies);
                         // PostgreSQL skips the candidates other claimers are locking.
@@ -349,12 +353,14 @@ macro_rules! impl_store_with {
                             " WHERE state = 'queued' AND id = ( \
                                  SELECT d.id FROM deployments d \
                                  WHERE d.state = 'queued' \
-                                   AND NOT EXISTS (SELECT 1 FROM deployments r \
+                                   AND (d.task = 'deploy:noop' OR ( \
+                                   NOT EXISTS (SELECT 1 FROM deployments r \
                                        WHERE r.app = d.app AND r.environment = d.environment \
-                                         AND r.state = 'running') \
+                                         AND r.state = 'running' AND r.task <> 'deploy:noop') \
                                    AND NOT EXISTS (SELECT 1 FROM deployments o \
                                        WHERE o.app = d.app AND o.environment = d.environment \
-                                         AND o.state = 'queued' AND o.id < d.id) \
+                                         AND o.state = 'queued' AND o.id < d.id \
+                                         AND o.task <> 'deploy:noop'))) \
                                  ORDER BY d.id \
                                  LIMIT 1",
                             skip_locked_sql!($d),

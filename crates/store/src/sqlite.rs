@@ -135,9 +135,9 @@ impl SqliteStore {
     async fn work_available(&self) -> Result<bool> {
         sqlx::query_scalar(concat!(
             "SELECT EXISTS (SELECT 1 FROM deployments d WHERE d.state = 'queued' \
-                 AND NOT EXISTS (SELECT 1 FROM deployments r \
+                 AND (d.task = 'deploy:noop' OR NOT EXISTS (SELECT 1 FROM deployments r \
                      WHERE r.app = d.app AND r.environment = d.environment \
-                       AND r.state = 'running')) \
+                       AND r.state = 'running' AND r.task <> 'deploy:noop'))) \
              OR EXISTS (SELECT 1 FROM deployments \
                  WHERE state = 'running' AND lease_expires_at < ",
             now_sql!(sqlite),

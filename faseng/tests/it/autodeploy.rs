@@ -676,3 +676,33 @@ async fn break_glass_passes_a_freeze_only_through_chimas_signed_request() {
     );
     assert!(why.contains("year-end freeze; nothing was run"), "{why}");
 }
+
+/// A dry run (`deploy:noop`, issue 18) made through chima in GitHub mode is a GitHub
+/// deployment of task `deploy:noop` that never auto-merges; auto-deploy does not take
+/// its commit for deployed and still ships it when CI is green.
+#[tokio::test]
+async fn a_dry_run_from_chat_is_no_deploy_for_auto_deploy() {
+    let r = Rig::start().await;
+    let (_path, sha) = repo(r.f.dir.path(), "#!/bin/sh\necho auto\n");
+    r.green(&sha);
+    let t = r
+        .chima("alice", "chima deploy:noop app/main to staging")
+        .await;
+    assert!(
+        t.contains("for a dry run of app/main to staging") && t.contains("nothing will change"),
+        "{t}"
+    );
+    let dry = r
+        .deployments()
+        .pop()
+        .expect("the dry run's GitHub deployment");
+    assert_eq!(dry.task, "deploy:noop");
+    assert_eq!(dry.sha, sha);
+    assert_eq!(dry.body["auto_merge"], false);
+    // CI turns green for that very commit: auto-deploy ships it all the same.
+    let d = r
+        .one_more_after("check_suite", &check_suite_event(&sha))
+        .await;
+    assert_eq!((d.sha.as_str(), d.task.as_str()), (sha.as_str(), "deploy"));
+    assert_eq!(d.body["description"], "auto-deploy");
+}

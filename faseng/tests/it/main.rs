@@ -6,6 +6,7 @@ mod bounds;
 mod chaos;
 mod ci_paging;
 mod doctor;
+mod dry_runs;
 mod e2e;
 mod faults;
 mod harness;

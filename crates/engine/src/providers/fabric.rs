@@ -10,6 +10,11 @@
 //!   success: the version decides.
 //!
 //! `fabric_task` overrides the task; `fabric_version` in app.json overrides detection.
+//!
+//! A dry run (`deploy:noop`) is `fab --dry [-H <hosts>] deploy --branch-name=<ref>` on
+//! Fabric 2 and 3: `--dry` (Invoke's `run.dry`) echoes each `run`/`sudo`/`local`
+//! command instead of running it. Fabric 1 has no dry run (its `-R` is roles, and
+//! nothing else stops its commands), so a dry run there is refused before anything runs.
 
 use super::{Job, Plan};
 
@@ -26,6 +31,12 @@ pub struct FabricInfo {
 /// docs).
 pub fn plan(job: Job<'_>, info: &FabricInfo) -> Result<Plan, String> {
     let mut argv = vec!["fab".to_string()];
+    if job.dry_run() && info.major <= 1 {
+        return Err(format!(
+            "Fabric {} has no dry run (only Fabric 2 and later have `--dry`), so `deploy:noop` cannot run for {}; nothing was run",
+            info.major, job.app.name
+        ));
+    }
     if info.major <= 1 {
         let task = job.app.fabric_task.as_deref().unwrap_or(job.task());
         argv.push("-R".to_string());
@@ -41,16 +52,22 @@ pub fn plan(job: Job<'_>, info: &FabricInfo) -> Result<Plan, String> {
         Some(t) => t.clone(),
         None => task_name(job.task(), &info.tasks),
     };
+    // `--dry` is one of fab's own flags: it goes before the task, which takes the
+    // arguments after it.
+    if job.dry_run() {
+        argv.push("--dry".to_string());
+    }
     if let Some(hosts) = &job.deployment.hosts {
         argv.push("-H".to_string());
         argv.push(hosts.clone());
     }
     argv.push(task);
     argv.push(format!("--branch-name={}", job.git_ref()));
-    Ok(Plan::command(
-        argv,
-        vec![("DEPLOY_ENV".to_string(), job.deployment.environment.clone())],
-    ))
+    let mut env = vec![("DEPLOY_ENV".to_string(), job.deployment.environment.clone())];
+    if job.dry_run() {
+        env.push((super::NOOP_ENV.0.to_string(), super::NOOP_ENV.1.to_string()));
+    }
+    Ok(Plan::command(argv, env))
 }
 
 /// The Fabric 2+ task for a hubot-deploy task: `deploy` is `deploy`; `deploy:migrate`

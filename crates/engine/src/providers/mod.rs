@@ -66,9 +66,22 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// The task as the provider should see it (`deploy`, `deploy:migrate`).
+    /// The task as the provider should see it (`deploy`, `deploy:migrate`). A dry run
+    /// (`deploy:noop`) is the `deploy` task run with each tool's dry-run switch, so that
+    /// a deploy script or fabfile needs no task of its own for it ([`Job::dry_run`]).
     pub fn task(&self) -> &str {
-        &self.deployment.task
+        if self.dry_run() {
+            "deploy"
+        } else {
+            &self.deployment.task
+        }
+    }
+
+    /// Whether this is a dry run (`deploy:noop`, issue 18): each provider asks its tool
+    /// for its dry run (Capistrano `--dry-run`, Fabric 2+ `--dry`, scripts and an
+    /// app's `command` get [`NOOP_ENV`]`=1`) or refuses (Fabric 1, Heroku).
+    pub fn dry_run(&self) -> bool {
+        chima_config::is_dry_run(&self.deployment.task)
     }
 
     /// The ref as the requester wrote it (`BRANCH`, `--branch-name`).
@@ -77,13 +90,25 @@ impl Job<'_> {
     }
 }
 
+/// The variable every provider of a dry run gets, `DEPLOY_NOOP=1`: what a script (or
+/// an app's `command`) reads to change nothing; Capistrano and Fabric get it too,
+/// besides their own switch, for the tasks they run locally.
+pub const NOOP_ENV: (&str, &str) = ("DEPLOY_NOOP", "1");
+
 /// Plans a job for its app's provider. An `Err` is the reason the deployment
 /// ends `errored` without running anything.
 pub fn plan(job: Job<'_>, heroku_source: impl FnOnce() -> String) -> Result<Plan, String> {
     if let Some(argv) = &job.app.command {
+        // An app's own command has no dry-run switch faseng knows: it gets
+        // `DEPLOY_NOOP=1` and `{task}` is `deploy`, as a deploy script does.
+        let env = if job.dry_run() {
+            vec![(NOOP_ENV.0.to_string(), NOOP_ENV.1.to_string())]
+        } else {
+            Vec::new()
+        };
         return Ok(Plan::command(
             argv.iter().map(|a| fill(a, &job)).collect(),
-            Vec::new(),
+            env,
         ));
     }
     match job.app.provider {
@@ -138,4 +163,14 @@ pub fn fill(arg: &str, job: &Job<'_>) -> String {
 /// Whether a provider works from a checkout (Heroku fetches the source itself).
 pub fn needs_checkout(app: &App) -> bool {
     app.command.is_some() || app.provider != Provider::Heroku
+}
+
+#[cfg(test)]
+mod tests {
+    /// The store spells the dry-run task itself (it depends on no other crate of the
+    /// workspace); its SQL must mean the task chima and faseng create.
+    #[test]
+    fn the_store_and_the_config_name_the_same_dry_run_task() {
+        assert_eq!(chima_store::DRY_RUN_TASK, chima_config::DRY_RUN_TASK);
+    }
 }

@@ -1,6 +1,10 @@
 //! `shell` (heaven's `script`): runs `./<deploy_script>` from the checkout,
 //! default `script/deploy`. The path must stay inside the checkout, even
 //! through symlinks.
+//!
+//! A dry run (`deploy:noop`) runs the same script with `DEPLOY_NOOP=1` and
+//! `DEPLOY_TASK=deploy`: the script decides what "change nothing" means for it (a
+//! script that ignores the variable deploys for real, so the README says to read it).
 
 use super::{Job, Plan};
 
@@ -31,5 +35,10 @@ pub fn plan(job: Job<'_>) -> Result<Plan, String> {
     if !real.is_file() {
         return Err(format!("deploy_script `{script}` is not a file"));
     }
-    Ok(Plan::command(vec![format!("./{script}")], Vec::new()))
+    let env = if job.dry_run() {
+        vec![(super::NOOP_ENV.0.to_string(), super::NOOP_ENV.1.to_string())]
+    } else {
+        Vec::new()
+    };
+    Ok(Plan::command(vec![format!("./{script}")], env))
 }

@@ -58,6 +58,13 @@ pub(super) async fn execute(
     if let Err(why) = permitted(&app, &d.environment, identity.as_ref()) {
         return Outcome::errored(why);
     }
+    // A dry run (`deploy:noop`, issue 18) is checked like a deploy (app, environment,
+    // permission, hosts) and then changes nothing: it takes no lock and passes another
+    // user's lock (the store lets it run beside the environment's deploys).
+    let dry_run = chima_config::is_dry_run(&d.task);
+    if dry_run && app.command.is_none() && app.provider == chima_config::Provider::Heroku {
+        return Outcome::errored(providers::heroku::NO_DRY_RUN);
+    }
     // heaven's lock tasks: a deployment whose task is `deploy:lock` or
     // `deploy:unlock` changes the environment's lock and runs nothing. They need
     // the same permission as deploying there (checked just above).
@@ -91,6 +98,13 @@ pub(super) async fn execute(
     // A lock held by someone else stops the deployment before anything runs; the
     // holder's own deployments go through, compared by verified identity.
     match store.get_lock(&d.app, &d.environment).await {
+        Ok(Some(lock)) if dry_run && !holds(&lock, identity.as_ref(), &d.requester) => {
+            log.note(format!(
+                "==> {} is locked by {}; a dry run changes nothing, so it runs anyway",
+                d.environment, lock.holder
+            ))
+            .await;
+        }
         Ok(Some(lock)) if !holds(&lock, identity.as_ref(), &d.requester) => {
             let why = lock.reason.as_deref().unwrap_or("no reason given");
             return Outcome::errored(format!(
@@ -113,6 +127,9 @@ pub(super) async fn execute(
         .or(app.timeout)
         .unwrap_or(cfg.default_timeout);
     let deadline = Instant::now() + timeout;
+    if dry_run {
+        log.note("==> dry run: nothing will change").await;
+    }
 
     let mut sha = d.sha.clone().unwrap_or_default();
     if providers::needs_checkout(&app) {

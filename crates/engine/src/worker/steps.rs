@@ -136,7 +136,11 @@ pub(super) async fn fabric_info(
             .clone()
             .map_err(|why| format!("cannot tell which Fabric is installed ({why}); install Fabric, or set `fabric_version` in app.json"))?,
     };
-    let tasks = if major >= 2 && app.fabric_task.is_none() && d.task.contains(':') {
+    let tasks = if major >= 2
+        && app.fabric_task.is_none()
+        && d.task.contains(':')
+        && !chima_config::is_dry_run(&d.task)
+    {
         match capture(&["fab", "--list"], dir, env, cfg.run_as.as_ref()).await {
             Ok((true, out)) => providers::fabric::parse_list(&out),
             _ => Vec::new(),
@@ -181,7 +185,15 @@ pub(super) fn common_env(d: &Deployment, sha: &str) -> Vec<(String, String)> {
         ("DEPLOY_ID".to_string(), d.id.to_string()),
         ("DEPLOY_APP".to_string(), d.app.clone()),
         ("DEPLOY_ENV".to_string(), d.environment.clone()),
-        ("DEPLOY_TASK".to_string(), d.task.clone()),
+        // A dry run is the `deploy` task with `DEPLOY_NOOP=1` (providers/mod.rs).
+        (
+            "DEPLOY_TASK".to_string(),
+            if chima_config::is_dry_run(&d.task) {
+                "deploy".to_string()
+            } else {
+                d.task.clone()
+            },
+        ),
         ("DEPLOY_REF".to_string(), d.git_ref.clone()),
         ("BRANCH".to_string(), d.git_ref.clone()),
         ("DEPLOY_SHA".to_string(), sha.to_string()),

@@ -370,3 +370,76 @@ async fn fabric_no_idea_what_says_which_fabric_ran_what() {
         "{log:?}"
     );
 }
+
+/// A dry run (`deploy:noop`) is each tool's dry-run switch on the `deploy` task:
+/// `cap <env> deploy --dry-run`, `fab --dry [-H hosts] deploy --branch-name=<ref>`
+/// (fab's own flag, before the task), `DEPLOY_NOOP=1` for both; Fabric 1 has none
+/// and is refused before anything runs.
+#[tokio::test]
+async fn dry_runs_pass_each_tools_switch_and_fabric_1_is_refused() {
+    let mut rig = Rig::new("#!/bin/sh\n", &[]).await;
+    let record = stand_ins(&rig);
+    rig.start(rig.config());
+    let noop = |n: &mut chima_store::NewDeployment| {
+        n.task = chima_config::DRY_RUN_TASK.into();
+        n.hosts = Some("fe1,fe2".into());
+    };
+    let d = rig
+        .queue_with("k1", "main", json!({"provider": "capistrano"}), noop)
+        .await;
+    let log = rig.succeeded_log(d.id).await;
+    assert_eq!(
+        recorded(&record)[..4],
+        ["argv:cap", "arg:staging", "arg:deploy", "arg:--dry-run"]
+    );
+    assert!(log.contains("==> dry run: nothing will change"), "{log}");
+    assert!(
+        log.contains(
+            "==> running BRANCH=main HOSTS=fe1,fe2 USER=alice DEPLOY_NOOP=1 cap staging deploy --dry-run"
+        ),
+        "{log}"
+    );
+    std::fs::remove_file(&record).unwrap();
+
+    let d = rig
+        .queue_with("k2", "main", json!({"provider": "fabric"}), noop)
+        .await;
+    let log = rig.succeeded_log(d.id).await;
+    assert_eq!(
+        recorded(&record)[..7],
+        [
+            "argv:fab",
+            "arg:--dry",
+            "arg:-H",
+            "arg:fe1,fe2",
+            "arg:deploy",
+            "arg:--branch-name=main",
+            "BRANCH=main"
+        ]
+    );
+    assert!(
+        log.contains(
+            "==> running DEPLOY_ENV=staging DEPLOY_NOOP=1 fab --dry -H fe1,fe2 deploy --branch-name=main"
+        ),
+        "{log}"
+    );
+    std::fs::remove_file(&record).unwrap();
+
+    // Fabric 1: refused with the reason, and fab never ran.
+    let d = rig
+        .queue_with(
+            "k3",
+            "main",
+            json!({"provider": "fabric", "fabric_version": 1}),
+            noop,
+        )
+        .await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored, "{:?}", done.reason);
+    let reason = done.reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("Fabric 1 has no dry run") && reason.ends_with("nothing was run"),
+        "{reason}"
+    );
+    assert!(recorded(&record).is_empty(), "{:?}", recorded(&record));
+}

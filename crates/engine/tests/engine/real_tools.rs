@@ -406,3 +406,99 @@ async fn ssh_agent_fabric_deploys_with_the_key_only_in_the_agent() {
     .await;
     marker(&sshd, "deployed");
 }
+
+// ---- dry runs (`deploy:noop`, issue 18) ------------------------------------------
+
+fn dry_run(n: &mut NewDeployment) {
+    n.task = chima_config::DRY_RUN_TASK.into();
+}
+
+/// Queues a deployment of [`REF`] under `key` and waits for it to succeed; its log.
+async fn succeeded(
+    rig: &Rig,
+    key: &str,
+    config: Value,
+    edit: impl FnOnce(&mut NewDeployment),
+) -> String {
+    let d = rig.queue_with(key, REF, config, edit).await;
+    rig.succeeded_log(d.id).await
+}
+
+/// Capistrano's dry run (`cap staging deploy --dry-run`) prints the commands of the
+/// deploy and runs none on the host: no release folder, no marker. The same app's
+/// real deploy then makes both.
+#[tokio::test]
+async fn capistrano_dry_run_prints_the_deploy_and_changes_nothing() {
+    let (sshd, mut rig, sha) = setup("cap", |r, s| capistrano_project(r, s, Key::File)).await;
+    rig.start(debian_tools(&rig));
+    let config = json!({"provider": "capistrano"});
+    let log = succeeded(&rig, "dry", config.clone(), dry_run).await;
+    assert!(log.contains("==> dry run: nothing will change"), "{log}");
+    assert!(log.contains("cap staging deploy --dry-run"), "{log}");
+    // What Capistrano printed: the commands the deploy would have run there.
+    let www = sshd.path("www");
+    assert!(
+        log.contains(&format!("{}/releases", www.display())),
+        "Capistrano's dry run did not print the deploy's commands:\n{log}"
+    );
+    assert!(
+        !www.exists(),
+        "the dry run changed the host: {} exists",
+        www.display()
+    );
+    assert!(
+        !sshd.path("deployed").exists(),
+        "the dry run wrote the marker"
+    );
+
+    succeeded(&rig, "real", config, |_| {}).await;
+    marker(&sshd, "deployed");
+    let revision =
+        std::fs::read_to_string(sshd.path("www/current/REVISION")).expect("no current release");
+    assert_eq!(revision.trim(), sha);
+}
+
+/// Fabric's dry run (`fab --dry deploy --branch-name=<ref>`) echoes the task's remote
+/// command and runs it nowhere; the real deploy writes the marker.
+async fn fabric_dry_run_changes_nothing(cfg: impl FnOnce(&Rig) -> EngineConfig, major: &str) {
+    let (sshd, mut rig, _) = setup("fab", |_, s| fabric_project(s, Key::File)).await;
+    let cfg = cfg(&rig);
+    rig.start(cfg);
+    let config = json!({"provider": "fabric"});
+    let log = succeeded(&rig, "dry", config.clone(), dry_run).await;
+    assert!(log.contains("==> dry run: nothing will change"), "{log}");
+    assert!(
+        log.contains("fab --dry deploy --branch-name=feature/real-tools"),
+        "{log}"
+    );
+    // Fabric echoed the command it would have run on the host.
+    let target = sshd.path("deployed");
+    assert!(
+        log.contains(&format!("> {}", target.display())),
+        "Fabric's dry run did not echo the task's command:\n{log}"
+    );
+    assert!(!target.exists(), "the dry run wrote the marker");
+
+    succeeded(&rig, "real", config, |_| {}).await;
+    let fields = marker(&sshd, "deployed");
+    assert!(fabric_version(&fields).starts_with(major), "{fields:?}");
+}
+
+#[tokio::test]
+async fn fabric2_dry_run_echoes_and_changes_nothing() {
+    fabric_dry_run_changes_nothing(debian_tools, "2.").await;
+}
+
+#[tokio::test]
+async fn fabric3_dry_run_echoes_and_changes_nothing() {
+    let bin = fabric3_bin();
+    fabric_dry_run_changes_nothing(
+        |rig| {
+            let mut cfg = rig.config();
+            cfg.path = format!("{}:{}", bin.display(), cfg.path);
+            cfg
+        },
+        "3.",
+    )
+    .await;
+}

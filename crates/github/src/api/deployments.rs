@@ -218,6 +218,20 @@ impl GitHub {
         environment: Option<&str>,
         limit: u8,
     ) -> Result<Vec<DeploymentSummary>, GitHubError> {
+        self.list_deployments_of_task(repo, environment, None, limit)
+            .await
+    }
+
+    /// [`GitHub::list_deployments`], of one task only when `task` is given (GitHub's
+    /// `task` filter): auto-deploy asks for `deploy` so that dry runs (`deploy:noop`)
+    /// and other tasks never count as what an environment runs.
+    pub async fn list_deployments_of_task(
+        &self,
+        repo: &str,
+        environment: Option<&str>,
+        task: Option<&str>,
+        limit: u8,
+    ) -> Result<Vec<DeploymentSummary>, GitHubError> {
         let repo = check_repo(repo)?;
         if limit == 0 {
             return Ok(Vec::new());
@@ -227,6 +241,10 @@ impl GitHub {
         if let Some(env) = environment {
             path.push_str("&environment=");
             path.push_str(&query_value(env));
+        }
+        if let Some(task) = task {
+            path.push_str("&task=");
+            path.push_str(&query_value(task));
         }
         let call = Call::get(
             path,

@@ -160,6 +160,10 @@ pub async fn rollback_target_is_the_last_successful_deploy_task(h: &Harness) {
     let migrate = run(4, "deploy:migrate", true).await;
     let unlock = run(5, "deploy:unlock", true).await;
     let failed = run(6, "deploy", false).await;
+    // A successful dry run (issue 18) deployed nothing: never a rollback's "current"
+    // nor its target.
+    let noop = run(7, chima_store::DRY_RUN_TASK, true).await;
+    assert!(failed < noop);
     assert!(older < deploy && deploy < lock && lock < migrate && migrate < unlock);
     assert!(unlock < failed);
 
@@ -173,7 +177,7 @@ pub async fn rollback_target_is_the_last_successful_deploy_task(h: &Harness) {
         (deploy, "deploy"),
         "the newest successful deploy, past the failed deploy and the other tasks"
     );
-    for before in [failed, unlock, migrate, lock] {
+    for before in [noop, failed, unlock, migrate, lock] {
         assert_eq!(
             store
                 .last_succeeded("web", "production", Some(before))

@@ -18,6 +18,7 @@ mod auto_deploy;
 mod chat;
 mod claims;
 mod concurrency;
+mod dry_runs;
 mod fencing;
 mod freezes;
 mod history;
@@ -74,6 +75,7 @@ on_both_backends!(
     concurrency::many_creations_at_once_are_each_stored_once,
     claims::fifo_within_environment_parallel_across,
     claims::queued_deployment_of_locked_environment_is_never_dropped,
+    dry_runs::dry_runs_take_no_turn_and_real_deploys_keep_one_at_a_time,
     history::queries_for_history_and_rollback,
     claims::lapsed_lease_errors_and_frees_the_environment,
     claims::renewed_lease_is_kept,

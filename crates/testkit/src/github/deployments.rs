@@ -237,8 +237,59 @@ pub(super) fn create_status(
         body,
     };
     let out = status_json(&status, &deployment, api);
+    let deactivate = status.state == "success" && status.auto_inactive != Some(false);
     st.statuses.push(status);
+    if deactivate {
+        auto_inactive(&mut st, &deployment);
+    }
     json_response(StatusCode::CREATED, &out)
+}
+
+/// `auto_inactive` (default true) of a `success` status, as GitHub's "Create a
+/// deployment status" describes it
+/// (<https://docs.github.com/en/rest/deployments/statuses#create-a-deployment-status>):
+/// "Adds a new `inactive` status to all prior non-transient, non-production environment
+/// deployments with the same repository and environment name as the created status's
+/// deployment. An `inactive` status is only added to deployments that had a `success`
+/// state." The statuses it adds have no body (GitHub made them, nobody posted them).
+fn auto_inactive(st: &mut super::state::State, of: &FakeDeployment) {
+    let latest = |st: &super::state::State, id: i64| {
+        st.statuses
+            .iter()
+            .rev()
+            .find(|s| s.deployment_id == id)
+            .map(|s| s.state.clone())
+    };
+    let prior: Vec<i64> = st
+        .deployments
+        .iter()
+        .filter(|d| {
+            d.id < of.id
+                && d.repo.eq_ignore_ascii_case(&of.repo)
+                && d.environment == of.environment
+                && !d.transient_environment
+                && !d.production_environment
+        })
+        .map(|d| d.id)
+        .collect();
+    for id in prior {
+        if latest(st, id).as_deref() != Some("success") {
+            continue;
+        }
+        let status_id = st.next_status;
+        st.next_status += 1;
+        st.statuses.push(FakeDeploymentStatus {
+            id: status_id,
+            deployment_id: id,
+            state: "inactive".to_string(),
+            log_url: None,
+            environment_url: None,
+            description: None,
+            auto_inactive: None,
+            created_at: Utc::now(),
+            body: Value::Null,
+        });
+    }
 }
 
 pub(super) fn list_statuses(

@@ -263,6 +263,18 @@ impl FakeGitHub {
         environment: &str,
         creator: &str,
     ) -> i64 {
+        self.seed_deployment_of_task(repo, git_ref, environment, creator, "deploy")
+    }
+
+    /// [`FakeGitHub::seed_deployment`] of another task (`deploy:noop`, `deploy:migrate`).
+    pub fn seed_deployment_of_task(
+        &self,
+        repo: &str,
+        git_ref: &str,
+        environment: &str,
+        creator: &str,
+        task: &str,
+    ) -> i64 {
         let mut st = lock(&self.state);
         let sha = resolve(st.repos.get(&repo.to_ascii_lowercase()), git_ref);
         let id = st.next_deployment;
@@ -272,7 +284,7 @@ impl FakeGitHub {
             repo: repo.to_string(),
             sha,
             git_ref: git_ref.to_string(),
-            task: "deploy".to_string(),
+            task: task.to_string(),
             environment: environment.to_string(),
             description: Some(format!("{creator} deploying {git_ref} to {environment}")),
             payload: json!({}),
@@ -344,6 +356,25 @@ impl FakeGitHub {
             .filter(|s| s.deployment_id == deployment_id)
             .cloned()
             .collect()
+    }
+
+    /// What GitHub shows as deployed to `environment` of `repo`: the newest deployment
+    /// whose latest status is `success` (one marked `inactive` since, by a later
+    /// success's `auto_inactive`, is not).
+    pub fn active_deployment(&self, repo: &str, environment: &str) -> Option<FakeDeployment> {
+        let st = lock(&self.state);
+        st.deployments
+            .iter()
+            .rev()
+            .filter(|d| d.repo.eq_ignore_ascii_case(repo) && d.environment == environment)
+            .find(|d| {
+                st.statuses
+                    .iter()
+                    .rev()
+                    .find(|s| s.deployment_id == d.id)
+                    .is_some_and(|s| s.state == "success")
+            })
+            .cloned()
     }
 
     /// The states of the statuses posted to a deployment, in order.

@@ -20,6 +20,9 @@
 //! - a deployment create checks every required context, commit statuses and check
 //!   runs alike, and answers 409 when one is not green
 //!   (<https://docs.github.com/en/rest/deployments/deployments#create-a-deployment>);
+//! - a `success` status with `auto_inactive` (default true) adds an `inactive` status to
+//!   the prior successful non-transient, non-production deployments of its environment
+//!   (<https://docs.github.com/en/rest/deployments/statuses#create-a-deployment-status>);
 //! - secondary rate limits: 403 with `Retry-After` and GitHub's message, scripted or,
 //!   with [`FakeGitHub::limit_write_rate`], whenever writes on one credential come
 //!   closer together than allowed

@@ -91,10 +91,19 @@ fn render_deployment(
     let running = !d.state.is_terminal();
     let mut b =
         String::with_capacity(8192 + log.lines.iter().map(|l| l.line.len() + 24).sum::<usize>());
+    // A dry run (`deploy:noop`, issue 18) says so first: it changed nothing.
+    let dry_run = chima_config::is_dry_run(&d.task);
     let _ = write!(
         b,
-        "<header>\n<h1>Deployment #{id} <span id=state class=\"state s-{st}\">{st}</span></h1>\n\
-         <p class=sub>{task} of <b>{app}</b>/{git_ref} to <b>{env}</b> by {who}</p>\n</header>\n",
+        "<header>\n<h1>{kind} #{id} <span id=state class=\"state s-{st}\">{st}</span></h1>\n\
+         <p class=sub>{task} of <b>{app}</b>/{git_ref} to <b>{env}</b> by {who}</p>\n{note}</header>\n",
+        kind = if dry_run { "Dry run" } else { "Deployment" },
+        note = if dry_run {
+            "<p class=dry-run><b>Dry run</b>: the provider's dry run (nothing changes on the servers); \
+             it does not count as deployed, for rollbacks or auto-deploy.</p>\n"
+        } else {
+            ""
+        },
         st = d.state,
         task = esc(&d.task),
         app = esc(&d.app),
@@ -235,7 +244,13 @@ fn render_deployment(
     } else {
         b.push_str("<p id=live>Finished: the log is complete.</p>\n");
     }
-    let title = format!("#{id} {} to {}: {}", d.app, d.environment, d.state);
+    let title = format!(
+        "#{id} {}{} to {}: {}",
+        if dry_run { "dry run of " } else { "" },
+        d.app,
+        d.environment,
+        d.state
+    );
     html::page(&title, &head, &b)
 }
 

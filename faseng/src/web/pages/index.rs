@@ -215,11 +215,18 @@ fn render_index(
     cut: bool,
     now: DateTime<Utc>,
 ) -> String {
+    // A dry run (`deploy:noop`) is said to be one wherever it is linked: it changed
+    // nothing, so "last finished" must not read as what the environment runs.
     let link = |d: &Deployment| {
         format!(
-            "<a href=\"{}\">#{}</a>",
+            "<a href=\"{}\">#{}</a>{}",
             esc(&link_from_index(state, d.id)),
-            d.id
+            d.id,
+            if chima_config::is_dry_run(&d.task) {
+                " <span class=muted>dry run</span>"
+            } else {
+                ""
+            }
         )
     };
     let mut b = String::with_capacity(16_384 + rows.len() * 1024);

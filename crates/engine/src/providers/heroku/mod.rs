@@ -52,9 +52,17 @@ pub struct HerokuPlan {
     pub version: String,
 }
 
+/// Why a dry run (`deploy:noop`) of a Heroku app is refused: a build releases when it
+/// succeeds, and the Platform API has no build that does not. chima says it before
+/// creating anything; the engine says it for one that arrives from GitHub or the API.
+pub const NO_DRY_RUN: &str = "Heroku builds have no dry run; nothing was run";
+
 /// Plans a Heroku build of the commit from `source_url` (its tarball); refuses an app
-/// with no Heroku app for the environment.
+/// with no Heroku app for the environment, and a dry run ([`NO_DRY_RUN`]).
 pub fn plan(job: Job<'_>, source_url: String) -> Result<Plan, String> {
+    if job.dry_run() {
+        return Err(NO_DRY_RUN.to_string());
+    }
     let env = &job.deployment.environment;
     let app_name = job
         .app
