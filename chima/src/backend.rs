@@ -11,8 +11,10 @@ use chima_command::Command;
 use chima_config::{App, Apps, DeploymentRequest};
 use chima_engine::ops::{Cancelled, NoRollback, Rollback};
 use chima_github::{CiState, CreateOutcome, DeploymentSummary, GitHubError};
-use chima_payload::DeploymentPayload;
-use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Freeze, Lock, LockResult, Store};
+use chima_payload::{DeploymentPayload, Identity};
+use chima_store::{
+    AutoDeploy, AutoDeployPause, Decided, Decision, Deployment, Freeze, Lock, LockResult, Store,
+};
 
 use crate::bot::{Chat, Say};
 pub use crate::local::ChatOut;
@@ -37,8 +39,9 @@ pub enum Created {
 
 /// Recent deployments of an app.
 pub enum History {
-    /// From a store (the local one, or faseng's).
-    Stored(Vec<Deployment>),
+    /// From a store (the local one, or faseng's), with the approvals recorded for
+    /// them (the embedded store's; faseng's page shows its own).
+    Stored(Vec<Deployment>, Vec<chima_store::Approval>),
     /// From GitHub's list of deployments.
     GitHub(Vec<DeploymentSummary>),
 }
@@ -66,6 +69,9 @@ pub type AutoDeployNow = (Option<AutoDeployPause>, Option<AutoDeploy>);
 
 /// What the auto-deploy switch answers: the pause made or lifted, if any.
 pub type Switched = anyhow::Result<Option<AutoDeployPause>>;
+
+/// What an approve or reject did, or the refusal to say to the person who asked.
+pub type DecideAnswer = anyhow::Result<Result<Decided, String>>;
 
 /// Everything a command needs from the world. `app` and `env` are the names
 /// app.json resolved to.
@@ -129,6 +135,16 @@ pub trait Backend: Send + Sync {
     /// The auto-deploy switch: `off` pauses auto-deploy of app+environment (the
     /// answer is the new pause), `None` resumes it (the answer is the pause lifted).
     async fn set_autodeploy(&self, app: &str, env: &str, off: Option<&PauseRequest>) -> Switched;
+
+    /// Records `who`'s approval or rejection of deployment `id`, after the checks of
+    /// the app.json that decides (this process's embedded; faseng's in GitHub mode).
+    async fn decide(
+        &self,
+        id: i64,
+        who: &Identity,
+        decision: Decision,
+        reason: Option<&str>,
+    ) -> DecideAnswer;
 
     /// Auto-deploy's pause and last shipment in app+environment.
     async fn autodeploy_state(&self, app: &str, env: &str) -> anyhow::Result<AutoDeployNow>;

@@ -12,7 +12,7 @@ use chima_command::{Addressee, Command, DEFAULT_FREEZE, FreezeEnd, MAX_FREEZE, P
 use chima_config::{App, Apps, DeploymentRequest, Refusal, Requester, Zone, is_dry_run};
 use chima_engine::policy::{self, Blocked};
 use chima_payload::{DeploymentPayload, Identity, IdentitySource, Notify};
-use chima_store::{DeploymentState, LockResult};
+use chima_store::{Decided, Decision, DeploymentState, LockResult};
 use chima_store::{EVERY, Freeze};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -183,6 +183,16 @@ impl Bot {
         let user = who.display();
         match command {
             Command::Help => reply(to, replies::help(&self.addressee.name), Ending::Ok),
+            Command::Approve { id } => {
+                let answer = backend.decide(id, &who, Decision::Approve, None).await?;
+                self.decided(answer, &user, to)
+            }
+            Command::Reject { id, reason } => {
+                let answer = backend
+                    .decide(id, &who, Decision::Reject, reason.as_deref())
+                    .await?;
+                self.decided(answer, &user, to)
+            }
             Command::Version => reply(to, replies::version(), Ending::Ok),
             Command::Deploy(d) => {
                 let request = or_refuse!(to, apps.resolve_deploy(&d, &chat.requester, default_env));
@@ -239,7 +249,7 @@ impl Bot {
                     None => (or_refuse!(to, apps.app(&app)), None),
                 };
                 let text = match backend.history(a, env).await? {
-                    History::Stored(list) => replies::history(&app, &list),
+                    History::Stored(list, approvals) => replies::history(&app, &list, &approvals),
                     History::GitHub(list) => replies::github_history(&app, &list),
                 };
                 reply(to, text, Ending::Ok)
@@ -538,6 +548,19 @@ impl Bot {
             pairs,
             zone,
         })
+    }
+
+    /// Says what an approve or reject did, or why it was refused.
+    fn decided(
+        &self,
+        answer: Result<Decided, String>,
+        user: &str,
+        to: &Say,
+    ) -> anyhow::Result<Ending> {
+        match answer {
+            Ok(decided) => reply(to, replies::decided(&decided, user), Ending::Ok),
+            Err(refusal) => reply(to, refusal, Ending::Failed),
+        }
     }
 
     /// Says what creating a deployment did; for a queued one with `follow`, its

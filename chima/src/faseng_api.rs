@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use chima_api_types::{
-    AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, DeploymentList,
-    ErrorBody, FreezeRequest, Freezes, Frozen, LockAnswer, LockRequest, Locks, PauseRequest,
-    Paused, Resumed, RollbackTarget, Unfrozen, UnlockAnswer,
+    AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, DecisionAnswer,
+    DecisionRequest, DeploymentList, ErrorBody, FreezeRequest, Freezes, Frozen, LockAnswer,
+    LockRequest, Locks, PauseRequest, Paused, Resumed, RollbackTarget, Unfrozen, UnlockAnswer,
 };
 use chima_config::Secret;
 use chima_store::AutoDeployPause;
@@ -166,6 +166,21 @@ impl FasengApi {
         let path = under("/environments", app, env) + "/cancel";
         let body = By { by: by.to_string() };
         Ok(self.call(Method::POST, &path, Some(&body), &[200]).await?.1)
+    }
+
+    /// Approves (`approve`) or rejects (`reject`) deployment `id` for the approver in
+    /// `body`; faseng checks its own app.json. Refusals (403, 404, 409) are answers.
+    pub async fn decide(
+        &self,
+        id: i64,
+        verb: &str,
+        body: &DecisionRequest,
+    ) -> anyhow::Result<DecisionAnswer> {
+        let path = format!("/deployments/{id}/{verb}");
+        Ok(self
+            .call(Method::POST, &path, Some(body), &[200, 403, 404, 409])
+            .await?
+            .1)
     }
 
     pub async fn rollback_target(&self, app: &str, env: &str) -> anyhow::Result<RollbackTarget> {

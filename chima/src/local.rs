@@ -18,26 +18,36 @@ use chima_store::{Deployment, Freeze, Lock, LockResult, NewDeployment, Store};
 use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 
-use crate::backend::{AutoDeployNow, Backend, Created, History, RollbackTo, Switched};
+use crate::backend::{
+    AutoDeployNow, Backend, Created, DecideAnswer, History, RollbackTo, Switched,
+};
 use crate::bot::{Chat, Say, identity, say};
 use crate::replies;
 
 pub struct Local {
     pub store: Arc<dyn Store>,
-    /// app.json, for the `notify_room` a break-glass deployment is announced in.
+    /// chima's app.json: which environments wait for approvals, and who may give them,
+    /// and the `notify_room` a break-glass deployment is announced in.
     apps: Arc<Apps>,
     engine: tokio::sync::Mutex<Option<Engine>>,
+    /// The engine's settings, until it is started (see [`Local::ensure_running`]).
+    cfg: EngineConfig,
     /// With [`ChatOut::Here`]: the chat notifications the outbox loop delivered to
     /// this process, for [`Backend::follow`] to say in order with the log.
     delivered: Option<tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>>,
-    /// Stops the outbox loop of [`ChatOut::Here`].
-    outbox: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+    /// With [`ChatOut::Here`]: the deliverer the outbox loop is started with.
+    hand_over: Option<mpsc::UnboundedSender<Delivered>>,
+    /// Stops the outbox loop of [`ChatOut::Here`], once started.
+    outbox: tokio::sync::Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
 }
 
 /// Who delivers the local engine's chat notifications.
 pub enum ChatOut {
     /// This backend, to whoever follows a deployment (the terminal): the outbox loop
-    /// hands them to [`Backend::follow`], which says them between log lines.
+    /// hands them to [`Backend::follow`], which says them between log lines. The
+    /// engine and the outbox loop start with the first deployment this process
+    /// creates: a `chima run 'approve 12'` beside the waiting `chima run` of the
+    /// requester takes neither the deployment nor its messages from it.
     Here,
     /// A chat transport that runs the outbox loop over [`Local::store`] (Slack).
     Transport,
@@ -101,32 +111,55 @@ impl Local {
         cfg.guard = chima_engine::GuardProgram::this_binary()
             .map_err(|e| tracing::warn!(error = %e, "cannot find chima's own binary; providers run unguarded"))
             .ok();
-        let engine = Engine::start(store.clone(), cfg);
-        let (delivered, outbox) = match chat {
-            ChatOut::Transport => (None, None),
+        let (engine, delivered, hand_over) = match chat {
+            ChatOut::Transport => (Some(Engine::start(store.clone(), cfg.clone())), None, None),
             ChatOut::Here => {
+                // No engine yet, so no claim yet: what a claim would end first (a dead
+                // process's lapsed lease, a lapsed approval) is ended now, as any
+                // chima on this store did before.
+                if let Err(e) = store.reap_lapsed_leases().await {
+                    tracing::warn!(error = %e, "cannot end deployments whose worker was lost");
+                }
+                if let Err(e) = store.expire_approvals().await {
+                    tracing::warn!(error = %e, "cannot end deployments whose approval expired");
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
-                let (stop, stopped) = watch::channel(false);
-                let options = chima_outbox::OutboxOptions {
-                    // Someone watches the terminal.
-                    poll_interval: Duration::from_millis(100),
-                    ..chima_outbox::OutboxOptions::chat()
-                };
-                let run =
-                    chima_outbox::run(store.clone(), Arc::new(HandOver(tx)), stopped, options);
-                (
-                    Some(tokio::sync::Mutex::new(rx)),
-                    Some((stop, tokio::spawn(run))),
-                )
+                (None, Some(tokio::sync::Mutex::new(rx)), Some(tx))
             }
         };
         Ok(Local {
             store,
             apps,
-            engine: tokio::sync::Mutex::new(Some(engine)),
+            engine: tokio::sync::Mutex::new(engine),
+            cfg,
             delivered,
-            outbox,
+            hand_over,
+            outbox: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Starts the engine and (with [`ChatOut::Here`]) the outbox loop, unless they run.
+    async fn ensure_running(&self) {
+        let mut engine = self.engine.lock().await;
+        if engine.is_none() {
+            *engine = Some(Engine::start(self.store.clone(), self.cfg.clone()));
+        }
+        let mut outbox = self.outbox.lock().await;
+        if let (None, Some(tx)) = (outbox.as_ref(), &self.hand_over) {
+            let (stop, stopped) = watch::channel(false);
+            let options = chima_outbox::OutboxOptions {
+                // Someone watches the terminal.
+                poll_interval: Duration::from_millis(100),
+                ..chima_outbox::OutboxOptions::chat()
+            };
+            let run = chima_outbox::run(
+                self.store.clone(),
+                Arc::new(HandOver(tx.clone())),
+                stopped,
+                options,
+            );
+            *outbox = Some((stop, tokio::spawn(run)));
+        }
     }
 }
 
@@ -145,7 +178,8 @@ fn notify((event, d): &Delivered, to: &Say, apps: &Apps) {
             },
         );
     }
-    if let Some(text) = replies::notification(d, event.state) {
+    let reason = event.payload.get("reason").and_then(Value::as_str);
+    if let Some(text) = replies::notification(d, event.state, reason) {
         say(to, text);
     }
 }
@@ -251,7 +285,9 @@ impl Backend for Local {
             notify: vec!["chat".to_string()],
             timeout_secs: None,
         };
-        let created = self.store.create_deployment(new).await?;
+        self.ensure_running().await;
+        let created =
+            chima_engine::approval::create(self.store.as_ref(), Some(&self.apps), new).await?;
         Ok(Created::Queued(Box::new(created.deployment)))
     }
 
@@ -280,7 +316,9 @@ impl Backend for Local {
             notify: vec!["chat".to_string()],
             timeout_secs: d.timeout_secs,
         };
-        let created = self.store.create_deployment(new).await?;
+        self.ensure_running().await;
+        let created =
+            chima_engine::approval::create(self.store.as_ref(), Some(&self.apps), new).await?;
         Ok(Created::Queued(Box::new(created.deployment)))
     }
 
@@ -337,9 +375,12 @@ impl Backend for Local {
     }
 
     async fn history(&self, app: &App, env: Option<&str>) -> anyhow::Result<History> {
-        Ok(History::Stored(
-            chima_engine::ops::history(self.store.as_ref(), &app.name, env, 10).await?,
-        ))
+        let list = chima_engine::ops::history(self.store.as_ref(), &app.name, env, 10).await?;
+        let mut approvals = Vec::new();
+        for d in list.iter().filter(|d| d.approvals_needed.is_some()) {
+            approvals.extend(self.store.approvals(d.id).await?);
+        }
+        Ok(History::Stored(list, approvals))
     }
 
     async fn lock_of(&self, app: &str, env: &str) -> anyhow::Result<Option<Lock>> {
@@ -403,6 +444,29 @@ impl Backend for Local {
         })
     }
 
+    async fn decide(
+        &self,
+        id: i64,
+        who: &chima_payload::Identity,
+        decision: chima_store::Decision,
+        reason: Option<&str>,
+    ) -> DecideAnswer {
+        match chima_engine::approval::decide(
+            self.store.as_ref(),
+            &self.apps,
+            id,
+            who,
+            decision,
+            reason,
+        )
+        .await
+        {
+            Ok(decided) => Ok(Ok(decided)),
+            Err(r) if r.is_failure() => Err(anyhow::anyhow!("{r}")),
+            Err(r) => Ok(Err(r.to_string())),
+        }
+    }
+
     async fn autodeploy_state(&self, app: &str, env: &str) -> anyhow::Result<AutoDeployNow> {
         Ok((
             self.store.auto_deploy_pause(app, env).await?,
@@ -422,7 +486,7 @@ impl Backend for Local {
         if let Some(engine) = self.engine.lock().await.take() {
             engine.shutdown().await;
         }
-        if let Some((stop, loop_)) = &self.outbox {
+        if let Some((stop, loop_)) = self.outbox.lock().await.take() {
             let _ = stop.send(true);
             loop_.abort();
         }

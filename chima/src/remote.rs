@@ -4,8 +4,8 @@
 
 use anyhow::Context;
 use chima_api_types::{
-    CancelAnswer, ChatRouteRequest, FreezeRequest, LockAnswer, LockRequest, NoRollbackWhy,
-    PauseRequest, UnlockAnswer,
+    CancelAnswer, ChatRouteRequest, DecisionAnswer, DecisionRequest, FreezeRequest, LockAnswer,
+    LockRequest, NoRollbackWhy, PauseRequest, UnlockAnswer,
 };
 use chima_command::Command;
 use chima_config::{App, Apps, DeploymentRequest};
@@ -15,7 +15,7 @@ use chima_payload::{ChimaRequest, DeploymentPayload, SigningKey};
 use chima_store::{Deployment, Freeze, Lock, LockResult};
 
 use crate::backend::{
-    AutoDeployNow, Backend, Created, GitHubFailed, History, RollbackTo, Switched,
+    AutoDeployNow, Backend, Created, DecideAnswer, GitHubFailed, History, RollbackTo, Switched,
 };
 use crate::bot::{Chat, Say};
 use crate::faseng_api::FasengApi;
@@ -120,6 +120,8 @@ impl Backend for Remote {
                 | Command::Rollback { .. }
                 | Command::Freeze { .. }
                 | Command::Unfreeze { .. }
+                | Command::Approve { .. }
+                | Command::Reject { .. }
         );
         (needs_faseng && self.faseng.is_none()).then(|| replies::needs_faseng(command.name()))
     }
@@ -217,6 +219,7 @@ impl Backend for Remote {
             let list = api.history(&app.name, env, 10).await?;
             return Ok(History::Stored(
                 list.deployments.into_iter().map(|d| d.deployment).collect(),
+                Vec::new(),
             ));
         }
         let repo = &app.repository;
@@ -294,6 +297,28 @@ impl Backend for Remote {
 
     async fn set_autodeploy(&self, app: &str, env: &str, off: Option<&PauseRequest>) -> Switched {
         self.api()?.set_autodeploy(app, env, off).await
+    }
+
+    /// faseng decides, by its own app.json: chima says who asks (as it does for a
+    /// deployment), as faseng's API's trusted caller.
+    async fn decide(
+        &self,
+        id: i64,
+        who: &chima_payload::Identity,
+        decision: chima_store::Decision,
+        reason: Option<&str>,
+    ) -> DecideAnswer {
+        let body = DecisionRequest {
+            approver: who.display(),
+            approver_id: who.chat_user_id.clone(),
+            reason: reason.map(str::to_string),
+        };
+        Ok(
+            match self.api()?.decide(id, decision.as_str(), &body).await? {
+                DecisionAnswer::Decided { decided } => Ok(*decided),
+                DecisionAnswer::Refused { error } => Err(error),
+            },
+        )
     }
 
     async fn autodeploy_state(&self, app: &str, env: &str) -> anyhow::Result<AutoDeployNow> {

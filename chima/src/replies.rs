@@ -24,6 +24,8 @@ pub fn help(name: &str) -> String {
         format!("{name} deploy!! <app>[/<ref>] to <env> <reason> - break-glass: pass a deploy window or a freeze (announced, recorded as an emergency; also skips merge and CI checks)"),
         format!("{name} freeze <app>|all [in <env>] [for 3d|until 2026-12-24] [reason] - no deploys there until then (24h by default)"),
         format!("{name} unfreeze <app>|all [in <env>] - lift a freeze"),
+        format!("{name} approve <id> - approve a deployment waiting for approval (not your own)"),
+        format!("{name} reject <id> [reason] - reject a deployment waiting for approval"),
         format!("{name} deploy:version - my version"),
         format!("{name} help - this list"),
     ]
@@ -98,6 +100,18 @@ pub fn locked_out(env: &str, lock: &Lock) -> String {
 }
 
 pub fn queued(d: &Deployment) -> String {
+    if d.state == DeploymentState::AwaitingApproval {
+        return format!(
+            "Deployment #{} of {}/{} to {} is {}. An approver says `approve {}` (or `reject {} [reason]`).",
+            d.id,
+            d.app,
+            d.git_ref,
+            d.environment,
+            d.reason.as_deref().unwrap_or("waiting for approval"),
+            d.id,
+            d.id
+        );
+    }
     if chima_config::is_dry_run(&d.task) {
         return format!(
             "Dry run #{} of {}/{} to {} is queued: the provider's dry run, nothing will change.",
@@ -126,8 +140,20 @@ fn dry_run_tag(task: &str) -> &'static str {
     }
 }
 
-/// One line of `deploys`: state, what, who, short sha, duration or age.
-pub fn summary(d: &Deployment) -> String {
+/// One line of `deploys`: state, what, who, short sha, duration or age, and who
+/// approved it (from `approvals`, any deployment's).
+pub fn summary(d: &Deployment, approvals: &[chima_store::Approval]) -> String {
+    let approvers: Vec<&str> = approvals
+        .iter()
+        .filter(|a| a.deployment_id == d.id && a.decision == chima_store::Decision::Approve)
+        .map(|a| a.approver.as_str())
+        .collect();
+    let approved = match (&d.reason, approvers.is_empty()) {
+        // A queued or running deployment's reason already says it.
+        (Some(r), _) if r.starts_with("approved by ") => String::new(),
+        (_, true) => String::new(),
+        (_, false) => format!(" [approved by {}]", approvers.join(", ")),
+    };
     let why = match (d.state, &d.reason) {
         (DeploymentState::Succeeded, _) | (_, None) => String::new(),
         (_, Some(r)) => format!(": {r}"),
@@ -153,7 +179,7 @@ pub fn summary(d: &Deployment) -> String {
         .map(|r| format!(" [EMERGENCY (break-glass): {r}]"))
         .unwrap_or_default();
     format!(
-        "#{} {} {}/{} to {} by {} ({}{took}){why}{auto}{glass}{}",
+        "#{} {} {}/{} to {} by {} ({}{took}){why}{approved}{auto}{glass}{}",
         d.id,
         d.state,
         d.app,
@@ -166,11 +192,14 @@ pub fn summary(d: &Deployment) -> String {
 }
 
 /// `deploys` from the store (local, or faseng's).
-pub fn history(app: &str, list: &[Deployment]) -> String {
+pub fn history(app: &str, list: &[Deployment], approvals: &[chima_store::Approval]) -> String {
     if list.is_empty() {
         return format!("No deployments of {app} yet.");
     }
-    list.iter().map(summary).collect::<Vec<_>>().join("\n")
+    list.iter()
+        .map(|d| summary(d, approvals))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `deploys` from GitHub's own list (GitHub mode without faseng).
@@ -374,6 +403,55 @@ pub fn breaking_glass(user: &str, env: &str, reason: &str, b: Option<&Blocked>) 
     }
 }
 
+/// The reply to an approve or reject that was recorded.
+pub fn decided(decided: &chima_store::Decided, user: &str) -> String {
+    use chima_store::Decided;
+    match decided {
+        Decided::Recorded {
+            deployment: d,
+            approvals,
+        } => {
+            let approved = approvals
+                .iter()
+                .filter(|a| a.decision == chima_store::Decision::Approve)
+                .count();
+            let needed = usize::try_from(d.approvals_needed.unwrap_or(1)).unwrap_or(1);
+            format!(
+                "{user} approved deployment #{} of {}/{} to {} ({approved} of {needed}); it waits for {} more.",
+                d.id,
+                d.app,
+                d.git_ref,
+                d.environment,
+                needed.saturating_sub(approved)
+            )
+        }
+        Decided::Approved { deployment: d, .. } => format!(
+            "{user} approved deployment #{} of {}/{} to {}; it is queued and runs next.",
+            d.id, d.app, d.git_ref, d.environment
+        ),
+        Decided::Rejected { deployment: d } => format!(
+            "Deployment #{} of {}/{} to {} was {}. Nothing will run.",
+            d.id,
+            d.app,
+            d.git_ref,
+            d.environment,
+            d.reason.as_deref().unwrap_or("rejected")
+        ),
+        Decided::AlreadyDecided {
+            deployment: d,
+            earlier,
+        } => format!(
+            "You already {}d deployment #{}.",
+            earlier.decision.as_str(),
+            d.id
+        ),
+        Decided::NotAwaiting { deployment: d } => format!(
+            "Deployment #{} is {}; there is nothing to decide.",
+            d.id, d.state
+        ),
+    }
+}
+
 /// What a freeze covers, in words: `web in production`, `every app in production`,
 /// `web (every environment)`, `every app, every environment`.
 pub fn freeze_scope(app: &str, env: &str) -> String {
@@ -458,7 +536,14 @@ pub fn emergency_announcement(d: &deliver::Deployment, reason: &str) -> String {
 }
 
 /// The chat text for a state change (README, "Slack"); `None` for none.
-pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) -> Option<String> {
+///
+/// `event_reason` is the reason as of the event (its payload's): an approval's event
+/// says who approved, whatever the deployment says by the time it is delivered.
+pub fn notification(
+    d: &deliver::Deployment,
+    state: deliver::DeploymentState,
+    event_reason: Option<&str>,
+) -> Option<String> {
     use deliver::DeploymentState;
     let dry_run = chima_config::is_dry_run(&d.task);
     let head = format!(
@@ -470,13 +555,25 @@ pub fn notification(d: &deliver::Deployment, state: deliver::DeploymentState) ->
         d.git_ref,
         d.environment
     );
-    let reason = d.reason.as_deref().unwrap_or("");
+    let reason = event_reason.or(d.reason.as_deref()).unwrap_or("");
     let head = match chima_payload::DeploymentPayload::emergency_of(&d.payload) {
         Some(r) => format!("{head} (EMERGENCY, break-glass: {r})"),
         None => head,
     };
     Some(match state {
+        DeploymentState::AwaitingApproval if reason.starts_with("approved by ") => {
+            format!("{head} was {reason}.")
+        }
+        // The reply to the command already said who may approve.
+        DeploymentState::AwaitingApproval => return None,
+        DeploymentState::Queued if reason.starts_with("approved by ") => {
+            format!("{head} was {reason}; it is queued.")
+        }
         DeploymentState::Queued => return None,
+        DeploymentState::Rejected if reason.starts_with("rejected by ") => {
+            format!("{head} was {reason}. Nothing was run.")
+        }
+        DeploymentState::Rejected => format!("{head} was rejected: {reason}. Nothing was run."),
         DeploymentState::Running => format!("{head} is running."),
         DeploymentState::Succeeded if dry_run => {
             format!("{head} was successful; nothing was changed.")

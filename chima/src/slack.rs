@@ -199,11 +199,18 @@ impl Handler for SlackHandler {
             },
             response_uses: Default::default(),
         };
+        // A button click is answered to the clicker alone, at the click's response_url.
+        let clicker_url = match &incoming.kind {
+            IncomingKind::Button { response_url } => Some(response_url.clone())
+                .filter(|u| chima_slack::response_url_allowed(u, self.api.api_url())),
+            _ => None,
+        };
         let response_url = chat.response_url.clone();
         let response_uses = chat.response_uses.clone();
         // A slash command's text is the command's arguments: `/deploy app to prod`.
         let (line, direct) = match &incoming.kind {
             IncomingKind::SlashCommand { .. } => (slash_line(&incoming.text), true),
+            IncomingKind::Button { .. } => (incoming.text.clone(), true),
             _ => (incoming.text.clone(), incoming.direct),
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -215,6 +222,18 @@ impl Handler for SlackHandler {
         // with chat.postMessage.
         let mut response_url = response_url;
         while let Some(text) = rx.recv().await {
+            if let Some(url) = &clicker_url {
+                match self
+                    .api
+                    .respond_to_clicker(url, &reply_message(&text))
+                    .await
+                {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, channel = %incoming.channel_id, "cannot answer the click through its response_url; posting the reply in the thread instead");
+                    }
+                }
+            }
             if let Some(url) = response_url.clone() {
                 if response_uses.load(Ordering::SeqCst) < RESPONSE_URL_USES {
                     response_uses.fetch_add(1, Ordering::SeqCst);

@@ -1,5 +1,6 @@
 //! The real `chima` binary, run as a user runs it.
 
+mod approvals;
 mod cli;
 mod doctor;
 mod embedded;

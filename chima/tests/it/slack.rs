@@ -436,3 +436,150 @@ async fn a_spent_response_url_sends_the_next_message_to_the_notify_room() {
     );
     chima.stop().await;
 }
+
+/// The Approve and Reject buttons of a deployment waiting for approval, clicked in the
+/// fake Slack: the clicker is who Slack's payload names; someone not in `from` (or
+/// the requester) is refused in a reply only they see, and nothing runs; an approver's
+/// click runs the deploy, and the thread says who approved.
+#[tokio::test]
+async fn approval_buttons_refuse_outsiders_and_an_approvers_click_runs_the_deploy() {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let slack = FakeSlack::start().await;
+    slack.set_user("U0BOB", "bob");
+    slack.set_user("U0MALLORY", "mallory");
+    // The gate is open from the start: the deploy runs as soon as it may.
+    std::fs::write(dir.path().join("go"), "").expect("open the gate");
+    let apps = gated_project(dir.path()).replace(
+        r#""notify_room": "C0DEPLOYS"}"#,
+        r#""notify_room": "C0DEPLOYS",
+            "approvals": {"staging": {"from": ["bob", "U0CAROL1"], "expires": "10m"}}}"#,
+    );
+    let chima = Chima::start_with(dir.path(), &slack, None, &apps).await;
+
+    type_line(&slack, "chima deploy app to staging", "500.100");
+    reply(
+        &slack,
+        &chima,
+        "500.100",
+        "Deployment #1 of app/main to staging is waiting for 1 approval from bob, U0CAROL1.",
+    )
+    .await;
+    // The deployment's message, with its buttons, in the thread.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let request = loop {
+        if let Some(p) = slack.posted().into_iter().find(|p| {
+            p.thread_ts.as_deref() == Some("500.100")
+                && p.blocks
+                    .as_ref()
+                    .is_some_and(|b| b.to_string().contains("\"action_id\":\"approve\""))
+        }) {
+            break p;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no message with an Approve button: {:#?}\n{}",
+            slack.posted(),
+            chima.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        request
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("is waiting for 1 approval from bob, U0CAROL"),
+        "{request:#?}"
+    );
+    let click = |user: &str| {
+        slack
+            .click(&request.channel, &request.ts, "approve", user)
+            .expect("the Approve button is there")
+    };
+
+    // mallory is not in `from`; alice asked for it: both refused, to them alone.
+    slack.push_event(click("U0MALLORY"));
+    slack.push_event(click("U0ALICE"));
+    let got = responded_until(&slack, &chima, "two refusals", |r| r.len() >= 2).await;
+    let texts: Vec<&str> = got.iter().map(text_of).collect();
+    assert!(
+        texts.contains(
+            &"mallory may not approve deployments of app to staging; ask one of bob, U0CAROL1."
+        ),
+        "{got:#?}"
+    );
+    assert!(
+        texts.contains(
+            &"You asked for deployment #1; someone else from bob, U0CAROL1 must approve it."
+        ),
+        "{got:#?}"
+    );
+    for r in &got {
+        assert_eq!(r.response_type.as_deref(), Some("ephemeral"), "{got:#?}");
+        assert!(!r.replace_original, "{got:#?}");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !slack.posted().iter().chain(std::iter::empty()).any(|p| p
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .contains("is running")),
+        "nothing runs before an approver approves: {:#?}",
+        slack.posted()
+    );
+    // A button that is not there cannot be clicked (the fake is as strict as Slack).
+    assert!(
+        slack
+            .click(&request.channel, &request.ts, "approve-all", "U0BOB")
+            .is_none()
+    );
+
+    // bob (listed by name, resolved to his id at start) approves: it runs.
+    slack.push_event(click("U0BOB"));
+    let got = responded_until(&slack, &chima, "bob's approval", |r| {
+        r.iter()
+            .any(|r| text_of(r).contains("bob approved deployment #1"))
+    })
+    .await;
+    assert!(
+        got.iter().any(|r| text_of(r)
+            == "bob approved deployment #1 of app/main to staging; it is queued and runs next."),
+        "{got:#?}"
+    );
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let edited = slack
+            .updated()
+            .into_iter()
+            .filter(|u| u.ts == request.ts)
+            .filter_map(|u| u.text)
+            .collect::<Vec<_>>();
+        if edited.iter().any(|t| t.contains("was successful")) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deploy did not succeed: {edited:#?}\n{}",
+            chima.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Everyone in the thread sees who approved it.
+    let posted = slack.posted();
+    assert!(
+        posted
+            .iter()
+            .any(|p| p.thread_ts.as_deref() == Some("500.100")
+                && p.text.as_deref()
+                    == Some("alice's deployment #1 of app/main to staging was approved by bob.")),
+        "{posted:#?}"
+    );
+    // The buttons are gone once it is approved: a late click finds nothing to press.
+    assert!(
+        slack
+            .click(&request.channel, &request.ts, "approve", "U0CAROL1")
+            .is_none()
+    );
+    chima.stop().await;
+}

@@ -3,7 +3,7 @@
 //! deserializes the same types, so the two cannot drift apart. Field names are
 //! the API's and do not change.
 
-use chima_store::{AutoDeploy, AutoDeployPause, Deployment, Freeze, Lock, LogLine};
+use chima_store::{AutoDeploy, AutoDeployPause, Decided, Deployment, Freeze, Lock, LogLine};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,6 +81,33 @@ pub enum CancelAnswer {
     Finished { deployment: LinkedDeployment },
     /// Nothing runs or waits there.
     Nothing,
+}
+
+/// `POST /api/deployments/{id}/approve` and `.../reject`: who decides, as the caller
+/// (chima, holding FASENG_API_TOKEN) verified them. faseng checks them against its own
+/// app.json's `approvals` (listed in `from`, not the requester).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRequest {
+    /// The approver as people read them.
+    pub approver: String,
+    /// The approver's chat user id (Slack `U...`), when the chat has ids.
+    #[serde(default)]
+    pub approver_id: Option<String>,
+    /// Why (a rejection's reason).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The answer to an approve or reject: `decided` (200), or `refused` (404 unknown
+/// deployment, 403 not an approver or the requester, 409 nothing to decide or already
+/// decided) with the reply to show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub enum DecisionAnswer {
+    /// Recorded, with what followed from it.
+    Decided { decided: Box<Decided> },
+    /// Not recorded, and why, in words for the person who asked.
+    Refused { error: String },
 }
 
 /// Why there is nothing to roll back to.

@@ -101,6 +101,18 @@ pub enum Command {
         /// `None`: in every environment.
         env: Option<String>,
     },
+    /// `approve <id>`: approve a deployment waiting for approval (app.json `approvals`).
+    Approve {
+        /// The deployment's id, as `deploys` and the request's reply show it.
+        id: i64,
+    },
+    /// `reject <id> [reason...]`: reject a deployment waiting for approval.
+    Reject {
+        /// The deployment's id.
+        id: i64,
+        /// Why, for everyone in the thread.
+        reason: Option<String>,
+    },
     /// `deploy:version`.
     Version,
     /// `help`.
@@ -124,6 +136,8 @@ const COMMAND_WORDS: &[&str] = &[
     "autodeploy",
     "freeze",
     "unfreeze",
+    "approve",
+    "reject",
 ];
 
 /// The word that stands for every app in `freeze all` / `unfreeze all`.
@@ -144,6 +158,8 @@ impl Command {
             Command::AutoDeploy { .. } => "autodeploy",
             Command::Freeze { .. } => "freeze",
             Command::Unfreeze { .. } => "unfreeze",
+            Command::Approve { .. } => "approve",
+            Command::Reject { .. } => "reject",
             Command::Version => "version",
             Command::Help => "help",
         }
@@ -162,7 +178,9 @@ impl Command {
             | Command::Status { app, .. }
             | Command::AutoDeploy { app, .. } => Some(app),
             Command::Freeze { app, .. } | Command::Unfreeze { app, .. } => app.as_deref(),
-            Command::Version | Command::Help => None,
+            Command::Approve { .. } | Command::Reject { .. } | Command::Version | Command::Help => {
+                None
+            }
         }
     }
 
@@ -278,6 +296,11 @@ impl Command {
                 }
                 s
             }
+            Command::Approve { id } => format!("approve {id}"),
+            Command::Reject { id, reason } => match reason {
+                Some(r) => format!("reject {id} {r}"),
+                None => format!("reject {id}"),
+            },
             Command::Version => "deploy:version".to_string(),
             Command::Help => "help".to_string(),
         }
@@ -364,6 +387,11 @@ impl Serialize for Command {
                 m.serialize_entry("app", app.as_deref().unwrap_or(ALL))?;
                 m.serialize_entry("env", env)?;
             }
+            Command::Approve { id } => m.serialize_entry("id", id)?,
+            Command::Reject { id, reason } => {
+                m.serialize_entry("id", id)?;
+                m.serialize_entry("reason", reason)?;
+            }
             Command::Version | Command::Help => {}
         }
         m.end()
@@ -417,6 +445,23 @@ pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
         "autodeploy" | "auto-deploy" => parse_autodeploy(rest),
         "freeze" => parse_freeze(rest),
         "unfreeze" => parse_unfreeze(rest),
+        "approve" => {
+            let (id, reason) = deployment_id("approve", rest)?;
+            if let Some(extra) = reason {
+                return Err(ParseError::invalid(
+                    "approve",
+                    format!(
+                        "`approve` takes only the deployment's number, but I read `{}` after it: `approve <id>`",
+                        extra.chars().take(60).collect::<String>()
+                    ),
+                ));
+            }
+            Ok(Command::Approve { id })
+        }
+        "reject" => {
+            let (id, reason) = deployment_id("reject", rest)?;
+            Ok(Command::Reject { id, reason })
+        }
         "deploy:version" => no_arguments("deploy:version", rest, Command::Version),
         "help" => Ok(Command::Help),
         w if w.starts_with("deploy") => parse_deploy(w, rest),
@@ -425,6 +470,52 @@ pub(crate) fn parse_words(words: &[&str]) -> Result<Command, ParseError> {
             word: first.to_string(),
         }),
     }
+}
+
+/// The longest reason kept with a rejection.
+pub const MAX_REJECT_REASON: usize = 500;
+
+/// `<id> [words...]` of `approve` and `reject`: a deployment number (`12` or `#12`),
+/// positive, at most 18 digits, and the words after it.
+fn deployment_id(
+    command: &'static str,
+    rest: &[&str],
+) -> Result<(i64, Option<String>), ParseError> {
+    let usage = match command {
+        "reject" => "`reject <id> [reason]`",
+        _ => "`approve <id>`",
+    };
+    let Some((word, rest)) = rest.split_first() else {
+        return Err(ParseError::invalid(
+            command,
+            format!("which deployment? {usage}, with the number its request showed"),
+        ));
+    };
+    let digits = word.strip_prefix('#').unwrap_or(word);
+    let id =
+        (!digits.is_empty() && digits.len() <= 18 && digits.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| digits.parse::<i64>().ok())
+            .flatten()
+            .filter(|id| *id > 0);
+    let Some(id) = id else {
+        return Err(ParseError::invalid(
+            command,
+            format!(
+                "`{}` is not a deployment number: {usage}, like `{command} 12`",
+                word.chars().take(60).collect::<String>()
+            ),
+        ));
+    };
+    let reason = (!rest.is_empty()).then(|| rest.join(" "));
+    if let Some(r) = &reason
+        && r.chars().count() > MAX_REJECT_REASON
+    {
+        return Err(ParseError::invalid(
+            command,
+            format!("the reason is longer than {MAX_REJECT_REASON} characters; say it shorter"),
+        ));
+    }
+    Ok((id, reason))
 }
 
 fn no_arguments(name: &'static str, rest: &[&str], c: Command) -> Result<Command, ParseError> {

@@ -19,6 +19,8 @@
 //! freeze <app>|all [in <env>] [for 3d|until <date>] [reason...]
 //! unfreeze <app>|all [in <env>]
 //! deploy!! <app>[/<ref>] to <env> <reason...>      (break-glass)
+//! approve <id>                           (a deployment waiting for approval)
+//! reject <id> [reason...]
 //! deploy:version
 //! help
 //! ```
@@ -38,7 +40,7 @@ mod lexer;
 mod validate;
 
 pub use address::{Addressee, strip_address};
-pub use command::{ALL, Command, Deploy};
+pub use command::{ALL, Command, Deploy, MAX_REJECT_REASON};
 pub use duration::{MAX_DURATION, format_duration, parse_duration};
 pub use error::ParseError;
 pub use freeze::{

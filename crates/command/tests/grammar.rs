@@ -627,6 +627,12 @@ fn command() -> impl Strategy<Value = Command> {
                     reason: if on { None } else { reason },
                 },
             }),
+        (1i64..=999_999_999_999_999_999).prop_map(|id| Command::Approve { id }),
+        (
+            1i64..=999_999_999_999_999_999,
+            proptest::option::of("[a-z]{1,8}( [a-z]{1,8}){0,3}")
+        )
+            .prop_map(|(id, reason)| Command::Reject { id, reason }),
         Just(Command::Version),
         Just(Command::Help),
     ]
@@ -663,6 +669,8 @@ fn wordy_line() -> impl Strategy<Value = String> {
         Just("until".to_string()),
         Just("3d".to_string()),
         Just("2026-12-24".to_string()),
+        Just("approve".to_string()),
+        Just("reject".to_string()),
         Just("?".to_string()),
         Just("123456".to_string()),
         ".{0,12}",
@@ -975,4 +983,86 @@ fn break_glass_rows() {
     assert!(reason(&long).contains("the limit is 500"));
     // A plain deploy is not an emergency, forced or not.
     assert_eq!(deploy("chima deploy! web to production").emergency, None);
+}
+
+#[test]
+fn approve_and_reject_take_a_deployment_number() {
+    assert_eq!(ok("chima approve 12"), Command::Approve { id: 12 });
+    assert_eq!(ok("chima approve #12"), Command::Approve { id: 12 });
+    assert_eq!(ok("chima APPROVE 7"), Command::Approve { id: 7 });
+    assert_eq!(
+        ok("chima reject 12"),
+        Command::Reject {
+            id: 12,
+            reason: None
+        }
+    );
+    assert_eq!(
+        ok("chima reject 12 not during the sale"),
+        Command::Reject {
+            id: 12,
+            reason: Some("not during the sale".into())
+        }
+    );
+    assert_eq!(json("chima approve 12"), r#"{"command":"approve","id":12}"#);
+    assert_eq!(
+        json("chima reject 3 too risky"),
+        r#"{"command":"reject","id":3,"reason":"too risky"}"#
+    );
+    assert_eq!(
+        json("chima reject 3"),
+        r#"{"command":"reject","id":3,"reason":null}"#
+    );
+    assert_eq!(
+        ok("chima reject 3 too risky").to_line(),
+        "reject 3 too risky"
+    );
+    assert_eq!(ok("chima approve #3").to_line(), "approve 3");
+}
+
+#[test]
+fn approve_refuses_what_is_not_a_deployment_number() {
+    for (line, expected) in [
+        ("chima approve", "which deployment? `approve <id>`"),
+        ("chima reject", "which deployment? `reject <id> [reason]`"),
+        (
+            "chima approve -1",
+            "`-1` is not a deployment number: `approve <id>`, like `approve 12`",
+        ),
+        ("chima approve 0", "`0` is not a deployment number"),
+        (
+            "chima approve 99999999999999999999",
+            "`99999999999999999999` is not a deployment number",
+        ),
+        (
+            "chima approve 1; rm -rf /",
+            "`1;` is not a deployment number",
+        ),
+        (
+            "chima approve 1 2",
+            "`approve` takes only the deployment's number, but I read `2` after it",
+        ),
+        ("chima approve $(id)", "`$(id)` is not a deployment number"),
+        (
+            "chima reject --force",
+            "`--force` is not a deployment number",
+        ),
+        ("chima approve 1e3", "`1e3` is not a deployment number"),
+        ("chima approve ０１", "is not a deployment number"),
+    ] {
+        let e = reason(line);
+        assert!(e.contains(expected), "{line}: {e}");
+    }
+    let long = format!("chima reject 5 {}", "x".repeat(501));
+    assert!(reason(&long).contains("longer than 500 characters"));
+    assert_eq!(
+        reason("chima aprove 5"),
+        reason("chima aprove 5"),
+        "deterministic"
+    );
+    assert!(
+        reason("chima aprove 5").contains("approve"),
+        "{}",
+        reason("chima aprove 5")
+    );
 }

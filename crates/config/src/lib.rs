@@ -20,7 +20,9 @@ mod windows;
 pub use duration::{MAX_TIMEOUT, parse_duration};
 pub use error::{ConfigError, ConfigErrors, Refusal};
 pub use load::{Apps, KNOWN_FIELDS, MAX_CONFIG_BYTES, PLACEHOLDERS, redact_userinfo};
-pub use model::{App, AutoDeployRule, Environment, Provider, Secret, is_secret_field};
+pub use model::{
+    App, ApprovalRule, AutoDeployRule, Environment, Provider, Secret, is_secret_field,
+};
 pub use resolve::{DeploymentRequest, Requester, Target, is_room_id, is_user_id};
 pub use secret::{MIN_SECRET_BYTES, SecretError, SecretKind, load_secret, read_secret};
 pub use task::{DRY_RUN_TASK, is_dry_run};

@@ -83,6 +83,45 @@ pub struct AutoDeployRule {
     pub required_contexts: Option<Vec<String>>,
 }
 
+/// Who must approve a deployment to an environment before it runs (app.json
+/// `approvals`, Samson's buddy check): `count` different people listed in `from`, none
+/// of them the requester, within `expires`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Who may approve, as `allowed_users` names people: chat names, chat user ids
+    /// (`U024BE7LH`) or `github:<login>`. After [`crate::Apps::resolve_chat_names`], the
+    /// ids of the names are added (marked in [`ApprovalRule::written`]'s count).
+    pub from: Vec<String>,
+    /// How many of the entries of `from` were written in app.json (the rest are ids
+    /// resolved from names, not shown to people).
+    pub written: usize,
+    /// How many different approvers must approve (default 1, at most `from`'s length).
+    pub count: u32,
+    /// How long the deployment waits before it is rejected ("approval expired").
+    pub expires: Duration,
+}
+
+impl ApprovalRule {
+    /// The default wait before an approval expires.
+    pub const DEFAULT_EXPIRES: Duration = Duration::from_secs(3600);
+
+    /// The approvers as written in app.json, for people to read.
+    pub fn approvers(&self) -> &[String] {
+        &self.from[..self.written.min(self.from.len())]
+    }
+
+    /// `waiting for 1 approval from alice, U024BE7LH, github:carol`: what a waiting
+    /// deployment says (its reason while it waits, so its GitHub status and chat message
+    /// say it too).
+    pub fn describe(&self) -> String {
+        let who = self.approvers().join(", ");
+        match self.count {
+            1 => format!("waiting for 1 approval from {who}"),
+            n => format!("waiting for {n} approvals from {who}"),
+        }
+    }
+}
+
 /// A value that must never be printed, logged or copied into a payload.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -171,6 +210,8 @@ pub struct App {
     /// Per environment: when deploys may start there, in its timezone. Environments
     /// not listed may be deployed at any time.
     pub windows: BTreeMap<String, DeployWindows>,
+    /// Per environment: who must approve a deployment before it runs.
+    pub approvals: BTreeMap<String, ApprovalRule>,
     /// The entry as written, minus secrets: what goes into `payload.config`.
     pub(crate) public_entry: serde_json::Map<String, serde_json::Value>,
 }
@@ -214,6 +255,15 @@ impl App {
             .get(env)
             .map(|w| w.timezone.clone())
             .unwrap_or_else(Zone::utc)
+    }
+
+    /// The approval a deployment of `task` to `env` needs, if any. Dry runs
+    /// (`deploy:noop`) change nothing and lock tasks run nothing: they need none.
+    pub fn approval_for(&self, env: &str, task: &str) -> Option<&ApprovalRule> {
+        if crate::is_dry_run(task) || task == "deploy:lock" || task == "deploy:unlock" {
+            return None;
+        }
+        self.approvals.get(env)
     }
 
     /// The app entry without secrets, for `payload.config`.

@@ -195,6 +195,9 @@ impl Apps {
             for list in app.allowed_users.values_mut() {
                 add_ids(list, users, is_user_id, &mut unresolved);
             }
+            for rule in app.approvals.values_mut() {
+                add_ids(&mut rule.from, users, is_user_id, &mut unresolved);
+            }
         }
         unresolved.sort();
         unresolved.dedup();

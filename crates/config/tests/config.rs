@@ -661,3 +661,175 @@ fn bad_windows_are_refused_with_their_place() {
     .join("\n");
     assert!(e.contains("`production` is given more than once"), "{e}");
 }
+
+/// An app with `approvals` set to `rule` (JSON) for production.
+fn with_approvals(rule: &str) -> String {
+    format!(
+        r#"{{"web": {{"provider": "shell", "repository": "o/web",
+            "environments": ["staging", "production"],
+            "approvals": {rule}}}}}"#
+    )
+}
+
+#[test]
+fn approvals_load_with_defaults_and_skip_dry_runs_and_locks() {
+    let apps = load(&with_approvals(
+        r#"{"production": {"from": ["alice", "U024BE7LH", "github:carol"], "count": 2, "expires": "30m"}}"#,
+    ));
+    let web = apps.get("web").unwrap();
+    let rule = web.approval_for("production", "deploy").expect("a rule");
+    assert_eq!(rule.from, vec!["alice", "U024BE7LH", "github:carol"]);
+    assert_eq!(rule.count, 2);
+    assert_eq!(rule.expires, std::time::Duration::from_secs(1800));
+    assert_eq!(
+        rule.describe(),
+        "waiting for 2 approvals from alice, U024BE7LH, github:carol"
+    );
+    assert!(web.approval_for("production", "deploy:migrate").is_some());
+    assert!(web.approval_for("production", "deploy:noop").is_none());
+    assert!(web.approval_for("production", "deploy:lock").is_none());
+    assert!(web.approval_for("production", "deploy:unlock").is_none());
+    assert!(web.approval_for("staging", "deploy").is_none());
+
+    let apps = load(&with_approvals(r#"{"production": {"from": ["alice"]}}"#));
+    let rule = apps.get("web").unwrap().approvals["production"].clone();
+    assert_eq!(rule.count, 1);
+    assert_eq!(rule.expires, std::time::Duration::from_secs(3600));
+    assert_eq!(rule.describe(), "waiting for 1 approval from alice");
+}
+
+#[test]
+fn approvals_errors_are_precise() {
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"production": {"from": ["alice"], "count": 0}}"#,
+            "`approvals.production.count` must be a whole number of approvers, at least 1; got 0",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "count": 2}}"#,
+            "`approvals.production.count` is 2 but `from` lists only 1 approver: nobody could ever deploy there",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "count": -1}}"#,
+            "at least 1; got -1",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "count": "1"}}"#,
+            "at least 1; got \"1\"",
+        ),
+        (
+            r#"{"prodution": {"from": ["alice"]}}"#,
+            "`approvals` names `prodution`, which is not one of the app's environments (did you mean `production`?): production, staging",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "expires": "forever"}}"#,
+            "`approvals.production.expires`: `forever` is not a duration",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "expires": "0s"}}"#,
+            "`approvals.production.expires`: `0s` is zero: an approval needs some time",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "expires": "48h"}}"#,
+            "longer than the 24h limit",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "expires": 3600}}"#,
+            "`approvals.production.expires` must be a duration like \"1h\" or \"30m\", not a number",
+        ),
+        (
+            r#"{"production": {"from": ["alice", "Alice"]}}"#,
+            "`approvals.production.from` lists `Alice` twice; an approver counts once",
+        ),
+        (
+            r#"{"production": {"from": []}}"#,
+            "`approvals.production.from` is empty, so nobody could approve a deployment there",
+        ),
+        (
+            r#"{"production": {"count": 1}}"#,
+            "`approvals.production` needs `from`",
+        ),
+        (
+            r#"{"production": {"from": "alice"}}"#,
+            "`approvals.production.from` must be a list of approvers",
+        ),
+        (
+            r#"{"production": {"from": ["alice"], "cuont": 1}}"#,
+            "`approvals.production`: unknown field `cuont`, did you mean `count`?",
+        ),
+        (
+            r#"{"production": ["alice"]}"#,
+            "`approvals.production` must be an object like",
+        ),
+        (
+            r#"["alice"]"#,
+            "`approvals` must be an object of environment",
+        ),
+        // Hostile: shell and git argument injection, spaces, control characters.
+        (
+            r#"{"production": {"from": ["alice; rm -rf /"]}}"#,
+            "entry `alice; rm -rf /` is not an approver",
+        ),
+        (
+            r#"{"production": {"from": ["github:--upload-pack=x"]}}"#,
+            "entry `github:--upload-pack=x` is not an approver",
+        ),
+        (
+            r#"{"production": {"from": ["bob\u0007"]}}"#,
+            "is not an approver",
+        ),
+        (
+            r#"{"production": {"from": ["github:"]}}"#,
+            "entry `github:` is not an approver",
+        ),
+    ];
+    for (rule, expected) in cases {
+        let e = errors(&with_approvals(rule));
+        assert!(
+            e.iter()
+                .any(|m| m.contains(expected) && m.contains("`web`: ")),
+            "{rule}: expected {expected:?} in {e:#?}"
+        );
+    }
+    // Oversized: too many approvers, too long an entry.
+    let many: Vec<String> = (0..101).map(|i| format!("\"user{i}\"")).collect();
+    let e = errors(&with_approvals(&format!(
+        r#"{{"production": {{"from": [{}]}}}}"#,
+        many.join(",")
+    )));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("lists 101 approvers; the limit is 100")),
+        "{e:?}"
+    );
+    let long = "a".repeat(101);
+    let e = errors(&with_approvals(&format!(
+        r#"{{"production": {{"from": ["{long}"]}}}}"#
+    )));
+    assert!(e.iter().any(|m| m.contains("is not an approver")), "{e:?}");
+    // A duplicated environment key is JSON's problem, reported as such.
+    let e = errors(&with_approvals(
+        r#"{"production": {"from": ["alice"]}, "production": {"from": ["bob"]}}"#,
+    ));
+    assert!(
+        e.iter()
+            .any(|m| m.contains("`production` is given more than once")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn approvers_named_in_chat_get_their_ids_resolved_once() {
+    let mut apps = load(&with_approvals(
+        r#"{"production": {"from": ["alice", "U0BOB0000", "github:carol"]}}"#,
+    ));
+    let users = std::collections::HashMap::from([("alice".to_string(), "U0ALICE00".to_string())]);
+    let unresolved = apps.resolve_chat_names(&users, &Default::default());
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+    let rule = &apps.get("web").unwrap().approvals["production"];
+    assert_eq!(
+        rule.from,
+        vec!["alice", "U0BOB0000", "github:carol", "U0ALICE00"]
+    );
+    assert_eq!(rule.approvers(), ["alice", "U0BOB0000", "github:carol"]);
+}

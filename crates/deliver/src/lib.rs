@@ -23,6 +23,9 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentState {
+    /// Waiting for approvals (app.json `approvals`).
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
     /// Waiting for a worker.
     Queued,
     /// Claimed by a worker and running.
@@ -35,34 +38,43 @@ pub enum DeploymentState {
     Errored,
     /// Stopped on someone's request.
     Cancelled,
+    /// Rejected by an approver, or its approval expired: it never ran.
+    Rejected,
 }
 
 impl DeploymentState {
     /// Every state, in life-cycle order.
-    pub const ALL: [DeploymentState; 6] = [
+    pub const ALL: [DeploymentState; 8] = [
+        DeploymentState::AwaitingApproval,
         DeploymentState::Queued,
         DeploymentState::Running,
         DeploymentState::Succeeded,
         DeploymentState::Failed,
         DeploymentState::Errored,
         DeploymentState::Cancelled,
+        DeploymentState::Rejected,
     ];
 
     /// `queued`, `running`, ...: as stored and shown.
     pub fn as_str(self) -> &'static str {
         match self {
+            DeploymentState::AwaitingApproval => "awaiting_approval",
             DeploymentState::Queued => "queued",
             DeploymentState::Running => "running",
             DeploymentState::Succeeded => "succeeded",
             DeploymentState::Failed => "failed",
             DeploymentState::Errored => "errored",
             DeploymentState::Cancelled => "cancelled",
+            DeploymentState::Rejected => "rejected",
         }
     }
 
     /// A terminal state never changes again.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, DeploymentState::Queued | DeploymentState::Running)
+        !matches!(
+            self,
+            DeploymentState::AwaitingApproval | DeploymentState::Queued | DeploymentState::Running
+        )
     }
 }
 

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod admission;
+pub mod approval;
 mod checkout;
 pub mod guard;
 pub mod hygiene;

@@ -16,15 +16,20 @@ pub enum Cancelled {
 }
 
 /// Cancels the running deployment of app+environment, else the oldest queued
-/// one. A dry run may run beside a deploy (issue 18): the deploy is the one
-/// cancelled, the oldest dry run only when no deploy runs.
+/// one, else the oldest one waiting for approval. A dry run may run beside a deploy
+/// (issue 18): the deploy is the one cancelled, the oldest dry run only when no deploy
+/// runs.
 pub async fn cancel(
     store: &dyn Store,
     app: &str,
     environment: &str,
     by: &str,
 ) -> Result<Cancelled, StoreError> {
-    for state in [DeploymentState::Running, DeploymentState::Queued] {
+    for state in [
+        DeploymentState::Running,
+        DeploymentState::Queued,
+        DeploymentState::AwaitingApproval,
+    ] {
         let filter = DeploymentFilter {
             app: Some(app.to_string()),
             environment: Some(environment.to_string()),
@@ -101,7 +106,11 @@ pub async fn history(
     limit: i64,
 ) -> Result<Vec<Deployment>, StoreError> {
     let mut out = Vec::new();
-    for state in [DeploymentState::Running, DeploymentState::Queued] {
+    for state in [
+        DeploymentState::Running,
+        DeploymentState::Queued,
+        DeploymentState::AwaitingApproval,
+    ] {
         let mut active = store
             .list_deployments(&DeploymentFilter {
                 app: Some(app.to_string()),

@@ -20,11 +20,11 @@ pub const TARGET: &str = "github";
 ///
 /// | store state | GitHub status |
 /// |---|---|
-/// | queued | `queued` |
+/// | awaiting_approval, queued | `queued` (the description says who may approve) |
 /// | running | `in_progress` |
 /// | succeeded | `success` |
 /// | failed | `failure` |
-/// | errored, cancelled | `error` |
+/// | errored, cancelled, rejected | `error` |
 ///
 /// Every status carries `log_url` = `log_url(deployment id)` (faseng's log page), the
 /// deployment's reason as description (cut to 140 characters), and the app's
@@ -181,11 +181,15 @@ fn dry_run_status(mut body: StatusBody) -> StatusBody {
 
 fn status_state(event: DeploymentState) -> StatusState {
     match event {
-        DeploymentState::Queued => StatusState::Queued,
+        // GitHub has no state for "waiting for approval": `queued`, whose description
+        // (the deployment's reason) says who may approve.
+        DeploymentState::AwaitingApproval | DeploymentState::Queued => StatusState::Queued,
         DeploymentState::Running => StatusState::InProgress,
         DeploymentState::Succeeded => StatusState::Success,
         DeploymentState::Failed => StatusState::Failure,
-        DeploymentState::Errored | DeploymentState::Cancelled => StatusState::Error,
+        DeploymentState::Errored | DeploymentState::Cancelled | DeploymentState::Rejected => {
+            StatusState::Error
+        }
     }
 }
 
@@ -215,6 +219,11 @@ mod tests {
         );
         assert_eq!(status_state(DeploymentState::Cancelled), StatusState::Error);
         assert_eq!(status_state(DeploymentState::Failed), StatusState::Failure);
+        assert_eq!(
+            status_state(DeploymentState::AwaitingApproval),
+            StatusState::Queued
+        );
+        assert_eq!(status_state(DeploymentState::Rejected), StatusState::Error);
     }
 
     #[test]

@@ -282,12 +282,14 @@ pub fn state(s: chima_store::DeploymentState) -> chima_deliver::DeploymentState 
     use chima_deliver::DeploymentState as D;
     use chima_store::DeploymentState as S;
     match s {
+        S::AwaitingApproval => D::AwaitingApproval,
         S::Queued => D::Queued,
         S::Running => D::Running,
         S::Succeeded => D::Succeeded,
         S::Failed => D::Failed,
         S::Errored => D::Errored,
         S::Cancelled => D::Cancelled,
+        S::Rejected => D::Rejected,
     }
 }
 

@@ -193,6 +193,28 @@ impl SlackApi {
         msg: &Message,
         replace_original: bool,
     ) -> Result<(), SlackError> {
+        self.respond_as(response_url, msg, replace_original, "in_channel")
+            .await
+    }
+
+    /// Posts `msg` to an interaction's `response_url` for the person who clicked only
+    /// (`response_type: ephemeral`), leaving the message clicked as it is
+    /// (<https://api.slack.com/interactivity/handling#message_responses>).
+    pub async fn respond_to_clicker(
+        &self,
+        response_url: &str,
+        msg: &Message,
+    ) -> Result<(), SlackError> {
+        self.respond_as(response_url, msg, false, "ephemeral").await
+    }
+
+    async fn respond_as(
+        &self,
+        response_url: &str,
+        msg: &Message,
+        replace_original: bool,
+        response_type: &str,
+    ) -> Result<(), SlackError> {
         use slack_morphism::{SlackClientApiCallContext, SlackClientHttpConnector};
         const METHOD: &str = "response_url";
         let url: slack_morphism::SlackResponseUrl =
@@ -200,7 +222,7 @@ impl SlackApi {
                 .map_err(|_| SlackError::Config("the response_url is not a URL".to_owned()))?;
         let mut body = serde_json::json!({
             "text": msg.text,
-            "response_type": "in_channel",
+            "response_type": response_type,
             "replace_original": replace_original,
         });
         if let Some(blocks) = &msg.blocks {

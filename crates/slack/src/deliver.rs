@@ -107,6 +107,29 @@ impl Deliver for ChatDeliverer {
     }
 }
 
+/// The thread reply for an approval (its event carries `approved_by`, or is the
+/// `queued` that followed the last approval), escaped: `alice's deployment #12 of web/main to production was
+/// approved by bob (1 of 2).`
+fn approval_note(entry: &Event, d: &Deployment) -> Option<String> {
+    let reason = entry.payload.get("reason")?.as_str()?;
+    // An approval not yet enough (`approved_by`), or the one that made it queued: a
+    // reply of its own, since the message is edited on to running and done at once.
+    let partial = entry.payload.get("approved_by").is_some();
+    let last = entry.state == DeploymentState::Queued && reason.starts_with("approved by ");
+    if !partial && !last {
+        return None;
+    }
+    Some(crate::mrkdwn::escape(&format!(
+        "{}'s deployment #{} of {}/{} to {} was {}.",
+        d.requester,
+        d.id,
+        d.app,
+        d.git_ref,
+        d.environment,
+        reason.trim_end_matches('.')
+    )))
+}
+
 /// Why an entry was not delivered.
 enum Failure {
     /// Try again, not before `after` when Slack said how long to wait.
@@ -151,6 +174,21 @@ impl ChatDeliverer {
                 self.post(entry, d, &channel, None, &msg).await
             }
             Some(message) => {
+                if let Some(note) = approval_note(entry, d) {
+                    // An approval that is not yet enough changes no state: the thread
+                    // hears of it in a reply of its own.
+                    let thread = chima_payload::DeploymentPayload::chat_target_of(&d.payload)
+                        .and_then(|t| t.thread_ts)
+                        .unwrap_or_else(|| message.ts.clone());
+                    return match self
+                        .api
+                        .post(&message.channel, Some(&thread), &Message::text(note))
+                        .await
+                    {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(failure(entry, e)),
+                    };
+                }
                 if entry.state != d.state {
                     // A later entry carries the current state and edits the message then:
                     // this edit would show nothing new.

@@ -55,7 +55,9 @@ struct Inner {
 /// * `POST /slack/commands`: slash commands (`/deploy <args>`), answered at once with an
 ///   ephemeral "working on it"; the line goes to the handler as
 ///   [`IncomingKind::SlashCommand`].
-/// * `POST /slack/interactive`: button clicks, acknowledged.
+/// * `POST /slack/interactive`: button clicks (`payload=` form field, `block_actions`):
+///   an Approve or Reject click goes to the handler as [`IncomingKind::Button`], by the
+///   clicker Slack's signed payload names; other clicks are acknowledged.
 /// * `GET /healthz`.
 ///
 /// Bodies over [`BODY_LIMIT`]: 413. Bad or missing signature, or a timestamp more than
@@ -167,7 +169,13 @@ async fn interactive(State(events): State<Events>, headers: HeaderMap, body: Byt
         return bad_request("an interaction without a payload field");
     };
     match parse_payload(payload.as_bytes(), None) {
-        // Our buttons are links ("View log"): the click only needs the 200.
+        // An Approve or Reject click: the clicker's line, handled after the 200
+        // (Slack waits 3 seconds at most).
+        Ok(Payload::Line { incoming, .. }) => {
+            events.spawn_handle(incoming);
+            StatusCode::OK.into_response()
+        }
+        // A link button ("View log"): the click only needs the 200.
         Ok(payload) => {
             tracing::debug!(?payload, "Slack interaction acknowledged");
             StatusCode::OK.into_response()

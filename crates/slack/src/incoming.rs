@@ -55,6 +55,14 @@ pub enum IncomingKind {
         /// Where replies to the command can go for 30 minutes.
         response_url: String,
     },
+    /// A click on a deployment message's Approve or Reject button (`block_actions`):
+    /// the line is `approve <id>` or `reject <id>`, made from the button's action and
+    /// value, and the user is the clicker Slack's signed payload names, never anything
+    /// in the message.
+    Button {
+        /// Where the answer to the clicker goes (ephemeral: only they see it).
+        response_url: String,
+    },
 }
 
 /// What the bot does with chat lines. Called in a task of its own, after Slack has been
@@ -147,20 +155,106 @@ pub(crate) fn parse_value(
             tracing::warn!("Slack says the app is rate-limited: events are being dropped");
             Ok(ignored("app_rate_limited".to_owned(), None))
         }
-        "interactive" => Ok(ignored(
-            format!(
-                "an interaction ({})",
-                value
-                    .pointer("/payload/type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown")
-            ),
-            None,
-        )),
-        "block_actions" | "view_submission" | "view_closed" | "shortcut" | "message_action"
-        | "block_suggestion" => Ok(ignored(format!("an interaction ({kind})"), None)),
+        // Socket Mode: the interaction payload inside the envelope.
+        "interactive" => match value.get("payload") {
+            Some(payload)
+                if payload.get("type").and_then(Value::as_str) == Some("block_actions") =>
+            {
+                block_actions(payload)
+            }
+            _ => Ok(ignored(
+                format!(
+                    "an interaction ({})",
+                    value
+                        .pointer("/payload/type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("unknown")
+                ),
+                None,
+            )),
+        },
+        "block_actions" => block_actions(value),
+        "view_submission" | "view_closed" | "shortcut" | "message_action" | "block_suggestion" => {
+            Ok(ignored(format!("an interaction ({kind})"), None))
+        }
         other => Ok(ignored(format!("payload type {other}"), None)),
     }
+}
+
+/// The action ids of the buttons a click on which is a command (see
+/// `crate::render`): the approval buttons of a deployment waiting for approval.
+const DECISION_ACTIONS: &[&str] = &[crate::render::APPROVE_ACTION, crate::render::REJECT_ACTION];
+
+/// A `block_actions` payload
+/// (<https://api.slack.com/reference/interaction-payloads/block-actions>): a click on
+/// an Approve or Reject button becomes the line `approve <id>` / `reject <id>`, by the
+/// user Slack names (`user.id`), in the message's channel and thread. Other buttons
+/// (the "View log" link) need nothing. The value must be a deployment number; the
+/// message's text is never read.
+fn block_actions(value: &Value) -> Result<Payload, PayloadError> {
+    let actions = value
+        .get("actions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| PayloadError("block_actions without actions".to_owned()))?;
+    let Some(action) = actions.iter().find(|a| {
+        a.get("type").and_then(Value::as_str) == Some("button")
+            && a.get("action_id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| DECISION_ACTIONS.contains(&id))
+    }) else {
+        return Ok(ignored(
+            "a click on a button that is only a link".to_owned(),
+            None,
+        ));
+    };
+    let verb = action
+        .get("action_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let id = action
+        .get("value")
+        .and_then(Value::as_str)
+        .filter(|v| !v.is_empty() && v.len() <= 18 && v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(|| PayloadError(format!("a `{verb}` button without a deployment number")))?;
+    let user_id = value
+        .pointer("/user/id")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| PayloadError("block_actions without user.id".to_owned()))?;
+    let channel_id = value
+        .pointer("/channel/id")
+        .or_else(|| value.pointer("/container/channel_id"))
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| PayloadError("block_actions without a channel".to_owned()))?;
+    let response_url = value
+        .get("response_url")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| PayloadError("block_actions without a response_url".to_owned()))?;
+    // The message's thread, where the deployment's news goes: its thread_ts when it
+    // is a reply, else its own ts.
+    let thread_ts = value
+        .pointer("/container/thread_ts")
+        .or_else(|| value.pointer("/message/thread_ts"))
+        .or_else(|| value.pointer("/container/message_ts"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok(Payload::Line {
+        incoming: Incoming {
+            text: format!("{verb} {id}"),
+            channel_id: channel_id.to_owned(),
+            user_id: user_id.to_owned(),
+            user_name: None,
+            ts: None,
+            thread_ts,
+            direct: true,
+            kind: IncomingKind::Button {
+                response_url: response_url.to_owned(),
+            },
+        },
+        event_id: None,
+    })
 }
 
 fn ignored(why: String, event_id: Option<String>) -> Payload {

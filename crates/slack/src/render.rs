@@ -13,6 +13,13 @@ pub const MAX_LOG_LINES: usize = 10;
 /// Characters of one log line shown, at most (longer lines end with `…`).
 pub const MAX_LOG_LINE_CHARS: usize = 200;
 
+/// The `action_id` of the Approve button of a deployment awaiting approval; its
+/// `value` is the deployment's id.
+pub const APPROVE_ACTION: &str = "approve";
+
+/// The `action_id` of the Reject button; its `value` is the deployment's id.
+pub const REJECT_ACTION: &str = "reject";
+
 /// What a deployment message is made of.
 #[derive(Debug, Clone, Copy)]
 pub struct DeploymentView<'a> {
@@ -74,16 +81,38 @@ pub fn render(view: &DeploymentView<'_>) -> Message {
         "type": "context",
         "elements": context(d).into_iter().map(|t| json!({"type": "mrkdwn", "text": cap(&t, MAX_SECTION_CHARS)})).collect::<Vec<_>>(),
     }));
+    let mut actions = Vec::new();
+    if d.state == DeploymentState::AwaitingApproval {
+        // The clicker's identity comes from Slack's signed payload, never from the
+        // message: the buttons carry only the deployment's id.
+        actions.push(json!({
+            "type": "button",
+            "action_id": APPROVE_ACTION,
+            "style": "primary",
+            "text": {"type": "plain_text", "text": "Approve"},
+            "value": d.id.to_string(),
+        }));
+        actions.push(json!({
+            "type": "button",
+            "action_id": REJECT_ACTION,
+            "style": "danger",
+            "text": {"type": "plain_text", "text": "Reject"},
+            "value": d.id.to_string(),
+        }));
+    }
     if let Some(url) = &log_url {
+        actions.push(json!({
+            "type": "button",
+            "action_id": "view_log",
+            "text": {"type": "plain_text", "text": "View log"},
+            "url": url,
+        }));
+    }
+    if !actions.is_empty() {
         blocks.push(json!({
             "type": "actions",
             "block_id": "deployment",
-            "elements": [{
-                "type": "button",
-                "action_id": "view_log",
-                "text": {"type": "plain_text", "text": "View log"},
-                "url": url,
-            }],
+            "elements": actions,
         }));
     }
     blocks.truncate(MAX_BLOCKS);
@@ -191,7 +220,15 @@ fn ending(d: &Deployment) -> String {
         .map(|r| r.trim().trim_end_matches('.').to_owned())
         .filter(|r| !r.is_empty());
     match d.state {
-        DeploymentState::Queued => " is queued.".to_owned(),
+        DeploymentState::AwaitingApproval => match reason {
+            // The store keeps who may approve as the waiting deployment's reason.
+            Some(r) if r.starts_with("waiting for ") => format!(" is {r}."),
+            _ => " is waiting for approval.".to_owned(),
+        },
+        DeploymentState::Queued => match reason {
+            Some(r) if r.starts_with("approved by ") => format!(" was {r} and is queued."),
+            _ => " is queued.".to_owned(),
+        },
         DeploymentState::Running => " is running.".to_owned(),
         DeploymentState::Succeeded if chima_config::is_dry_run(&d.task) => {
             " was successful; nothing was changed.".to_owned()
@@ -207,6 +244,11 @@ fn ending(d: &Deployment) -> String {
             Some(r) if r.starts_with("cancelled by ") => format!(" was {r}."),
             Some(r) => format!(" was cancelled: {r}."),
             None => " was cancelled.".to_owned(),
+        },
+        DeploymentState::Rejected => match reason {
+            Some(r) if r.starts_with("rejected by ") => format!(" was {r}."),
+            Some(r) => format!(" was rejected: {r}."),
+            None => " was rejected.".to_owned(),
         },
     }
 }
@@ -311,12 +353,14 @@ fn duration(secs: i64) -> String {
 
 fn emoji(state: DeploymentState) -> &'static str {
     match state {
+        DeploymentState::AwaitingApproval => ":raised_hand:",
         DeploymentState::Queued => ":hourglass_flowing_sand:",
         DeploymentState::Running => ":rocket:",
         DeploymentState::Succeeded => ":white_check_mark:",
         DeploymentState::Failed => ":x:",
         DeploymentState::Errored => ":warning:",
         DeploymentState::Cancelled => ":no_entry_sign:",
+        DeploymentState::Rejected => ":no_entry:",
     }
 }
 

@@ -417,11 +417,20 @@ fn escape_code(text: &str) -> String {
 async fn on_interaction(
     event: SlackInteractionEvent,
     _client: Arc<SlackHyperClient>,
-    _states: SlackClientEventsUserState,
+    states: SlackClientEventsUserState,
 ) -> UserCallbackResult<()> {
-    // Buttons of our messages are links ("View log"); Slack still reports the click,
-    // which only needs the acknowledgement.
-    tracing::debug!(kind = ?std::mem::discriminant(&event), "Slack interaction acknowledged");
+    // Approve and Reject clicks are lines (see `incoming`); a click on a link button
+    // ("View log") only needs the acknowledgement, which the listener sends.
+    let Some(context) = context_of(&states).await else {
+        return Ok(());
+    };
+    match serde_json::to_value(&event) {
+        Ok(payload) => context.accept(&serde_json::json!({
+            "type": "interactive",
+            "payload": payload,
+        })),
+        Err(e) => tracing::warn!(error = %e, "cannot read a Socket Mode interaction"),
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef, Postgres};
 use sqlx::sqlite::{Sqlite, SqliteArgumentsBuffer, SqliteTypeInfo, SqliteValueRef};
 use sqlx::{Database, Decode, Encode, Type};
 
-use crate::model::{DeploymentState, Stream};
+use crate::model::{Decision, DeploymentState, Stream};
 
 /// Text columns read through `FromStr`.
 macro_rules! text_column {
@@ -43,6 +43,7 @@ macro_rules! text_column {
 
 text_column!(DeploymentState);
 text_column!(Stream);
+text_column!(Decision);
 
 /// `deployments.notify`, the outbox targets: `TEXT[]` on PostgreSQL, a JSON array in
 /// `TEXT` on SQLite (which has no arrays; its trigger reads them with `json_each`).

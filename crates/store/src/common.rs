@@ -15,10 +15,18 @@ macro_rules! deployment_columns {
         "id, source_key, github_deployment_id, state, requester, app, environment, \
          repository, git_ref, sha, task, hosts, provider, payload, notify, timeout_secs, \
          created_at, started_at, finished_at, exit_code, reason, worker_id, \
-         lease_expires_at, cancel_requested_by"
+         lease_expires_at, cancel_requested_by, approvals_needed, approval_expires_at"
     };
 }
 pub(crate) use deployment_columns;
+
+/// The columns of `approvals` that make a [`crate::Approval`].
+macro_rules! approval_columns {
+    () => {
+        "deployment_id, approver_key, approver, decision, reason, at"
+    };
+}
+pub(crate) use approval_columns;
 
 /// The columns a new deployment sets, bound as `$1` to `$14` (see `insert_query` in
 /// `shared.rs`); `created_at` follows, from the database's clock.
@@ -29,6 +37,17 @@ macro_rules! new_deployment_columns {
     };
 }
 pub(crate) use new_deployment_columns;
+
+/// The columns a new deployment awaiting approval sets, bound as `$1` to `$18` (see
+/// `insert_awaiting_query` in `shared.rs`); `created_at` follows.
+macro_rules! new_awaiting_columns {
+    () => {
+        "source_key, github_deployment_id, requester, app, environment, repository, git_ref, \
+         sha, task, hosts, provider, payload, notify, timeout_secs, state, approvals_needed, \
+         approval_expires_at, reason, created_at"
+    };
+}
+pub(crate) use new_awaiting_columns;
 
 macro_rules! outbox_columns {
     () => {
@@ -61,6 +80,20 @@ pub(crate) const CLAIM_ATTEMPTS: usize = 4;
 /// The longest lease we accept: beyond this a lost worker would block its environment
 /// for too long, and the number would overflow an interval.
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest an approval may be awaited.
+pub(crate) const MAX_APPROVAL_WAIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most text kept for an approver's name or a rejection's reason.
+pub(crate) const MAX_APPROVAL_TEXT: usize = 500;
+
+/// `text` cut to [`MAX_APPROVAL_TEXT`] characters, control characters dropped.
+pub(crate) fn approval_text(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_APPROVAL_TEXT)
+        .collect()
+}
 
 /// A lease as whole milliseconds, validated.
 pub(crate) fn lease_millis(op: &str, lease: Duration) -> Result<i64, StoreError> {
@@ -213,8 +246,22 @@ pub(crate) fn check_not_newer(
 }
 
 /// Rejects requests the schema would store but nobody could act on.
-pub(crate) fn validate_new(new: &NewDeployment) -> Result<(), StoreError> {
+pub(crate) fn validate_new(
+    new: &NewDeployment,
+    approval: Option<&crate::model::ApprovalNeed>,
+) -> Result<(), StoreError> {
     let op = || format!("create deployment {:?}", new.source_key);
+    if let Some(a) = approval
+        && (a.count < 1 || a.expires_in.is_zero() || a.expires_in > MAX_APPROVAL_WAIT)
+    {
+        return Err(StoreError::InvalidInput {
+            op: op(),
+            detail: format!(
+                "an approval needs at least 1 approver and expires after 1 s to 7 days, got {} approvers and {:?}",
+                a.count, a.expires_in
+            ),
+        });
+    }
     for (field, value) in [
         ("source_key", &new.source_key),
         ("app", &new.app),

@@ -89,6 +89,30 @@ macro_rules! skip_locked_sql {
 }
 pub(crate) use skip_locked_sql;
 
+/// A JSON object built from key, value pairs: `jsonb_build_object(` or `json_object(`
+/// (the caller closes the parenthesis).
+macro_rules! json_object_sql {
+    (pg) => {
+        "jsonb_build_object("
+    };
+    (sqlite) => {
+        "json_object("
+    };
+}
+pub(crate) use json_object_sql;
+
+/// The outbox targets of the deployment `d` as rows of a column `value`: `TEXT[]` on
+/// PostgreSQL, a JSON array on SQLite.
+macro_rules! targets_sql {
+    (pg) => {
+        "unnest(d.notify) AS t (value)"
+    };
+    (sqlite) => {
+        "json_each(d.notify) AS t"
+    };
+}
+pub(crate) use targets_sql;
+
 /// Whether sqlx's migrations table exists.
 macro_rules! has_migrations_sql {
     (pg) => {

@@ -49,9 +49,10 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::{
-    AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment, DeploymentFilter,
-    DeploymentState, EVERY, Freeze, LeaseStatus, Lock, LockResult, LogLine, NewDeployment,
-    NewLogLine, OutboxEntry, Outcome, Runner, RunningOn, Stream,
+    Approval, ApprovalNeed, AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created,
+    Decided, Decision, Deployment, DeploymentFilter, DeploymentState, EVERY, Freeze, LeaseStatus,
+    Lock, LockResult, LogLine, NewDeployment, NewLogLine, OutboxEntry, Outcome, Runner, RunningOn,
+    Stream,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -129,6 +130,44 @@ pub trait Store: Send + Sync {
     /// out in the order creations commit, even across processes: a claimer that sees a
     /// deployment also sees every older one of its environment.
     async fn create_deployment(&self, new: NewDeployment) -> Result<Created>;
+
+    /// [`Store::create_deployment`] for a deployment that must be approved first (app.json
+    /// `approvals`): it starts `awaiting_approval`, which no claim takes, with `approval.note`
+    /// as its reason, until [`Store::decide_approval`] has `approval.count` different
+    /// approvers' approvals (it becomes `queued`), a rejection, or `approval.expires_in`
+    /// passes (it becomes `rejected`, "approval expired"). Idempotent by source key as
+    /// `create_deployment` is. Who may approve is the caller's check (app.json), not
+    /// the store's.
+    async fn create_awaiting_approval(
+        &self,
+        new: NewDeployment,
+        approval: ApprovalNeed,
+    ) -> Result<Created>;
+
+    /// Records `approver`'s (identity key `approver_key`) decision on deployment `id`,
+    /// atomically with what follows from it: one decision per approver and deployment (a
+    /// second one changes nothing and answers [`Decided::AlreadyDecided`]); a rejection
+    /// ends the deployment `rejected` ("rejected by <approver>: <reason>"); the approval
+    /// that reaches the count makes it `queued` ("approved by <approvers>") and claimable.
+    /// Each writes its outbox events: the state change's (trigger), or for an approval
+    /// that is not yet enough, a `chat` event saying who approved. A deployment whose
+    /// approval lapsed is rejected now instead. [`StoreError::NotFound`] for an unknown id.
+    async fn decide_approval(
+        &self,
+        id: i64,
+        approver_key: &str,
+        approver: &str,
+        decision: Decision,
+        reason: Option<&str>,
+    ) -> Result<Decided>;
+
+    /// The approvers' decisions on deployment `id`, oldest first.
+    async fn approvals(&self, id: i64) -> Result<Vec<Approval>>;
+
+    /// Ends every deployment whose approval lapsed as `rejected` ("approval expired"),
+    /// with its notifications, and returns them. Called by `claim`, so that it happens
+    /// whoever is watching; public for a sweep.
+    async fn expire_approvals(&self) -> Result<Vec<Deployment>>;
 
     /// The deployment with this id, if any.
     async fn get_deployment(&self, id: i64) -> Result<Option<Deployment>>;

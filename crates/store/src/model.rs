@@ -9,11 +9,16 @@ use serde::{Deserialize, Serialize};
 /// Where a deployment is in its life.
 ///
 /// `Queued -> Running -> Succeeded | Failed | Errored | Cancelled`; a queued deployment may
-/// also end `Cancelled` or `Errored` without running. Stored as lowercase text, which is
+/// also end `Cancelled` or `Errored` without running. A deployment to an environment
+/// with `approvals` in app.json starts `AwaitingApproval`: enough approvals make it
+/// `Queued`; a rejection or the approval's expiry makes it `Rejected`. Stored as lowercase text, which is
 /// also how it is serialised, so that the database and the JSON surface read the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeploymentState {
+    /// Waiting for approvals (app.json `approvals`); no worker takes it.
+    #[serde(rename = "awaiting_approval")]
+    AwaitingApproval,
     /// Waiting for a worker.
     Queued,
     /// Claimed by a worker that holds a lease on it.
@@ -26,34 +31,43 @@ pub enum DeploymentState {
     Errored,
     /// Stopped on someone's request.
     Cancelled,
+    /// Rejected by an approver, or its approval expired: it never ran.
+    Rejected,
 }
 
 impl DeploymentState {
     /// Every state, in life-cycle order.
-    pub const ALL: [DeploymentState; 6] = [
+    pub const ALL: [DeploymentState; 8] = [
+        DeploymentState::AwaitingApproval,
         DeploymentState::Queued,
         DeploymentState::Running,
         DeploymentState::Succeeded,
         DeploymentState::Failed,
         DeploymentState::Errored,
         DeploymentState::Cancelled,
+        DeploymentState::Rejected,
     ];
 
     /// The text stored in the database and used in outbox events.
     pub fn as_str(self) -> &'static str {
         match self {
+            DeploymentState::AwaitingApproval => "awaiting_approval",
             DeploymentState::Queued => "queued",
             DeploymentState::Running => "running",
             DeploymentState::Succeeded => "succeeded",
             DeploymentState::Failed => "failed",
             DeploymentState::Errored => "errored",
             DeploymentState::Cancelled => "cancelled",
+            DeploymentState::Rejected => "rejected",
         }
     }
 
     /// A terminal state never changes again.
     pub fn is_terminal(self) -> bool {
-        !matches!(self, DeploymentState::Queued | DeploymentState::Running)
+        !matches!(
+            self,
+            DeploymentState::AwaitingApproval | DeploymentState::Queued | DeploymentState::Running
+        )
     }
 }
 
@@ -63,7 +77,7 @@ impl fmt::Display for DeploymentState {
     }
 }
 
-/// Text that is not one of the six states.
+/// Text that is not one of the states.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown deployment state {0:?}")]
 pub struct UnknownState(pub String);
@@ -167,6 +181,12 @@ pub struct Deployment {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Set when someone asked to cancel a running deployment; the worker stops it.
     pub cancel_requested_by: Option<String>,
+    /// How many different approvers must approve it before it may run (app.json
+    /// `approvals`); `None` when it needed no approval.
+    pub approvals_needed: Option<i32>,
+    /// When an approval still awaited lapses (the deployment is then `rejected`,
+    /// "approval expired").
+    pub approval_expires_at: Option<DateTime<Utc>>,
 }
 
 /// What `create_deployment` did.
@@ -514,4 +534,104 @@ impl DeploymentFilter {
             l => l.min(1000),
         }
     }
+}
+
+/// What a deployment that must be approved waits for (app.json `approvals`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalNeed {
+    /// How many different approvers must approve (at least 1).
+    pub count: i32,
+    /// How long the approvals may take; then the deployment is `rejected`.
+    pub expires_in: std::time::Duration,
+    /// Who may approve, in words (`1 approval from alice, github:carol`): kept as the
+    /// waiting deployment's `reason`, so that its GitHub status and chat message say it.
+    pub note: String,
+}
+
+/// An approver's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    /// Let it run.
+    Approve,
+    /// Do not let it run.
+    Reject,
+}
+
+impl Decision {
+    /// As stored: `approve` or `reject`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Approve => "approve",
+            Decision::Reject => "reject",
+        }
+    }
+}
+
+impl FromStr for Decision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "approve" => Ok(Decision::Approve),
+            "reject" => Ok(Decision::Reject),
+            other => Err(format!("unknown approval decision {other:?}")),
+        }
+    }
+}
+
+/// One approver's recorded decision on a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Approval {
+    /// The deployment decided on.
+    pub deployment_id: i64,
+    /// The approver's verified identity key (`chat:U024BE7LH`, `github:carol`): one
+    /// decision per key and deployment.
+    pub approver_key: String,
+    /// The approver as people read it.
+    pub approver: String,
+    /// Approve or reject.
+    pub decision: Decision,
+    /// The reason given with a rejection.
+    pub reason: Option<String>,
+    /// When it was decided.
+    pub at: DateTime<Utc>,
+}
+
+/// What [`crate::Store::decide_approval`] did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Decided {
+    /// The decision is recorded; the deployment still waits for more approvals.
+    Recorded {
+        /// The deployment, still `awaiting_approval`.
+        deployment: Deployment,
+        /// Every decision so far, oldest first.
+        approvals: Vec<Approval>,
+    },
+    /// That was the last approval needed: the deployment is `queued` now.
+    Approved {
+        /// The deployment, `queued`.
+        deployment: Deployment,
+        /// Every decision, oldest first.
+        approvals: Vec<Approval>,
+    },
+    /// Rejected: the deployment is `rejected` and never runs.
+    Rejected {
+        /// The deployment, `rejected`.
+        deployment: Deployment,
+    },
+    /// This approver had already decided; nothing changed (a second click).
+    AlreadyDecided {
+        /// The deployment as it is.
+        deployment: Deployment,
+        /// The approver's earlier decision.
+        earlier: Approval,
+    },
+    /// It does not wait for approval (never needed one, already approved, ended, or
+    /// its approval expired just now); nothing was recorded.
+    NotAwaiting {
+        /// The deployment as it is.
+        deployment: Deployment,
+    },
 }

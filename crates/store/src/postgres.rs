@@ -27,11 +27,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::common::{self, Wake, redact_url};
-use crate::dialect::Dialect;
+use crate::common::{self, Wake, deployment_columns, new_awaiting_columns, redact_url};
+use crate::dialect::{Dialect, clock_sql};
 use crate::error::StoreError;
 use crate::group::Group;
-use crate::model::{Deployment, NewDeployment, NewLogLine};
+use crate::model::{ApprovalNeed, Deployment, NewDeployment, NewLogLine};
 use crate::shared::impl_store;
 use crate::{Backend, Result};
 
@@ -356,9 +356,28 @@ impl PgStore {
     /// Inserts `new`, or nothing on a conflict (an existing source key or GitHub id).
     async fn insert_deployment(
         &self,
-        _op: &str,
+        op: &str,
         new: &NewDeployment,
+        approval: Option<&ApprovalNeed>,
     ) -> Result<Option<Deployment>> {
+        if let Some(approval) = approval {
+            // A deployment to wait for approval: rare, at the pace of people, so alone
+            // in its statement, with the same ordering lock as the group's (`group.rs`).
+            const SQL: &str = concat!(
+                "WITH serial AS (SELECT pg_advisory_xact_lock($19, hashtext($4 || E'\\n' || $5))) \
+                 INSERT INTO deployments (",
+                new_awaiting_columns!(),
+                ") SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, ",
+                clock_sql!(pg),
+                " FROM serial ON CONFLICT DO NOTHING RETURNING ",
+                deployment_columns!()
+            );
+            return Self::insert_awaiting_query(SQL, new, approval)
+                .bind(CREATE_LOCK_CLASS)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| StoreError::db(op, e));
+        }
         // Through the group commit (`group.rs`): concurrent creations share a
         // statement and a commit; each caller hears back after the commit.
         self.group

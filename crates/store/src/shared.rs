@@ -32,15 +32,17 @@ macro_rules! impl_store_with {
             use sqlx::{FromRow as _, Row as _};
 
             use $crate::common::{
-                self, CLAIM_ATTEMPTS, deployment_columns, freeze_columns, lock_columns, outbox_columns,
+                self, CLAIM_ATTEMPTS, approval_columns, deployment_columns, freeze_columns,
+                lock_columns, outbox_columns,
             };
             use $crate::dialect::{
-                Dialect, clock_plus_sql, clock_sql, has_migrations_sql, now_plus_sql, now_sql,
-                skip_locked_sql, typed_sql,
+                Dialect, clock_plus_sql, clock_sql, has_migrations_sql, json_object_sql,
+                now_plus_sql, now_sql, skip_locked_sql, targets_sql, typed_sql,
             };
             use $crate::error::{StoreError, is_unique_violation};
             use $crate::model::{
-                AutoDeploy, AutoDeployPause, CancelResult, ChatMessage, Created, Deployment,
+                Approval, ApprovalNeed, AutoDeploy, AutoDeployPause, CancelResult, ChatMessage,
+                Created, Decided, Decision, Deployment,
                 DeploymentFilter, DeploymentState, EVERY, Freeze, LeaseStatus, Lock, LockResult, LogLine,
                 NewDeployment, NewLogLine, OutboxEntry, Outcome, Runner, RunningOn,
             };
@@ -101,6 +103,101 @@ macro_rules! impl_store_with {
                         .bind(&new.payload)
                         .bind($crate::columns::Targets(new.notify.clone()))
                         .bind(new.timeout_secs)
+                }
+
+                /// `sql` (an insert of `new_awaiting_columns!()`, `created_at` aside):
+                /// [`Self::insert_query`]'s `$1` to `$14`, then the approval `new` waits
+                /// for as `$15` to `$18` (state, count, expiry, who may approve).
+                pub(crate) fn insert_awaiting_query<'q>(
+                    sql: &'static str,
+                    new: &'q NewDeployment,
+                    approval: &ApprovalNeed,
+                ) -> sqlx::query::QueryAs<
+                    'q,
+                    <Self as Dialect>::Db,
+                    Deployment,
+                    <<Self as Dialect>::Db as sqlx::Database>::Arguments,
+                > {
+                    Self::insert_query(sql, new)
+                        .bind(DeploymentState::AwaitingApproval.as_str())
+                        .bind(approval.count)
+                        .bind(<Self as Dialect>::ts(
+                            Utc::now()
+                                + chrono::Duration::from_std(approval.expires_in)
+                                    .unwrap_or(chrono::Duration::hours(1)),
+                        ))
+                        .bind(common::approval_text(&approval.note))
+                }
+
+                /// Creates `new`, waiting for `approval` when it needs one.
+                async fn create(&self, new: NewDeployment, approval: Option<ApprovalNeed>) -> Result<Created> {
+                    common::validate_new(&new, approval.as_ref())?;
+                    let op = format!("create deployment {:?}", new.source_key);
+                    if let Some(deployment) = self.insert_deployment(&op, &new, approval.as_ref()).await? {
+                        tracing::debug!(id = deployment.id, source_key = %new.source_key, state = %deployment.state, "deployment created");
+                        if approval.is_none() {
+                            self.work_changed();
+                        }
+                        return Ok(Created { deployment, already_existed: false });
+                    }
+                    // A conflict on the source key or on the GitHub deployment id: ON
+                    // CONFLICT waited for the other insert to commit, so the existing row
+                    // is visible now.
+                    let existing = sqlx::query_as::<_, Deployment>(concat!(
+                        "SELECT ",
+                        deployment_columns!(),
+                        " FROM deployments WHERE source_key = $1 OR (",
+                        typed_sql!($d, "$2", "bigint"),
+                        " IS NOT NULL AND github_deployment_id = $2) ORDER BY id LIMIT 1"
+                    ))
+                    .bind(&new.source_key)
+                    .bind(new.github_deployment_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::db(op.clone(), e))?;
+                    match existing {
+                        Some(deployment) => Ok(Created { deployment, already_existed: true }),
+                        None => Err(StoreError::Conflict {
+                            op,
+                            detail: "the insert conflicted but the conflicting deployment is gone"
+                                .to_owned(),
+                        }),
+                    }
+                }
+
+                /// Ends every deployment whose approval lapsed as `rejected` ("approval
+                /// expired"), with its notifications. Looks before writing: every claim
+                /// calls this, and a write that finds nothing would still queue for
+                /// SQLite's single write lock.
+                async fn end_expired_approvals(&self) -> Result<Vec<Deployment>> {
+                    let op = "end deployments whose approval expired";
+                    let any: bool = sqlx::query_scalar(concat!(
+                        "SELECT EXISTS (SELECT 1 FROM deployments \
+                         WHERE state = 'awaiting_approval' AND approval_expires_at < ",
+                        now_sql!($d),
+                        ")"
+                    ))
+                    .fetch_one(&self.$lease_pool)
+                    .await
+                    .map_err(|e| StoreError::db(op, e))?;
+                    if !any {
+                        return Ok(Vec::new());
+                    }
+                    let ended = sqlx::query_as::<_, Deployment>(concat!(
+                        "UPDATE deployments SET state = 'rejected', reason = 'approval expired', finished_at = ",
+                        clock_sql!($d),
+                        " WHERE state = 'awaiting_approval' AND approval_expires_at < ",
+                        now_sql!($d),
+                        " RETURNING ",
+                        deployment_columns!()
+                    ))
+                    .fetch_all(&self.$lease_pool)
+                    .await
+                    .map_err(|e| StoreError::db(op, e))?;
+                    for d in &ended {
+                        tracing::info!(id = d.id, app = %d.app, environment = %d.environment, "approval expired: deployment rejected");
+                    }
+                    Ok(ended)
                 }
 
                 /// The deployment with this id; errors name `op`.
@@ -209,36 +306,16 @@ macro_rules! impl_store_with {
                     fields(source_key = %new.source_key, app = %new.app, environment = %new.environment)
                 )]
                 async fn create_deployment(&self, new: NewDeployment) -> Result<Created> {
-                    common::validate_new(&new)?;
-                    let op = format!("create deployment {:?}", new.source_key);
-                    if let Some(deployment) = self.insert_deployment(&op, &new).await? {
-                        tracing::debug!(id = deployment.id, source_key = %new.source_key, "deployment queued");
-                        self.work_changed();
-                        return Ok(Created { deployment, already_existed: false });
-                    }
-                    // A conflict on the source key or on the GitHub deployment id: ON
-                    // CONFLICT waited for the other insert to commit, so the existing row
-                    // is visible now.
-                    let existing = sqlx::query_as::<_, Deployment>(concat!(
-                        "SELECT ",
-                        deployment_columns!(),
-                        " FROM deployments WHERE source_key = $1 OR (",
-                        typed_sql!($d, "$2", "bigint"),
-                        " IS NOT NULL AND github_deployment_id = $2) ORDER BY id LIMIT 1"
-                    ))
-                    .bind(&new.source_key)
-                    .bind(new.github_deployment_id)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|e| StoreError::db(op.clone(), e))?;
-                    match existing {
-                        Some(deployment) => Ok(Created { deployment, already_existed: true }),
-                        None => Err(StoreError::Conflict {
-                            op,
-                            detail: "the insert conflicted but the conflicting deployment is gone"
-                                .to_owned(),
-                        }),
-                    }
+                    self.create(new, None).await
+                }
+
+                #[tracing::instrument(
+                    level = "debug",
+                    skip(self, new, approval),
+                    fields(source_key = %new.source_key, app = %new.app, environment = %new.environment)
+                )]
+                async fn create_awaiting_approval(&self, new: NewDeployment, approval: ApprovalNeed) -> Result<Created> {
+                    self.create(new, Some(approval)).await
                 }
 
                 #[tracing::instrument(level = "debug", skip(self))]
@@ -336,6 +413,7 @@ macro_rules! impl_store_with {
                     let op = || format!("claim a deployment for worker {worker_id}");
                     let lease = <Self as Dialect>::lease(&op(), lease)?;
                     self.reap_lapsed_leases().await?;
+                    self.expire_approvals().await?;
                     for _ in 0..CLAIM_ATTEMPTS {
                         // A dry run (`deploy:noop`, DRY_RUN_TASK) is claimable at once and
                         // is neither "running" nor "older queued" for the others: it
@@ -518,7 +596,7 @@ macro_rules! impl_store_with {
                              SET state = 'cancelled', cancel_requested_by = $2, \
                                  reason = 'cancelled by ' || $2, finished_at = ",
                             clock_sql!($d),
-                            " WHERE id = $1 AND state = 'queued' RETURNING ",
+                            " WHERE id = $1 AND state IN ('queued', 'awaiting_approval') RETURNING ",
                             deployment_columns!()
                         ))
                         .bind(id)
@@ -636,6 +714,202 @@ macro_rules! impl_store_with {
                             .await
                             .map_err(|e| StoreError::db(format!("count the log lines of deployment {id}"), e))?;
                     count.ok_or_else(|| StoreError::not_found(format!("deployment {id}")))
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn expire_approvals(&self) -> Result<Vec<Deployment>> {
+                    let ended = self.end_expired_approvals().await?;
+                    if !ended.is_empty() {
+                        self.work_changed();
+                    }
+                    Ok(ended)
+                }
+
+                #[tracing::instrument(level = "debug", skip(self))]
+                async fn approvals(&self, id: i64) -> Result<Vec<Approval>> {
+                    sqlx::query_as::<_, Approval>(concat!(
+                        "SELECT ",
+                        approval_columns!(),
+                        " FROM approvals WHERE deployment_id = $1 ORDER BY at, approver_key"
+                    ))
+                    .bind(id)
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(|e| StoreError::db(format!("read the approvals of deployment {id}"), e))
+                }
+
+                #[tracing::instrument(level = "debug", skip(self, reason))]
+                async fn decide_approval(
+                    &self,
+                    id: i64,
+                    approver_key: &str,
+                    approver: &str,
+                    decision: Decision,
+                    reason: Option<&str>,
+                ) -> Result<Decided> {
+                    let op = || format!("record {approver}'s {} of deployment {id}", decision.as_str());
+                    if approver_key.trim().is_empty() || approver.trim().is_empty() {
+                        return Err(StoreError::InvalidInput {
+                            op: op(),
+                            detail: "the approver's key and name must not be empty".to_owned(),
+                        });
+                    }
+                    let approver = common::approval_text(approver);
+                    let reason = reason
+                        .map(common::approval_text)
+                        .filter(|r| !r.trim().is_empty());
+                    let mut tx = self.pool.begin().await.map_err(|e| StoreError::db(op(), e))?;
+                    // A write first: it takes the row (PostgreSQL) or the database's write
+                    // lock (SQLite) before anything is read, so that two approvers deciding
+                    // at once are one after the other, and the second sees the first.
+                    let current = sqlx::query_as::<_, Deployment>(concat!(
+                        "UPDATE deployments SET log_seq = log_seq WHERE id = $1 RETURNING ",
+                        deployment_columns!()
+                    ))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::db(op(), e))?;
+                    let Some(current) = current else {
+                        return Err(StoreError::not_found(format!("deployment {id}")));
+                    };
+                    if current.state != DeploymentState::AwaitingApproval {
+                        tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
+                        return Ok(Decided::NotAwaiting { deployment: current });
+                    }
+                    let expired = sqlx::query_as::<_, Deployment>(concat!(
+                        "UPDATE deployments SET state = 'rejected', reason = 'approval expired', finished_at = ",
+                        clock_sql!($d),
+                        " WHERE id = $1 AND state = 'awaiting_approval' AND approval_expires_at < ",
+                        now_sql!($d),
+                        " RETURNING ",
+                        deployment_columns!()
+                    ))
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::db(op(), e))?;
+                    if let Some(deployment) = expired {
+                        tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
+                        self.work_changed();
+                        return Ok(Decided::NotAwaiting { deployment });
+                    }
+                    let earlier = sqlx::query_as::<_, Approval>(concat!(
+                        "SELECT ",
+                        approval_columns!(),
+                        " FROM approvals WHERE deployment_id = $1 AND approver_key = $2"
+                    ))
+                    .bind(id)
+                    .bind(approver_key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::db(op(), e))?;
+                    if let Some(earlier) = earlier {
+                        tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
+                        return Ok(Decided::AlreadyDecided { deployment: current, earlier });
+                    }
+                    sqlx::query(concat!(
+                        "INSERT INTO approvals (",
+                        approval_columns!(),
+                        ") VALUES ($1, $2, $3, $4, $5, ",
+                        clock_sql!($d),
+                        ")"
+                    ))
+                    .bind(id)
+                    .bind(approver_key)
+                    .bind(&approver)
+                    .bind(decision.as_str())
+                    .bind(&reason)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::db(op(), e))?;
+                    let approvals = sqlx::query_as::<_, Approval>(concat!(
+                        "SELECT ",
+                        approval_columns!(),
+                        " FROM approvals WHERE deployment_id = $1 ORDER BY at, approver_key"
+                    ))
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|e| StoreError::db(op(), e))?;
+                    let approvers: Vec<&str> = approvals
+                        .iter()
+                        .filter(|a| a.decision == Decision::Approve)
+                        .map(|a| a.approver.as_str())
+                        .collect();
+                    let needed = usize::try_from(current.approvals_needed.unwrap_or(1).max(1)).unwrap_or(1);
+                    let (new_state, new_reason) = match decision {
+                        Decision::Reject => (
+                            Some(DeploymentState::Rejected),
+                            match &reason {
+                                Some(r) => format!("rejected by {approver}: {r}"),
+                                None => format!("rejected by {approver}"),
+                            },
+                        ),
+                        Decision::Approve if approvers.len() >= needed => (
+                            Some(DeploymentState::Queued),
+                            format!("approved by {}", approvers.join(", ")),
+                        ),
+                        Decision::Approve => (
+                            None,
+                            format!(
+                                "approved by {} ({} of {needed})",
+                                approvers.join(", "),
+                                approvers.len()
+                            ),
+                        ),
+                    };
+                    let new_reason = common::approval_text(&new_reason);
+                    let decided = match new_state {
+                        Some(state) => {
+                            // The trigger writes the state change's outbox events.
+                            let deployment = sqlx::query_as::<_, Deployment>(concat!(
+                                "UPDATE deployments SET state = $2, reason = $3, finished_at = CASE WHEN $2 = 'rejected' THEN ",
+                                clock_sql!($d),
+                                " ELSE NULL END WHERE id = $1 RETURNING ",
+                                deployment_columns!()
+                            ))
+                            .bind(id)
+                            .bind(state.as_str())
+                            .bind(&new_reason)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| StoreError::db(op(), e))?;
+                            if state == DeploymentState::Rejected {
+                                Decided::Rejected { deployment }
+                            } else {
+                                Decided::Approved { deployment, approvals }
+                            }
+                        }
+                        None => {
+                            // Not a state change, so no trigger: the chat hears of it here,
+                            // in the same transaction.
+                            sqlx::query(concat!(
+                                "INSERT INTO outbox (deployment_id, target, event, payload, created_at, due_at) \
+                                 SELECT d.id, t.value, d.state, ",
+                                json_object_sql!($d),
+                                "'state', d.state, 'reason', $2, 'exit_code', NULL, 'approved_by', $3), ",
+                                clock_sql!($d),
+                                ", ",
+                                clock_sql!($d),
+                                " FROM deployments d, ",
+                                targets_sql!($d),
+                                " WHERE d.id = $1 AND t.value = 'chat'"
+                            ))
+                            .bind(id)
+                            .bind(&new_reason)
+                            .bind(&approver)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| StoreError::db(op(), e))?;
+                            Decided::Recorded { deployment: current, approvals }
+                        }
+                    };
+                    tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
+                    if matches!(decided, Decided::Approved { .. } | Decided::Rejected { .. }) {
+                        self.work_changed();
+                    }
+                    Ok(decided)
                 }
 
                 $($more)*

@@ -28,11 +28,12 @@ use sqlx::{QueryBuilder, Sqlite};
 use tokio::time::Instant;
 
 use crate::common::{
-    self, LOG_CHUNK, Wake, deployment_columns, new_deployment_columns, redact_url,
+    self, LOG_CHUNK, Wake, deployment_columns, new_awaiting_columns, new_deployment_columns,
+    redact_url,
 };
 use crate::dialect::{Dialect, now_sql};
 use crate::error::StoreError;
-use crate::model::{Deployment, NewDeployment, NewLogLine};
+use crate::model::{ApprovalNeed, Deployment, NewDeployment, NewLogLine};
 use crate::shared::impl_store;
 use crate::{Backend, Result, SQLITE_POLL_INTERVAL};
 
@@ -141,6 +142,9 @@ impl SqliteStore {
              OR EXISTS (SELECT 1 FROM deployments \
                  WHERE state = 'running' AND lease_expires_at < ",
             now_sql!(sqlite),
+            ") OR EXISTS (SELECT 1 FROM deployments \
+                 WHERE state = 'awaiting_approval' AND approval_expires_at < ",
+            now_sql!(sqlite),
             ")"
         ))
         .fetch_one(&self.pool)
@@ -190,7 +194,12 @@ impl_store!(SqliteStore, sqlite, lease_pool: pool);
 /// What SQLite does its own way; the rest of `Store` is in `shared.rs`.
 impl SqliteStore {
     /// Inserts `new`, or nothing on a conflict (an existing source key or GitHub id).
-    async fn insert_deployment(&self, op: &str, new: &NewDeployment) -> Result<Option<Deployment>> {
+    async fn insert_deployment(
+        &self,
+        op: &str,
+        new: &NewDeployment,
+        approval: Option<&ApprovalNeed>,
+    ) -> Result<Option<Deployment>> {
         // SQLite's one writer commits inserts in the order it draws their ids: no
         // ordering lock is needed.
         const SQL: &str = concat!(
@@ -201,10 +210,21 @@ impl SqliteStore {
             ") ON CONFLICT DO NOTHING RETURNING ",
             deployment_columns!()
         );
-        Self::insert_query(SQL, new)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| StoreError::db(op, e))
+        const AWAITING_SQL: &str = concat!(
+            "INSERT INTO deployments (",
+            new_awaiting_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, ",
+            now_sql!(sqlite),
+            ") ON CONFLICT DO NOTHING RETURNING ",
+            deployment_columns!()
+        );
+        match approval {
+            Some(approval) => Self::insert_awaiting_query(AWAITING_SQL, new, approval),
+            None => Self::insert_query(SQL, new),
+        }
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op, e))
     }
 
     /// Ends every running deployment whose lease has lapsed.

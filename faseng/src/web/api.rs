@@ -9,8 +9,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chima_api_types::{
     AutoDeployState, By, CancelAnswer, ChatRouteAnswer, ChatRouteRequest, CreateDeployment,
-    Created, DeploymentList, LinkedDeployment, LockAnswer, LockRequest, Locks, LogLines,
-    NoRollbackWhy, PauseRequest, Paused, Resumed, RollbackTarget, UnlockAnswer,
+    Created, DecisionAnswer, DecisionRequest, DeploymentList, LinkedDeployment, LockAnswer,
+    LockRequest, Locks, LogLines, NoRollbackWhy, PauseRequest, Paused, Resumed, RollbackTarget,
+    UnlockAnswer,
 };
 use chima_engine::ops::{self, Cancelled, NoRollback};
 use chima_store::{DeploymentFilter, DeploymentState, LockResult, NewDeployment};
@@ -247,21 +248,23 @@ pub async fn create(
         notify: vec!["chat".to_string()],
         timeout_secs: None,
     };
-    Ok(match state.store.create_deployment(new).await {
-        Ok(c) => {
-            let status = if c.already_existed {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            let created = Created {
-                already_existed: c.already_existed,
-                deployment: with_link(&state, &c.deployment),
-            };
-            (status, Json(created)).into_response()
-        }
-        Err(e) => return Err(e.into()),
-    })
+    Ok(
+        match chima_engine::approval::create(state.store.as_ref(), Some(apps), new).await {
+            Ok(c) => {
+                let status = if c.already_existed {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                let created = Created {
+                    already_existed: c.already_existed,
+                    deployment: with_link(&state, &c.deployment),
+                };
+                (status, Json(created)).into_response()
+            }
+            Err(e) => return Err(e.into()),
+        },
+    )
 }
 
 /// Cancels one deployment by id.
@@ -289,6 +292,111 @@ pub async fn cancel_one(
             .into_response(),
         Err(e) => return Err(e.into()),
     })
+}
+
+/// Approves a deployment waiting for approval, for the approver the caller names.
+pub async fn approve(
+    state: State<AppState>,
+    id: Path<String>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    decide(state, id, body, chima_store::Decision::Approve).await
+}
+
+/// Rejects a deployment waiting for approval.
+pub async fn reject(
+    state: State<AppState>,
+    id: Path<String>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    decide(state, id, body, chima_store::Decision::Reject).await
+}
+
+/// The approve or reject of `id`: the caller holds FASENG_API_TOKEN, so it may say who
+/// decides (as it may say who asked for a deployment); whether they may is faseng's
+/// own app.json's `approvals` (in `from`, not the requester), never the caller's.
+async fn decide(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<DecisionRequest>, JsonRejection>,
+    decision: chima_store::Decision,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let refused = |status: StatusCode, error: String| {
+        (status, Json(DecisionAnswer::Refused { error })).into_response()
+    };
+    let Some(id) = id.parse::<i64>().ok().filter(|id| *id > 0) else {
+        return Ok(refused(
+            StatusCode::NOT_FOUND,
+            format!(
+                "`{}` is not a deployment number.",
+                id.chars().take(40).collect::<String>()
+            ),
+        ));
+    };
+    let Some(apps) = state.apps.as_ref() else {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "faseng has no app.json (APPS_JSON), so it has no approvals to check",
+        ));
+    };
+    let approver = body.approver.trim();
+    if approver.is_empty() || approver.chars().count() > 200 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "`approver` (1-200 characters) is required",
+        ));
+    }
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > chima_command::MAX_REJECT_REASON)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`reason` is longer than {} characters",
+                chima_command::MAX_REJECT_REASON
+            ),
+        ));
+    }
+    let who = chima_payload::Identity::chat(
+        chima_payload::IdentitySource::Trusted,
+        body.approver_id
+            .as_deref()
+            .map(|k| k.strip_prefix("chat:").unwrap_or(k).to_string()),
+        approver.to_string(),
+    );
+    use chima_engine::approval::Refusal;
+    Ok(
+        match chima_engine::approval::decide(
+            state.store.as_ref(),
+            apps,
+            id,
+            &who,
+            decision,
+            body.reason.as_deref(),
+        )
+        .await
+        {
+            Ok(decided) => Json(DecisionAnswer::Decided {
+                decided: Box::new(decided),
+            })
+            .into_response(),
+            Err(r @ Refusal::Unknown(_)) => refused(StatusCode::NOT_FOUND, r.to_string()),
+            Err(r @ (Refusal::OwnRequest { .. } | Refusal::NotAnApprover { .. })) => {
+                refused(StatusCode::FORBIDDEN, r.to_string())
+            }
+            Err(Refusal::Store(e)) => {
+                tracing::error!(error = %e, deployment = id, "cannot record an approval");
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "faseng cannot record the decision right now; try again",
+                ));
+            }
+            Err(r) => refused(StatusCode::CONFLICT, r.to_string()),
+        },
+    )
 }
 
 /// Cancels what runs (or waits) in app+environment.

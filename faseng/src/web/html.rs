@@ -96,6 +96,7 @@ code,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'DejaVu Sans M
 .s-queued{background:#9a6700}.s-running{background:#0969da}.s-succeeded{background:#1a7f37}
 .s-failed{background:#cf222e}.s-errored{background:#bc4c00}.s-cancelled{background:#6e7781}
 .emergency{border:2px solid #cf222e;background:#ffebe9;color:#82071e;padding:8px 12px;border-radius:6px;margin:0 0 16px}
+.s-awaiting_approval{background:#8250df}.s-rejected{background:#6e7781}
 dl.facts{display:grid;grid-template-columns:max-content 1fr max-content 1fr;gap:4px 18px;margin:0 0 18px;padding:12px 16px;background:var(--soft);border:1px solid var(--line);border-radius:6px}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;overflow-wrap:anywhere}
 pre.log{margin:0;padding:12px 16px;background:#0d1117;color:#e6edf3;border-radius:6px;overflow-x:auto;white-space:pre-wrap;overflow-wrap:anywhere;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,'DejaVu Sans Mono',monospace;font-size:12.5px;line-height:1.45;min-height:3em}

@@ -61,6 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route("/deployments", get(api::list).post(api::create))
         .route("/deployments/{id}", get(api::get))
         .route("/deployments/{id}/cancel", post(api::cancel_one))
+        .route("/deployments/{id}/approve", post(api::approve))
+        .route("/deployments/{id}/reject", post(api::reject))
         .route(
             "/deployments/{id}/log",
             get(api::log).layer(axum::middleware::from_fn_with_state(

@@ -111,7 +111,11 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
                 }
             };
             let new = crate::intake::decide(intake, delivery, replayed);
-            match state.store.create_deployment(new).await {
+            // A deployment to an environment with `approvals` waits for them, whoever
+            // created it (chat, GitHub, auto-deploy).
+            match chima_engine::approval::create(state.store.as_ref(), state.apps.as_deref(), new)
+                .await
+            {
                 Ok(created) => {
                     // No separate delivery record: the delivery id is in the job's
                     // payload (`_faseng`), and the job's idempotency rests on the

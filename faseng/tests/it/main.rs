@@ -1,6 +1,7 @@
 //! The real `faseng` binary on PostgreSQL, talking to the fake GitHub.
 
 mod api;
+mod approvals;
 mod autodeploy;
 mod bounds;
 mod chaos;

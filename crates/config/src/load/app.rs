@@ -129,6 +129,7 @@ impl Checker<'_> {
             notify_room: None,
             auto_deploy: BTreeMap::new(),
             windows: BTreeMap::new(),
+            approvals: BTreeMap::new(),
             public_entry: Map::new(),
         };
 
@@ -264,6 +265,7 @@ impl Checker<'_> {
                 }
                 "auto_deploy" => app.auto_deploy = self.auto_deploy(&f, value, &env_names),
                 "windows" => app.windows = self.windows(&f, value, &env_names),
+                "approvals" => app.approvals = self.approvals(&f, value, &env_names),
                 "notify_room" => {
                     app.notify_room = self
                         .string(&f, key, value)

@@ -9,8 +9,15 @@ use serde_json::{Map, Value};
 
 use super::report::{Checker, Fields};
 use super::rules::{check_placeholders, kind, plain_env};
-use crate::model::{AutoDeployRule, Environment};
+use crate::duration::parse_duration;
+use crate::model::{ApprovalRule, AutoDeployRule, Environment};
 use crate::windows::{DeployWindows, MAX_WINDOWS, Window, Zone};
+
+/// The most approvers one environment lists: more is a mistake (a pasted member list).
+pub const MAX_APPROVERS: usize = 100;
+
+/// The longest approver entry: a Slack id is 11 characters, a GitHub login 39.
+pub const MAX_APPROVER_CHARS: usize = 100;
 
 impl Checker<'_> {
     pub(super) fn environments(&mut self, f: &Fields) -> Vec<Environment> {
@@ -401,6 +408,177 @@ impl Checker<'_> {
         out
     }
 
+    pub(super) fn approvals(
+        &mut self,
+        f: &Fields,
+        v: &Value,
+        envs: &BTreeSet<String>,
+    ) -> BTreeMap<String, ApprovalRule> {
+        let mut out = BTreeMap::new();
+        let Some(map) = v.as_object() else {
+            self.wrong_type(
+                f,
+                "approvals",
+                "an object of environment -> {\"from\": [...], \"count\": 1, \"expires\": \"1h\"}",
+                v,
+            );
+            return out;
+        };
+        for (env, rule) in map {
+            let at = [f.app, "approvals", env.as_str()];
+            if !envs.contains(env) {
+                let hint = closest(env, envs.iter().map(String::as_str))
+                    .map(|s| format!(" (did you mean `{s}`?)"))
+                    .unwrap_or_default();
+                let list: Vec<&str> = envs.iter().map(String::as_str).collect();
+                self.error(Some(f.app), &at, format!(
+                    "`approvals` names `{env}`, which is not one of the app's environments{hint}: {}", list.join(", ")));
+                continue;
+            }
+            let Some(rule) = rule.as_object() else {
+                self.error(Some(f.app), &at, format!(
+                    "`approvals.{env}` must be an object like {{\"from\": [\"alice\", \"github:carol\"], \"count\": 1, \"expires\": \"1h\"}}, not {}", kind(rule)));
+                continue;
+            };
+            let before = self.errors.len();
+            let mut from: Option<Vec<String>> = None;
+            let mut count: Option<u64> = None;
+            let mut expires = ApprovalRule::DEFAULT_EXPIRES;
+            for (k, v) in rule {
+                match k.as_str() {
+                    "from" => from = self.approvers(f, env, v),
+                    "count" => match v.as_u64() {
+                        Some(n) if n >= 1 => count = Some(n),
+                        _ => self.error(Some(f.app), &at, format!(
+                            "`approvals.{env}.count` must be a whole number of approvers, at least 1; got {}", cut(&v.to_string()))),
+                    },
+                    "expires" => match v.as_str() {
+                        Some(t) => match parse_duration(t) {
+                            Ok(d) => expires = d,
+                            Err(why) => self.error(Some(f.app), &at, format!(
+                                "`approvals.{env}.expires`: {}", why.replace(": a deploy needs some time", ": an approval needs some time"))),
+                        },
+                        None => self.error(Some(f.app), &at, format!(
+                            "`approvals.{env}.expires` must be a duration like \"1h\" or \"30m\", not {}", kind(v))),
+                    },
+                    other => {
+                        let hint = closest(other, ["from", "count", "expires"])
+                            .map(|s| format!(", did you mean `{s}`?"))
+                            .unwrap_or_default();
+                        self.error(Some(f.app), &at, format!(
+                            "`approvals.{env}`: unknown field `{}`{hint}", cut(other)));
+                    }
+                }
+            }
+            let Some(from) = from else {
+                if self.errors.len() == before {
+                    self.error(Some(f.app), &at, format!(
+                        "`approvals.{env}` needs `from`: the people who may approve (names, chat user ids or `github:<login>`)"));
+                }
+                continue;
+            };
+            let count = count.unwrap_or(1);
+            if count > from.len() as u64 {
+                self.error(Some(f.app), &at, format!(
+                    "`approvals.{env}.count` is {count} but `from` lists only {} approver{}: nobody could ever deploy there; list more people or lower the count",
+                    from.len(), if from.len() == 1 { "" } else { "s" }));
+                continue;
+            }
+            if self.errors.len() != before {
+                continue;
+            }
+            out.insert(
+                env.clone(),
+                ApprovalRule {
+                    written: from.len(),
+                    from,
+                    count: u32::try_from(count).unwrap_or(u32::MAX),
+                    expires,
+                },
+            );
+        }
+        out
+    }
+
+    /// `approvals.<env>.from`: a non-empty list of distinct approvers, each a chat
+    /// name, a chat user id or `github:<login>`.
+    fn approvers(&mut self, f: &Fields, env: &str, v: &Value) -> Option<Vec<String>> {
+        let at = [f.app, "approvals", env];
+        let Some(items) = v.as_array() else {
+            self.error(Some(f.app), &at, format!(
+                "`approvals.{env}.from` must be a list of approvers (names, chat user ids or `github:<login>`), not {}", kind(v)));
+            return None;
+        };
+        if items.is_empty() {
+            self.error(
+                Some(f.app),
+                &at,
+                format!(
+                    "`approvals.{env}.from` is empty, so nobody could approve a deployment there"
+                ),
+            );
+            return None;
+        }
+        if items.len() > MAX_APPROVERS {
+            self.error(
+                Some(f.app),
+                &at,
+                format!(
+                    "`approvals.{env}.from` lists {} approvers; the limit is {MAX_APPROVERS}",
+                    items.len()
+                ),
+            );
+            return None;
+        }
+        let mut out: Vec<String> = Vec::new();
+        let mut ok = true;
+        for item in items {
+            let Some(entry) = item.as_str() else {
+                self.error(
+                    Some(f.app),
+                    &at,
+                    format!(
+                        "`approvals.{env}.from` must hold strings, not {}",
+                        kind(item)
+                    ),
+                );
+                ok = false;
+                continue;
+            };
+            let trimmed = entry.trim().trim_start_matches('@');
+            let login = trimmed.strip_prefix("github:");
+            let valid = !trimmed.is_empty()
+                && trimmed.chars().count() <= MAX_APPROVER_CHARS
+                && !trimmed
+                    .chars()
+                    .any(|c| c.is_control() || c.is_whitespace() || c == ',')
+                && login.is_none_or(|l| {
+                    !l.is_empty()
+                        && !l.starts_with('-')
+                        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !valid {
+                self.error(Some(f.app), &at, format!(
+                    "`approvals.{env}.from` entry `{}` is not an approver: write a chat name, a chat user id like `U024BE7LH`, or `github:<login>` (at most {MAX_APPROVER_CHARS} characters, no spaces or commas)", cut(entry)));
+                ok = false;
+                continue;
+            }
+            if out.iter().any(|o| o.eq_ignore_ascii_case(trimmed)) {
+                self.error(
+                    Some(f.app),
+                    &at,
+                    format!(
+                        "`approvals.{env}.from` lists `{trimmed}` twice; an approver counts once"
+                    ),
+                );
+                ok = false;
+                continue;
+            }
+            out.push(trimmed.to_string());
+        }
+        ok.then_some(out)
+    }
+
     pub(super) fn command(&mut self, f: &Fields, v: &Value) -> Option<Vec<String>> {
         let argv = match v {
             Value::String(_) => {
@@ -437,4 +615,13 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A value from app.json as quoted in a message: at most 60 characters.
+fn cut(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if s.chars().count() > 60 {
+        out.push('…');
+    }
+    out
 }

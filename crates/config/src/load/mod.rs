@@ -55,6 +55,7 @@ pub const KNOWN_FIELDS: &[&str] = &[
     "notify_room",
     "auto_deploy",
     "windows",
+    "approvals",
 ];
 
 /// All apps of one app.json, by name.

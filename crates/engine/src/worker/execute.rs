@@ -95,6 +95,21 @@ pub(super) async fn execute(
         },
         Err(e) => return Outcome::errored(format!("cannot check the freezes: {e}")),
     }
+    // Approvals: the store never hands out a deployment awaiting approval, and every
+    // creator here makes one wait when app.json asks; this is the last check, should a
+    // deployment ever reach a worker without them (made before the rule, or by hand).
+    if app.approval_for(&d.environment, &d.task).is_some() {
+        let approvals = match store.approvals(d.id).await {
+            Ok(a) => a,
+            Err(e) => return Outcome::errored(format!("cannot read the approvals: {e}")),
+        };
+        if let Err(why) = crate::approval::check_approved(&app, d, &approvals) {
+            return Outcome::errored(why);
+        }
+        let names: Vec<&str> = approvals.iter().map(|a| a.approver.as_str()).collect();
+        log.note(format!("==> approved by {}", names.join(", ")))
+            .await;
+    }
     // A lock held by someone else stops the deployment before anything runs; the
     // holder's own deployments go through, compared by verified identity.
     match store.get_lock(&d.app, &d.environment).await {

@@ -555,3 +555,69 @@ async fn a_provider_runs_below_faseng_in_cpu_and_io_unless_told_otherwise() {
         }
     }
 }
+
+/// The engine's last check: a deployment to an environment whose `approvals` it was
+/// never given (made around the creators, by hand or before the rule) does not run;
+/// one approved through the store runs.
+#[tokio::test]
+async fn an_unapproved_deployment_never_runs_and_an_approved_one_does() {
+    let mut rig = Rig::new("#!/bin/sh\necho ran\n", &[]).await;
+    rig.start(rig.config());
+    let mut config = shell_config();
+    config["approvals"] = json!({"staging": {"from": ["bob"]}});
+    let d = rig.queue("k-unapproved", "main", config.clone()).await;
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Errored);
+    assert_eq!(
+        done.reason.as_deref(),
+        Some(
+            "app in staging needs 1 approval from bob before it runs, and deployment #1 has 0 approvals; nothing was run"
+        )
+    );
+    assert!(!rig.log(d.id).await.contains(&"ran".to_string()));
+
+    // Through the store's approval: it runs, and its log says who approved it.
+    let app = rig.register(config);
+    let new = chima_store::NewDeployment {
+        source_key: "k-approved".to_string(),
+        requester: "alice".to_string(),
+        app,
+        environment: "staging".to_string(),
+        repository: "example/app".to_string(),
+        git_ref: "main".to_string(),
+        sha: None,
+        task: "deploy".to_string(),
+        hosts: None,
+        provider: "shell".to_string(),
+        payload: json!({}),
+        github_deployment_id: None,
+        notify: vec![],
+        timeout_secs: None,
+    };
+    let need = chima_store::ApprovalNeed {
+        count: 1,
+        expires_in: Duration::from_secs(600),
+        note: "waiting for 1 approval from bob".to_string(),
+    };
+    let d = rig
+        .store
+        .create_awaiting_approval(new, need)
+        .await
+        .unwrap()
+        .deployment;
+    rig.store
+        .decide_approval(
+            d.id,
+            "chat:bob",
+            "bob",
+            chima_store::Decision::Approve,
+            None,
+        )
+        .await
+        .unwrap();
+    let done = rig.wait_done(d.id).await;
+    assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
+    let log = rig.log(d.id).await;
+    assert!(log.contains(&"==> approved by bob".to_string()), "{log:?}");
+    assert!(log.contains(&"ran".to_string()), "{log:?}");
+}

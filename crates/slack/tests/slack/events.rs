@@ -422,6 +422,109 @@ async fn interactions_are_acknowledged_and_health_is_reported() {
     assert_eq!(response.status(), StatusCode::OK);
 }
 
+/// A click on an Approve or Reject button, as Slack posts it to the interactivity URL:
+/// the line is made from the button's action and value, and the user is the one
+/// Slack's signed payload names. Tampered, unsigned and malformed clicks go nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approval_clicks_become_lines_of_the_clicker() {
+    let (handler, mut lines) = recorder();
+    let served = serve(handler).await;
+    let click = |action_id: &str, value: &str, user: &str| {
+        json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": "bob", "team_id": fake::TEAM_ID},
+            "api_app_id": fake::APP_ID,
+            "container": {"type": "message", "message_ts": "1700000001.000200",
+                          "channel_id": "C0DEPLOYS", "thread_ts": "1700000001.000100"},
+            "trigger_id": "1.2.3",
+            "channel": {"id": "C0DEPLOYS", "name": "deploys"},
+            "message": {"type": "message", "ts": "1700000001.000200",
+                        "text": "approve 999 -- the message text is never read"},
+            "response_url": "https://hooks.slack.com/actions/T0TESTKIT/1/x",
+            "actions": [{"action_id": action_id, "block_id": "deployment", "type": "button",
+                         "value": value, "style": "primary",
+                         "text": {"type": "plain_text", "text": "Approve"},
+                         "action_ts": "1700000002.000100"}],
+        })
+        .to_string()
+    };
+    let post = |payload: String, signing: Signing| {
+        let served = &served;
+        async move {
+            let form = fake::form_encode(&[("payload", payload.as_str())]);
+            served
+                .post(
+                    "/slack/interactive",
+                    "application/x-www-form-urlencoded",
+                    form.as_bytes(),
+                    signing,
+                    &[],
+                )
+                .await
+                .0
+        }
+    };
+    assert_eq!(
+        post(click("approve", "12", "U0BOB"), Signing::Now).await,
+        StatusCode::OK
+    );
+    let line = lines.next("the approve click").await;
+    assert_eq!(line.text, "approve 12");
+    assert_eq!(line.user_id, "U0BOB");
+    assert_eq!(line.channel_id, "C0DEPLOYS");
+    assert_eq!(line.thread_ts.as_deref(), Some("1700000001.000100"));
+    assert!(line.direct);
+    assert!(matches!(
+        line.kind,
+        IncomingKind::Button { ref response_url } if response_url == "https://hooks.slack.com/actions/T0TESTKIT/1/x"
+    ));
+    assert_eq!(
+        post(click("reject", "12", "U0CAROL"), Signing::Now).await,
+        StatusCode::OK
+    );
+    let line = lines.next("the reject click").await;
+    assert_eq!(
+        (line.text.as_str(), line.user_id.as_str()),
+        ("reject 12", "U0CAROL")
+    );
+
+    // Unsigned or signed with another secret: refused, never handled.
+    for signing in [Signing::None, Signing::WrongSecret, Signing::Ago(3600)] {
+        assert_eq!(
+            post(click("approve", "12", "U0MALLORY"), signing).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Hostile or malformed values: not a command.
+    for value in [
+        "12; rm -rf /",
+        "-1",
+        "99999999999999999999",
+        "",
+        "1 2",
+        "$(id)",
+    ] {
+        assert_eq!(
+            post(click("approve", value, "U0MALLORY"), Signing::Now).await,
+            StatusCode::BAD_REQUEST,
+            "{value:?}"
+        );
+    }
+    let no_user = click("approve", "12", "");
+    assert_eq!(post(no_user, Signing::Now).await, StatusCode::BAD_REQUEST);
+    // Another button (a link) needs nothing.
+    assert_eq!(
+        post(click("view_log", "12", "U0BOB"), Signing::Now).await,
+        StatusCode::OK
+    );
+    served
+        .marker(&mut lines, "marker", "1700000000.000901")
+        .await;
+    lines
+        .assert_empty("refused clicks and link clicks are not handled")
+        .await;
+}
+
 async fn mutated_fixtures(real: bool) {
     let (handler, mut lines) = recorder();
     let served = serve(handler).await;

@@ -209,6 +209,7 @@ async fn real_envelopes_over_socket_mode() {
             IncomingKind::SlashCommand { command, .. } => commands.push(command),
             IncomingKind::Message => messages.push((line.text, line.channel_id)),
             IncomingKind::Mention => panic!("Ev111 was already handled as a message"),
+            IncomingKind::Button { .. } => panic!("no example is a click on our buttons"),
         }
     }
     assert_eq!(

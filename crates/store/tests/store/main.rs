@@ -14,6 +14,7 @@
 
 mod harness;
 
+mod approvals;
 mod auto_deploy;
 mod chat;
 mod claims;
@@ -103,6 +104,9 @@ on_both_backends!(
     chat::chat_route_uses_are_taken_once_under_concurrency,
     freezes::freezes_cover_their_scope_and_are_lifted,
     freezes::freezes_end_by_themselves,
+    approvals::awaiting_approval_is_never_claimed_until_approved_by_enough,
+    approvals::rejection_and_expiry_end_it_rejected_and_nothing_runs,
+    approvals::concurrent_approvals_are_counted_once_each,
 );
 
 /// Ends the whole test run, failed, when PostgreSQL is not there, saying how to start

@@ -241,6 +241,93 @@ impl FakeSlack {
         )
     }
 
+    /// A click by `user` on the button `action_id` of the message `ts` in `channel`, as
+    /// Slack sends it over Socket Mode: an `interactive` envelope around a
+    /// `block_actions` payload
+    /// (https://api.slack.com/reference/interaction-payloads/block-actions,
+    /// https://api.slack.com/interactivity/handling), with a response URL of this fake
+    /// for the answer. The message as it is now (posted, then edited) must have that
+    /// button, as in Slack, where only what is shown can be clicked; its `value` is
+    /// the button's. `None` when the message or the button is not there.
+    pub fn click(&self, channel: &str, ts: &str, action_id: &str, user: &str) -> Option<Value> {
+        let payload = self.block_actions(channel, ts, action_id, user)?;
+        Some(json!({
+            "envelope_id": envelope_id(),
+            "payload": payload,
+            "type": "interactive",
+            "accepts_response_payload": false,
+        }))
+    }
+
+    /// The `block_actions` payload of [`FakeSlack::click`], as the Events API's
+    /// interactivity URL gets it in its `payload` form field.
+    pub fn block_actions(
+        &self,
+        channel: &str,
+        ts: &str,
+        action_id: &str,
+        user: &str,
+    ) -> Option<Value> {
+        let (blocks, thread_ts, user_name) = {
+            let st = lock(&self.state);
+            let posted = st
+                .posted
+                .iter()
+                .find(|p| p.channel == channel && p.ts == ts)?;
+            let blocks = st
+                .updated
+                .iter()
+                .rev()
+                .find(|u| u.channel == channel && u.ts == ts)
+                .map(|u| u.blocks.clone())
+                .unwrap_or_else(|| posted.blocks.clone())?;
+            let name = st
+                .users
+                .get(user)
+                .cloned()
+                .unwrap_or_else(|| user.to_owned());
+            (blocks, posted.thread_ts.clone(), name)
+        };
+        let (block_id, button) = blocks.as_array()?.iter().find_map(|b| {
+            let button = b["elements"]
+                .as_array()?
+                .iter()
+                .find(|e| e["type"] == "button" && e["action_id"] == action_id)?;
+            Some((b["block_id"].clone(), button.clone()))
+        })?;
+        let response_url = self.response_url_for(channel);
+        let mut container = json!({
+            "type": "message",
+            "message_ts": ts,
+            "channel_id": channel,
+            "is_ephemeral": false,
+        });
+        if let Some(t) = &thread_ts {
+            container["thread_ts"] = json!(t);
+        }
+        Some(json!({
+            "type": "block_actions",
+            "user": {"id": user, "username": user_name, "name": user_name, "team_id": "T0FAKE"},
+            "api_app_id": "A0FAKE",
+            "token": "verification_token",
+            "container": container,
+            "trigger_id": format!("{}.{}.fake", ts.replace('.', ""), action_id.len()),
+            "team": {"id": "T0FAKE", "domain": "fake"},
+            "channel": {"id": channel, "name": channel},
+            "message": {"type": "message", "ts": ts, "thread_ts": thread_ts, "blocks": blocks},
+            "response_url": response_url,
+            "actions": [{
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": button["text"].clone(),
+                "value": button["value"].clone(),
+                "style": button["style"].clone(),
+                "type": "button",
+                "action_ts": "1596530385.194939",
+            }],
+        }))
+    }
+
     /// Names a user (`users.info`).
     pub fn set_user(&self, id: &str, name: &str) {
         lock(&self.state)

@@ -52,6 +52,11 @@ pub(super) fn refuse_size(text: Option<&str>, blocks: Option<&Value>) -> Option<
                     MAX_SECTION_CHARS + 1
                 ));
             }
+            Some("actions") => {
+                if let Some(reason) = refuse_actions(i, block) {
+                    return invalid(reason);
+                }
+            }
             Some("context") => {
                 let elements = block["elements"].as_array().map(Vec::as_slice);
                 for (j, element) in elements.unwrap_or_default().iter().enumerate() {
@@ -64,6 +69,78 @@ pub(super) fn refuse_size(text: Option<&str>, blocks: Option<&Value>) -> Option<
                 }
             }
             _ => {}
+        }
+    }
+    None
+}
+
+/// An `actions` block as Slack checks it
+/// (https://api.slack.com/reference/block-kit/blocks#actions): 1 to 25 elements, a
+/// `block_id` of at most 255 characters; each `button`
+/// (https://api.slack.com/reference/block-kit/block-elements#button) with a
+/// `plain_text` label of at most 75 characters, an `action_id` of at most 255 characters
+/// unique within the block, a `value` of at most 2,000 characters, a `url` of at most
+/// 3,000, and a `style` of `primary` or `danger` when it has one.
+fn refuse_actions(i: usize, block: &Value) -> Option<String> {
+    let at = |what: &str| format!("[json-pointer:/blocks/{i}{what}]");
+    if block["block_id"]
+        .as_str()
+        .is_some_and(|b| b.chars().count() > 255)
+    {
+        return Some(format!(
+            "must be less than 256 characters {}",
+            at("/block_id")
+        ));
+    }
+    let Some(elements) = block["elements"].as_array() else {
+        return Some(format!("missing required field: elements {}", at("")));
+    };
+    if elements.is_empty() || elements.len() > 25 {
+        return Some(format!(
+            "must provide between 1 and 25 items {}",
+            at("/elements")
+        ));
+    }
+    let mut action_ids = std::collections::HashSet::new();
+    for (j, e) in elements.iter().enumerate() {
+        let at = |what: &str| at(&format!("/elements/{j}{what}"));
+        let longer = |v: &Value, max: usize| v.as_str().is_some_and(|t| t.chars().count() > max);
+        if e["type"].as_str() != Some("button") {
+            continue;
+        }
+        if e["text"]["type"].as_str() != Some("plain_text") {
+            return Some(format!("must be a plain_text text object {}", at("/text")));
+        }
+        if e["text"]["text"].as_str().is_none_or(str::is_empty) || longer(&e["text"]["text"], 75) {
+            return Some(format!(
+                "must be between 1 and 75 characters {}",
+                at("/text/text")
+            ));
+        }
+        if longer(&e["action_id"], 255) {
+            return Some(format!(
+                "must be less than 256 characters {}",
+                at("/action_id")
+            ));
+        }
+        if let Some(id) = e["action_id"].as_str()
+            && !action_ids.insert(id.to_owned())
+        {
+            return Some(format!("non-unique action_id '{id}' {}", at("/action_id")));
+        }
+        if longer(&e["value"], 2000) {
+            return Some(format!(
+                "must be less than 2001 characters {}",
+                at("/value")
+            ));
+        }
+        if longer(&e["url"], 3000) {
+            return Some(format!("must be less than 3001 characters {}", at("/url")));
+        }
+        if let Some(style) = e.get("style")
+            && !matches!(style.as_str(), Some("primary" | "danger"))
+        {
+            return Some(format!("must be one of primary, danger {}", at("/style")));
         }
     }
     None

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chima_store::{Deployment, DeploymentState, LogLine, Store, StoreError};
+use chima_store::{Approval, Decision, Deployment, DeploymentState, LogLine, Store, StoreError};
 use chrono::{DateTime, Utc};
 
 use crate::web::AppState;
@@ -43,7 +43,15 @@ pub async fn deployment(
         Ok(l) => l,
         Err(e) => return html::unavailable("reading a log", &e),
     };
-    html::html(render_deployment(&state, &d, &log, Utc::now()))
+    let approvals = if d.approvals_needed.is_some() {
+        match state.store.approvals(id).await {
+            Ok(a) => a,
+            Err(e) => return html::unavailable("reading the approvals", &e),
+        }
+    } else {
+        Vec::new()
+    };
+    html::html(render_deployment(&state, &d, &approvals, &log, Utc::now()))
 }
 
 /// The lines a page shows: the last [`PAGE_LINES`], within [`PAGE_BYTES`].
@@ -84,6 +92,7 @@ async fn page_log(store: &dyn Store, id: i64) -> Result<PageLog, StoreError> {
 fn render_deployment(
     state: &AppState,
     d: &Deployment,
+    approvals: &[Approval],
     log: &PageLog,
     now: DateTime<Utc>,
 ) -> String {
@@ -183,6 +192,35 @@ fn render_deployment(
     ];
     if let Some(by) = &d.cancel_requested_by {
         facts.push(("cancel asked by", "", esc(by)));
+    }
+    if let Some(needed) = d.approvals_needed {
+        // Who approved or rejected, and when: the record of the buddy check.
+        let decided: Vec<String> = approvals
+            .iter()
+            .map(|a| {
+                let why = a
+                    .reason
+                    .as_deref()
+                    .map(|r| format!(": {}", esc(r)))
+                    .unwrap_or_default();
+                let what = match a.decision {
+                    Decision::Approve => "approved",
+                    Decision::Reject => "rejected",
+                };
+                format!("{what} by {} at {}{why}", esc(&a.approver), time(a.at))
+            })
+            .collect();
+        let needs = format!("{needed} needed");
+        let expiry = match (d.state, d.approval_expires_at) {
+            (DeploymentState::AwaitingApproval, Some(t)) => format!(", expires {}", time(t)),
+            _ => String::new(),
+        };
+        let value = if decided.is_empty() {
+            format!("none yet ({needs}{expiry})")
+        } else {
+            format!("{} ({needs}{expiry})", decided.join("; "))
+        };
+        facts.push(("approvals", "approvals", value));
     }
     if let Some(gid) = d.github_deployment_id {
         facts.push(("GitHub deployment", "", gid.to_string()));
