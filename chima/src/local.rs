@@ -37,6 +37,8 @@ pub struct Local {
     delivered: Option<tokio::sync::Mutex<mpsc::UnboundedReceiver<Delivered>>>,
     /// With [`ChatOut::Here`]: the deliverer the outbox loop is started with.
     hand_over: Option<mpsc::UnboundedSender<Delivered>>,
+    /// The deployments this process created, for [`Backend::stop`].
+    created: std::sync::Mutex<Vec<i64>>,
     /// Stops the outbox loop of [`ChatOut::Here`], once started.
     outbox: tokio::sync::Mutex<Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>>,
 }
@@ -134,8 +136,16 @@ impl Local {
             cfg,
             delivered,
             hand_over,
+            created: std::sync::Mutex::new(Vec::new()),
             outbox: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Remembers a deployment this process created (see [`Backend::stop`]).
+    fn mine(&self, d: &Deployment) {
+        if let Ok(mut mine) = self.created.lock() {
+            mine.push(d.id);
+        }
     }
 
     /// Starts the engine and (with [`ChatOut::Here`]) the outbox loop, unless they run.
@@ -288,6 +298,7 @@ impl Backend for Local {
         self.ensure_running().await;
         let created =
             chima_engine::approval::create(self.store.as_ref(), Some(&self.apps), new).await?;
+        self.mine(&created.deployment);
         Ok(Created::Queued(Box::new(created.deployment)))
     }
 
@@ -319,6 +330,7 @@ impl Backend for Local {
         self.ensure_running().await;
         let created =
             chima_engine::approval::create(self.store.as_ref(), Some(&self.apps), new).await?;
+        self.mine(&created.deployment);
         Ok(Created::Queued(Box::new(created.deployment)))
     }
 
@@ -484,6 +496,22 @@ impl Backend for Local {
 
     async fn stop(&self) {
         if let Some(engine) = self.engine.lock().await.take() {
+            // What this process queued and did not follow (a rollback) is claimed
+            // before the engine stops, so that it runs here and does not wait for the
+            // next chima that deploys: the engine starts on demand now.
+            let mine = self.created.lock().map(|m| m.clone()).unwrap_or_default();
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            'wait: while tokio::time::Instant::now() < deadline {
+                for id in &mine {
+                    if let Ok(Some(d)) = self.store.get_deployment(*id).await
+                        && d.state == chima_store::DeploymentState::Queued
+                    {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue 'wait;
+                    }
+                }
+                break;
+            }
             engine.shutdown().await;
         }
         if let Some((stop, loop_)) = self.outbox.lock().await.take() {
