@@ -3,8 +3,8 @@
 -- a table's CHECK constraints, so `deployments` is rebuilt by SQLite's own procedure
 -- (https://www.sqlite.org/lang_altertable.html#otheralter): foreign keys off, so that
 -- dropping the old table deletes nothing that references it, then a new table, a copy,
--- the drop, the rename, the indexes and triggers again, a foreign key check, and the
--- commit. Outside sqlx's transaction ("no-transaction") because `PRAGMA foreign_keys`
+-- the drop, the rename, the indexes (as the migrations before this one left them) and
+-- triggers again, and the commit. Outside sqlx's transaction ("no-transaction") because `PRAGMA foreign_keys`
 -- does nothing inside one.
 PRAGMA foreign_keys = OFF;
 
@@ -61,7 +61,9 @@ FROM deployments;
 DROP TABLE deployments;
 ALTER TABLE deployments_new RENAME TO deployments;
 
-CREATE UNIQUE INDEX deployments_one_running ON deployments (app, environment) WHERE state = 'running';
+-- As 20261213000000_dry_runs.sql left it: dry runs take no part in the one-running rule.
+CREATE UNIQUE INDEX deployments_one_running ON deployments (app, environment)
+    WHERE state = 'running' AND task <> 'deploy:noop';
 CREATE INDEX deployments_queued ON deployments (app, environment, id) WHERE state = 'queued';
 CREATE INDEX deployments_queued_id ON deployments (id) WHERE state = 'queued';
 CREATE INDEX deployments_leases ON deployments (lease_expires_at) WHERE state = 'running';
