@@ -19,7 +19,7 @@
 //! gets its own answer and one bad row never fails the others.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -34,9 +34,13 @@ use crate::model::{Deployment, NewDeployment};
 /// carries (faseng reads bodies up to 1 MB), so a group's statement stays bounded.
 pub(crate) const MAX_GROUP: usize = 32;
 
-/// Statements in flight at once: while one group commits, the next gathers and
-/// runs (a second core's worth of work for PostgreSQL).
-const LANES: usize = 2;
+/// Lanes, each with its own queue and one statement in flight. A creation's lane
+/// is chosen by its app+environment, so two lanes never wait for each other's
+/// advisory locks (which are held through the commit's WAL flush): their commits
+/// overlap, and PostgreSQL flushes them together. One lane for everything
+/// measured 2.4x fewer webhooks a second than no grouping (bench/run), each group
+/// waiting out the previous one's flush.
+const LANES: usize = 6;
 
 /// One creation waiting for its statement.
 struct Pending {
@@ -44,13 +48,19 @@ struct Pending {
     reply: oneshot::Sender<Result<Option<Deployment>>>,
 }
 
-type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>>;
-
-/// The creations queue of one store and its lanes, started on first use.
+/// The lanes of one store: a queue and a task each, started on first use.
 #[derive(Default)]
 pub(crate) struct Group {
-    sender: Mutex<Option<mpsc::UnboundedSender<Pending>>>,
+    senders: Mutex<Vec<mpsc::UnboundedSender<Pending>>>,
     lanes: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+/// The lane of app+environment.
+fn lane_of(new: &NewDeployment) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (&new.app, &new.environment).hash(&mut h);
+    (h.finish() % LANES as u64) as usize
 }
 
 /// The SQL of one creation alone (also what a failed group falls back to).
@@ -103,8 +113,9 @@ impl Group {
         new: NewDeployment,
     ) -> Result<Option<Deployment>> {
         let (reply, answer) = oneshot::channel();
+        let lane = lane_of(&new);
         let pending = Pending { new, reply };
-        let pending = match self.queue(pool, lock_class) {
+        let pending = match self.queue(pool, lock_class, lane) {
             Some(tx) => match tx.send(pending) {
                 Ok(()) => {
                     return answer.await.unwrap_or_else(|_| {
@@ -122,31 +133,34 @@ impl Group {
         single(pool, lock_class, &pending.new).await
     }
 
-    /// The queue's sender, with the lanes started if they are not running.
-    fn queue(&self, pool: &PgPool, lock_class: i32) -> Option<mpsc::UnboundedSender<Pending>> {
-        let mut sender = self.sender.lock().ok()?;
+    /// Lane `n`'s sender, with the lanes started if they are not all running.
+    fn queue(
+        &self,
+        pool: &PgPool,
+        lock_class: i32,
+        n: usize,
+    ) -> Option<mpsc::UnboundedSender<Pending>> {
+        let mut senders = self.senders.lock().ok()?;
         let mut lanes = self.lanes.lock().ok()?;
-        if let Some(tx) = sender.as_ref()
-            && lanes.iter().all(|l| !l.is_finished())
-        {
-            return Some(tx.clone());
+        if senders.len() == LANES && lanes.iter().all(|l| !l.is_finished()) {
+            return senders.get(n).cloned();
         }
         for lane in lanes.drain(..) {
             lane.abort();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let queue: Queue = Arc::new(tokio::sync::Mutex::new(rx));
+        senders.clear();
         for _ in 0..LANES {
-            lanes.push(tokio::spawn(lane(pool.clone(), lock_class, queue.clone())));
+            let (tx, rx) = mpsc::unbounded_channel();
+            lanes.push(tokio::spawn(lane(pool.clone(), lock_class, rx)));
+            senders.push(tx);
         }
-        *sender = Some(tx.clone());
-        Some(tx)
+        senders.get(n).cloned()
     }
 
     /// Stops the lanes; creations still queued get an error (closing store).
     pub(crate) fn stop(&self) {
-        if let Ok(mut sender) = self.sender.lock() {
-            sender.take();
+        if let Ok(mut senders) = self.senders.lock() {
+            senders.clear();
         }
         if let Ok(mut lanes) = self.lanes.lock() {
             for lane in lanes.drain(..) {
@@ -157,22 +171,15 @@ impl Group {
 }
 
 /// One lane: takes what is queued (up to [`MAX_GROUP`]), stores it, answers.
-async fn lane(pool: PgPool, lock_class: i32, queue: Queue) {
-    loop {
-        let batch = {
-            let mut rx = queue.lock().await;
-            let Some(first) = rx.recv().await else {
-                return;
-            };
-            let mut batch = vec![first];
-            while batch.len() < MAX_GROUP {
-                match rx.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
-                }
+async fn lane(pool: PgPool, lock_class: i32, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
             }
-            batch
-        };
+        }
         store(&pool, lock_class, batch).await;
     }
 }
