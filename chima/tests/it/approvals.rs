@@ -4,7 +4,6 @@
 //! approved (the deploy script's marker file never appears).
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -33,41 +32,13 @@ fn text(o: &Output) -> String {
 /// A git repository whose deploy script leaves `marker`, and an app.json whose
 /// production needs `rule` (JSON) as its approvals.
 fn project(dir: &Path, marker: &Path, rule: &str) -> PathBuf {
-    let repo = dir.join("repo");
-    let script = repo.join("script/deploy");
-    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
-    std::fs::write(
-        &script,
-        format!(
+    crate::embedded::repo_with_deploy_script(
+        dir,
+        &format!(
             "#!/bin/sh\necho deploying\ntouch '{}'\necho done\n",
             marker.display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for args in [
-        vec!["init", "-q", "--initial-branch=main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "x",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(&args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    );
     let apps = dir.join("app.json");
     std::fs::write(
         &apps,

@@ -96,8 +96,9 @@ fn write_exec(path: &Path, body: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-/// An app.json next to a fresh git repository whose deploy script is `script`.
-fn project(dir: &Path, script: &str) -> PathBuf {
+/// A fresh git repository in `dir/repo`, one commit on `main`, whose
+/// `script/deploy` is `script`: what every process test deploys.
+pub(crate) fn repo_with_deploy_script(dir: &Path, script: &str) {
     let repo = dir.join("repo");
     write_exec(&repo.join("script/deploy"), script);
     for args in [
@@ -123,6 +124,11 @@ fn project(dir: &Path, script: &str) -> PathBuf {
                 .success()
         );
     }
+}
+
+/// An app.json next to a fresh git repository whose deploy script is `script`.
+fn project(dir: &Path, script: &str) -> PathBuf {
+    repo_with_deploy_script(dir, script);
     let apps = dir.join("app.json");
     std::fs::write(
         &apps,

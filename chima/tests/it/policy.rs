@@ -3,7 +3,6 @@
 //! test from it, with a window that excludes the current hour, never through a clock
 //! override someone else could set.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -40,34 +39,7 @@ fn run(dir: &Path, line: &str) -> (Option<i32>, String) {
 /// A git repository whose deploy script says where it deployed, and an app.json for it
 /// with `extra` fields.
 fn project(dir: &Path, extra: &str) -> PathBuf {
-    let repo = dir.join("repo");
-    let script = repo.join("script/deploy");
-    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
-    std::fs::write(&script, "#!/bin/sh\necho \"deployed to $DEPLOY_ENV\"\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for args in [
-        vec!["init", "-q", "--initial-branch=main"],
-        vec!["add", "-A"],
-        vec![
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@e",
-            "commit",
-            "-qm",
-            "x",
-        ],
-    ] {
-        assert!(
-            Command::new("git")
-                .arg("-C")
-                .arg(&repo)
-                .args(&args)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    crate::embedded::repo_with_deploy_script(dir, "#!/bin/sh\necho \"deployed to $DEPLOY_ENV\"\n");
     let apps = dir.join("app.json");
     std::fs::write(
         &apps,

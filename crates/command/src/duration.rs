@@ -10,6 +10,24 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 /// and at most [`MAX_DURATION`]. The error says what is wrong.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration: write it like `20m`, `1h30m` or `90s`");
+    let d = parse_span(s, &[('h', 3600), ('m', 60), ('s', 1)], bad, "s", "m")?;
+    if d > MAX_DURATION {
+        return Err(format!("`{s}` is longer than the 24h limit"));
+    }
+    Ok(d)
+}
+
+/// The one reader of `<number><unit>...` spans, for locks ([`parse_duration`]) and
+/// freezes (`parse_freeze_duration`): the sum of each number times its unit's
+/// seconds, more than zero. `bad` is the caller's message for what is no span;
+/// `hint_a`/`hint_b` are the units suggested for a number without one.
+pub(crate) fn parse_span(
+    s: &str,
+    units: &[(char, u64)],
+    bad: impl Fn() -> String,
+    hint_a: &str,
+    hint_b: &str,
+) -> Result<Duration, String> {
     if s.is_empty() {
         return Err(bad());
     }
@@ -20,30 +38,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             digits.push(c);
             continue;
         }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
+        let Some(&(_, unit)) = units.iter().find(|(u, _)| *u == c) else {
+            return Err(bad());
         };
         let n: u64 = digits.parse().map_err(|_| bad())?;
         total = n
             .checked_mul(unit)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
+            .ok_or_else(&bad)?;
         digits.clear();
     }
     if !digits.is_empty() {
         return Err(format!(
-            "`{s}` has no unit after `{digits}`: write `{digits}s` or `{digits}m`"
+            "`{s}` has no unit after `{digits}`: write `{digits}{hint_a}` or `{digits}{hint_b}`"
         ));
     }
     let d = Duration::from_secs(total);
     if d.is_zero() {
         return Err(format!("`{s}` is zero"));
-    }
-    if d > MAX_DURATION {
-        return Err(format!("`{s}` is longer than the 24h limit"));
     }
     Ok(d)
 }

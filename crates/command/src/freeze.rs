@@ -63,39 +63,11 @@ impl fmt::Display for FreezeEnd {
 /// Reads `3d`, `12h`, `1d12h`, `90m`, `2s`: more than zero, at most [`MAX_FREEZE`].
 pub fn parse_freeze_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration: write it like `3d`, `12h`, `1d12h` or `30m`");
-    if s.is_empty() || s.len() > 20 {
+    if s.len() > 20 {
         return Err(bad());
     }
-    let mut total: u64 = 0;
-    let mut digits = String::new();
-    for c in s.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            'd' => 86_400,
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(format!(
-            "`{s}` has no unit after `{digits}`: write `{digits}d` or `{digits}h`"
-        ));
-    }
-    let d = Duration::from_secs(total);
-    if d.is_zero() {
-        return Err(format!("`{s}` is zero"));
-    }
+    let units = [('d', 86_400), ('h', 3600), ('m', 60), ('s', 1)];
+    let d = crate::duration::parse_span(s, &units, bad, "d", "h")?;
     if d > MAX_FREEZE {
         return Err(format!("`{s}` is longer than the 90d limit of a freeze"));
     }
