@@ -381,6 +381,15 @@ pub(super) fn diagnostics(opts: &Options, d: &Details) -> Figures {
         "per insert: baseline + backends",
     );
     f.add(
+        "e2e_cpu_own_ms",
+        "  of which faseng's own process (the rest: git, the guard, the provider) (ms)",
+        d.e2e_cpu_own_us / 1000.0,
+        "ms",
+        Better::Lower,
+        b.app_us / 1000.0,
+        "per insert: baseline process",
+    );
+    f.add(
         "e2e_cpu_postgres_ms",
         "CPU per deployment end to end: PostgreSQL (ms)",
         d.e2e_cpu.postgres_us / 1000.0,

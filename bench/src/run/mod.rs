@@ -129,6 +129,9 @@ struct Details {
     /// CPU per deployment, end to end, of faseng with the git and provider
     /// processes it ran, and of its PostgreSQL backends.
     e2e_cpu: Cpu,
+    /// Of `e2e_cpu.app_us`, faseng's own process (the rest is the git, guard and
+    /// provider processes it ran): what competes with the web tier at its priority.
+    e2e_cpu_own_us: f64,
     /// `faseng serve` with its workers deploying what arrives.
     full_burst: Pair,
     full_paced: Pair,

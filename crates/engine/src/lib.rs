@@ -20,6 +20,7 @@ pub mod process;
 pub mod providers;
 mod redact;
 pub mod runas;
+mod spawn;
 pub mod workdir;
 mod worker;
 

@@ -18,7 +18,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The niceness and I/O class of the processes a job starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Priority {
     /// The niceness (0 to 19; 0 leaves it as faseng's).
     pub nice: u8,
@@ -116,7 +116,7 @@ const IOPRIO_CLASS_BE: libc::c_int = 2;
 const IOPRIO_CLASS_IDLE: libc::c_int = 3;
 
 /// An I/O scheduling class (`ionice`'s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IoClass {
     /// Left as faseng's.
     Unchanged,

@@ -119,7 +119,11 @@ pub async fn run(
     if let Some(guard) = spec.guard {
         return run_guarded(&spec, guard, lines, cancel).await;
     }
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(crate::spawn::resolve(
+        program.as_ref(),
+        crate::spawn::path_in(spec.env).as_deref(),
+        Some(spec.dir),
+    ));
     cmd.args(args)
         .current_dir(spec.dir)
         .env_clear()
@@ -132,11 +136,12 @@ pub async fn run(
     if let Some(who) = spec.run_as {
         drop_privileges(&mut cmd, who);
     }
-    spec.priority.set_in(&mut cmd);
-    let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
-        program: program.clone(),
-        source,
-    })?;
+    let mut child = crate::spawn::spawn(cmd, spec.priority)
+        .await
+        .map_err(|source| SpawnError::Start {
+            program: program.clone(),
+            source,
+        })?;
     let pgid = child.id();
     let (readers, last_stderr) = read_output(&mut child, lines);
 
@@ -211,6 +216,8 @@ async fn run_guarded(
         .stderr(Stdio::piped())
         // Its own group: a Ctrl-C or a signal to faseng's group does not reach it.
         .process_group(0);
+    // At faseng's own priority, to fence on time (ARCHITECTURE.md, "Priorities"); by
+    // its full path, so that the standard library need not fork faseng (spawn.rs).
     let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
         program: format!("the guard ({})", guard.program.display()),
         source,

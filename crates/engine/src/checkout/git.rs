@@ -139,7 +139,12 @@ fn git_vars(source: &Source, home: &Path) -> Vec<(OsString, OsString)> {
 /// Runs git with `env` only and returns its stdout, or its stderr (with
 /// credentials of the URL taken out) as the error.
 pub(super) async fn git(env: &GitEnv, dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
-    let mut cmd = Command::new("git");
+    let program = crate::spawn::resolve(
+        "git".as_ref(),
+        crate::spawn::path_in(env.vars()).as_deref(),
+        Some(env.home()),
+    );
+    let mut cmd = Command::new(program);
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
     }
@@ -151,9 +156,10 @@ pub(super) async fn git(env: &GitEnv, dir: Option<&Path>, args: &[&str]) -> Resu
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    env.priority.set_in(&mut cmd);
-    let out = cmd
-        .output()
+    let out = crate::spawn::spawn(cmd, env.priority)
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?
+        .wait_with_output()
         .await
         .map_err(|e| format!("cannot run git: {e}"))?;
     if out.status.success() {
