@@ -2,7 +2,9 @@
 //! process's own app.json and the verified identity (never the payload): which app,
 //! which task, who may deploy there, heaven's lock tasks, and where to clone from.
 
-use chima_config::App;
+use std::sync::Arc;
+
+use chima_config::{App, Apps};
 use chima_payload::{Identity, IdentitySource};
 use chima_store::{Deployment, Outcome, Store};
 
@@ -107,19 +109,25 @@ pub(crate) fn permitted(app: &App, env: &str, identity: Option<&Identity>) -> Re
     }
 }
 
-/// The app: from this process's app.json, found by the deployment's repository. When
-/// several apps deploy that repository, the deployment's app name (its payload's
-/// `name`) chooses among those only.
-pub(crate) fn app_for(cfg: &EngineConfig, d: &Deployment) -> Result<App, String> {
-    let Some(apps) = cfg.apps.current() else {
-        return Err(format!(
+/// This process's app.json, in force now (a reload replaces it for the next job).
+pub(crate) fn apps_for(cfg: &EngineConfig, d: &Deployment) -> Result<Arc<Apps>, String> {
+    cfg.apps.current().ok_or_else(|| {
+        format!(
             "faseng has no app.json (APPS_JSON), so it has no app for {}; nothing was run",
             d.repository
-        ));
-    };
+        )
+    })
+}
+
+/// The app: from this process's app.json, found by the deployment's repository. When
+/// several apps deploy that repository, the deployment's app name (its payload's
+/// `name`) chooses among those only. Borrowed, not copied: an app.json may list
+/// thousands of environments, and a copy per job was most of a worker's own
+/// allocations (bench/run, `perf`).
+pub(crate) fn app_for<'a>(apps: &'a Apps, d: &Deployment) -> Result<&'a App, String> {
     let candidates = apps.for_repository(&d.repository);
     if let Some(app) = candidates.iter().find(|a| a.name == d.app) {
-        return Ok((*app).clone());
+        return Ok(app);
     }
     let names: Vec<&str> = candidates.iter().map(|a| a.name.as_str()).collect();
     Err(match names.as_slice() {

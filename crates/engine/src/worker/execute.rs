@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::EngineConfig;
-use crate::admission::{app_for, check_task, holds, lock_task, permitted};
+use crate::admission::{app_for, apps_for, check_task, holds, lock_task, permitted};
 use crate::jobtree;
 use crate::logsink::LogSink;
 use crate::process::{self, Exit, Spec};
@@ -40,7 +40,11 @@ pub(super) async fn execute(
     let identity = notes.as_ref().map(|n| n.identity.clone());
     // Everything that runs comes from this process's own app.json, found by the
     // deployment's repository; the payload chose at most which of its apps.
-    let app = match app_for(cfg, d) {
+    let apps = match apps_for(cfg, d) {
+        Ok(apps) => apps,
+        Err(why) => return Outcome::errored(why),
+    };
+    let app = match app_for(&apps, d) {
         Ok(app) => app,
         Err(why) => return Outcome::errored(why),
     };
@@ -55,7 +59,7 @@ pub(super) async fn execute(
     if let Err(why) = check_task(&d.task) {
         return Outcome::errored(why);
     }
-    if let Err(why) = permitted(&app, &d.environment, identity.as_ref()) {
+    if let Err(why) = permitted(app, &d.environment, identity.as_ref()) {
         return Outcome::errored(why);
     }
     // A dry run (`deploy:noop`, issue 18) is checked like a deploy (app, environment,
@@ -76,7 +80,7 @@ pub(super) async fn execute(
     // notes are written by faseng's intake, its API and chima's embedded engine only;
     // a sender's `_faseng` is replaced); permissions were checked above all the same.
     let emergency = notes.as_ref().and_then(|n| n.emergency.clone());
-    match crate::policy::check(store.as_ref(), &app, &d.environment, &d.task).await {
+    match crate::policy::check(store.as_ref(), app, &d.environment, &d.task).await {
         Ok(None) => {}
         Ok(Some(blocked)) => match &emergency {
             Some(why) => {
@@ -103,7 +107,7 @@ pub(super) async fn execute(
             Ok(a) => a,
             Err(e) => return Outcome::errored(format!("cannot read the approvals: {e}")),
         };
-        if let Err(why) = crate::approval::check_approved(&app, d, &approvals) {
+        if let Err(why) = crate::approval::check_approved(app, d, &approvals) {
             return Outcome::errored(why);
         }
         let names: Vec<&str> = approvals.iter().map(|a| a.approver.as_str()).collect();
@@ -147,10 +151,10 @@ pub(super) async fn execute(
     }
 
     let mut sha = d.sha.clone().unwrap_or_default();
-    if providers::needs_checkout(&app) {
+    if providers::needs_checkout(app) {
         let step = jobtree::Step {
             cfg,
-            app: &app,
+            app,
             d,
             log,
             dir: workdir,
@@ -169,9 +173,9 @@ pub(super) async fn execute(
     // variables the app lets through (an ssh-agent's socket, its `env_passthrough`).
     let mut full_env = cfg.base_env(workdir);
     full_env.extend(common_env(d, &sha));
-    full_env.extend(passthrough(cfg, &app));
+    full_env.extend(passthrough(cfg, app));
     let fabric = if app.provider == chima_config::Provider::Fabric && app.command.is_none() {
-        match fabric_info(cfg, &app, d, workdir, &full_env).await {
+        match fabric_info(cfg, app, d, workdir, &full_env).await {
             Ok(info) => Some(info),
             Err(why) => return Outcome::errored(why),
         }
@@ -180,7 +184,7 @@ pub(super) async fn execute(
     };
     let job = Job {
         deployment: d,
-        app: &app,
+        app,
         checkout: workdir,
         sha: &sha,
         fabric: fabric.as_ref(),
