@@ -11,7 +11,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use tokio::process::Command;
@@ -32,6 +32,9 @@ pub struct GitEnv {
     url: String,
     /// Set in every git this runs.
     priority: crate::priority::Priority,
+    /// `git` as found on `vars`' PATH, once per environment rather than per run
+    /// (a full path lets the standard library `posix_spawn` it: `spawn.rs`).
+    program: PathBuf,
 }
 
 impl GitEnv {
@@ -63,9 +66,15 @@ impl GitEnv {
                 )
             })?;
         let vars = git_vars(source, home.path());
+        let program = crate::spawn::resolve(
+            "git".as_ref(),
+            crate::spawn::path_in(&vars).as_deref(),
+            Some(home.path()),
+        );
         Ok(GitEnv {
             home,
             vars,
+            program,
             url: source.url.clone(),
             priority: source.priority,
         })
@@ -139,12 +148,7 @@ fn git_vars(source: &Source, home: &Path) -> Vec<(OsString, OsString)> {
 /// Runs git with `env` only and returns its stdout, or its stderr (with
 /// credentials of the URL taken out) as the error.
 pub(super) async fn git(env: &GitEnv, dir: Option<&Path>, args: &[&str]) -> Result<String, String> {
-    let program = crate::spawn::resolve(
-        "git".as_ref(),
-        crate::spawn::path_in(env.vars()).as_deref(),
-        Some(env.home()),
-    );
-    let mut cmd = Command::new(program);
+    let mut cmd = Command::new(&env.program);
     if let Some(dir) = dir {
         cmd.arg("-C").arg(dir);
     }
