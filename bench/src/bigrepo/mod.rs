@@ -92,8 +92,9 @@ pub struct Details {
     pub first_alone: Alone,
     pub redeploys: Vec<Deploy>,
     pub redeploys_alone: Vec<Alone>,
-    /// git alone making the tree faseng's way (`clone --shared
-    /// --no-checkout`, `config`, `checkout --detach`) from the same mirror.
+    /// git alone making the tree faseng's way (a `.git` sharing the
+    /// mirror's objects, written as `tree.rs` writes it, and `checkout
+    /// --detach`) from the same mirror.
     pub shared_clone_alone_ms: Vec<f64>,
     pub new_commits: Vec<Deploy>,
     pub new_commits_alone: Vec<Alone>,
@@ -218,7 +219,7 @@ pub fn figures(d: &Details) -> (Figures, Figures) {
     let shared: Vec<f64> = d.shared_clone_alone_ms.iter().map(|v| s(*v)).collect();
     diag.add_rounds(
         "bigrepo_shared_clone_alone",
-        "bigrepo: git alone, faseng's way (clone --shared --no-checkout, checkout --detach)",
+        "bigrepo: git alone, faseng's way (a .git sharing the mirror's objects, checkout --detach)",
         &shared,
         "s",
         Better::Lower,

@@ -7,7 +7,6 @@
 mod admission;
 pub mod approval;
 mod checkout;
-pub mod guard;
 pub mod hygiene;
 mod jobtree;
 mod lease;
@@ -15,7 +14,6 @@ mod logsink;
 pub mod metrics;
 pub mod ops;
 pub mod policy;
-pub mod priority;
 pub mod process;
 pub mod providers;
 mod redact;
@@ -34,6 +32,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use checkout::{Checkout, Mirrors, Pins, Source, checkout, redact_url, token_allowed};
+/// The guard between faseng and each provider (its own crate and binary).
+pub use chima_guard as guard;
+/// How far below faseng git and providers run.
+pub use chima_guard::priority;
 pub use redact::Redactor;
 
 /// The lease default: a database outage of up to 48 s does not fence running
@@ -43,23 +45,43 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
 /// How much the repository mirrors may take together by default, in GB.
 pub const DEFAULT_MIRROR_MAX_GB: u64 = 20;
 
-/// The program a guard is: a binary that calls [`guard::main_if_guard`] first.
+/// The program a guard is: the guard's own binary, or a binary that calls
+/// [`guard::main_if_guard`] first.
 #[derive(Debug, Clone)]
 pub struct GuardProgram {
     /// The binary to run.
     pub program: PathBuf,
-    /// Its arguments before the guard's own (`["guard"]`).
+    /// Its arguments before the guard's own (`["guard"]` for a re-exec, none
+    /// for the guard's binary).
     pub prefix: Vec<String>,
 }
 
 impl GuardProgram {
-    /// This very binary, re-executed as `<binary> guard ...`.
+    /// The guard's own binary ([`guard::BINARY`]) when it is installed next to
+    /// this one (the Debian package, `cargo build -p faseng`), else this very
+    /// binary, re-executed as `<binary> guard ...` (`cargo run --bin chima`
+    /// builds chima alone). Both run the same code; the small binary starts in
+    /// a fraction of the time.
     pub fn this_binary() -> std::io::Result<GuardProgram> {
+        let me = std::env::current_exe()?;
+        if let Some(beside) = me.parent().map(|dir| dir.join(guard::BINARY))
+            && is_executable(&beside)
+        {
+            return Ok(GuardProgram {
+                program: beside,
+                prefix: Vec::new(),
+            });
+        }
         Ok(GuardProgram {
-            program: std::env::current_exe()?,
+            program: me,
             prefix: vec![guard::SUBCOMMAND.to_string()],
         })
     }
+}
+
+fn is_executable(path: &std::path::Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// How the engine runs. Build one with [`EngineConfig::new`] and adjust.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// How long a process group gets between SIGTERM and SIGKILL.
-pub const KILL_GRACE: Duration = Duration::from_secs(5);
+pub const KILL_GRACE: Duration = chima_guard::KILL_GRACE;
 
 /// After the main process exits, how long output may still drain from
 /// processes it left behind before the group is killed.

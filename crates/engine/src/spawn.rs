@@ -66,7 +66,7 @@ pub(crate) async fn spawn(mut cmd: Command, priority: Priority) -> io::Result<Ch
         // exec sets the priority instead, as before this module.
         Err(job) => {
             let mut cmd = job.cmd;
-            priority.set_in(&mut cmd);
+            priority.set_in_std(cmd.as_std_mut());
             cmd.spawn()
         }
     }

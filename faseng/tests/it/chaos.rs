@@ -495,7 +495,7 @@ async fn a_restarted_faseng_kills_what_its_dead_predecessor_left_before_claiming
     let owner = owner_pid(&running);
     let guard = children(owner)
         .into_iter()
-        .find(|(_, cmd)| cmd.contains(" guard "))
+        .find(|(_, cmd)| cmd.contains("/faseng-guard "))
         .map(|(pid, _)| pid)
         .unwrap_or_else(|| panic!("no guard under faseng {owner}: {:?}", children(owner)));
     let provider = children(guard)
@@ -597,11 +597,18 @@ async fn a_short_freeze_of_the_owner_lets_its_deploy_finish() {
     assert_eq!(p.final_status(github_id).await, "success");
 }
 
-/// `faseng guard` itself: it kills the whole group (and a process that left it)
-/// when its deadline passes or its pipe closes, keeps going while deadlines
-/// come, and reports a normal exit as it was.
-#[tokio::test]
-async fn the_guard_stops_everything_it_started_when_its_deadline_passes_or_faseng_goes() {
+/// The guard itself, both as faseng starts it (`faseng-guard`, its own binary)
+/// and as the fallback re-exec (`faseng guard`, where the small binary is not
+/// installed): it kills the whole group (and a process that left it) when its
+/// deadline passes or its pipe closes, keeps going while deadlines come, and
+/// reports a normal exit as it was.
+#[test]
+fn the_guard_stops_everything_it_started_when_its_deadline_passes_or_faseng_goes() {
+    guard_drill(env!("CARGO_BIN_EXE_faseng-guard"), &[]);
+    guard_drill(env!("CARGO_BIN_EXE_faseng"), &["guard"]);
+}
+
+fn guard_drill(program: &str, prefix: &[&str]) {
     use chima_engine::guard::GuardStatus;
     use std::io::Write;
     use std::process::{Command, Stdio};
@@ -610,8 +617,9 @@ async fn the_guard_stops_everything_it_started_when_its_deadline_passes_or_fasen
         let status = dir
             .path()
             .join(format!("s-{deadline_ms}-{}.json", script.len()));
-        let child = Command::new(env!("CARGO_BIN_EXE_faseng"))
-            .args(["guard", "--status"])
+        let child = Command::new(program)
+            .args(prefix)
+            .arg("--status")
             .arg(&status)
             .args([
                 "--deadline-ms",
@@ -695,8 +703,9 @@ async fn the_guard_stops_everything_it_started_when_its_deadline_passes_or_fasen
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "fine");
 
     // Bad arguments: refused with a reason, nothing run.
-    let out = Command::new(env!("CARGO_BIN_EXE_faseng"))
-        .args(["guard", "--deadline-ms", "x", "--", "touch", "ran"])
+    let out = Command::new(program)
+        .args(prefix)
+        .args(["--deadline-ms", "x", "--", "touch", "ran"])
         .current_dir(dir.path())
         .output()
         .unwrap();

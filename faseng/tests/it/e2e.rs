@@ -199,8 +199,8 @@ async fn a_deployment_made_by_hubot_deploy_runs_unchanged() {
 
 #[tokio::test]
 async fn the_provider_runs_below_faseng_and_its_guard_does_not() {
-    // The script reports its own priority and its parent's: the guard (`faseng guard`),
-    // which must keep faseng's so that it stops the provider on time on a busy machine.
+    // The script reports its own priority and its parent's: the guard (`faseng-guard`,
+    // the small binary beside faseng's), which must keep faseng's so that it stops the provider on time on a busy machine.
     let script = "#!/bin/sh\n\
         echo \"provider niceness $(nice) io $(ionice -p $$)\"\n\
         echo \"parent $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"\n\
@@ -228,8 +228,8 @@ async fn the_provider_runs_below_faseng_and_its_guard_does_not() {
     );
     assert!(
         log.iter()
-            .any(|l| l.starts_with("parent ") && l.contains(" guard ")),
-        "the provider runs under the guard: {log:#?}"
+            .any(|l| l.starts_with("parent ") && l.contains("/faseng-guard --status ")),
+        "the provider runs under the guard's own binary: {log:#?}"
     );
     assert!(log.contains(&format!("parent niceness {own}")), "{log:#?}");
 }

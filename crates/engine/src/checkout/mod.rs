@@ -4,8 +4,8 @@
 //! Each repository has one bare mirror in the work folder, kept between jobs:
 //! a job fetches only the commit it needs into it (nothing when the mirror
 //! has it already: a redeploy or a rollback costs only the checkout), pins
-//! it there, and gets its own tree, a `--shared` clone of the mirror, in its
-//! job folder.
+//! it there, and gets its own tree in its job folder: a repository that
+//! shares the mirror's objects, as a `--shared` clone does (`tree.rs`).
 //!
 //! Nothing from a deployment reaches git as an option: refs are checked
 //! (`chima_command::check_ref`), passed after `--end-of-options` or inside a

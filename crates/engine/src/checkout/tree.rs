@@ -1,6 +1,7 @@
-//! A job's own tree: a `--shared` clone of the mirror (its own `.git`, the
-//! mirror's objects through `objects/info/alternates`) with the commit checked
-//! out, and the submodules the repository names, each from its own mirror.
+//! A job's own tree: a repository made by hand in the job's folder (its own
+//! `.git`, the mirror's objects through `objects/info/alternates`, as
+//! `git clone --shared` makes it) with the commit checked out, and the
+//! submodules the repository names, each from its own mirror.
 
 use std::path::{Component, Path};
 
@@ -8,9 +9,19 @@ use super::Failure;
 use super::git::{GitEnv, git};
 use super::mirror::looks_damaged;
 
-/// Clones the mirror at `mirror` into `dir` (which must not exist) sharing its
-/// objects, points `origin` at the repository's own `url` (as a clone from it
-/// would) and checks out `sha`, detached.
+/// Makes in `dir` (which must not exist) a repository that shares the
+/// objects of the mirror at `mirror`, with `origin` at the repository's own
+/// `url` (as a clone from it would have) and `sha` checked out, detached.
+///
+/// Why by hand rather than `git clone --shared --no-checkout`: the clone
+/// asks the mirror for its refs through `git-upload-pack` started by a
+/// shell, three processes before the checkout's one, and copies refs the
+/// job does not use (the mirror holds the pins of other jobs and, now and
+/// then, the remote's branches). What it writes is a few small files, the
+/// same ones `git init` and the clone write; git reads them as it reads any
+/// repository. The tree has no branches or tags, only `HEAD` at the commit,
+/// which is what a clone of the mirror gave every job whose mirror had only
+/// its pins.
 pub(super) async fn build(
     env: &GitEnv,
     mirror: &Path,
@@ -18,64 +29,59 @@ pub(super) async fn build(
     sha: &str,
     dir: &Path,
 ) -> Result<(), Failure> {
-    let from = mirror.to_string_lossy().into_owned();
-    let to = dir.to_string_lossy().into_owned();
-    git(
-        env,
-        None,
-        &[
-            "clone",
-            "--quiet",
-            "--shared",
-            "--no-checkout",
-            // No template: no sample hooks and descriptions in every job's tree.
-            "--template=",
-            "--",
-            &from,
-            &to,
-        ],
-    )
-    .await
-    .map_err(|e| damaged_or(e, "cannot make the job's tree from the mirror"))?;
-    if !set_origin_in_file(dir, &from, url) {
-        git(env, Some(dir), &["config", "remote.origin.url", url])
-            .await
-            .map_err(|e| Failure::Other(format!("cannot set the tree's origin: {e}")))?;
-    }
+    write_repository(mirror, url, sha, dir).map_err(|e| {
+        Failure::Other(format!(
+            "cannot make the job's tree in {}: {e}",
+            dir.display()
+        ))
+    })?;
     git(env, Some(dir), &["checkout", "--quiet", "--detach", sha])
         .await
         .map_err(|e| damaged_or(e, &format!("git checkout of {sha} failed")))?;
     Ok(())
 }
 
-/// Points the fresh clone's `origin` at `url` by rewriting the one line `git
-/// clone` wrote (`url = <mirror>`) in its `.git/config`, which saves a `git
-/// config` process per job (bench/run's pickup latency). `false` when the file
-/// is not exactly as expected, or `url` needs more than plain quoting: the
-/// caller then asks `git config`, which writes any value.
-fn set_origin_in_file(dir: &Path, mirror: &str, url: &str) -> bool {
-    let plain = |s: &str| {
-        !s.is_empty()
-            && !s.starts_with(char::is_whitespace)
-            && !s.ends_with(char::is_whitespace)
-            && !s
-                .chars()
-                .any(|c| c.is_control() || matches!(c, '"' | '\\' | ';' | '#'))
-    };
-    if !plain(mirror) || !plain(url) {
-        return false;
+/// The `.git` of a job's tree: `HEAD` detached at `sha`, a config with
+/// `origin` at `url`, and the mirror's objects as its alternate. `dir` must
+/// not exist (a leftover is an error, never reused).
+fn write_repository(mirror: &Path, url: &str, sha: &str, dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
     }
-    let path = dir.join(".git").join("config");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return false;
-    };
-    let line = format!("\turl = {mirror}\n");
-    if text.matches(&line).count() != 1 {
-        return false;
+    std::fs::create_dir(dir)?;
+    let git_dir = dir.join(".git");
+    for sub in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
+        std::fs::create_dir_all(git_dir.join(sub))?;
     }
-    // Quoted, so that no character of the URL can start a comment.
-    let text = text.replacen(&line, &format!("\turl = \"{url}\"\n"), 1);
-    std::fs::write(&path, text).is_ok()
+    let objects = std::path::absolute(mirror.join("objects"))?;
+    let mut alternates = objects.into_os_string().into_encoded_bytes();
+    if alternates.contains(&b'\n') {
+        return Err(std::io::Error::other(
+            "the mirror's path holds a line break",
+        ));
+    }
+    alternates.push(b'\n');
+    std::fs::write(git_dir.join("objects/info/alternates"), alternates)?;
+    std::fs::write(git_dir.join("config"), config_text(url)?)?;
+    std::fs::write(git_dir.join("HEAD"), format!("{sha}\n"))?;
+    Ok(())
+}
+
+/// The tree's `.git/config`: what `git init` writes on Linux, and `origin`
+/// as `git clone` writes it. The URL is quoted, so that no character of it
+/// can start a comment or end the value; git's own escapes for `"` and `\`.
+fn config_text(url: &str) -> std::io::Result<String> {
+    if url.chars().any(char::is_control) {
+        return Err(std::io::Error::other(
+            "the clone URL holds a control character",
+        ));
+    }
+    let quoted = url.replace('\\', "\\\\").replace('"', "\\\"");
+    Ok(format!(
+        "[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tbare = false\n\t\
+         logallrefupdates = true\n[remote \"origin\"]\n\turl = \"{quoted}\"\n\t\
+         fetch = +refs/heads/*:refs/remotes/origin/*\n"
+    ))
 }
 
 fn damaged_or(e: String, what: &str) -> Failure {

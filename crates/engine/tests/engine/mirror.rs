@@ -495,27 +495,40 @@ async fn a_new_commit_fetches_what_is_new_not_the_whole_history_again() {
 
 #[tokio::test]
 async fn a_jobs_tree_has_the_repository_as_its_only_origin_never_the_mirror() {
-    // The tree is a clone of the mirror; its `origin` is rewritten to the
-    // repository's own URL (in the config file for plain URLs, by `git config`
-    // for any other), so that `git fetch` or `git push origin` in a deploy
-    // script never reaches the mirror.
-    let script = "#!/bin/sh\necho \"origins=$(git config --get-all remote.origin.url | wc -l) origin=$(git remote get-url origin)\"\n";
+    // The tree's `.git` is written by faseng (`checkout/tree.rs`), not cloned
+    // from the mirror: its `origin` is the repository's own URL, so that `git
+    // fetch` or `git push origin` in a deploy script never reaches the mirror,
+    // and git in the tree works as in a clone (HEAD at the commit, a clean
+    // status, the history through the mirror's objects).
+    // printf, not echo: dash's echo would read the `\t` of a URL as a tab.
+    let script = "#!/bin/sh\nprintf 'origins=%s origin=%s\\n' \"$(git config --get-all remote.origin.url | wc -l)\" \"$(git remote get-url origin)\"\necho \"head=$(git rev-parse HEAD) dirty=$(git status --porcelain | wc -l) commits=$(git rev-list --count HEAD)\"\n";
     let mut rig = Rig::new(script, &[]).await;
+    commit(&rig.repo, "zero");
     let sha = commit(&rig.repo, "one");
+    let history = std::process::Command::new("git")
+        .args(["rev-list", "--count", &sha])
+        .current_dir(&rig.repo)
+        .output()
+        .unwrap();
+    let history = String::from_utf8_lossy(&history.stdout).trim().to_string();
     rig.start(rig.config());
-    // The same repository through a path with characters git's config format
-    // would read as a comment unless quoted (`;` and `#`).
+    // The same repository through paths with characters git's config format
+    // would read as a comment unless quoted (`;` and `#`), and ones it reads
+    // as the end of the value or an escape unless escaped (`"` and `\`).
     let odd = rig.dir.path().join("odd;name #1");
     std::os::unix::fs::symlink(&rig.repo, &odd).unwrap();
+    let quoted = rig.dir.path().join("q\"uo\\te");
+    std::os::unix::fs::symlink(&rig.repo, &quoted).unwrap();
     for (key, url) in [
         ("plain", rig.repo.to_string_lossy().into_owned()),
         ("odd", odd.to_string_lossy().into_owned()),
+        ("quoted", quoted.to_string_lossy().into_owned()),
     ] {
         let mut config = shell_config();
         config["clone_url"] = json!(url);
         let sha = sha.clone();
         let d = rig
-            .queue_with(key, "main", config, |d| d.sha = Some(sha))
+            .queue_with(key, "main", config, |d| d.sha = Some(sha.clone()))
             .await;
         let log = rig.succeeded_log(d.id).await;
         assert!(
@@ -523,6 +536,10 @@ async fn a_jobs_tree_has_the_repository_as_its_only_origin_never_the_mirror() {
             "{key}: the tree's origin is not exactly {url}:\n{log}"
         );
         assert!(!log.contains("mirrors/"), "{key}: {log}");
+        assert!(
+            log.contains(&format!("head={sha} dirty=0 commits={history}\n")),
+            "{key}: the tree is not a clean checkout of {sha}:\n{log}"
+        );
     }
     rig.engine.take().unwrap().shutdown().await;
 }

@@ -9,8 +9,9 @@
 //! machine is otherwise idle.
 //!
 //! Only ever lowered: a process may raise its own niceness without privilege, and
-//! nothing here asks for more than faseng has. Set in the child between fork and exec,
-//! so faseng's own threads keep theirs; under a guard, the guard passes it on to the
+//! nothing here asks for more than faseng has. faseng sets it on the one thread per
+//! priority that starts job processes (the engine's `spawn.rs`), which they inherit,
+//! so faseng's other threads keep theirs; under a guard, the guard passes it on to the
 //! provider and stays at faseng's priority itself, so that it still stops the provider
 //! on time on a busy machine.
 
@@ -74,12 +75,11 @@ impl Priority {
         }
     }
 
-    /// Sets this priority in `cmd`'s child, after fork and before exec.
-    pub fn set_in(self, cmd: &mut tokio::process::Command) {
-        self.set_in_std(cmd.as_std_mut());
-    }
-
-    /// [`Priority::set_in`] for a standard library command (the guard's).
+    /// Sets this priority in `cmd`'s child, after fork and before exec (a
+    /// `tokio::process::Command` through `as_std_mut`). The hook makes the
+    /// standard library fork rather than `posix_spawn`: faseng itself starts its
+    /// children from a thread that has the priority already (the engine's
+    /// `spawn.rs`) and uses this only where that thread could not start.
     #[allow(unsafe_code)]
     pub fn set_in_std(self, cmd: &mut std::process::Command) {
         use std::os::unix::process::CommandExt;

@@ -1,5 +1,6 @@
-//! The guard: a small process (`faseng guard`, a re-exec of faseng's own binary)
-//! between faseng and each provider, so that a deploy stops when its lease can no
+//! The guard: a small process (`faseng-guard`, a binary of its own next to faseng's;
+//! `faseng guard` or `chima guard`, a re-exec of the binary itself, where it is not
+//! installed) between faseng and each provider, so that a deploy stops when its lease can no
 //! longer be trusted, whether or not faseng is alive or scheduled.
 //!
 //! Why a separate process: a faseng that is frozen (SIGSTOP, a paused VM, a stall)
@@ -30,7 +31,19 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+pub mod priority;
+
 use crate::priority::Priority;
+
+/// The guard's own binary, looked for next to faseng's (and chima's). One is
+/// started per deploy: this one is a few hundred KB with the standard library
+/// only, where re-executing faseng (tens of MB, relocated by the dynamic loader
+/// at every start) cost milliseconds of CPU per deploy (BENCHMARKS.md).
+pub const BINARY: &str = "faseng-guard";
+
+/// How long a stopped provider gets between SIGTERM and SIGKILL, in the guard
+/// and in faseng's unguarded runs alike.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// The first argument that turns faseng's (or chima's) binary into a guard.
 pub const SUBCOMMAND: &str = "guard";
@@ -99,7 +112,7 @@ pub struct GuardArgs {
     /// `--deadline-ms`: the first deadline, in milliseconds from the guard's start;
     /// faseng moves it on stdin.
     pub deadline_ms: u64,
-    /// `--uid`: the user the provider runs as ([`RunAs`](crate::runas::RunAs)), when not faseng's.
+    /// `--uid`: the user the provider runs as (faseng's `FASENG_RUN_AS`), when not faseng's.
     pub uid: Option<u32>,
     /// `--gid`: the provider's group, with `uid`.
     pub gid: Option<u32>,
@@ -195,10 +208,25 @@ pub fn main_if_guard() -> Option<ExitCode> {
     })
 }
 
+/// The guard's own binary ([`BINARY`]): its arguments are the guard's, without
+/// the subcommand.
+pub fn main_standalone() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match GuardArgs::parse(&args) {
+        Ok(a) => run(&a),
+        Err(e) => {
+            eprintln!("{BINARY}: {e} (it is started by faseng, not by hand)");
+            ExitCode::from(2)
+        }
+    }
+}
+
 enum Message {
     Deadline(Duration),
     Stop,
     Closed,
+    /// The provider's main process has ended (not yet reaped).
+    Exited,
 }
 
 /// A deadline on two clocks: the monotonic one, and the wall clock, which jumps
@@ -262,6 +290,8 @@ fn run(args: &GuardArgs) -> ExitCode {
     status.write(&args.status);
 
     let messages = read_stdin();
+    watch_exit(pid, &messages.1);
+    let messages = messages.0;
     let mut stop_at: Option<Instant> = None; // SIGKILL after a stop's grace
     let mut main_exit: Option<(Option<i32>, Option<i32>)> = None;
     let mut drain_until: Option<Instant> = None;
@@ -271,7 +301,7 @@ fn run(args: &GuardArgs) -> ExitCode {
             Ok(Message::Stop) => {
                 if stop_at.is_none() {
                     kill_group(pid, libc::SIGTERM);
-                    stop_at = Some(Instant::now() + crate::process::KILL_GRACE);
+                    stop_at = Some(Instant::now() + KILL_GRACE);
                 }
             }
             Ok(Message::Closed) | Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -286,7 +316,7 @@ fn run(args: &GuardArgs) -> ExitCode {
                 }
                 break;
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(Message::Exited) | Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if deadline.passed() {
             status.fenced = Some(format!(
@@ -334,8 +364,9 @@ fn say(line: &str) {
     let _ = writeln!(err, "{line}");
 }
 
-fn read_stdin() -> mpsc::Receiver<Message> {
+fn read_stdin() -> (mpsc::Receiver<Message>, mpsc::Sender<Message>) {
     let (tx, rx) = mpsc::channel();
+    let exits = tx.clone();
     std::thread::spawn(move || {
         let stdin = std::io::stdin();
         let mut lines = stdin.lock().lines();
@@ -362,7 +393,26 @@ fn read_stdin() -> mpsc::Receiver<Message> {
             }
         }
     });
-    rx
+    (rx, exits)
+}
+
+/// Wakes the guard's loop as soon as the provider's main process ends (the
+/// loop reaps it), rather than at its next tick: the deploy's end is reported
+/// up to a tick sooner. `waitid` with `WNOWAIT` leaves the reaping to the loop.
+fn watch_exit(pid: u32, tx: &mpsc::Sender<Message>) {
+    let tx = tx.clone();
+    let id: libc::id_t = pid;
+    std::thread::spawn(move || {
+        // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
+        #[allow(unsafe_code)]
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waitid writes only into `info`.
+        #[allow(unsafe_code)]
+        let r = unsafe { libc::waitid(libc::P_PID, id, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if r == 0 {
+            let _ = tx.send(Message::Exited);
+        }
+    });
 }
 
 /// Reaps every child that has ended (the provider, and orphans handed to the guard
@@ -393,6 +443,13 @@ fn kill_all(pgid: u32, main_exit: &mut Option<(Option<i32>, Option<i32>)>) {
     let until = Instant::now() + REAP_LIMIT;
     loop {
         kill_group(pgid, libc::SIGKILL);
+        // No child at all (ECHILD) means no descendant at all: the guard is the
+        // subreaper, so any process left below it would be its child by now.
+        // The usual end of a deploy, decided without reading every process
+        // on the machine.
+        if !reap_children(pgid, main_exit) && !group_alive(pgid) {
+            return;
+        }
         for child in children_of(std::process::id()) {
             kill_group(child, libc::SIGKILL);
             kill_pid(child, libc::SIGKILL);
@@ -421,8 +478,9 @@ fn group_alive(pgid: u32) -> bool {
     unsafe { libc::killpg(pgid, 0) == 0 }
 }
 
+/// Sends `signal` to process group `pgid` (never to group 0 or 1).
 #[allow(unsafe_code)]
-pub(crate) fn kill_group(pgid: u32, signal: libc::c_int) {
+pub fn kill_group(pgid: u32, signal: libc::c_int) {
     let Ok(pgid) = libc::pid_t::try_from(pgid) else {
         return;
     };
@@ -435,8 +493,9 @@ pub(crate) fn kill_group(pgid: u32, signal: libc::c_int) {
     }
 }
 
+/// Sends `signal` to process `pid` (never to 0 or 1).
 #[allow(unsafe_code)]
-pub(crate) fn kill_pid(pid: u32, signal: libc::c_int) {
+pub fn kill_pid(pid: u32, signal: libc::c_int) {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return;
     };
@@ -488,7 +547,7 @@ pub fn alive(pid: u32, start: u64) -> bool {
     }
 }
 
-/// Pids whose parent is `parent`.
+/// Pids whose parent is `parent` (a read of every process's `stat`).
 pub fn children_of(parent: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
