@@ -326,6 +326,15 @@ pub(super) fn diagnostics(opts: &Options, d: &Details) -> Figures {
         single.p50_ms,
         "one insert p50",
     );
+    f.add(
+        "pickup_first_ms",
+        "pickup, the repository's first deployment on this faseng (its mirror made; not a sample above)",
+        d.pickup.first_ms,
+        "ms",
+        Better::Lower,
+        single.p50_ms,
+        "one insert p50",
+    );
     let mut parts = vec![
         (
             "pickup_claim",
@@ -334,7 +343,7 @@ pub(super) fn diagnostics(opts: &Options, d: &Details) -> Figures {
         ),
         (
             "pickup_checkout",
-            "pickup, claimed -> provider started (git clone + checkout, spawn)",
+            "pickup, claimed -> provider started (checkout, guard, spawn)",
             d.pickup.checkout_to_start,
         ),
     ];

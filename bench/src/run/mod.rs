@@ -114,6 +114,10 @@ struct Pickup {
     checkout_to_start: Latency,
     /// The webhooks' acknowledgements, one at a time.
     ack: Latency,
+    /// The phase's first deployment, not a sample: the first of its
+    /// repository on this faseng, which makes the mirror (stored -> provider
+    /// started, ms). bigrepo measures first deploys of a large repository.
+    first_ms: f64,
 }
 
 /// Everything measured, beyond the headline figures.

@@ -65,8 +65,13 @@ pub(crate) async fn finish_patiently(
     }
 }
 
-/// Records each guard the job starts next to the claim (pid and start time), so a
-/// restarted faseng on this host can make sure it is gone.
+/// Records where the job runs (host, boot, faseng's pid), then each guard the job
+/// starts (pid and start time), next to the claim, so that a restarted faseng on
+/// this host can make sure they are gone. In its own task, one write after the
+/// other, so that the job does not wait for a commit before its checkout (bench/run's
+/// pickup latency) and a later record never loses to an earlier one. A faseng that
+/// dies before the first write leaves nothing to find: its guards see their pipe
+/// close and stop their providers themselves.
 pub(crate) async fn record_guards(
     store: Arc<dyn Store>,
     id: i64,
@@ -74,6 +79,9 @@ pub(crate) async fn record_guards(
     mut runner: chima_store::Runner,
     mut started: tokio::sync::mpsc::UnboundedReceiver<(u32, u64)>,
 ) {
+    if let Err(e) = store.record_runner(id, &worker_id, &runner).await {
+        tracing::warn!(deployment = id, error = %e, "cannot record where the deployment runs");
+    }
     while let Some((pid, start)) = started.recv().await {
         runner.guard_pid = Some(pid);
         runner.guard_start = Some(start);

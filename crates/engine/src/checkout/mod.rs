@@ -219,10 +219,22 @@ impl Mirrors {
     }
 
     /// Drops the pins of the job whose folder is `dir`, when it is done.
+    ///
+    /// A pin is a loose ref file (`gc.packRefs=false`, `mirror.rs`) that only
+    /// this job writes: removing the file is what `git update-ref -d` would
+    /// do, without a git process and a private `HOME` for it at the end of
+    /// every job. git is asked only when the ref is not there as a file of
+    /// its own (a mirror whose refs were packed before that setting).
     pub async fn release(&self, dir: &Path) {
         let job = job_name(dir);
         let held = self.pins.take(&job);
-        if held.is_empty() {
+        let mut left = Vec::new();
+        for path in held {
+            if !pins::remove_loose(&path, &job) {
+                left.push(path);
+            }
+        }
+        if left.is_empty() {
             return;
         }
         let none = Source {
@@ -238,7 +250,7 @@ impl Mirrors {
                 return;
             }
         };
-        for path in held {
+        for path in left {
             Mirror::at(&path).unpin(&env, &job).await;
         }
     }

@@ -41,6 +41,27 @@ impl Pins {
     }
 }
 
+/// Removes job `job`'s pin from the mirror at `path` when it is a loose ref
+/// file and not also in `packed-refs`: `true` when nothing of it is left.
+pub(super) fn remove_loose(path: &Path, job: &str) -> bool {
+    let packed = std::fs::read_to_string(path.join("packed-refs"))
+        .map(|p| {
+            p.lines().any(|l| {
+                l.split_once(' ')
+                    .is_some_and(|(_, r)| r.trim() == format!("refs/deploys/{job}"))
+            })
+        })
+        .unwrap_or(false);
+    if packed {
+        return false;
+    }
+    match std::fs::remove_file(path.join("refs/deploys").join(job)) {
+        Ok(()) => true,
+        // Dropped already (another process's maintenance found its job over).
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
 /// The job names pinned in the mirror at `path`: its loose `refs/deploys/*`
 /// and, should anyone have packed them, those in `packed-refs`.
 pub(super) fn pinned(path: &Path) -> Vec<String> {
@@ -58,6 +79,9 @@ pub(super) fn pinned(path: &Path) -> Vec<String> {
                 .map(|(_, job)| job.trim().to_string())
         }));
     }
+    // A pin both loose and packed is one pin.
+    jobs.sort_unstable();
+    jobs.dedup();
     jobs
 }
 
@@ -143,4 +167,32 @@ pub(super) fn evict(root: &Path, max_bytes: u64, pins: &Pins, keep: &Path) -> Ve
         drop(file);
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_loose_pin_is_removed_and_a_packed_one_is_left_to_git() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path();
+        std::fs::create_dir_all(m.join("refs/deploys")).unwrap();
+        let sha = "0123456789012345678901234567890123456789";
+        std::fs::write(m.join("refs/deploys/job-1"), format!("{sha}\n")).unwrap();
+        std::fs::write(m.join("refs/deploys/job-2"), format!("{sha}\n")).unwrap();
+        std::fs::write(
+            m.join("packed-refs"),
+            format!("# pack-refs with: peeled\n{sha} refs/deploys/job-2\n"),
+        )
+        .unwrap();
+        assert!(remove_loose(m, "job-1"));
+        assert!(!m.join("refs/deploys/job-1").exists());
+        // Packed too: only git removes it from both.
+        assert!(!remove_loose(m, "job-2"));
+        assert!(m.join("refs/deploys/job-2").exists());
+        // Gone already: nothing left to do.
+        assert!(remove_loose(m, "job-3"));
+        assert_eq!(pinned(m), vec!["job-2".to_string()]);
+    }
 }

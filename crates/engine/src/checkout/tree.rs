@@ -50,7 +50,9 @@ fn write_repository(mirror: &Path, url: &str, sha: &str, dir: &Path) -> std::io:
     }
     std::fs::create_dir(dir)?;
     let git_dir = dir.join(".git");
-    for sub in ["objects/info", "objects/pack", "refs/heads", "refs/tags"] {
+    // What git needs to take it for a repository: `HEAD`, `objects/` and
+    // `refs/` (`setup.c`, `is_git_directory`); git makes the rest on demand.
+    for sub in ["objects/info", "refs"] {
         std::fs::create_dir_all(git_dir.join(sub))?;
     }
     let objects = std::path::absolute(mirror.join("objects"))?;

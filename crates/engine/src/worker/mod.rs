@@ -174,9 +174,6 @@ async fn run_job(
     }
     let (fence_tx, fence_rx) = watch::channel(claimed_at + cfg.lease - fence_margin(cfg.lease));
     let runner = crate::hygiene::runner_here();
-    if let Err(e) = store.record_runner(id, &worker_id, &runner).await {
-        tracing::warn!(deployment = id, error = %e, "cannot record where the deployment runs");
-    }
     let (started_tx, started_rx) = tokio::sync::mpsc::unbounded_channel();
     let _keeper = AbortOnDrop(tokio::spawn(keep_lease(Keeper {
         store: store.clone(),
