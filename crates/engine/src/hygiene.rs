@@ -94,8 +94,15 @@ async fn sweep_folder(
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.contains("-guard-") && name.ends_with(".json") {
-            let Some(status) = GuardStatus::read(&path) else {
+        // A guard that died while writing its status may have left only the
+        // new version, under its temporary name.
+        let left_tmp = name.contains("-guard-")
+            && name.ends_with(".tmp")
+            && !path.with_extension("json").exists();
+        if left_tmp || (name.contains("-guard-") && name.ends_with(".json")) {
+            // Half written (or being written by a guard of a live faseng that
+            // shares the folder): left alone.
+            let Some(status) = GuardStatus::read(&path.with_extension("json")) else {
                 continue;
             };
             if guard::alive(status.parent_pid, status.parent_start) {
@@ -110,6 +117,9 @@ async fn sweep_folder(
                 swept.guards_killed += usize::from(killed);
             }
             swept.removed += usize::from(std::fs::remove_file(&path).is_ok());
+            if !left_tmp {
+                let _ = std::fs::remove_file(GuardStatus::tmp_path(&path));
+            }
             continue;
         }
         let Some((id, owner)) = job_id(&name) else {
@@ -160,6 +170,7 @@ fn job_id(name: &str) -> Option<(i64, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::process::ExitStatusExt;
 
     #[test]
     fn job_leftovers_are_recognised_and_nothing_else() {
@@ -196,6 +207,40 @@ mod tests {
         assert_eq!(swept.removed, 2);
         let _ = other.kill();
         let _ = other.wait();
+    }
+
+    /// A dead faseng whose guard died between removing its status file and
+    /// renaming the new version into place: the version under the temporary
+    /// name is read, the guard it names is stopped, and the file goes.
+    #[tokio::test]
+    async fn a_status_left_under_its_temporary_name_is_acted_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = chima_store::open(&url).await.unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let mut left = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let status = GuardStatus {
+            guard_pid: left.id(),
+            guard_start: guard::start_time(left.id()).unwrap(),
+            parent_pid: 4_194_304, // above Linux's pid_max: dead
+            parent_start: 1,
+            pgid: Some(left.id()),
+            ..GuardStatus::default()
+        };
+        let tmp = work.join("job-3-4194304-guard-0.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&status).unwrap()).unwrap();
+        let mut swept = Swept::default();
+        sweep_folder(&store, &work, &mut swept).await.unwrap();
+        assert_eq!(swept.guards_killed, 1);
+        assert!(!tmp.exists());
+        assert!(
+            left.wait().unwrap().signal().is_some(),
+            "the guard was killed"
+        );
     }
 
     #[test]

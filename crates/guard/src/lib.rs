@@ -83,19 +83,39 @@ pub struct GuardStatus {
 }
 
 impl GuardStatus {
-    /// Reads a status file; `None` when it is missing or unreadable.
+    /// Reads a status file; `None` when it is missing or unreadable. Between
+    /// two versions the newer one may for a moment be only at
+    /// [`GuardStatus::tmp_path`] ([`GuardStatus::write`]): read there too.
     pub fn read(path: &Path) -> Option<GuardStatus> {
-        let text = std::fs::read(path).ok()?;
-        serde_json::from_slice(&text).ok()
+        let parse = |p: &Path| -> Option<GuardStatus> {
+            let text = std::fs::read(p).ok()?;
+            serde_json::from_slice(&text).ok()
+        };
+        parse(path)
+            .or_else(|| parse(&Self::tmp_path(path)))
+            .or_else(|| parse(path))
     }
 
-    /// Writes the file whole (a temporary file renamed over it), so a reader never
-    /// sees half of it.
+    /// Where the next version is written before it takes the status file's name.
+    pub fn tmp_path(path: &Path) -> PathBuf {
+        path.with_extension("tmp")
+    }
+
+    /// Writes the file whole, so a reader never sees half of it: the new version
+    /// is written to [`GuardStatus::tmp_path`], the old one removed, and the new one
+    /// renamed into place. Removed first, not renamed over: ext4 (`auto_da_alloc`)
+    /// starts writing a file's data to disk when it is renamed over another, which
+    /// put two disk writes per deploy next to PostgreSQL's commits (`perf`, BENCHMARKS.md);
+    /// a status file is read by processes of this machine only and needs none.
     fn write(&self, path: &Path) {
-        let tmp = path.with_extension("tmp");
+        let tmp = Self::tmp_path(path);
         let written = serde_json::to_vec(self)
             .map_err(std::io::Error::other)
             .and_then(|body| std::fs::write(&tmp, body))
+            .and_then(|()| match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            })
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             eprintln!("faseng guard: cannot write {}: {e}", path.to_string_lossy());
@@ -611,6 +631,28 @@ mod tests {
             let bad: Vec<String> = bad.into_iter().map(String::from).collect();
             assert!(GuardArgs::parse(&bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_status_is_replaced_whole_and_read_from_either_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("job-1-2-guard-0.json");
+        let mut s = GuardStatus {
+            guard_pid: 7,
+            ..GuardStatus::default()
+        };
+        s.write(&path);
+        assert_eq!(GuardStatus::read(&path), Some(s.clone()));
+        s.ended = true;
+        s.exit_code = Some(3);
+        s.write(&path);
+        assert_eq!(GuardStatus::read(&path), Some(s.clone()));
+        assert!(!GuardStatus::tmp_path(&path).exists());
+        // Between the removal and the rename: the new version is found.
+        std::fs::rename(&path, GuardStatus::tmp_path(&path)).unwrap();
+        assert_eq!(GuardStatus::read(&path), Some(s));
+        std::fs::write(GuardStatus::tmp_path(&path), "{\"guard_pid\": 7, \"gua").unwrap();
+        assert_eq!(GuardStatus::read(&path), None, "half a file is no status");
     }
 
     #[test]
