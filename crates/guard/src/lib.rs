@@ -272,6 +272,7 @@ impl Deadline {
 
 fn run(args: &GuardArgs) -> ExitCode {
     let started = Instant::now();
+    non_dumpable();
     set_subreaper();
     let mut status = GuardStatus {
         guard_pid: std::process::id(),
@@ -496,6 +497,22 @@ fn group_alive(pgid: u32) -> bool {
     };
     // SAFETY: signal 0 only checks for existence.
     unsafe { libc::killpg(pgid, 0) == 0 }
+}
+
+/// `PR_SET_DUMPABLE` 0, as faseng does for itself: the provider runs below the
+/// guard, often as the same user, and must not ptrace it (to keep it from
+/// fencing) or read its memory through `/proc`. The provider gets the flag
+/// back at exec.
+#[allow(unsafe_code)]
+fn non_dumpable() {
+    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        say(&format!(
+            "faseng guard: cannot make the guard non-dumpable: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
 }
 
 /// Sends `signal` to process group `pgid` (never to group 0 or 1).

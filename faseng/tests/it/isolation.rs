@@ -220,9 +220,10 @@ async fn providers_run_as_faseng_run_as_and_cannot_read_fasengs_environment() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-/// faseng makes itself non-dumpable: a provider running as faseng's own (non-root) user
-/// can read the environment of any other process of that user, but not faseng's, where
-/// the secrets are. faseng is started here as `nobody` (setpriv), as a non-root
+/// faseng makes itself non-dumpable, and so does the guard (the provider's parent,
+/// `faseng-guard`, which it must not ptrace or read): a provider running as faseng's
+/// own (non-root) user can read the environment of any other process of that user,
+/// but not faseng's, where the secrets are, nor its guard's. faseng is started here as `nobody` (setpriv), as a non-root
 /// install runs it.
 #[tokio::test]
 async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
@@ -249,7 +250,7 @@ async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
     .unwrap();
     let (_, sha) = repo(
         dir.path(),
-        "#!/bin/sh\necho \"uid=$(id -u)\"\nsleep 30 &\nsib=$!\ncat /proc/$sib/environ >/dev/null 2>&1 && echo can-read-a-sibling\ncat /proc/$PPID/environ >/dev/null 2>&1 && echo READ-FASENG-ENV || echo cannot-read-faseng-env\nkill $sib\n",
+        "#!/bin/sh\necho \"uid=$(id -u)\"\nsleep 30 &\nsib=$!\ncat /proc/$sib/environ >/dev/null 2>&1 && echo can-read-a-sibling\ncat /proc/$PPID/environ >/dev/null 2>&1 && echo READ-FASENG-ENV || echo cannot-read-faseng-env\necho \"parent=$(cut -d' ' -f2 /proc/$PPID/stat)\"\nfaseng=$(cut -d' ' -f4 /proc/$PPID/stat)\ncat /proc/$faseng/environ >/dev/null 2>&1 && echo READ-FASENG-OWN-ENV || echo cannot-read-fasengs-own-env\nkill $sib\n",
     );
     // git refuses a repository owned by another user: the test's repository is nobody's.
     let chown = std::process::Command::new("chown")
@@ -344,7 +345,10 @@ async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
     assert!(text.contains("uid=65534"), "{text}");
     // The control: the same user reads a process of its own that is dumpable.
     assert!(text.contains("can-read-a-sibling"), "{text}");
+    // The parent is the guard; above it, faseng: neither can be read.
+    assert!(text.contains("parent=(faseng-guard)"), "{text}");
     assert!(text.contains("cannot-read-faseng-env"), "{text}");
+    assert!(text.contains("cannot-read-fasengs-own-env"), "{text}");
     let _ = child.start_kill();
     let _ = child.wait().await;
 }
