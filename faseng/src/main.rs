@@ -10,7 +10,9 @@ use faseng::{Args, Command, doctor, manifest, serve};
 fn main() -> ExitCode {
     // Before anything else: no core dumps and no ptrace or /proc/<pid>/environ for
     // other processes of the same user, such as the deploy scripts faseng runs.
-    non_dumpable();
+    if let Err(e) = chima_engine::guard::non_dumpable() {
+        eprintln!("faseng: warning: cannot make the process non-dumpable: {e}");
+    }
     // `faseng guard ...`: the process each provider runs under (crates/engine/src/guard.rs).
     if let Some(code) = chima_engine::guard::main_if_guard() {
         return code;
@@ -40,20 +42,5 @@ fn main() -> ExitCode {
             eprintln!("faseng: {e:#}");
             ExitCode::from(2)
         }
-    }
-}
-
-/// `PR_SET_DUMPABLE` 0: a provider running as faseng's own (non-root) user cannot
-/// read faseng's memory or environment through `/proc` or ptrace. Children get the
-/// flag back at exec, so providers themselves are unaffected.
-#[allow(unsafe_code)]
-fn non_dumpable() {
-    // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
-    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if rc != 0 {
-        eprintln!(
-            "faseng: warning: cannot make the process non-dumpable: {}",
-            std::io::Error::last_os_error()
-        );
     }
 }

@@ -65,7 +65,7 @@ impl GuardProgram {
     pub fn this_binary() -> std::io::Result<GuardProgram> {
         let me = std::env::current_exe()?;
         if let Some(beside) = me.parent().map(|dir| dir.join(guard::BINARY))
-            && is_executable(&beside)
+            && spawn::is_executable(&beside)
         {
             return Ok(GuardProgram {
                 program: beside,
@@ -77,11 +77,6 @@ impl GuardProgram {
             prefix: vec![guard::SUBCOMMAND.to_string()],
         })
     }
-}
-
-fn is_executable(path: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// How the engine runs. Build one with [`EngineConfig::new`] and adjust.

@@ -122,7 +122,6 @@ fn send(priority: Priority, job: Box<Job>) -> Result<(), Box<Job>> {
 /// and a `PATH` of its own, the standard library forks (see the module's text).
 pub(crate) fn resolve(name: &OsStr, path: Option<&OsStr>, dir: Option<&Path>) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
-    use std::os::unix::fs::PermissionsExt;
     let bare = PathBuf::from(name);
     if name.is_empty() || name.as_bytes().contains(&b'/') {
         return bare;
@@ -141,14 +140,18 @@ pub(crate) fn resolve(name: &OsStr, path: Option<&OsStr>, dir: Option<&Path>) ->
             Some(dir) if entry.is_relative() => dir.join(&entry).join(name),
             _ => entry.join(name),
         };
-        if candidate
-            .metadata()
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        {
+        if is_executable(&candidate) {
             return candidate;
         }
     }
     bare
+}
+
+/// A file exec would run: a regular file with an execute bit.
+pub(crate) fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The value of `PATH` among `vars`.

@@ -36,9 +36,9 @@ pub mod priority;
 use crate::priority::Priority;
 
 /// The guard's own binary, looked for next to faseng's (and chima's). One is
-/// started per deploy: this one is a few hundred KB with the standard library
-/// only, where re-executing faseng (tens of MB, relocated by the dynamic loader
-/// at every start) cost milliseconds of CPU per deploy (BENCHMARKS.md).
+/// started per deploy: this one links the standard library, serde and libc only
+/// (a tenth of faseng's size), where re-executing faseng (relocated by the
+/// dynamic loader at every start) cost more CPU per deploy (BENCHMARKS.md).
 pub const BINARY: &str = "faseng-guard";
 
 /// How long a stopped provider gets between SIGTERM and SIGKILL, in the guard
@@ -219,23 +219,21 @@ pub fn main_if_guard() -> Option<ExitCode> {
     if args.get(1).map(String::as_str) != Some(SUBCOMMAND) {
         return None;
     }
-    Some(match GuardArgs::parse(&args[2..]) {
-        Ok(a) => run(&a),
-        Err(e) => {
-            eprintln!("faseng guard: {e}");
-            ExitCode::from(2)
-        }
-    })
+    Some(parse_and_run(&args[2..], "faseng guard"))
 }
 
 /// The guard's own binary ([`BINARY`]): its arguments are the guard's, without
 /// the subcommand.
 pub fn main_standalone() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match GuardArgs::parse(&args) {
+    parse_and_run(&args, BINARY)
+}
+
+fn parse_and_run(args: &[String], name: &str) -> ExitCode {
+    match GuardArgs::parse(args) {
         Ok(a) => run(&a),
         Err(e) => {
-            eprintln!("{BINARY}: {e} (it is started by faseng, not by hand)");
+            eprintln!("{name}: {e} (it is started by faseng, not by hand)");
             ExitCode::from(2)
         }
     }
@@ -272,7 +270,11 @@ impl Deadline {
 
 fn run(args: &GuardArgs) -> ExitCode {
     let started = Instant::now();
-    non_dumpable();
+    if let Err(e) = non_dumpable() {
+        say(&format!(
+            "faseng guard: cannot make the guard non-dumpable: {e}"
+        ));
+    }
     set_subreaper();
     let mut status = GuardStatus {
         guard_pid: std::process::id(),
@@ -499,19 +501,19 @@ fn group_alive(pgid: u32) -> bool {
     unsafe { libc::killpg(pgid, 0) == 0 }
 }
 
-/// `PR_SET_DUMPABLE` 0, as faseng does for itself: the provider runs below the
-/// guard, often as the same user, and must not ptrace it (to keep it from
-/// fencing) or read its memory through `/proc`. The provider gets the flag
-/// back at exec.
+/// `PR_SET_DUMPABLE` 0, for faseng and for the guard alike: a provider running
+/// as the same (non-root) user cannot ptrace the process or read its memory or
+/// environment through `/proc` (faseng's secrets; the guard, which it must not
+/// keep from fencing). Children get the flag back at exec, so providers
+/// themselves are unaffected.
 #[allow(unsafe_code)]
-fn non_dumpable() {
+pub fn non_dumpable() -> std::io::Result<()> {
     // SAFETY: prctl with PR_SET_DUMPABLE takes plain integers and touches no memory.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
-    if rc != 0 {
-        say(&format!(
-            "faseng guard: cannot make the guard non-dumpable: {}",
-            std::io::Error::last_os_error()
-        ));
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

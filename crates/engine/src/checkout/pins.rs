@@ -44,12 +44,11 @@ impl Pins {
 /// Removes job `job`'s pin from the mirror at `path` when it is a loose ref
 /// file and not also in `packed-refs`: `true` when nothing of it is left.
 pub(super) fn remove_loose(path: &Path, job: &str) -> bool {
+    let name = format!("refs/deploys/{job}");
     let packed = std::fs::read_to_string(path.join("packed-refs"))
         .map(|p| {
-            p.lines().any(|l| {
-                l.split_once(' ')
-                    .is_some_and(|(_, r)| r.trim() == format!("refs/deploys/{job}"))
-            })
+            p.lines()
+                .any(|l| l.split_once(' ').is_some_and(|(_, r)| r.trim() == name))
         })
         .unwrap_or(false);
     if packed {
