@@ -33,6 +33,14 @@ fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// `NAME=VALUE`, for `--faseng-env`.
+fn env_pair(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Every figure, with the baseline, in one run.
@@ -93,6 +101,15 @@ enum Command {
         /// Skip the bigrepo phase (a large repository over HTTP).
         #[arg(long)]
         no_bigrepo: bool,
+        /// Only the whole service's phase (the burst while the workers deploy, then
+        /// the paced run) and what it needs: for working on those figures. The
+        /// report of such a run lacks the other figures and is not a result.
+        #[arg(long)]
+        only_full: bool,
+        /// Extra environment for every faseng the run starts, `NAME=VALUE`
+        /// (repeatable): to compare a setting within one run's conditions.
+        #[arg(long = "faseng-env", value_parser = env_pair)]
+        faseng_env: Vec<(String, String)>,
         #[command(flatten)]
         bigrepo: BigrepoArgs,
     },
@@ -241,10 +258,12 @@ fn main() -> ExitCode {
                 keep,
                 no_analyze,
                 no_bigrepo,
+                only_full,
+                faseng_env,
                 bigrepo,
             } => {
                 let faseng = faseng.unwrap_or_else(|| sibling("faseng"));
-                let bigrepo = (!no_bigrepo)
+                let bigrepo = (!no_bigrepo && !only_full)
                     .then(|| bigrepo.options(faseng.clone(), database_url.clone(), keep));
                 run::main(run::Options {
                     faseng,
@@ -264,6 +283,8 @@ fn main() -> ExitCode {
                     out,
                     keep,
                     no_analyze,
+                    only_full,
+                    faseng_env,
                     bigrepo,
                 })
                 .await

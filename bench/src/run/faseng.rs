@@ -36,7 +36,7 @@ pub(super) async fn faseng_phases(
         workdir: dir.join("work"),
         secret: fixture::SECRET.to_string(),
         github: Some((gh.url.clone(), gh.token())),
-        extra_env: vec![],
+        extra_env: opts.faseng_env.clone(),
     };
     let log = dir.join("faseng.log");
     say("faseng: first start (empty database: migrations), then restarts");
@@ -67,53 +67,57 @@ pub(super) async fn faseng_phases(
         anyhow::anyhow!("{e:#}\nfaseng's log ends with:\n{}", util::tail(&log, 30))
     };
 
-    d.pickup = pickup(opts.pickup_samples, "pickup", repo, http, &hook, &pool, ids)
-        .await
-        .map_err(fail)?;
-    faseng.stop(Duration::from_secs(30)).await;
-    // The checkout is most of the pickup, and on this machine's disk most of
-    // the checkout is the file system: the same on tmpfs, for comparison.
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        let workdir = shm.join(format!("chima-bench-{}", std::process::id()));
-        let mut tmpfs = cmd.clone();
-        tmpfs.workdir = workdir.clone();
-        let (p, _) = tmpfs.start(&log, http).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let result = pickup(
-            opts.pickup_samples.div_ceil(2),
-            "pickup-tmpfs",
-            repo,
-            http,
-            &hook,
-            &pool,
-            ids,
-        )
-        .await;
-        p.stop(Duration::from_secs(30)).await;
-        let _ = std::fs::remove_dir_all(&workdir);
-        d.pickup_tmpfs = Some(result.map_err(fail)?);
-    }
-    if !opts.no_analyze {
-        // A running installation's tables have statistics (autovacuum keeps
-        // them); a fresh scratch database has none until autovacuum first
-        // visits it. See BENCHMARKS.md ("Fresh tables") for what that does.
-        sqlx::query("ANALYZE").execute(&pool).await?;
-        d.analyzed_after_warmup = true;
-    }
-
-    // The web tier alone (`faseng serve --workers 0`), in rounds, each right
-    // after its baseline; then the same without GitHub credentials (no status
-    // sender): the intake alone.
-    cmd.workers = 0;
-    for intake_only in [false, true] {
-        if intake_only {
-            cmd.github = None;
+    if opts.only_full {
+        // The tables are analyzed after the burst (below), not empty.
+        faseng.stop(Duration::from_secs(30)).await;
+    } else {
+        d.pickup = pickup(opts.pickup_samples, "pickup", repo, http, &hook, &pool, ids)
+            .await
+            .map_err(fail)?;
+        faseng.stop(Duration::from_secs(30)).await;
+        // The checkout is most of the pickup, and on this machine's disk most of
+        // the checkout is the file system: the same on tmpfs, for comparison.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            let workdir = shm.join(format!("chima-bench-{}", std::process::id()));
+            let mut tmpfs = cmd.clone();
+            tmpfs.workdir = workdir.clone();
+            let (p, _) = tmpfs.start(&log, http).await?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let result = pickup(
+                opts.pickup_samples.div_ceil(2),
+                "pickup-tmpfs",
+                repo,
+                http,
+                &hook,
+                &pool,
+                ids,
+            )
+            .await;
+            p.stop(Duration::from_secs(30)).await;
+            let _ = std::fs::remove_dir_all(&workdir);
+            d.pickup_tmpfs = Some(result.map_err(fail)?);
         }
-        let (web, _) = cmd.start(&log, http).await?;
-        let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
-        let prefix = if intake_only { "webintake" } else { "web" };
-        let result = async {
+        if !opts.no_analyze {
+            // A running installation's tables have statistics (autovacuum keeps
+            // them); a fresh scratch database has none until autovacuum first
+            // visits it. See BENCHMARKS.md ("Fresh tables") for what that does.
+            sqlx::query("ANALYZE").execute(&pool).await?;
+            d.analyzed_after_warmup = true;
+        }
+
+        // The web tier alone (`faseng serve --workers 0`), in rounds, each right
+        // after its baseline; then the same without GitHub credentials (no status
+        // sender): the intake alone.
+        cmd.workers = 0;
+        for intake_only in [false, true] {
+            if intake_only {
+                cmd.github = None;
+            }
+            let (web, _) = cmd.start(&log, http).await?;
+            let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
+            let prefix = if intake_only { "webintake" } else { "web" };
+            let result = async {
             let mut pairs = Vec::new();
             for round in 0..rounds {
                 let m = Meter::start(&pool, base.pid()?, &dbs.base_name, None).await?;
@@ -153,14 +157,15 @@ pub(super) async fn faseng_phases(
             anyhow::Ok((pairs, paced))
         }
         .await;
-        web.stop(Duration::from_secs(30)).await;
-        let (pairs, paced) = result.map_err(fail)?;
-        if intake_only {
-            d.intake_burst = pairs.into_iter().next().unwrap_or_default();
-            d.intake_paced = paced;
-        } else {
-            d.web_bursts = pairs;
-            d.web_paced = paced;
+            web.stop(Duration::from_secs(30)).await;
+            let (pairs, paced) = result.map_err(fail)?;
+            if intake_only {
+                d.intake_burst = pairs.into_iter().next().unwrap_or_default();
+                d.intake_paced = paced;
+            } else {
+                d.web_bursts = pairs;
+                d.web_paced = paced;
+            }
         }
     }
     cmd.github = Some((gh.url.clone(), gh.token()));
@@ -185,9 +190,11 @@ pub(super) async fn faseng_phases(
             d,
         )
         .await?;
-        d.baseline_logs = base.cmd(&format!("logs {}", opts.log_lines)).await?;
-        say(&format!("baseline: {:.0} log rows/s", d.baseline_logs.rate));
-        logs(repo, http, &hook, &pool, ids, d).await?;
+        if !opts.only_full {
+            d.baseline_logs = base.cmd(&format!("logs {}", opts.log_lines)).await?;
+            say(&format!("baseline: {:.0} log rows/s", d.baseline_logs.rate));
+            logs(repo, http, &hook, &pool, ids, d).await?;
+        }
         anyhow::Ok(())
     }
     .await;
@@ -319,6 +326,10 @@ pub(super) async fn full(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    if opts.only_full && !opts.no_analyze {
+        sqlx::query("ANALYZE").execute(pool).await?;
+        d.analyzed_after_warmup = true;
+    }
     let baseline = base.paced(opts).await?;
     let faseng = paced(opts, repo, http, hook, ids, "paced-").await?;
     d.full_paced = Pair {

@@ -54,6 +54,10 @@ pub struct Options {
     pub keep: bool,
     /// Skip the ANALYZE after the warm-up (shows the fresh-table plans).
     pub no_analyze: bool,
+    /// Only the whole service's phase (`--only-full`).
+    pub only_full: bool,
+    /// Extra environment for faseng (`--faseng-env`).
+    pub faseng_env: Vec<(String, String)>,
     /// The bigrepo phase, last (None: skipped).
     pub bigrepo: Option<crate::bigrepo::Options>,
 }
@@ -233,6 +237,8 @@ pub async fn main(opts: Options) -> anyhow::Result<()> {
                 "starts": opts.starts,
                 "rounds": opts.rounds,
                 "analyze_after_warmup": !opts.no_analyze,
+                "only_full": opts.only_full,
+                "faseng_env": opts.faseng_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
                 "database": redact(&opts.database_url),
             },
             "bigrepo_warm_start_ratio": details.bigrepo.as_ref().map(|b| b.warm_start_ratio),
@@ -405,7 +411,9 @@ async fn measure(opts: &Options, dir: &Path) -> anyhow::Result<(Figures, Details
         &repo,
         &["staging".to_string(), "production".to_string()],
     )?;
-    chima_phases(opts, dir, &chima_apps, &apps, &mut d).await?;
+    if !opts.only_full {
+        chima_phases(opts, dir, &chima_apps, &apps, &mut d).await?;
+    }
     d.load_average.push(load_average());
 
     // ---- bigrepo ---------------------------------------------------------------------
