@@ -68,105 +68,14 @@ pub(super) async fn faseng_phases(
     };
 
     if opts.only_full {
-        // The tables are analyzed after the burst (below), not empty.
+        // The tables are analyzed after the burst (`full`), not empty.
         faseng.stop(Duration::from_secs(30)).await;
     } else {
-        d.pickup = pickup(opts.pickup_samples, "pickup", repo, http, &hook, &pool, ids)
-            .await
-            .map_err(fail)?;
-        faseng.stop(Duration::from_secs(30)).await;
-        // The checkout is most of the pickup, and on this machine's disk most of
-        // the checkout is the file system: the same on tmpfs, for comparison.
-        let shm = Path::new("/dev/shm");
-        if shm.is_dir() {
-            let workdir = shm.join(format!("chima-bench-{}", std::process::id()));
-            let mut tmpfs = cmd.clone();
-            tmpfs.workdir = workdir.clone();
-            let (p, _) = tmpfs.start(&log, http).await?;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let result = pickup(
-                opts.pickup_samples.div_ceil(2),
-                "pickup-tmpfs",
-                repo,
-                http,
-                &hook,
-                &pool,
-                ids,
-            )
-            .await;
-            p.stop(Duration::from_secs(30)).await;
-            let _ = std::fs::remove_dir_all(&workdir);
-            d.pickup_tmpfs = Some(result.map_err(fail)?);
-        }
-        if !opts.no_analyze {
-            // A running installation's tables have statistics (autovacuum keeps
-            // them); a fresh scratch database has none until autovacuum first
-            // visits it. See BENCHMARKS.md ("Fresh tables") for what that does.
-            sqlx::query("ANALYZE").execute(&pool).await?;
-            d.analyzed_after_warmup = true;
-        }
-
-        // The web tier alone (`faseng serve --workers 0`), in rounds, each right
-        // after its baseline; then the same without GitHub credentials (no status
-        // sender): the intake alone.
-        cmd.workers = 0;
-        for intake_only in [false, true] {
-            if intake_only {
-                cmd.github = None;
-            }
-            let (web, _) = cmd.start(&log, http).await?;
-            let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
-            let prefix = if intake_only { "webintake" } else { "web" };
-            let result = async {
-            let mut pairs = Vec::new();
-            for round in 0..rounds {
-                let m = Meter::start(&pool, base.pid()?, &dbs.base_name, None).await?;
-                let baseline = base.burst(opts).await?;
-                let baseline_cpu = m.per_request(&pool, opts.webhooks).await?;
-                let m = Meter::start(&pool, web.pid, &dbs.name, Some("faseng")).await?;
-                let faseng =
-                    burst(opts, repo, http, &hook, ids, &format!("{prefix}{round}-")).await?;
-                let sent = if intake_only {
-                    None
-                } else {
-                    statuses_sent(&pool, Duration::from_secs(60)).await?
-                };
-                let faseng_cpu = m.per_request(&pool, opts.webhooks).await?;
-                say(&format!(
-                    "cpu per request: faseng {:.0} us + postgres {:.0} us; baseline {:.0} us + postgres {:.0} us",
-                    faseng_cpu.app_us, faseng_cpu.postgres_us, baseline_cpu.app_us, baseline_cpu.postgres_us
-                ));
-                pairs.push(Pair {
-                    faseng,
-                    baseline,
-                    faseng_cpu,
-                    baseline_cpu,
-                    statuses_sent_secs: sent,
-                });
-            }
-            let baseline = base.paced(opts).await?;
-            let faseng = paced(opts, repo, http, &hook, ids, &format!("{prefix}paced-")).await?;
-            if !intake_only {
-                statuses_sent(&pool, Duration::from_secs(90)).await?;
-            }
-            let paced = Pair {
-                faseng,
-                baseline,
-                ..Pair::default()
-            };
-            anyhow::Ok((pairs, paced))
-        }
-        .await;
-            web.stop(Duration::from_secs(30)).await;
-            let (pairs, paced) = result.map_err(fail)?;
-            if intake_only {
-                d.intake_burst = pairs.into_iter().next().unwrap_or_default();
-                d.intake_paced = paced;
-            } else {
-                d.web_bursts = pairs;
-                d.web_paced = paced;
-            }
-        }
+        pickup_and_web_tier(
+            faseng, opts, dbs, &mut cmd, &log, repo, http, &hook, &pool, ids, base, d,
+        )
+        .await
+        .map_err(fail)?;
     }
     cmd.github = Some((gh.url.clone(), gh.token()));
     // Those jobs are not run: they measured the intake only.
@@ -213,6 +122,125 @@ pub(super) async fn faseng_phases(
     ));
     pool.close().await;
     faseng.stop(Duration::from_secs(30)).await;
+    Ok(())
+}
+
+/// Before the whole service: pickup (idle workers, then on tmpfs) and the web
+/// tier alone, in rounds, then the intake alone. Stops `faseng` after the pickup.
+#[allow(clippy::too_many_arguments)]
+async fn pickup_and_web_tier(
+    faseng: util::Proc,
+    opts: &Options,
+    dbs: &Dbs,
+    cmd: &mut FasengCmd,
+    log: &Path,
+    repo: &Repo,
+    http: &Http,
+    hook: &str,
+    pool: &PgPool,
+    ids: &mut impl Iterator<Item = i64>,
+    base: &mut Baseline,
+    d: &mut Details,
+) -> anyhow::Result<()> {
+    d.pickup = pickup(opts.pickup_samples, "pickup", repo, http, hook, pool, ids).await?;
+    faseng.stop(Duration::from_secs(30)).await;
+    // The checkout is most of the pickup, and on this machine's disk most of
+    // the checkout is the file system: the same on tmpfs, for comparison.
+    let shm = Path::new("/dev/shm");
+    if shm.is_dir() {
+        let workdir = shm.join(format!("chima-bench-{}", std::process::id()));
+        let mut tmpfs = cmd.clone();
+        tmpfs.workdir = workdir.clone();
+        let (p, _) = tmpfs.start(log, http).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let result = pickup(
+            opts.pickup_samples.div_ceil(2),
+            "pickup-tmpfs",
+            repo,
+            http,
+            hook,
+            pool,
+            ids,
+        )
+        .await;
+        p.stop(Duration::from_secs(30)).await;
+        let _ = std::fs::remove_dir_all(&workdir);
+        d.pickup_tmpfs = Some(result?);
+    }
+    analyze(opts, pool, d).await?;
+
+    // The web tier alone (`faseng serve --workers 0`), in rounds, each right
+    // after its baseline; then the same without GitHub credentials (no status
+    // sender): the intake alone.
+    cmd.workers = 0;
+    for intake_only in [false, true] {
+        if intake_only {
+            cmd.github = None;
+        }
+        let (web, _) = cmd.start(log, http).await?;
+        let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
+        let prefix = if intake_only { "webintake" } else { "web" };
+        let result = async {
+        let mut pairs = Vec::new();
+        for round in 0..rounds {
+            let m = Meter::start(pool, base.pid()?, &dbs.base_name, None).await?;
+            let baseline = base.burst(opts).await?;
+            let baseline_cpu = m.per_request(pool, opts.webhooks).await?;
+            let m = Meter::start(pool, web.pid, &dbs.name, Some("faseng")).await?;
+            let faseng =
+                burst(opts, repo, http, hook, ids, &format!("{prefix}{round}-")).await?;
+            let sent = if intake_only {
+                None
+            } else {
+                statuses_sent(pool, Duration::from_secs(60)).await?
+            };
+            let faseng_cpu = m.per_request(pool, opts.webhooks).await?;
+            say(&format!(
+                "cpu per request: faseng {:.0} us + postgres {:.0} us; baseline {:.0} us + postgres {:.0} us",
+                faseng_cpu.app_us, faseng_cpu.postgres_us, baseline_cpu.app_us, baseline_cpu.postgres_us
+            ));
+            pairs.push(Pair {
+                faseng,
+                baseline,
+                faseng_cpu,
+                baseline_cpu,
+                statuses_sent_secs: sent,
+            });
+        }
+        let baseline = base.paced(opts).await?;
+        let faseng = paced(opts, repo, http, hook, ids, &format!("{prefix}paced-")).await?;
+        if !intake_only {
+            statuses_sent(pool, Duration::from_secs(90)).await?;
+        }
+        let paced = Pair {
+            faseng,
+            baseline,
+            ..Pair::default()
+        };
+        anyhow::Ok((pairs, paced))
+    }
+    .await;
+        web.stop(Duration::from_secs(30)).await;
+        let (pairs, paced) = result?;
+        if intake_only {
+            d.intake_burst = pairs.into_iter().next().unwrap_or_default();
+            d.intake_paced = paced;
+        } else {
+            d.web_bursts = pairs;
+            d.web_paced = paced;
+        }
+    }
+    Ok(())
+}
+
+/// Statistics for the planner, unless `--no-analyze`. A running installation's
+/// tables have them (autovacuum keeps them); a fresh scratch database has none
+/// until autovacuum first visits it. See BENCHMARKS.md ("Fresh tables").
+async fn analyze(opts: &Options, pool: &PgPool, d: &mut Details) -> anyhow::Result<()> {
+    if !opts.no_analyze {
+        sqlx::query("ANALYZE").execute(pool).await?;
+        d.analyzed_after_warmup = true;
+    }
     Ok(())
 }
 
@@ -326,9 +354,8 @@ pub(super) async fn full(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    if opts.only_full && !opts.no_analyze {
-        sqlx::query("ANALYZE").execute(pool).await?;
-        d.analyzed_after_warmup = true;
+    if opts.only_full {
+        analyze(opts, pool, d).await?;
     }
     let baseline = base.paced(opts).await?;
     let faseng = paced(opts, repo, http, hook, ids, "paced-").await?;

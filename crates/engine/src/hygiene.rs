@@ -94,15 +94,17 @@ async fn sweep_folder(
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        // A guard that died while writing its status may have left only the
-        // new version, under its temporary name.
-        let left_tmp = name.contains("-guard-")
-            && name.ends_with(".tmp")
-            && !path.with_extension("json").exists();
-        if left_tmp || (name.contains("-guard-") && name.ends_with(".json")) {
+        // A guard's status file; or, when the guard died between removing the old
+        // version and renaming the new one in (`GuardStatus::write`), only the
+        // new one under its temporary name.
+        let status_file = name.contains("-guard-")
+            && (name.ends_with(".json")
+                || (name.ends_with(".tmp") && !path.with_extension("json").exists()));
+        if status_file {
+            let status_path = path.with_extension("json");
             // Half written (or being written by a guard of a live faseng that
             // shares the folder): left alone.
-            let Some(status) = GuardStatus::read(&path.with_extension("json")) else {
+            let Some(status) = GuardStatus::read(&status_path) else {
                 continue;
             };
             if guard::alive(status.parent_pid, status.parent_start) {
@@ -117,9 +119,7 @@ async fn sweep_folder(
                 swept.guards_killed += usize::from(killed);
             }
             swept.removed += usize::from(std::fs::remove_file(&path).is_ok());
-            if !left_tmp {
-                let _ = std::fs::remove_file(GuardStatus::tmp_path(&path));
-            }
+            let _ = std::fs::remove_file(GuardStatus::tmp_path(&status_path));
             continue;
         }
         let Some((id, owner)) = job_id(&name) else {
@@ -172,6 +172,14 @@ mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
 
+    /// A folder and a SQLite store in it, for a sweep.
+    async fn scratch_store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.db").display());
+        let store = chima_store::open(&url).await.unwrap();
+        (dir, store)
+    }
+
     #[test]
     fn job_leftovers_are_recognised_and_nothing_else() {
         assert_eq!(job_id("job-12-345"), Some((12, 345)));
@@ -186,9 +194,7 @@ mod tests {
     /// folders stay, however this process's store sees their ids; a dead process's go.
     #[tokio::test]
     async fn only_dead_processes_job_folders_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = chima_store::open(&url).await.unwrap();
+        let (dir, store) = scratch_store().await;
         let work = dir.path().join("work");
         let mut other = std::process::Command::new("sleep")
             .arg("30")
@@ -214,9 +220,7 @@ mod tests {
     /// name is read, the guard it names is stopped, and the file goes.
     #[tokio::test]
     async fn a_status_left_under_its_temporary_name_is_acted_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("s.db").display());
-        let store = chima_store::open(&url).await.unwrap();
+        let (dir, store) = scratch_store().await;
         let work = dir.path().join("work");
         std::fs::create_dir_all(&work).unwrap();
         let mut left = std::process::Command::new("sleep")

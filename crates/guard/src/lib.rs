@@ -91,6 +91,7 @@ impl GuardStatus {
             let text = std::fs::read(p).ok()?;
             serde_json::from_slice(&text).ok()
         };
+        // The third read: the rename may land between the first two.
         parse(path)
             .or_else(|| parse(&Self::tmp_path(path)))
             .or_else(|| parse(path))

@@ -223,8 +223,8 @@ async fn providers_run_as_faseng_run_as_and_cannot_read_fasengs_environment() {
 /// faseng makes itself non-dumpable, and so does the guard (the provider's parent,
 /// `faseng-guard`, which it must not ptrace or read): a provider running as faseng's
 /// own (non-root) user can read the environment of any other process of that user,
-/// but not faseng's, where the secrets are, nor its guard's. faseng is started here as `nobody` (setpriv), as a non-root
-/// install runs it.
+/// but not faseng's, where the secrets are, nor its guard's. faseng is started here
+/// as `nobody` (setpriv), as a non-root install runs it.
 #[tokio::test]
 async fn a_provider_of_the_same_user_cannot_read_fasengs_environment() {
     use std::os::unix::fs::PermissionsExt;
