@@ -47,6 +47,17 @@ const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 /// Lines per COPY message when appending logs: bounds one message's size.
 const PG_LOG_CHUNK: usize = 5000;
 
+/// Most lines a log batch stores with one `INSERT ... unnest` instead of COPY.
+/// A running deploy sends a few lines every 100 ms (`logsink.rs`); such a batch
+/// is one statement and one round trip, where COPY takes five (BEGIN, the
+/// sequence numbers, COPY, its data and end, COMMIT) and, with sqlx 0.9.0, 40 ms
+/// more: that release stopped setting `TCP_NODELAY` (sqlx issue #4335, fixed by
+/// #4336 after 0.9.0), so the end of the COPY data, a second small write before
+/// any answer, waits for the server's delayed ACK. bench/run saw every COPY take
+/// 43 ms (`pg_stat_statements`) while holding the deployment's row lock. Larger
+/// batches (a provider printing fast) keep COPY, which parses them faster.
+const PG_INSERT_LINES: usize = 256;
+
 /// First key of the advisory lock that serialises creating deployments in one
 /// app+environment (the second is a hash of both). Two-key advisory locks are their own
 /// key space, apart from sqlx's one-key migration lock; the value spells "chim".
@@ -413,6 +424,9 @@ impl PgStore {
     async fn write_logs(&self, id: i64, lines: &[NewLogLine]) -> Result<i64> {
         let op = || format!("append {} log lines to deployment {id}", lines.len());
         let count = i64::try_from(lines.len()).unwrap_or(i64::MAX);
+        if lines.len() <= PG_INSERT_LINES {
+            return self.insert_logs(&op(), id, count, lines).await;
+        }
         let mut tx = self
             .pool
             .begin()
@@ -442,6 +456,45 @@ impl PgStore {
         copy.finish().await.map_err(|e| StoreError::db(op(), e))?;
         tx.commit().await.map_err(|e| StoreError::db(op(), e))?;
         Ok(last)
+    }
+
+    /// A small batch in one statement (see [`PG_INSERT_LINES`]): the sequence
+    /// numbers taken and the rows inserted together, so the deployment's row is
+    /// locked only for the statement and concurrent appenders still get
+    /// disjoint ranges. `None` from the statement: no such deployment.
+    async fn insert_logs(
+        &self,
+        op: &str,
+        id: i64,
+        count: i64,
+        lines: &[NewLogLine],
+    ) -> Result<i64> {
+        let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
+        let texts: Vec<String> = lines
+            .iter()
+            .map(|l| common::clean_line(&l.line).into_owned())
+            .collect();
+        let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
+        let last: Option<i64> = sqlx::query_scalar(
+            "WITH seq AS ( \
+                 UPDATE deployments SET log_seq = log_seq + $2 WHERE id = $1 RETURNING log_seq \
+             ), rows AS ( \
+                 INSERT INTO deployment_logs (deployment_id, seq, stream, line, at) \
+                 SELECT $1, seq.log_seq - $2 + l.n, l.stream, l.line, l.at \
+                 FROM seq, unnest($3::text[], $4::text[], $5::timestamptz[]) \
+                      WITH ORDINALITY AS l(stream, line, at, n) \
+             ) \
+             SELECT log_seq FROM seq",
+        )
+        .bind(id)
+        .bind(count)
+        .bind(&streams)
+        .bind(&texts)
+        .bind(&ats)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| StoreError::db(op, e))?;
+        last.ok_or_else(|| StoreError::not_found(format!("deployment {id}")))
     }
 
     async fn shut_down(&self) {

@@ -126,6 +126,38 @@ pub async fn log_lines_append_and_read_in_order(h: &Harness) {
     assert_eq!(store.log_count(d.id).await.expect("count"), 8);
     assert_eq!(store.log_count(other.id).await.expect("count"), 1);
 
+    // The same hostile lines in a batch of 300: PostgreSQL stores a batch of a
+    // few hundred lines or more with COPY and a smaller one with one INSERT
+    // (`PG_INSERT_LINES`); both must keep every line as it was.
+    let hostile = [
+        "a NUL \0 byte from a provider",
+        "\\N",
+        "\\.",
+        "C:\\deploy\\ \\t not a tab \r\n\ttwo\tfields",
+    ];
+    let medium: Vec<NewLogLine> = (0..300)
+        .map(|i| line(Stream::Stdout, hostile[i % hostile.len()], i as i64))
+        .collect();
+    let scratch = store
+        .create_deployment(request("logs-medium", "web", "qa"))
+        .await
+        .expect("create")
+        .deployment;
+    assert_eq!(
+        store
+            .append_logs(scratch.id, &medium)
+            .await
+            .expect("append 300"),
+        300
+    );
+    let stored = store.read_logs(scratch.id, 0, 1000).await.expect("read");
+    assert_eq!(stored.len(), 300);
+    for (i, l) in stored.iter().enumerate() {
+        let want = hostile[i % hostile.len()].replace('\0', "\u{FFFD}");
+        assert_eq!((l.seq, l.line.as_str()), (i as i64 + 1, want.as_str()));
+        assert_eq!(l.at, at(i as i64));
+    }
+
     // A big batch crosses the per-statement chunks and stays consecutive.
     let big: Vec<NewLogLine> = (0..25_000)
         .map(|i| {
