@@ -49,6 +49,16 @@ macro_rules! new_awaiting_columns {
 }
 pub(crate) use new_awaiting_columns;
 
+/// Takes the next `$2` log sequence numbers of deployment `$1` and returns the last;
+/// locks the deployment's row until commit. Alone in `reserve_log_seqs` (`shared.rs`)
+/// and inside PostgreSQL's one-statement append (`insert_logs`).
+macro_rules! reserve_log_seqs_sql {
+    () => {
+        "UPDATE deployments SET log_seq = log_seq + $2 WHERE id = $1 RETURNING log_seq"
+    };
+}
+pub(crate) use reserve_log_seqs_sql;
+
 macro_rules! outbox_columns {
     () => {
         "id, deployment_id, target, event, payload, created_at, due_at, attempts, \

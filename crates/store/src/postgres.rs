@@ -27,7 +27,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::common::{self, Wake, deployment_columns, new_awaiting_columns, redact_url};
+use crate::common::{
+    self, Wake, deployment_columns, new_awaiting_columns, redact_url, reserve_log_seqs_sql,
+};
 use crate::dialect::{Dialect, clock_sql};
 use crate::error::StoreError;
 use crate::group::Group;
@@ -422,11 +424,11 @@ impl PgStore {
     }
 
     async fn write_logs(&self, id: i64, lines: &[NewLogLine]) -> Result<i64> {
+        if lines.len() <= PG_INSERT_LINES {
+            return self.insert_logs(id, lines).await;
+        }
         let op = || format!("append {} log lines to deployment {id}", lines.len());
         let count = i64::try_from(lines.len()).unwrap_or(i64::MAX);
-        if lines.len() <= PG_INSERT_LINES {
-            return self.insert_logs(&op(), id, count, lines).await;
-        }
         let mut tx = self
             .pool
             .begin()
@@ -462,30 +464,25 @@ impl PgStore {
     /// numbers taken and the rows inserted together, so the deployment's row is
     /// locked only for the statement and concurrent appenders still get
     /// disjoint ranges. `None` from the statement: no such deployment.
-    async fn insert_logs(
-        &self,
-        op: &str,
-        id: i64,
-        count: i64,
-        lines: &[NewLogLine],
-    ) -> Result<i64> {
+    async fn insert_logs(&self, id: i64, lines: &[NewLogLine]) -> Result<i64> {
+        let count = i64::try_from(lines.len()).unwrap_or(i64::MAX);
         let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
         let texts: Vec<String> = lines
             .iter()
             .map(|l| common::clean_line(&l.line).into_owned())
             .collect();
         let ats: Vec<DateTime<Utc>> = lines.iter().map(|l| l.at).collect();
-        let last: Option<i64> = sqlx::query_scalar(
-            "WITH seq AS ( \
-                 UPDATE deployments SET log_seq = log_seq + $2 WHERE id = $1 RETURNING log_seq \
-             ), rows AS ( \
+        let last: Option<i64> = sqlx::query_scalar(concat!(
+            "WITH seq AS (",
+            reserve_log_seqs_sql!(),
+            "), rows AS ( \
                  INSERT INTO deployment_logs (deployment_id, seq, stream, line, at) \
                  SELECT $1, seq.log_seq - $2 + l.n, l.stream, l.line, l.at \
                  FROM seq, unnest($3::text[], $4::text[], $5::timestamptz[]) \
                       WITH ORDINALITY AS l(stream, line, at, n) \
              ) \
              SELECT log_seq FROM seq",
-        )
+        ))
         .bind(id)
         .bind(count)
         .bind(&streams)
@@ -493,7 +490,10 @@ impl PgStore {
         .bind(&ats)
         .fetch_optional(&self.pool)
         .await
-        .map_err(|e| StoreError::db(op, e))?;
+        .map_err(|e| {
+            let op = format!("append {count} log lines to deployment {id}");
+            StoreError::db(op, e)
+        })?;
         last.ok_or_else(|| StoreError::not_found(format!("deployment {id}")))
     }
 

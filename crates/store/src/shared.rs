@@ -244,9 +244,7 @@ macro_rules! impl_store_with {
                     id: i64,
                     count: i64,
                 ) -> Result<i64> {
-                    let last: Option<i64> = sqlx::query_scalar(
-                        "UPDATE deployments SET log_seq = log_seq + $2 WHERE id = $1 RETURNING log_seq",
-                    )
+                    let last: Option<i64> = sqlx::query_scalar($crate::common::reserve_log_seqs_sql!())
                     .bind(id)
                     .bind(count)
                     .fetch_optional(&mut *conn)
