@@ -14,6 +14,9 @@ use crate::util::{self, CpuMark, FasengCmd, Http, Memory};
 
 use super::*;
 
+/// The environments of the web tier's warm-up burst.
+pub(super) const WARM_UP_PREFIX: &str = "webwarm-";
+
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn faseng_phases(
     opts: &Options,
@@ -167,7 +170,6 @@ async fn pickup_and_web_tier(
         let _ = std::fs::remove_dir_all(&workdir);
         d.pickup_tmpfs = Some(result?);
     }
-    analyze(opts, pool, d).await?;
 
     // The web tier alone (`faseng serve --workers 0`), in rounds, each right
     // after its baseline; then the same without GitHub credentials (no status
@@ -178,6 +180,9 @@ async fn pickup_and_web_tier(
             cmd.github = None;
         }
         let (web, _) = cmd.start(log, http).await?;
+        if !intake_only {
+            warm_up(opts, repo, http, hook, ids, pool, d).await?;
+        }
         let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
         let prefix = if intake_only { "webintake" } else { "web" };
         let result = async {
@@ -233,9 +238,34 @@ async fn pickup_and_web_tier(
     Ok(())
 }
 
+/// The web tier's warm-up, not measured: one burst of the rounds' size, so
+/// that the rounds measure a service that has been running (its pool's
+/// connections open, its statements prepared) on tables of a running
+/// installation's size, then [`analyze`]. See BENCHMARKS.md ("Fresh tables").
+async fn warm_up(
+    opts: &Options,
+    repo: &Repo,
+    http: &Http,
+    hook: &str,
+    ids: &mut impl Iterator<Item = i64>,
+    pool: &PgPool,
+    d: &mut Details,
+) -> anyhow::Result<()> {
+    let warm = burst(opts, repo, http, hook, ids, WARM_UP_PREFIX).await?;
+    if warm.accepted() != opts.webhooks {
+        bail!(
+            "the warm-up burst had answers other than 201: {:?}",
+            warm.statuses
+        );
+    }
+    analyze(opts, pool, d).await
+}
+
 /// Statistics for the planner, unless `--no-analyze`. A running installation's
 /// tables have them (autovacuum keeps them); a fresh scratch database has none
-/// until autovacuum first visits it. See BENCHMARKS.md ("Fresh tables").
+/// until autovacuum first visits it, and statistics taken of a few rows make
+/// the planner scan whole tables once they hold thousands (the queue's and
+/// the outbox's look-ups by id). See BENCHMARKS.md ("Fresh tables").
 async fn analyze(opts: &Options, pool: &PgPool, d: &mut Details) -> anyhow::Result<()> {
     if !opts.no_analyze {
         sqlx::query("ANALYZE").execute(pool).await?;

@@ -235,10 +235,34 @@ pub async fn log_lines_need_their_deployment_and_go_with_it(h: &Harness) {
             .await
             .expect("append");
     }
+    let kept_events = store
+        .outbox_for_deployment(kept.id)
+        .await
+        .expect("kept's events")
+        .len();
+    assert!(kept_events > 0, "a queued deployment has outbox events");
     h.checker().delete_deployment(gone.id).await;
     assert_eq!(h.checker().log_rows(gone.id).await, 0);
     assert_eq!(h.checker().log_rows(kept.id).await, 2);
     assert_eq!(store.log_count(kept.id).await.expect("count"), 2);
+    // Its notifications go with it (PostgreSQL: by the delete trigger, the outbox
+    // having no foreign key to check on every event), and no one else's.
+    assert!(
+        store
+            .outbox_for_deployment(gone.id)
+            .await
+            .expect("gone's events")
+            .is_empty(),
+        "a deleted deployment's outbox events are deleted"
+    );
+    assert_eq!(
+        store
+            .outbox_for_deployment(kept.id)
+            .await
+            .expect("kept's events")
+            .len(),
+        kept_events
+    );
 }
 
 pub async fn concurrent_log_appenders_get_disjoint_sequences(h: &Harness) {
