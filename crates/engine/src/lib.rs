@@ -11,6 +11,7 @@ pub mod hygiene;
 mod jobtree;
 mod lease;
 mod logsink;
+mod lowfs;
 pub mod metrics;
 pub mod ops;
 pub mod policy;

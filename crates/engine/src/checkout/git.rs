@@ -80,6 +80,11 @@ impl GitEnv {
         })
     }
 
+    /// How far below faseng this checkout's work runs.
+    pub(crate) fn priority(&self) -> crate::priority::Priority {
+        self.priority
+    }
+
     /// The private `HOME`.
     pub fn home(&self) -> &Path {
         self.home.path()

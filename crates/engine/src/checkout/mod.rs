@@ -130,16 +130,45 @@ impl Mirrors {
         }
         check_url(&source.url, "the clone URL")?;
         // Lives until the end of this call: every git below runs with it as
-        // HOME, and dropping it removes it.
-        let env = GitEnv::new(source, dir)?;
-        mirror::prepare_root(&self.root, self.reader_gid.is_some())
-            .map_err(|e| format!("cannot use the mirrors' folder: {e}"))?;
+        // HOME, and dropping it removes it. Made (and removed) below the
+        // control plane, as the tree is (`lowfs.rs`).
+        let (made_for, made_in, root, passable) = (
+            source.clone(),
+            dir.to_path_buf(),
+            self.root.clone(),
+            self.reader_gid.is_some(),
+        );
+        let env = crate::lowfs::below(source.priority, move || {
+            let env = GitEnv::new(&made_for, &made_in)?;
+            mirror::prepare_root(&root, passable)
+                .map_err(|e| format!("cannot use the mirrors' folder: {e}"))?;
+            Ok::<_, String>(env)
+        })
+        .await
+        .map_err(|e| format!("cannot make the checkout's private HOME: {e}"))??;
+        let checked = self
+            .checkout_with(&env, source, git_ref, sha, dir, notes)
+            .await;
+        let _ = crate::lowfs::below(source.priority, move || drop(env)).await;
+        checked
+    }
+
+    /// [`Mirrors::checkout`] with git's environment made.
+    async fn checkout_with(
+        &self,
+        env: &GitEnv,
+        source: &Source,
+        git_ref: &str,
+        sha: Option<&str>,
+        dir: &Path,
+        notes: &mut Vec<String>,
+    ) -> Result<Checkout, String> {
         let job = job_name(dir);
         let m = Mirror::of(&self.root, &source.url);
         let (sha, mut fetched, mut took) = self
-            .pinned_tree(&env, &m, source, git_ref, sha, dir, &job, notes)
+            .pinned_tree(env, &m, source, git_ref, sha, dir, &job, notes)
             .await?;
-        for sub in tree::submodules(&env, dir).await? {
+        for sub in tree::submodules(env, dir).await? {
             match self
                 .submodule(source, git_ref, dir, &sub, &job, notes)
                 .await

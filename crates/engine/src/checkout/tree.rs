@@ -29,12 +29,22 @@ pub(super) async fn build(
     sha: &str,
     dir: &Path,
 ) -> Result<(), Failure> {
-    write_repository(mirror, url, sha, dir).map_err(|e| {
-        Failure::Other(format!(
-            "cannot make the job's tree in {}: {e}",
-            dir.display()
-        ))
-    })?;
+    // Directories and files made below the control plane (`lowfs.rs`).
+    let (m, u, s, d) = (
+        mirror.to_path_buf(),
+        url.to_string(),
+        sha.to_string(),
+        dir.to_path_buf(),
+    );
+    crate::lowfs::below(env.priority(), move || write_repository(&m, &u, &s, &d))
+        .await
+        .and_then(|made| made)
+        .map_err(|e| {
+            Failure::Other(format!(
+                "cannot make the job's tree in {}: {e}",
+                dir.display()
+            ))
+        })?;
     git(env, Some(dir), &["checkout", "--quiet", "--detach", sha])
         .await
         .map_err(|e| damaged_or(e, &format!("git checkout of {sha} failed")))?;

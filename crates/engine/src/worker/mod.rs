@@ -242,9 +242,18 @@ async fn run_job(
     .await;
     log.close().await;
     cfg.mirrors().release(&workdir).await;
-    if workdir.exists()
-        && let Err(e) = tokio::fs::remove_dir_all(&workdir).await
-    {
+    // Below the control plane, as the tree was made (`lowfs.rs`).
+    let removing = workdir.clone();
+    let removed = crate::lowfs::below(cfg.priority, move || {
+        if std::fs::symlink_metadata(&removing).is_ok() {
+            std::fs::remove_dir_all(&removing)
+        } else {
+            Ok(())
+        }
+    })
+    .await
+    .and_then(|removed| removed);
+    if let Err(e) = removed {
         tracing::warn!(deployment = id, error = %e, "could not remove the checkout");
     }
     if lost.load(Ordering::SeqCst) {
