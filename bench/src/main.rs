@@ -85,8 +85,9 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         starts: usize,
         /// Rounds of the web-tier burst, each after its own baseline burst
-        /// (the figure is the median).
-        #[arg(long, default_value_t = 2)]
+        /// (the figure is the median: with three, one round disturbed by the
+        /// machine moves it neither way).
+        #[arg(long, default_value_t = 3)]
         rounds: usize,
         /// Where to write the JSON results.
         #[arg(long)]
