@@ -180,9 +180,7 @@ async fn pickup_and_web_tier(
             cmd.github = None;
         }
         let (web, _) = cmd.start(log, http).await?;
-        if !intake_only {
-            warm_up(opts, repo, http, hook, ids, pool, d).await?;
-        }
+        warm_up(opts, repo, http, hook, ids, pool, d).await?;
         let rounds = if intake_only { 1 } else { opts.rounds.max(1) };
         let prefix = if intake_only { "webintake" } else { "web" };
         let result = async {
@@ -238,7 +236,7 @@ async fn pickup_and_web_tier(
     Ok(())
 }
 
-/// The web tier's warm-up, not measured: one burst of the rounds' size, so
+/// A web tier's warm-up, not measured: one burst of the rounds' size, so
 /// that the rounds measure a service that has been running (its pool's
 /// connections open, its statements prepared) on tables of a running
 /// installation's size, then [`analyze`]. See BENCHMARKS.md ("Fresh tables").

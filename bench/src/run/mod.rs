@@ -333,10 +333,10 @@ async fn measure(opts: &Options, dir: &Path) -> anyhow::Result<(Figures, Details
     let gh = FakeGitHub::start().await;
     gh.add_repo(fixture::REPO, "main");
     let paced_total = (opts.paced_rate * opts.paced_secs).round() as usize;
-    // Pickup (twice), the web tier's warm-up and rounds, the intake round and
-    // the full burst, three paced runs, the log deployment.
+    // Pickup (twice), the web tier's warm-up and rounds, the intake's warm-up
+    // and round, the full burst, three paced runs, the log deployment.
     let needed =
-        2 * opts.pickup_samples + (opts.rounds.max(1) + 3) * opts.webhooks + 3 * paced_total + 1;
+        2 * opts.pickup_samples + (opts.rounds.max(1) + 4) * opts.webhooks + 3 * paced_total + 1;
     let ids: Vec<i64> = (0..needed)
         .map(|_| gh.seed_deployment(fixture::REPO, "main", "staging", "bench"))
         .collect();
