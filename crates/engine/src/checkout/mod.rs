@@ -146,54 +146,42 @@ impl Mirrors {
         })
         .await
         .map_err(|e| format!("cannot make the checkout's private HOME: {e}"))??;
-        let checked = self
-            .checkout_with(&env, source, git_ref, sha, dir, notes)
-            .await;
+        let checked = async {
+            let job = job_name(dir);
+            let m = Mirror::of(&self.root, &source.url);
+            let (sha, mut fetched, mut took) = self
+                .pinned_tree(&env, &m, source, git_ref, sha, dir, &job, notes)
+                .await?;
+            for sub in tree::submodules(&env, dir).await? {
+                match self
+                    .submodule(source, git_ref, dir, &sub, &job, notes)
+                    .await
+                {
+                    Ok((f, t)) => {
+                        if let Some(f) = f {
+                            fetched = Some(fetched.unwrap_or_default() + f);
+                        }
+                        took += t;
+                    }
+                    // Before mirrors, submodules were never checked out: one that
+                    // cannot be (an ssh URL faseng has no key for, a path refused)
+                    // is left empty, as then, and the log says why.
+                    Err(why) => notes.push(format!(
+                        "==> submodule `{}` not checked out: {why}",
+                        sub.path
+                    )),
+                }
+            }
+            Ok(Checkout {
+                dir: dir.to_path_buf(),
+                sha,
+                fetched,
+                tree: took,
+            })
+        }
+        .await;
         let _ = crate::lowfs::below(source.priority, move || drop(env)).await;
         checked
-    }
-
-    /// [`Mirrors::checkout`] with git's environment made.
-    async fn checkout_with(
-        &self,
-        env: &GitEnv,
-        source: &Source,
-        git_ref: &str,
-        sha: Option<&str>,
-        dir: &Path,
-        notes: &mut Vec<String>,
-    ) -> Result<Checkout, String> {
-        let job = job_name(dir);
-        let m = Mirror::of(&self.root, &source.url);
-        let (sha, mut fetched, mut took) = self
-            .pinned_tree(env, &m, source, git_ref, sha, dir, &job, notes)
-            .await?;
-        for sub in tree::submodules(env, dir).await? {
-            match self
-                .submodule(source, git_ref, dir, &sub, &job, notes)
-                .await
-            {
-                Ok((f, t)) => {
-                    if let Some(f) = f {
-                        fetched = Some(fetched.unwrap_or_default() + f);
-                    }
-                    took += t;
-                }
-                // Before mirrors, submodules were never checked out: one that
-                // cannot be (an ssh URL faseng has no key for, a path refused)
-                // is left empty, as then, and the log says why.
-                Err(why) => notes.push(format!(
-                    "==> submodule `{}` not checked out: {why}",
-                    sub.path
-                )),
-            }
-        }
-        Ok(Checkout {
-            dir: dir.to_path_buf(),
-            sha,
-            fetched,
-            tree: took,
-        })
     }
 
     /// Checks out submodule `sub` of the tree in `dir` from its own mirror,
