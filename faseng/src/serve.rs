@@ -268,6 +268,14 @@ fn engine_config(args: &Args, apps: Option<Arc<Apps>>) -> anyhow::Result<EngineC
         nice: args.provider_nice,
         io: args.provider_io,
     };
+    cfg.worker_nice = args.worker_nice.min(args.provider_nice);
+    if cfg.worker_nice < args.worker_nice {
+        tracing::warn!(
+            worker_nice = args.worker_nice,
+            provider_nice = args.provider_nice,
+            "FASENG_WORKER_NICE is above FASENG_PROVIDER_NICE: the workers run at the providers' niceness, never below them"
+        );
+    }
     cfg.guard = Some(
         chima_engine::GuardProgram::this_binary()
             .context("cannot find faseng's own binary to run providers under its guard")?,

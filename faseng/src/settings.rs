@@ -146,6 +146,20 @@ pub struct Args {
     )]
     pub provider_nice: u8,
 
+    /// The niceness of the workers' own work (claims, lease renewals, a job's log and
+    /// processes, the guards): between the web tier (faseng's own) and the providers,
+    /// so that acknowledgements come first and renewals still come before any deploy.
+    /// 0 keeps them at faseng's own; never below the providers (capped at
+    /// `FASENG_PROVIDER_NICE`).
+    #[arg(
+        long,
+        env = "FASENG_WORKER_NICE",
+        default_value_t = 5,
+        value_parser = chima_engine::priority::Priority::parse_nice,
+        global = true
+    )]
+    pub worker_nice: u8,
+
     /// The I/O class providers and git run in: `best-effort:0` to `best-effort:7`
     /// (the lowest best-effort level), `idle`, or `unchanged`.
     #[arg(

@@ -7,6 +7,7 @@
 mod admission;
 pub mod approval;
 mod checkout;
+mod control;
 pub mod hygiene;
 mod jobtree;
 mod lease;
@@ -120,6 +121,11 @@ pub struct EngineConfig {
     /// How far below faseng providers and git run (`FASENG_PROVIDER_NICE`,
     /// `FASENG_PROVIDER_IO`).
     pub priority: priority::Priority,
+    /// The niceness of the workers' own work (`FASENG_WORKER_NICE`): claims, lease
+    /// renewals, log handling and the guards. Above 0, the workers run on threads
+    /// of their own at that niceness, between the web tier (faseng's own) and the
+    /// providers; 0 runs them on the caller's runtime (chima's embedded default).
+    pub worker_nice: u8,
     /// Variables of faseng's environment every provider also gets: `SSH_AUTH_SOCK`
     /// when faseng has one, so that keys held by an ssh-agent work.
     pub passthrough_env: Vec<(String, String)>,
@@ -157,6 +163,7 @@ impl EngineConfig {
             metrics: Arc::default(),
             run_as: None,
             priority: priority::Priority::default(),
+            worker_nice: 0,
             passthrough_env: std::env::var("SSH_AUTH_SOCK")
                 .ok()
                 .filter(|s| !s.is_empty())
@@ -297,20 +304,26 @@ pub struct Engine {
     shutdown: watch::Sender<bool>,
     abort: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    /// The workers' own runtime, when they run below the caller (`worker_nice`).
+    _runtime: control::WorkerRuntime,
 }
 
 impl Engine {
-    /// Starts `cfg.workers` workers on `store`.
+    /// Starts `cfg.workers` workers on `store`: on threads of their own at
+    /// `cfg.worker_nice` when it is above 0 (and such threads can be made),
+    /// otherwise on the caller's runtime.
     pub fn start(store: Arc<dyn Store>, cfg: EngineConfig) -> Engine {
+        let runtime = control::WorkerRuntime::new(cfg.worker_nice);
+        let on = runtime.handle();
         let cfg = Arc::new(cfg);
         let (shutdown, rx) = watch::channel(false);
         let (abort, abort_rx) = watch::channel(false);
         // Nothing is claimed before what a dead predecessor left is gone.
         let (swept_tx, swept) = watch::channel(false);
-        tokio::spawn(sweep_first(store.clone(), cfg.clone(), swept_tx));
+        on.spawn(sweep_first(store.clone(), cfg.clone(), swept_tx));
         let workers = (0..cfg.workers.max(1))
             .map(|n| {
-                tokio::spawn(worker::supervise(
+                on.spawn(worker::supervise(
                     n,
                     store.clone(),
                     cfg.clone(),
@@ -324,6 +337,7 @@ impl Engine {
             shutdown,
             abort,
             workers,
+            _runtime: runtime,
         }
     }
 

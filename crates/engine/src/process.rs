@@ -216,7 +216,7 @@ async fn run_guarded(
         .stderr(Stdio::piped())
         // Its own group: a Ctrl-C or a signal to faseng's group does not reach it.
         .process_group(0);
-    // At faseng's own priority, to fence on time (ARCHITECTURE.md, "Priorities"); by
+    // At the worker's priority, above the provider's, to fence on time (ARCHITECTURE.md, "Priorities"); by
     // its full path, so that the standard library need not fork faseng (spawn.rs).
     let mut child = cmd.spawn().map_err(|source| SpawnError::Start {
         program: format!("the guard ({})", guard.program.display()),

@@ -12,8 +12,9 @@
 //! nothing here asks for more than faseng has. faseng sets it on the one thread per
 //! priority that starts job processes (the engine's `spawn.rs`), which they inherit,
 //! so faseng's other threads keep theirs; under a guard, the guard passes it on to the
-//! provider and stays at faseng's priority itself, so that it still stops the provider
-//! on time on a busy machine.
+//! provider and stays at the priority of the worker that started it (faseng's
+//! `FASENG_WORKER_NICE`, always above the provider's), so that it still stops the
+//! provider on time on a busy machine.
 
 use std::fmt;
 use std::str::FromStr;

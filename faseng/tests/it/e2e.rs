@@ -197,31 +197,44 @@ async fn a_deployment_made_by_hubot_deploy_runs_unchanged() {
     );
 }
 
-#[tokio::test]
-async fn the_provider_runs_below_faseng_and_its_guard_does_not() {
-    // The script reports its own priority and its parent's: the guard (`faseng-guard`,
-    // the small binary beside faseng's), which must keep faseng's so that it stops the provider on time on a busy machine.
+/// Deploys a script that reports its own priority, its parent's (the guard,
+/// `faseng-guard`, the small binary beside faseng's, started by a worker) and
+/// faseng's main thread's (the web tier's), with `env` set for faseng; the log's lines.
+async fn priorities_seen(env: &[(&str, &str)]) -> Vec<String> {
     let script = "#!/bin/sh\n\
         echo \"provider niceness $(nice) io $(ionice -p $$)\"\n\
         echo \"parent $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"\n\
-        echo \"parent niceness $(cut -d' ' -f19 /proc/$PPID/stat)\"\n";
-    let env = [
-        ("FASENG_PROVIDER_NICE", "15"),
-        ("FASENG_PROVIDER_IO", "idle"),
-    ];
-    let (_gh, f, _, id) = deploy_via_webhook_with(script, json!({}), &env).await;
+        echo \"parent niceness $(cut -d' ' -f19 /proc/$PPID/stat)\"\n\
+        faseng=$(cut -d' ' -f4 /proc/$PPID/stat)\n\
+        echo \"faseng $(tr '\\0' ' ' < /proc/$faseng/cmdline)\"\n\
+        echo \"faseng niceness $(cut -d' ' -f19 /proc/$faseng/stat)\"\n";
+    let (_gh, f, _, id) = deploy_via_webhook_with(script, json!({}), env).await;
     let done = f.wait_done(id).await;
     assert_eq!(done.state, DeploymentState::Succeeded, "{:?}", done.reason);
-    let log: Vec<String> = f
-        .store
+    f.store
         .read_logs(id, 0, 1000)
         .await
         .unwrap()
         .into_iter()
         .map(|l| l.line)
-        .collect();
+        .collect()
+}
+
+/// The niceness of a process this test starts: the test's own.
+fn own_niceness() -> i32 {
     let own = std::process::Command::new("nice").output().unwrap();
-    let own: i32 = String::from_utf8_lossy(&own.stdout).trim().parse().unwrap();
+    String::from_utf8_lossy(&own.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test]
+async fn the_provider_runs_below_the_workers_and_they_below_the_web_tier() {
+    let log = priorities_seen(&[
+        ("FASENG_PROVIDER_NICE", "15"),
+        ("FASENG_PROVIDER_IO", "idle"),
+        ("FASENG_WORKER_NICE", "3"),
+    ])
+    .await;
+    let own = own_niceness();
     assert!(
         log.contains(&format!("provider niceness {} io idle", own.max(15))),
         "{log:#?}"
@@ -231,7 +244,36 @@ async fn the_provider_runs_below_faseng_and_its_guard_does_not() {
             .any(|l| l.starts_with("parent ") && l.contains("/faseng-guard --status ")),
         "the provider runs under the guard's own binary: {log:#?}"
     );
-    assert!(log.contains(&format!("parent niceness {own}")), "{log:#?}");
+    // The guard keeps the worker's priority, above the provider's, so that it stops
+    // the provider on time on a busy machine.
+    assert!(
+        log.contains(&format!("parent niceness {}", own.max(3))),
+        "the guard runs at the workers' niceness: {log:#?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with("faseng ") && !l.contains("guard")),
+        "the guard's parent is faseng: {log:#?}"
+    );
+    assert!(
+        log.contains(&format!("faseng niceness {own}")),
+        "faseng's web tier keeps its priority: {log:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_workers_never_run_below_their_providers() {
+    let log = priorities_seen(&[("FASENG_PROVIDER_NICE", "7"), ("FASENG_WORKER_NICE", "12")]).await;
+    let own = own_niceness();
+    assert!(
+        log.iter()
+            .any(|l| l.starts_with(&format!("provider niceness {} ", own.max(7)))),
+        "{log:#?}"
+    );
+    assert!(
+        log.contains(&format!("parent niceness {}", own.max(7))),
+        "the guard (a worker's) is capped at the providers' niceness: {log:#?}"
+    );
 }
 
 #[test]
@@ -239,6 +281,7 @@ fn a_priority_out_of_range_stops_faseng_with_what_is_allowed() {
     for (name, value, says) in [
         ("FASENG_PROVIDER_NICE", "20", "0 (unchanged) to 19"),
         ("FASENG_PROVIDER_NICE", "-5", "0 (unchanged) to 19"),
+        ("FASENG_WORKER_NICE", "20", "0 (unchanged) to 19"),
         (
             "FASENG_PROVIDER_IO",
             "realtime:0",
