@@ -73,14 +73,14 @@ impl Drop for WorkerRuntime {
     }
 }
 
-/// Sets the calling thread's niceness (only ever lowered: `nice` is 1 to 19, and a
-/// thread may always lower its own priority). A failure leaves the thread at
-/// faseng's priority, which is how the workers ran before.
-#[allow(unsafe_code)]
+/// Lowers the calling thread to `nice` with the providers' own mechanism (only ever
+/// lowered; a failure leaves the thread at faseng's priority, as the workers ran before).
 fn lower_this_thread(nice: u8) {
-    // SAFETY: setpriority takes plain integers and touches no memory; on Linux,
-    // PRIO_PROCESS with who = 0 names the calling thread.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(nice)) };
+    crate::priority::Priority {
+        nice,
+        io: crate::priority::IoClass::Unchanged,
+    }
+    .apply_to_self();
 }
 
 #[cfg(test)]
