@@ -17,12 +17,19 @@
 //! the group) and the caller finds the row that was there. When a group statement
 //! fails for any reason, its creations are tried again one by one, so that each
 //! gets its own answer and one bad row never fails the others.
+//!
+//! Each lane has a connection of its own, outside the pool ([`LaneConn`]): a
+//! webhook's creation is one round trip with PostgreSQL, not the pool's three.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use sqlx::PgPool;
+use std::time::Duration;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::Result;
 use crate::common::{deployment_columns, new_deployment_columns};
@@ -46,6 +53,9 @@ const LANES: usize = 6;
 struct Pending {
     new: NewDeployment,
     reply: oneshot::Sender<Result<Option<Deployment>>>,
+    /// When it was queued: a lane waits for PostgreSQL at most [`CONNECT_TIMEOUT`]
+    /// from the oldest creation of its group, not from when the group's turn came.
+    since: Instant,
 }
 
 /// The lanes of one store: a queue and a task each, started on first use.
@@ -114,7 +124,11 @@ impl Group {
     ) -> Result<Option<Deployment>> {
         let (reply, answer) = oneshot::channel();
         let lane = lane_of(&new);
-        let pending = Pending { new, reply };
+        let pending = Pending {
+            new,
+            reply,
+            since: Instant::now(),
+        };
         let pending = match self.queue(pool, lock_class, lane) {
             Some(tx) => match tx.send(pending) {
                 Ok(()) => {
@@ -170,8 +184,22 @@ impl Group {
     }
 }
 
-/// One lane: takes what is queued (up to [`MAX_GROUP`]), stores it, answers.
+/// How long a lane keeps trying to connect, as the pool kept trying within its acquire
+/// timeout: a PostgreSQL restart or failover shorter than this costs webhooks a wait,
+/// not a 503 (GitHub does not redeliver a failed webhook by itself); a longer outage
+/// answers 503 before GitHub's 10 s delivery timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One lane: takes what is queued (up to [`MAX_GROUP`]), stores it on the lane's
+/// own connection, answers.
 async fn lane(pool: PgPool, lock_class: i32, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut conn = LaneConn {
+        options: (*pool.connect_options()).clone(),
+        live: None,
+    };
+    // Connected ahead, as the announcer is: a new connection (TLS, authentication)
+    // costs more than the statement it would carry.
+    let _ = conn.get(Instant::now() + CONNECT_TIMEOUT).await;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_GROUP {
@@ -180,21 +208,102 @@ async fn lane(pool: PgPool, lock_class: i32, mut rx: mpsc::UnboundedReceiver<Pen
                 Err(_) => break,
             }
         }
-        store(&pool, lock_class, batch).await;
+        store(&mut conn, lock_class, batch).await;
     }
 }
 
-async fn store(pool: &PgPool, lock_class: i32, mut batch: Vec<Pending>) {
+/// A lane's connection: its own, outside the pool. sqlx's pool sends a round trip
+/// (`Sync`, answered by `ReadyForQuery`) when it lends a connection and another when
+/// it takes it back, so a creation through the pool cost three round trips with its
+/// backend, each a wake-up that waits for a CPU on a busy machine; on its own
+/// connection a creation costs one. A connection found broken (the server restarted,
+/// something on the way dropped it) is replaced and the statement sent once more:
+/// a creation is idempotent (`ON CONFLICT DO NOTHING` on the source key and the
+/// GitHub id), so one that committed before its answer was lost finds its row the
+/// second time, as a redelivery would.
+struct LaneConn {
+    options: PgConnectOptions,
+    live: Option<PgConnection>,
+}
+
+impl LaneConn {
+    /// The connection, made first if there is none: tried again, with a growing pause,
+    /// until `deadline`.
+    async fn get(
+        &mut self,
+        deadline: Instant,
+    ) -> std::result::Result<&mut PgConnection, sqlx::Error> {
+        let conn = match self.live.take() {
+            Some(c) => c,
+            None => self.connect(deadline).await?,
+        };
+        Ok(self.live.insert(conn))
+    }
+
+    async fn connect(&self, deadline: Instant) -> std::result::Result<PgConnection, sqlx::Error> {
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let error =
+                match tokio::time::timeout(left, PgConnection::connect_with(&self.options)).await {
+                    Ok(Ok(conn)) => return Ok(conn),
+                    Ok(Err(e)) => e,
+                    Err(_) => sqlx::Error::PoolTimedOut,
+                };
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(error);
+            }
+            tokio::time::sleep(pause.min(left)).await;
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// After `e`: forgets the connection when `e` says it is broken, and says so.
+    fn broken(&mut self, e: &sqlx::Error) -> bool {
+        let broken = match e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // Connection exceptions (08) and the server shutting down (57P01-57P03).
+            sqlx::Error::Database(d) => d
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+            _ => false,
+        };
+        if broken {
+            self.live = None;
+        }
+        broken
+    }
+}
+
+async fn store(conn: &mut LaneConn, lock_class: i32, mut batch: Vec<Pending>) {
+    let deadline = batch
+        .iter()
+        .map(|p| p.since)
+        .min()
+        .unwrap_or_else(Instant::now)
+        + CONNECT_TIMEOUT;
     if batch.len() == 1 {
         if let Some(p) = batch.pop() {
-            let _ = p.reply.send(single(pool, lock_class, &p.new).await);
+            let _ = p
+                .reply
+                .send(single_on(conn, deadline, lock_class, &p.new).await);
         }
         return;
     }
     // Rows in source-key order: two groups holding duplicates of each other's
     // rows then wait on them in one order, never in a cycle.
     batch.sort_by(|a, b| a.new.source_key.cmp(&b.new.source_key));
-    match together(pool, lock_class, &batch).await {
+    let mut result = together_on(conn, deadline, lock_class, &batch).await;
+    if let Err(e) = &result
+        && conn.broken(e)
+    {
+        result = together_on(conn, deadline, lock_class, &batch).await;
+    }
+    match result {
         Ok(rows) => {
             let mut by_key: HashMap<String, Deployment> = rows
                 .into_iter()
@@ -206,15 +315,49 @@ async fn store(pool: &PgPool, lock_class: i32, mut batch: Vec<Pending>) {
             }
         }
         Err(e) => {
+            conn.broken(&e);
             tracing::debug!(error = %e, rows = batch.len(), "a group of creations failed; storing them one by one");
             for p in batch {
-                let answer = single(pool, lock_class, &p.new).await;
+                let answer = single_on(conn, deadline, lock_class, &p.new).await;
                 let _ = p.reply.send(answer);
             }
         }
     }
 }
 
+/// [`single`] on the lane's connection, once more on a new one if it was broken.
+async fn single_on(
+    conn: &mut LaneConn,
+    deadline: Instant,
+    lock_class: i32,
+    new: &NewDeployment,
+) -> Result<Option<Deployment>> {
+    let mut result = single_once(conn, deadline, lock_class, new).await;
+    if let Err(e) = &result
+        && conn.broken(e)
+    {
+        result = single_once(conn, deadline, lock_class, new).await;
+    }
+    if let Err(e) = &result {
+        conn.broken(e);
+    }
+    result.map_err(|e| StoreError::db(format!("create deployment {:?}", new.source_key), e))
+}
+
+async fn single_once(
+    conn: &mut LaneConn,
+    deadline: Instant,
+    lock_class: i32,
+    new: &NewDeployment,
+) -> std::result::Result<Option<Deployment>, sqlx::Error> {
+    let c = conn.get(deadline).await?;
+    crate::PgStore::insert_query(SINGLE_SQL, new)
+        .bind(lock_class)
+        .fetch_optional(c)
+        .await
+}
+
+/// One creation alone through the pool (when the lanes are stopped).
 async fn single(pool: &PgPool, lock_class: i32, new: &NewDeployment) -> Result<Option<Deployment>> {
     crate::PgStore::insert_query(SINGLE_SQL, new)
         .bind(lock_class)
@@ -223,8 +366,18 @@ async fn single(pool: &PgPool, lock_class: i32, new: &NewDeployment) -> Result<O
         .map_err(|e| StoreError::db(format!("create deployment {:?}", new.source_key), e))
 }
 
+async fn together_on(
+    conn: &mut LaneConn,
+    deadline: Instant,
+    lock_class: i32,
+    batch: &[Pending],
+) -> std::result::Result<Vec<Deployment>, sqlx::Error> {
+    let c = conn.get(deadline).await?;
+    together(c, lock_class, batch).await
+}
+
 async fn together(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     lock_class: i32,
     batch: &[Pending],
 ) -> std::result::Result<Vec<Deployment>, sqlx::Error> {
@@ -265,6 +418,6 @@ async fn together(
         )
         .bind(batch.iter().map(|p| p.new.timeout_secs).collect::<Vec<_>>())
         .bind(lock_class)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await
 }

@@ -372,3 +372,38 @@ pub async fn many_creations_at_once_are_each_stored_once(h: &Harness) {
     assert_eq!(burst, 96, "every creation stored once, no more");
     store.close().await;
 }
+
+/// The server ends the store's connections (a restart, a proxy's idle cut) between
+/// two webhooks: the next creation is stored all the same, as new, and a redelivery
+/// of the first still finds its deployment. On PostgreSQL creations go through
+/// connections of their own (`group.rs`), which no pool checks before use; a dead one
+/// must cost a reconnection, never a refused webhook (a 503 that GitHub does not
+/// redeliver by itself).
+pub async fn a_creation_after_the_server_dropped_the_connections_is_stored(h: &Harness) {
+    let store: Arc<dyn Store> = h.other_store(4).await;
+    let first = store
+        .create_deployment(request("before-drop", "web", "production"))
+        .await
+        .expect("the first creation");
+    assert!(!first.already_existed);
+    let ended = h.checker().drop_other_connections().await;
+    if h.kind == crate::harness::Kind::Postgres {
+        assert!(ended >= 1, "the store's connections were ended ({ended})");
+    }
+    for (i, environment) in ENVIRONMENTS.iter().enumerate() {
+        let created = store
+            .create_deployment(request(&format!("after-drop-{i}"), "web", environment))
+            .await
+            .unwrap_or_else(|e| panic!("a creation after the drop was refused: {e}"));
+        assert!(!created.already_existed, "after-drop-{i} is new");
+    }
+    let again = store
+        .create_deployment(request("before-drop", "web", "production"))
+        .await
+        .expect("a redelivery after the drop");
+    assert!(
+        again.already_existed,
+        "the redelivery finds the first deployment"
+    );
+    assert_eq!(again.deployment.id, first.deployment.id);
+}

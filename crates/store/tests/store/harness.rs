@@ -97,6 +97,22 @@ impl Checker {
         assert_eq!(done, 1, "one claim aged");
     }
 
+    /// Ends every other session on the store's database, as a server restart or a
+    /// proxy's idle cut does to a running service's connections (PostgreSQL; a SQLite
+    /// file has no server, so nothing happens). The number of sessions ended.
+    pub async fn drop_other_connections(&self) -> i64 {
+        match self {
+            Checker::Postgres(pool) => sqlx::query_scalar(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(pool)
+            .await
+            .expect("end the other sessions"),
+            Checker::Sqlite(_) => 0,
+        }
+    }
+
     async fn close(&self) {
         match self {
             Checker::Postgres(pool) => pool.close().await,

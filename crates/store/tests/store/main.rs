@@ -74,6 +74,7 @@ on_both_backends!(
     lifecycle::invalid_transitions_are_errors_and_change_nothing,
     claims::duplicate_creation_from_four_tasks_is_one_deployment,
     concurrency::many_creations_at_once_are_each_stored_once,
+    concurrency::a_creation_after_the_server_dropped_the_connections_is_stored,
     claims::fifo_within_environment_parallel_across,
     claims::queued_deployment_of_locked_environment_is_never_dropped,
     dry_runs::dry_runs_take_no_turn_and_real_deploys_keep_one_at_a_time,
