@@ -23,7 +23,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -144,7 +143,9 @@ impl Group {
             None => pending,
         };
         // No lanes (the store is closing): alone, here.
-        single(pool, lock_class, &pending.new).await
+        single(pool, lock_class, &pending.new)
+            .await
+            .map_err(|e| creation_failed(&pending.new, e))
     }
 
     /// Lane `n`'s sender, with the lanes started if they are not all running.
@@ -259,6 +260,33 @@ impl LaneConn {
         }
     }
 
+    /// Stores `what` on the connection; when the connection turns out broken (or
+    /// cannot be made), once more on a new one. A broken connection is never kept.
+    async fn store(
+        &mut self,
+        deadline: Instant,
+        lock_class: i32,
+        what: Creations<'_>,
+    ) -> std::result::Result<Vec<Deployment>, sqlx::Error> {
+        let mut tried = false;
+        loop {
+            let result = match self.get(deadline).await {
+                Ok(c) => match what {
+                    Creations::One(new) => single(c, lock_class, new)
+                        .await
+                        .map(|row| row.into_iter().collect()),
+                    Creations::Group(batch) => together(c, lock_class, batch).await,
+                },
+                Err(e) => Err(e),
+            };
+            match result {
+                // `broken` first: it forgets the connection whether or not we retry.
+                Err(e) if self.broken(&e) && !tried => tried = true,
+                done => return done,
+            }
+        }
+    }
+
     /// After `e`: forgets the connection when `e` says it is broken, and says so.
     fn broken(&mut self, e: &sqlx::Error) -> bool {
         let broken = match e {
@@ -280,12 +308,8 @@ impl LaneConn {
 }
 
 async fn store(conn: &mut LaneConn, lock_class: i32, mut batch: Vec<Pending>) {
-    let deadline = batch
-        .iter()
-        .map(|p| p.since)
-        .min()
-        .unwrap_or_else(Instant::now)
-        + CONNECT_TIMEOUT;
+    // The queue is first in, first out: the first is the oldest.
+    let deadline = batch.first().map_or_else(Instant::now, |p| p.since) + CONNECT_TIMEOUT;
     if batch.len() == 1 {
         if let Some(p) = batch.pop() {
             let _ = p
@@ -297,12 +321,9 @@ async fn store(conn: &mut LaneConn, lock_class: i32, mut batch: Vec<Pending>) {
     // Rows in source-key order: two groups holding duplicates of each other's
     // rows then wait on them in one order, never in a cycle.
     batch.sort_by(|a, b| a.new.source_key.cmp(&b.new.source_key));
-    let mut result = together_on(conn, deadline, lock_class, &batch).await;
-    if let Err(e) = &result
-        && conn.broken(e)
-    {
-        result = together_on(conn, deadline, lock_class, &batch).await;
-    }
+    let result = conn
+        .store(deadline, lock_class, Creations::Group(&batch))
+        .await;
     match result {
         Ok(rows) => {
             let mut by_key: HashMap<String, Deployment> = rows
@@ -315,7 +336,6 @@ async fn store(conn: &mut LaneConn, lock_class: i32, mut batch: Vec<Pending>) {
             }
         }
         Err(e) => {
-            conn.broken(&e);
             tracing::debug!(error = %e, rows = batch.len(), "a group of creations failed; storing them one by one");
             for p in batch {
                 let answer = single_on(conn, deadline, lock_class, &p.new).await;
@@ -325,55 +345,41 @@ async fn store(conn: &mut LaneConn, lock_class: i32, mut batch: Vec<Pending>) {
     }
 }
 
-/// [`single`] on the lane's connection, once more on a new one if it was broken.
+/// What a lane sends in one statement: a creation alone, or a group.
+#[derive(Clone, Copy)]
+enum Creations<'a> {
+    One(&'a NewDeployment),
+    Group(&'a [Pending]),
+}
+
+/// One creation alone on the lane's connection.
 async fn single_on(
     conn: &mut LaneConn,
     deadline: Instant,
     lock_class: i32,
     new: &NewDeployment,
 ) -> Result<Option<Deployment>> {
-    let mut result = single_once(conn, deadline, lock_class, new).await;
-    if let Err(e) = &result
-        && conn.broken(e)
-    {
-        result = single_once(conn, deadline, lock_class, new).await;
-    }
-    if let Err(e) = &result {
-        conn.broken(e);
-    }
-    result.map_err(|e| StoreError::db(format!("create deployment {:?}", new.source_key), e))
+    conn.store(deadline, lock_class, Creations::One(new))
+        .await
+        .map(|rows| rows.into_iter().next())
+        .map_err(|e| creation_failed(new, e))
 }
 
-async fn single_once(
-    conn: &mut LaneConn,
-    deadline: Instant,
+fn creation_failed(new: &NewDeployment, e: sqlx::Error) -> StoreError {
+    StoreError::db(format!("create deployment {:?}", new.source_key), e)
+}
+
+/// One creation alone, on a lane's connection or through the pool (when the lanes
+/// are stopped).
+async fn single<'e>(
+    db: impl sqlx::PgExecutor<'e>,
     lock_class: i32,
     new: &NewDeployment,
 ) -> std::result::Result<Option<Deployment>, sqlx::Error> {
-    let c = conn.get(deadline).await?;
     crate::PgStore::insert_query(SINGLE_SQL, new)
         .bind(lock_class)
-        .fetch_optional(c)
+        .fetch_optional(db)
         .await
-}
-
-/// One creation alone through the pool (when the lanes are stopped).
-async fn single(pool: &PgPool, lock_class: i32, new: &NewDeployment) -> Result<Option<Deployment>> {
-    crate::PgStore::insert_query(SINGLE_SQL, new)
-        .bind(lock_class)
-        .fetch_optional(pool)
-        .await
-        .map_err(|e| StoreError::db(format!("create deployment {:?}", new.source_key), e))
-}
-
-async fn together_on(
-    conn: &mut LaneConn,
-    deadline: Instant,
-    lock_class: i32,
-    batch: &[Pending],
-) -> std::result::Result<Vec<Deployment>, sqlx::Error> {
-    let c = conn.get(deadline).await?;
-    together(c, lock_class, batch).await
 }
 
 async fn together(
